@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# One idempotent setup for a fresh clone: system BLAS, npm packages, the native addon, and the
+# project-local tools folder. Called by `npm test`, `npm run demo` and `.ci/run`.
+# Each step checks first and only acts when something is missing or stale, so a warm run is a
+# few milliseconds of file tests and prints nothing. Every step it does run prints one line.
+#
+# Environment:
+#   ALIGN_SKIP_OPENBLAS=1  never try to install OpenBLAS (the addon then uses its own GEMM)
+#   ALIGN_SKIP_NATIVE=1    do not build the native addon (reference backend only)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"  # works when called from any cwd
+
+step="starting"
+say() { echo "setup: $*"; }
+warn() { echo "setup: WARNING: $*" >&2; }
+die() { echo "setup: ERROR: $*" >&2; exit 1; }
+# set -e stops on the first failing command; say which step it was.
+trap 'rc=$?; [[ $rc -eq 0 ]] || echo "setup: FAILED during: $step (exit $rc)" >&2' EXIT
+
+# --- Project-local tools folder (git-ignored). The Temporal CLI and versitygw will live here. ---
+mkdir -p .tools
+
+# --- OpenBLAS (libopenblas-dev): the native addon's GEMM. -------------------------------------
+step="OpenBLAS check"
+have_openblas() {
+  # ldconfig is in /sbin, which a non-root PATH may lack.
+  local ldc; ldc="$(command -v ldconfig || echo /sbin/ldconfig)"
+  # grep without -q reads all input: an early exit would SIGPIPE ldconfig and fail the pipeline.
+  [[ -x "$ldc" ]] && "$ldc" -p 2>/dev/null | grep 'libopenblas\.so\.0' >/dev/null
+}
+if [[ "${ALIGN_SKIP_OPENBLAS:-}" != 1 ]] && ! have_openblas; then
+  if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    warn "libopenblas.so.0 is missing and this is not root with apt-get; skipping it." \
+         "The native addon falls back to its own (slower) GEMM. To install: apt-get install -y libopenblas-dev"
+  else
+    step="installing OpenBLAS (apt-get)"
+    say "installing libopenblas-dev with apt-get (one-time)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null || die "apt-get update failed (set ALIGN_SKIP_OPENBLAS=1 to build without OpenBLAS)"
+    apt-get install -y -qq libopenblas-dev >/dev/null \
+      || die "apt-get install libopenblas-dev failed (set ALIGN_SKIP_OPENBLAS=1 to build without OpenBLAS)"
+    have_openblas || die "libopenblas-dev installed but libopenblas.so.0 is still not in the linker cache"
+  fi
+fi
+
+# --- npm packages: npm ci only when node_modules is missing or older than the lockfile. ---------
+step="npm ci"
+[[ -f package-lock.json ]] || die "package-lock.json is missing; run 'npm install' and commit it"
+# npm writes node_modules/.package-lock.json at the end of every install, so it marks a complete one.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  say "npm ci (node_modules missing or older than package-lock.json)"
+  npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed"
+fi
+
+# --- Native addon: kernels/native → build/Release/aligner_cpu.node. -----------------------------
+step="native addon build"
+native=kernels/native
+addon=$native/build/Release/aligner_cpu.node
+stamp=$native/build/.setup-stamp   # what the addon was built with; a change forces a rebuild
+if [[ "${ALIGN_SKIP_NATIVE:-}" == 1 ]]; then
+  :
+elif [[ ! -f $native/binding.gyp ]]; then
+  warn "$native/binding.gyp not found; skipping the native addon (reference backend only)"
+else
+  # The Node version (its ABI and headers) is an input to the build, like the sources.
+  # OpenBLAS is not: the addon dlopens it at load time.
+  want="node=$(node --version)"
+  why=""
+  if [[ ! -f $addon ]]; then
+    why="not built yet"
+  elif [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    why="built with another Node version"
+  else
+    srcs=("$native/binding.gyp")
+    [[ -d $native/src ]] && srcs+=("$native/src")
+    [[ -d kernels/cuda ]] && srcs+=(kernels/cuda)
+    newer="$(find "${srcs[@]}" -type f -newer "$addon" -print -quit)"
+    [[ -z $newer ]] || why="$newer changed"
+  fi
+  if [[ -n $why ]]; then
+    say "building the native addon ($why)"
+    mkdir -p .tools/logs
+    log=.tools/logs/native-build.log
+    # Use the running Node's own headers (nodedir), so node-gyp never needs to download them:
+    # the machines here reach no site but the package registries.
+    nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')"
+    if [[ -f $nodedir/include/node/node_api.h ]]; then export npm_config_nodedir="$nodedir"; fi
+    if ! npm_config_jobs=max npm run --silent build:native >"$log" 2>&1; then
+      tail -n 40 "$log" >&2
+      die "building the native addon failed; full log: $root/$log"
+    fi
+    [[ -f $addon ]] || die "node-gyp succeeded but $addon is missing (is the target named aligner_cpu?)"
+    echo "$want" >"$stamp"
+  fi
+fi
+
+step="done"

@@ -1,0 +1,25 @@
+/** The public surface of the tensor engine. */
+export type { Backend, Kernels, Storage, HostArray, MemoryStats } from './backend.js';
+export type { DType, Device } from './dtype.js';
+export * from './errors.js';
+export { Tensor, tidy, dispose, noGrad, isGradEnabled } from './tensor.js';
+export { backward } from './autograd.js';
+export { tensor, full, zeros, ones, randn, rand, toBackend, currentBackend, setBackend, getBackend } from './engine.js';
+export type { BackendName, CreateOptions } from './engine.js';
+export { Generator } from './random.js';
+export type { GeneratorState } from './random.js';
+export * from './ops/elementwise.js';
+export { reshape, sum, mean, max } from './ops/reduce-and-reshape.js';
+export { permute, transpose, slice, concat, cast, embedding } from './ops/layout.js';
+export { matmul, linear } from './ops/matmul.js';
+export type { MatmulOptions } from './ops/matmul.js';
+export { softmax, logSoftmax, tokenLogprobs, crossEntropy, IGNORE_INDEX } from './ops/softmax.js';
+export { rmsNorm, layerNorm } from './ops/norm.js';
+export { rope, swiglu, attention } from './ops/attention.js';
+export type { AttentionOptions } from './ops/attention.js';
+export { AdamW, clipGradNorm } from './optim.js';
+export type { AdamWConfig, AdamWState } from './optim.js';
+export { Module, Linear, Embedding, RMSNorm, LayerNorm, parameter } from './module.js';
+export { OP_TABLE } from './op-table.js';
+export type { OpName } from './op-table.js';
+export { referenceBackend } from './reference/index.js';

@@ -1,0 +1,27 @@
+// Single-precision GEMM: cblas_sgemm from a BLAS found at load time (dlopen), else our own
+// cache-blocked kernel (gemm_fallback.cc). Either way one call runs on the calling thread only;
+// matmul.cc does the threading.
+#pragma once
+
+#include <string>
+
+#include "common.h"
+
+namespace aligner::blas {
+
+// C[m, n] = op(A) · op(B), row-major, beta = 0. op(A) is [m, k] (A is [k, m] when ta); op(B) is
+// [k, n] (B is [n, k] when tb). lda/ldb/ldc are row strides in elements. k ≥ 1, m, n ≥ 1.
+using GemmFn = void (*)(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B,
+                        i64 ldb, float* C, i64 ldc);
+
+// Loads a BLAS unless `disable` (ALIGN_DISABLE_BLAS=1). Safe to call more than once.
+void init(bool disable);
+GemmFn gemm();
+// openblas_get_config() when available, the library name for another CBLAS, or "fallback".
+std::string info();
+
+// The C++ fallback, exposed for tests and for shapes a 32-bit BLAS interface cannot take.
+void gemm_fallback(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B, i64 ldb,
+                   float* C, i64 ldc);
+
+}  // namespace aligner::blas

@@ -1,0 +1,63 @@
+// Handle table and aligned allocation.
+#include "buffers.h"
+
+#include <cstdlib>
+#include <limits>
+
+namespace aligner {
+
+BufferTable::~BufferTable() {
+  for (auto& b : slots_)
+    if (b.live) std::free(b.data);
+}
+
+int BufferTable::alloc(DType dtype, i64 numel) {
+  if (numel < 0) fail("ShapeError", "alloc: negative element count " + std::to_string(numel));
+  const size_t esize = dtype_size(dtype);
+  const size_t max_elems = (std::numeric_limits<size_t>::max() - 64) / esize;
+  if (static_cast<uint64_t>(numel) > max_elems)
+    fail("OutOfMemoryError", "alloc: cannot allocate " + std::to_string(numel) + " elements of " + dtype_name(dtype));
+  size_t bytes = static_cast<size_t>(numel) * esize;
+  size_t capacity = bytes < 64 ? 64 : (bytes + 63) / 64 * 64;
+  void* data = nullptr;
+  if (posix_memalign(&data, 64, capacity) != 0 || data == nullptr)
+    fail("OutOfMemoryError", "alloc: out of memory allocating " + std::to_string(bytes) + " bytes (" +
+                                 std::to_string(numel) + " × " + dtype_name(dtype) + ")");
+  int handle;
+  if (!free_slots_.empty()) {
+    handle = free_slots_.front();
+    free_slots_.pop_front();
+  } else {
+    if (slots_.size() >= static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+      std::free(data);
+      fail("OutOfMemoryError", "alloc: handle table full");
+    }
+    handle = static_cast<int>(slots_.size());
+    slots_.emplace_back();
+  }
+  slots_[handle] = Buffer{data, capacity, numel, dtype, true};
+  live_buffers_.fetch_add(1);
+  live_bytes_.fetch_add(static_cast<i64>(capacity));
+  return handle;
+}
+
+const Buffer& BufferTable::get(int handle) const {
+  if (handle < 0 || static_cast<size_t>(handle) >= slots_.size() || !slots_[handle].live)
+    fail("NativeError", "invalid or freed handle " + std::to_string(handle));
+  return slots_[handle];
+}
+
+Buffer BufferTable::retire(int handle) {
+  Buffer b = get(handle);
+  slots_[handle] = Buffer{};
+  free_slots_.push_back(handle);
+  return b;
+}
+
+void BufferTable::release(const Buffer& b) {
+  std::free(b.data);
+  live_buffers_.fetch_sub(1);
+  live_bytes_.fetch_sub(static_cast<i64>(b.capacity));
+}
+
+}  // namespace aligner

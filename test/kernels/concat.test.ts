@@ -1,0 +1,3 @@
+import { describeOp } from './op-suite.js';
+
+describeOp('concat');

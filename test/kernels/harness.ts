@@ -1,0 +1,131 @@
+/**
+ * Shared test machinery for ops: seeded inputs, backends under test, dtype-aware comparison
+ * (|ref − out| ≤ atol + |ref|·rtol, non-finite values must match exactly), and f64 gradient checks.
+ */
+import { expect } from 'vitest';
+import type { Backend, HostArray } from '../../kernels/backend.js';
+import type { DType } from '../../kernels/dtype.js';
+import { Generator, Tensor, mul as mulT, referenceBackend, sum as sumAll, tensor, tidy } from '../../kernels/index.js';
+import { nativeAvailable, nativeBackend } from '../../kernels/native-backend.js';
+
+export type InputKind =
+  | { kind: 'normal'; scale?: number }
+  | { kind: 'positive' } // (0.5, 2): safe for log, sqrt, div
+  | { kind: 'ids'; vocab: number; ignore?: number } // i32 in [0, vocab), some = ignore when given
+  | { kind: 'mask'; pZero?: number } // 0/1 values, first column always 1
+  | { kind: 'const'; values: number[] };
+
+export interface InputSpec {
+  shape: number[];
+  init?: InputKind;
+  /** Whether the gradient check and gradient parity cover this input. Default: float inputs do. */
+  grad?: boolean;
+  /** An i32 input (token ids, targets); implied by init kind 'ids'. */
+  int?: boolean;
+}
+
+export function hostValues(spec: InputSpec, gen: Generator): number[] {
+  const n = spec.shape.reduce((p, d) => p * d, 1);
+  const init = spec.init ?? { kind: 'normal' };
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    switch (init.kind) {
+      case 'normal': out[i] = gen.normal() * (init.scale ?? 1); break;
+      case 'positive': out[i] = 0.5 + 1.5 * gen.uniform(); break;
+      case 'ids': out[i] = init.ignore !== undefined && gen.uniform() < 0.2 ? init.ignore : gen.int(init.vocab); break;
+      case 'mask': out[i] = i % (spec.shape.at(-1) ?? 1) === 0 || gen.uniform() >= (init.pZero ?? 0.3) ? 1 : 0; break;
+      case 'const': out[i] = init.values[i % init.values.length]; break;
+    }
+  }
+  return out;
+}
+
+export function isIntInput(spec: InputSpec): boolean {
+  return spec.int === true || spec.init?.kind === 'ids';
+}
+
+export interface BackendUnderTest {
+  name: string;
+  backend: Backend;
+  dtype: DType;
+  tol: { atol: number; rtol: number };
+}
+
+/** Every backend that can run here, in f32, compared against the reference in f64. */
+export function backendsUnderTest(): BackendUnderTest[] {
+  const list: BackendUnderTest[] = [{ name: 'reference-f32', backend: referenceBackend, dtype: 'f32', tol: { atol: 2e-5, rtol: 2e-4 } }];
+  if (nativeAvailable().ok) list.push({ name: 'native-f32', backend: nativeBackend(), dtype: 'f32', tol: { atol: 2e-5, rtol: 2e-4 } });
+  return list;
+}
+
+export function makeInputs(specs: InputSpec[], values: number[][], backend: Backend, dtype: DType, withGrad: boolean): Tensor[] {
+  return specs.map((s, i) => {
+    const t = tensor(values[i], s.shape, { backend, dtype: isIntInput(s) ? 'i32' : dtype }).keep();
+    if (withGrad && !isIntInput(s) && s.grad !== false) t.requiresGrad = true;
+    return t;
+  });
+}
+
+/** Compare element by element; NaN must meet NaN and ±Inf the same infinity. */
+export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: { atol: number; rtol: number }, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  const bad: string[] = [];
+  for (let i = 0; i < expected.length; i++) {
+    const e = expected[i], a = actual[i];
+    const ok = Number.isFinite(e) ? Math.abs(a - e) <= tol.atol + Math.abs(e) * tol.rtol : Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e));
+    if (!ok && bad.length < 5) bad.push(`[${i}] expected ${e}, got ${a}`);
+  }
+  expect(bad, `${what}: first mismatches`).toEqual([]);
+}
+
+/** Weighted sum of all outputs with fixed weights: a scalar loss whose gradient exercises every output element. */
+export function probeLoss(out: Tensor, gen: Generator): Tensor {
+  const w = tensor(hostValues({ shape: [...out.shape] }, gen), out.shape, { backend: out.backend, dtype: out.dtype });
+  return sumAll(mulT(out, w));
+}
+
+/** Forward values and, when wanted, gradients of the probe loss w.r.t. each grad input. */
+export function runCase(
+  fn: (...xs: Tensor[]) => Tensor, specs: InputSpec[], values: number[][], backend: Backend, dtype: DType, withGrad: boolean, probeSeed: number,
+): { out: HostArray; grads: (HostArray | null)[] } {
+  const inputs = makeInputs(specs, values, backend, dtype, withGrad);
+  try {
+    return tidy(() => {
+      const out = fn(...inputs);
+      const outValues = out.toArraySync();
+      if (!withGrad || !out.requiresGrad) return { out: outValues, grads: inputs.map(() => null) };
+      probeLoss(out, new Generator(probeSeed)).backward();
+      return { out: outValues, grads: inputs.map((t) => (t.grad ? t.grad.toArraySync() : null)) };
+    });
+  } finally {
+    for (const t of inputs) {
+      t.grad?.dispose();
+      t.dispose();
+    }
+  }
+}
+
+/**
+ * Central finite differences in f64 on the reference backend against the analytic gradient of
+ * the probe loss, for every element of every grad input.
+ */
+export function gradCheck(fn: (...xs: Tensor[]) => Tensor, specs: InputSpec[], values: number[][], probeSeed: number, what: string): void {
+  const analytic = runCase(fn, specs, values, referenceBackend, 'f64', true, probeSeed).grads;
+  const lossAt = (vals: number[][]): number =>
+    tidy(() => {
+      const inputs = makeInputs(specs, vals, referenceBackend, 'f64', false);
+      return probeLoss(fn(...inputs), new Generator(probeSeed)).itemSync();
+    });
+  const h = 1e-6;
+  specs.forEach((s, i) => {
+    if (isIntInput(s) || s.grad === false) return;
+    expect(analytic[i], `${what}: input ${i} got no gradient`).not.toBeNull();
+    const numeric = values[i].map((_, j) => {
+      const plus = values.map((v) => [...v]), minus = values.map((v) => [...v]);
+      plus[i][j] += h;
+      minus[i][j] -= h;
+      return (lossAt(plus) - lossAt(minus)) / (2 * h);
+    });
+    expectClose(analytic[i]!, numeric, { atol: 1e-6, rtol: 1e-5 }, `${what}: d/d input ${i}`);
+  });
+}

@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    // Native threads and the Temporal/S3 servers share 2 cores: keep test files in few processes.
+    maxWorkers: 2,
+  },
+});
