@@ -28,6 +28,8 @@ export interface OpSpec<A = Record<string, never>> {
   readonly gradKernels: readonly KernelName[];
   /** Float dtypes the op accepts for its float inputs ('any' for layout ops that also move i32/bf16). */
   readonly dtypes: 'float' | 'any';
+  /** Positions of i32 inputs (ids, targets) in a 'float' op; every other input must be float. */
+  readonly intInputs?: readonly number[];
   forward(ctx: OpContext<A>): Tensor;
   /** The gradient rule, composed of other ops or of explicit backward kernels. Absent = not differentiable. */
   readonly backward?: (g: Tensor, ctx: OpContext<A>, needs: readonly boolean[]) => (Tensor | null)[];
@@ -68,7 +70,10 @@ export function apply<A>(name: string, spec: OpSpec<A>, inputs: readonly Tensor[
     }
   }
   if (spec.dtypes === 'float') {
-    const floats = inputs.filter((t) => t.dtype !== 'i32');
+    const ints = spec.intInputs ?? [];
+    const floats = inputs.filter((_, i) => !ints.includes(i));
+    const badInt = ints.find((i) => inputs[i] && inputs[i].dtype !== 'i32');
+    if (badInt !== undefined) throw new DTypeError(`${name}: input ${badInt} must be i32, got ${describeInputs([inputs[badInt]])}`);
     const bad = floats.find((t) => !FLOAT_COMPUTE.has(t.dtype) || t.dtype !== floats[0]!.dtype);
     if (bad) {
       throw new DTypeError(

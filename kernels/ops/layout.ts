@@ -147,6 +147,7 @@ export const EMBEDDING: OpSpec = {
   kernels: ['embedding'],
   gradKernels: ['embeddingBackward'],
   dtypes: 'float',
+  intInputs: [1],
   forward({ backend, inputs: [weight, ids] }) {
     const [V, C] = weight.shape;
     const out = alloc(backend, [...ids.shape, C], weight.dtype); // [...ids, C]

@@ -55,6 +55,7 @@ export const TOKEN_LOGPROBS: OpSpec<TokenAttrs> = {
   kernels: ['tokenLogprobs'],
   gradKernels: ['tokenLogprobsBackward'],
   dtypes: 'float',
+  intInputs: [1],
   forward(ctx) {
     const { backend, inputs: [logits, targets], attrs } = ctx;
     const { rows, n: V } = rowsOf(logits);

@@ -1,0 +1,97 @@
+/**
+ * Benchmark dispatcher: `npm run bench -- <name> [options]` (`npm run bench -- --help` lists them).
+ *
+ * A benchmark is a module `bench/<name>.ts` that exports
+ *   export async function run(args: string[]): Promise<Record<string, unknown>>;
+ *   export const help: string;   // optional, shown by `npm run bench -- <name> --help`
+ * It may print progress to stderr; the dispatcher prints its result last, as ONE JSON line on
+ * stdout, so scripts can read it with `tail -n 1`.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+/** The benchmarks we plan for, with one line each; any other bench/<name>.ts is listed too. */
+const KNOWN: Record<string, string> = {
+  gemm: 'fp32 GEMM GFLOP/s on the native CPU backend, as a ratio of the FMA peak measured in the same run',
+  'train-cpu': 'training steps of the small Llama on the CPU backend, against PyTorch (bench/python/train_step.py)',
+};
+
+interface BenchModule {
+  run(args: string[]): Promise<Record<string, unknown>>;
+  help?: string;
+}
+
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+const NAME = /^[a-z0-9][a-z0-9-]*$/;
+
+function moduleFile(name: string): string {
+  return path.join(benchDir, `${name}.ts`);
+}
+
+/** Known names plus any bench/<name>.ts on disk (this file excepted), sorted. */
+function benchmarkNames(): string[] {
+  const onDisk = readdirSync(benchDir)
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && f !== 'run.ts')
+    .map((f) => f.slice(0, -3))
+    .filter((n) => NAME.test(n));
+  return [...new Set([...Object.keys(KNOWN), ...onDisk])].sort();
+}
+
+function usage(): string {
+  const names = benchmarkNames();
+  const width = Math.max(...names.map((n) => n.length));
+  const lines = names.map((n) => {
+    const what = KNOWN[n] ?? '';
+    const missing = existsSync(moduleFile(n)) ? '' : ' (not written yet)';
+    return `  ${n.padEnd(width)}  ${what}${missing}`;
+  });
+  return [
+    'Usage: npm run bench -- <name> [options]',
+    '       npm run bench -- <name> --help    options of one benchmark',
+    '',
+    'Benchmarks:',
+    ...lines,
+    '',
+    'Each prints its result last, as one JSON line on stdout.',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    (name === undefined ? console.error : console.log)(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const names = benchmarkNames();
+  if (!NAME.test(name) || !names.includes(name)) {
+    console.error(`bench: unknown benchmark '${name}'. Valid names: ${names.join(', ')}.\n\n${usage()}`);
+    return 2;
+  }
+  const file = moduleFile(name);
+  if (!existsSync(file)) {
+    console.error(`bench: '${name}' is planned but bench/${name}.ts is not written yet.`);
+    return 2;
+  }
+  const mod = (await import(pathToFileURL(file).href)) as Partial<BenchModule>;
+  if (typeof mod.run !== 'function') {
+    console.error(`bench: bench/${name}.ts does not export 'async function run(args: string[])'.`);
+    return 1;
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(mod.help ?? `bench ${name}: no options documented (see bench/${name}.ts).`);
+    return 0;
+  }
+  const result = await mod.run(args);
+  console.log(JSON.stringify(result));
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  // Exit explicitly: a native backend's worker threads or handles must not keep the process alive.
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,225 @@
+// Fused attention, FlashAttention style (Dao et al. 2022): keys are visited in tiles of kTK with
+// an online softmax, so no thread ever holds more than a kTQ×kTK tile of scores; the backward
+// pass recomputes P from the saved lse instead of storing it.
+//
+// Forward tasks are (b, query head, query block); backward tasks are (b, kv head), each owning
+// gk/gv of its kv head and gq of the query heads that read it, so accumulation needs no locks
+// and runs in the same order whatever the thread count.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels.h"
+#include "pool.h"
+#include "simd.h"
+
+namespace aligner {
+
+namespace {
+
+constexpr i64 kTQ = 32;  // query rows per block
+constexpr i64 kTK = 64;  // keys per tile
+
+struct Scratch {
+  std::vector<float> kT, vT, sc, p, acc;
+  void size(i64 D) {
+    kT.assign(D * kTK, 0.0f);
+    vT.assign(D * kTK, 0.0f);
+    sc.assign(kTQ * kTK, 0.0f);
+    p.assign(kTQ * kTK, 0.0f);
+    acc.assign(kTQ * D, 0.0f);
+  }
+};
+
+// Tile [s0, s0+ns) of a [S, D] matrix, transposed to [D, kTK], so a row of scores is a run of
+// vectorisable FMAs over s instead of ns separate dot products.
+void transpose_tile(const float* m, i64 s0, i64 ns, i64 D, float* out) {
+  for (i64 s = 0; s < ns; s++) {
+    const float* row = m + (s0 + s) * D;
+    for (i64 d = 0; d < D; d++) out[d * kTK + s] = row[d];
+  }
+}
+
+// sc[s] = Σ_d qrow[d]·kT[d][s] for s < ns (sequential in d: the order does not depend on tiling).
+void row_scores(const float* qrow, const float* kT, i64 ns, i64 D, float* sc) {
+  for (i64 s = 0; s < ns; s++) sc[s] = 0.0f;
+  for (i64 d = 0; d < D; d++) {
+    const float qd = qrow[d];
+    const float* kd = kT + d * kTK;
+    for (i64 s = 0; s < ns; s++) sc[s] = std::fma(qd, kd[s], sc[s]);
+  }
+}
+
+// Keys visible from query t: s ≤ last(t) (causal) and mask[b, s] ≠ 0 (a NaN mask counts as ≠ 0).
+inline i64 last_visible(const AttnDims& d, i64 t) { return d.causal ? d.S - d.T + t : d.S - 1; }
+
+// Scales sc by `scale` and sets invisible keys of the tile to −∞.
+void mask_scores(float* sc, i64 s0, i64 ns, i64 last, const float* mrow, float scale) {
+  for (i64 s = 0; s < ns; s++) {
+    bool visible = s0 + s <= last && (mrow == nullptr || mrow[s0 + s] != 0.0f);
+    sc[s] = visible ? sc[s] * scale : -INFINITY;
+  }
+}
+
+inline float max_nan2(float a, float b) { return (a != a || b != b) ? NAN : (a > b ? a : b); }
+
+}  // namespace
+
+void attention(const float* q, const float* k, const float* v, const float* mask, float* out, float* lse,
+               const AttnDims& d) {
+  const i64 D = d.D, S = d.S, T = d.T, group = d.Hq / d.Hkv;
+  const i64 nqb = ceil_div(T, kTQ);
+  parallel_for(d.B * d.Hq * nqb, 1, [&](i64 tb, i64 te) {
+    thread_local Scratch sp;
+    sp.size(D);
+    std::vector<float> m(kTQ), l(kTQ);
+    for (i64 task = tb; task < te; task++) {
+      const i64 qb = task % nqb, bh = task / nqb, h = bh % d.Hq, b = bh / d.Hq;
+      const i64 kv = b * d.Hkv + h / group;
+      const float* Q = q + bh * T * D;
+      const float* K = k + kv * S * D;
+      const float* V = v + kv * S * D;
+      const float* mrow = mask ? mask + b * S : nullptr;
+      const i64 t0 = qb * kTQ, nq = std::min(T, t0 + kTQ) - t0;
+      std::fill(m.begin(), m.end(), -INFINITY);
+      std::fill(l.begin(), l.end(), 0.0f);
+      std::fill(sp.acc.begin(), sp.acc.end(), 0.0f);
+      const i64 s_end = std::min(S, last_visible(d, t0 + nq - 1) + 1);
+      for (i64 s0 = 0; s0 < s_end; s0 += kTK) {
+        const i64 ns = std::min(kTK, s_end - s0);
+        transpose_tile(K, s0, ns, D, sp.kT.data());
+        for (i64 i = 0; i < nq; i++) {
+          const i64 last = last_visible(d, t0 + i);
+          if (s0 > last) continue;
+          float* sc = sp.sc.data();
+          row_scores(Q + (t0 + i) * D, sp.kT.data(), ns, D, sc);
+          mask_scores(sc, s0, ns, last, mrow, d.scale);
+          const float mnew = max_nan2(m[i], simd::max_nan(sc, ns));
+          if (mnew == -INFINITY) continue;  // nothing visible yet
+          const float alpha = simd::exp1(m[i] - mnew);
+          float* acc = sp.acc.data() + i * D;
+          if (alpha != 1.0f)
+            for (i64 j = 0; j < D; j++) acc[j] *= alpha;
+          // exp_sum of the tile, keeping the terms in sc
+          float psum = 0.0f;
+          for (i64 s = 0; s < ns; s += 8) {
+            i64 r = std::min<i64>(8, ns - s);
+            __m256 e = simd::exp(_mm256_sub_ps(simd::load_tail(sc + s, r), _mm256_set1_ps(mnew)));
+            simd::store_tail(sc + s, r, e);
+          }
+          for (i64 s = 0; s < ns; s++) {
+            const float ps = sc[s];
+            psum += ps;
+            if (ps == 0.0f) continue;  // as the reference: a zero weight never touches V
+            const float* vr = V + (s0 + s) * D;
+            for (i64 j = 0; j < D; j++) acc[j] = std::fma(ps, vr[j], acc[j]);
+          }
+          l[i] = l[i] * alpha + psum;
+          m[i] = mnew;
+        }
+      }
+      for (i64 i = 0; i < nq; i++) {
+        const i64 row = bh * T + t0 + i;
+        float* o = out + row * D;
+        if (m[i] == -INFINITY) {  // no visible key
+          std::memset(o, 0, sizeof(float) * D);
+          lse[row] = -INFINITY;
+          continue;
+        }
+        const float inv = 1.0f / l[i];
+        const float* acc = sp.acc.data() + i * D;
+        for (i64 j = 0; j < D; j++) o[j] = acc[j] * inv;
+        lse[row] = m[i] + std::log(l[i]);
+      }
+    }
+  });
+}
+
+void attention_backward(const float* q, const float* k, const float* v, const float* mask, const float* out,
+                        const float* lse, const float* g, float* gq, float* gk, float* gv, const AttnDims& d) {
+  const i64 D = d.D, S = d.S, T = d.T, group = d.Hq / d.Hkv;
+  const i64 nqb = ceil_div(T, kTQ);
+  parallel_for(d.B * d.Hkv, 1, [&](i64 tb, i64 te) {
+    thread_local Scratch sp;
+    sp.size(D);
+    std::vector<float> delta(kTQ);
+    std::vector<float> ds(kTQ * kTK);
+    for (i64 kv = tb; kv < te; kv++) {
+      const i64 b = kv / d.Hkv, hk = kv % d.Hkv;
+      const float* K = k + kv * S * D;
+      const float* V = v + kv * S * D;
+      float* GK = gk + kv * S * D;
+      float* GV = gv + kv * S * D;
+      std::memset(GK, 0, sizeof(float) * S * D);
+      std::memset(GV, 0, sizeof(float) * S * D);
+      const float* mrow = mask ? mask + b * S : nullptr;
+      for (i64 h = hk * group; h < (hk + 1) * group; h++) {
+        const i64 bh = b * d.Hq + h;
+        const float* Q = q + bh * T * D;
+        const float* O = out + bh * T * D;
+        const float* G = g + bh * T * D;
+        const float* L = lse + bh * T;
+        float* GQ = gq + bh * T * D;
+        std::memset(GQ, 0, sizeof(float) * T * D);
+        for (i64 qb = 0; qb < nqb; qb++) {
+          const i64 t0 = qb * kTQ, nq = std::min(T, t0 + kTQ) - t0;
+          // δ_t = Σ_i dO_i·O_i = Σ_s P_s·dP_s
+          for (i64 i = 0; i < nq; i++) delta[i] = simd::dot(G + (t0 + i) * D, O + (t0 + i) * D, D);
+          const i64 s_end = std::min(S, last_visible(d, t0 + nq - 1) + 1);
+          for (i64 s0 = 0; s0 < s_end; s0 += kTK) {
+            const i64 ns = std::min(kTK, s_end - s0);
+            transpose_tile(K, s0, ns, D, sp.kT.data());
+            transpose_tile(V, s0, ns, D, sp.vT.data());
+            for (i64 i = 0; i < nq; i++) {
+              const i64 t = t0 + i;
+              float* p = sp.p.data() + i * kTK;
+              float* dsr = ds.data() + i * kTK;
+              const i64 last = last_visible(d, t);
+              if (L[t] == -INFINITY || s0 > last) {  // row sees no key here: P = 0
+                std::fill(p, p + ns, 0.0f);
+                std::fill(dsr, dsr + ns, 0.0f);
+                continue;
+              }
+              float* sc = sp.sc.data();
+              row_scores(Q + t * D, sp.kT.data(), ns, D, sc);
+              mask_scores(sc, s0, ns, last, mrow, d.scale);
+              for (i64 s = 0; s < ns; s += 8) {
+                i64 r = std::min<i64>(8, ns - s);
+                simd::store_tail(p + s, r,
+                                 simd::exp(_mm256_sub_ps(simd::load_tail(sc + s, r), _mm256_set1_ps(L[t]))));
+              }
+              float* dp = sc;  // reuse: dP_s = Σ_i dO_i·V_s,i
+              row_scores(G + t * D, sp.vT.data(), ns, D, dp);
+              for (i64 s = 0; s < ns; s++) dsr[s] = p[s] * (dp[s] - delta[i]) * d.scale;
+              float* gqr = GQ + t * D;
+              for (i64 s = 0; s < ns; s++) {
+                if (p[s] == 0.0f) continue;
+                const float w = dsr[s];
+                const float* kr = K + (s0 + s) * D;
+                for (i64 j = 0; j < D; j++) gqr[j] = std::fma(w, kr[j], gqr[j]);
+              }
+            }
+            // gk, gv rows of this tile: contributions in increasing t, as the reference.
+            for (i64 s = 0; s < ns; s++) {
+              float* gkr = GK + (s0 + s) * D;
+              float* gvr = GV + (s0 + s) * D;
+              for (i64 i = 0; i < nq; i++) {
+                const float ps = sp.p[i * kTK + s];
+                if (ps == 0.0f) continue;
+                const float w = ds[i * kTK + s];
+                const float* qr = Q + (t0 + i) * D;
+                const float* gr = G + (t0 + i) * D;
+                for (i64 j = 0; j < D; j++) {
+                  gkr[j] = std::fma(w, qr[j], gkr[j]);
+                  gvr[j] = std::fma(ps, gr[j], gvr[j]);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace aligner

@@ -1,0 +1,148 @@
+// Row-wise softmax family over the last axis: softmax, logSoftmax, their backward passes, and the
+// fused log-softmax + gather over a vocabulary (tokenLogprobs). Rows are independent, so they are
+// spread across threads; within a row every sum uses the fixed-order SIMD helpers. Statistics are
+// float with max subtraction; lse = m + log Σ exp(x − m), −∞ for an all −∞ row, as the reference.
+#include <cmath>
+#include <string>
+
+#include "kernels.h"
+#include "pool.h"
+#include "simd.h"
+
+namespace aligner {
+
+namespace {
+
+i64 row_grain(i64 n) { return std::max<i64>(1, 16384 / std::max<i64>(n, 1)); }
+
+// Σ exp(x[j] − m) in fixed order; stores the terms into `terms` when it is not null.
+float exp_sum(const float* x, i64 n, float m, float* terms) {
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  i64 j = 0;
+  for (; j + 16 <= n; j += 16) {
+    __m256 e0 = simd::exp(_mm256_sub_ps(_mm256_loadu_ps(x + j), mv));
+    __m256 e1 = simd::exp(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), mv));
+    if (terms) {
+      _mm256_storeu_ps(terms + j, e0);
+      _mm256_storeu_ps(terms + j + 8, e1);
+    }
+    a0 = _mm256_add_ps(a0, e0);
+    a1 = _mm256_add_ps(a1, e1);
+  }
+  for (; j < n; j += 8) {
+    i64 r = std::min<i64>(8, n - j);
+    __m256 e = simd::exp(_mm256_sub_ps(simd::load_tail(x + j, r), mv));
+    e = _mm256_and_ps(e, _mm256_castsi256_ps(simd::tail_mask(r)));  // masked-off lanes add 0
+    if (terms) simd::store_tail(terms + j, r, e);
+    a0 = _mm256_add_ps(a0, e);
+  }
+  return simd::hsum(_mm256_add_ps(a0, a1));
+}
+
+float row_lse(const float* x, i64 n) {
+  float m = simd::max_nan(x, n);
+  if (m == -INFINITY) return -INFINITY;
+  return m + std::log(exp_sum(x, n, m, nullptr));
+}
+
+// The first target that is neither ignoreIndex nor in [0, V) is an IndexError (reference wording).
+void check_targets(const char* kernel, const int32_t* targets, i64 rows, i64 V, double ignore_index) {
+  for (i64 r = 0; r < rows; r++) {
+    int32_t t = targets[r];
+    if (static_cast<double>(t) == ignore_index) continue;
+    if (t < 0 || t >= V)
+      fail("IndexError", std::string(kernel) + ": target " + std::to_string(t) + " out of range [0, " +
+                             std::to_string(V) + ") at row " + std::to_string(r));
+  }
+}
+
+}  // namespace
+
+void softmax(const float* x, float* out, i64 rows, i64 n) {
+  parallel_for(rows, row_grain(n), [&](i64 b, i64 e) {
+    for (i64 r = b; r < e; r++) {
+      const float* xr = x + r * n;
+      float* o = out + r * n;
+      float m = simd::max_nan(xr, n);
+      float inv = 1.0f / exp_sum(xr, n, m, o);  // an all −∞ row gives NaN, as the reference
+      for (i64 j = 0; j < n; j++) o[j] *= inv;
+    }
+  });
+}
+
+void log_softmax(const float* x, float* out, i64 rows, i64 n) {
+  parallel_for(rows, row_grain(n), [&](i64 b, i64 e) {
+    for (i64 r = b; r < e; r++) {
+      const float* xr = x + r * n;
+      float lse = row_lse(xr, n);
+      float* o = out + r * n;
+      for (i64 j = 0; j < n; j++) o[j] = xr[j] - lse;
+    }
+  });
+}
+
+void softmax_backward(const float* y, const float* g, float* gx, i64 rows, i64 n) {
+  parallel_for(rows, row_grain(n), [&](i64 b, i64 e) {
+    for (i64 r = b; r < e; r++) {
+      const float *yr = y + r * n, *gr = g + r * n;
+      float dot = simd::dot(gr, yr, n);
+      float* o = gx + r * n;
+      for (i64 j = 0; j < n; j++) o[j] = yr[j] * (gr[j] - dot);
+    }
+  });
+}
+
+void log_softmax_backward(const float* y, const float* g, float* gx, i64 rows, i64 n) {
+  parallel_for(rows, row_grain(n), [&](i64 b, i64 e) {
+    for (i64 r = b; r < e; r++) {
+      const float *yr = y + r * n, *gr = g + r * n;
+      const __m256 sum = _mm256_set1_ps(simd::sum(gr, n));
+      float* o = gx + r * n;
+      for (i64 j = 0; j < n; j += 8) {
+        i64 k = std::min<i64>(8, n - j);
+        __m256 v = _mm256_sub_ps(simd::load_tail(gr + j, k), _mm256_mul_ps(simd::exp(simd::load_tail(yr + j, k)), sum));
+        simd::store_tail(o + j, k, v);
+      }
+    }
+  });
+}
+
+void token_logprobs(const float* logits, const int32_t* targets, float* out, float* lse, i64 rows, i64 V,
+                    double ignore_index) {
+  check_targets("tokenLogprobs", targets, rows, V, ignore_index);
+  parallel_for(rows, row_grain(V), [&](i64 b, i64 e) {
+    for (i64 r = b; r < e; r++) {
+      const float* xr = logits + r * V;
+      float z = row_lse(xr, V);
+      lse[r] = z;
+      int32_t t = targets[r];
+      out[r] = static_cast<double>(t) == ignore_index ? 0.0f : xr[t] - z;
+    }
+  });
+}
+
+void token_logprobs_backward(const float* logits, const int32_t* targets, const float* lse, const float* g, float* gx,
+                             i64 rows, i64 V, double ignore_index) {
+  check_targets("tokenLogprobsBackward", targets, rows, V, ignore_index);
+  parallel_for(rows, row_grain(V), [&](i64 b, i64 e) {
+    for (i64 r = b; r < e; r++) {
+      const float* xr = logits + r * V;
+      float* o = gx + r * V;
+      int32_t t = targets[r];
+      if (static_cast<double>(t) == ignore_index) {
+        std::fill(o, o + V, 0.0f);
+        continue;
+      }
+      const __m256 l = _mm256_set1_ps(lse[r]), gr = _mm256_set1_ps(g[r]);
+      for (i64 j = 0; j < V; j += 8) {
+        i64 k = std::min<i64>(8, V - j);
+        __m256 p = simd::exp(_mm256_sub_ps(simd::load_tail(xr + j, k), l));
+        simd::store_tail(o + j, k, _mm256_mul_ps(gr, _mm256_sub_ps(_mm256_setzero_ps(), p)));
+      }
+      o[t] = g[r] * (1.0f - simd::exp1(xr[t] - lse[r]));
+    }
+  });
+}
+
+}  // namespace aligner
