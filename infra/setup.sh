@@ -51,33 +51,39 @@ step="npm ci"
 # npm writes node_modules/.package-lock.json at the end of every install, so it marks a complete one.
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   say "npm ci (node_modules missing or older than package-lock.json)"
-  npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed"
+  mkdir -p .tools/logs
+  log=.tools/logs/npm-ci.log
+  if ! npm ci --no-audit --no-fund >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    die "npm ci failed; full log: $root/$log"
+  fi
 fi
 
 # --- Native addon: kernels/native → build/Release/aligner_cpu.node. -----------------------------
 step="native addon build"
 native=kernels/native
 addon=$native/build/Release/aligner_cpu.node
-stamp=$native/build/.setup-stamp   # what the addon was built with; a change forces a rebuild
 if [[ "${ALIGN_SKIP_NATIVE:-}" == 1 ]]; then
   :
 elif [[ ! -f $native/binding.gyp ]]; then
   warn "$native/binding.gyp not found; skipping the native addon (reference backend only)"
 else
-  # The Node version (its ABI and headers) is an input to the build, like the sources.
-  # OpenBLAS is not: the addon dlopens it at load time.
-  want="node=$(node --version)"
   why=""
   if [[ ! -f $addon ]]; then
     why="not built yet"
-  elif [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-    why="built with another Node version"
   else
-    srcs=("$native/binding.gyp")
-    [[ -d $native/src ]] && srcs+=("$native/src")
-    [[ -d kernels/cuda ]] && srcs+=(kernels/cuda)
-    newer="$(find "${srcs[@]}" -type f -newer "$addon" -print -quit)"
-    [[ -z $newer ]] || why="$newer changed"
+    # The Node ABI is an input to the build, like the sources: node-gyp records it in config.gypi.
+    # (OpenBLAS is not: the addon dlopens it at load time.)
+    built_abi="$(grep -o '"node_module_version": [0-9]*' "$native/build/config.gypi" 2>/dev/null | grep -o '[0-9]*$' || true)"
+    if [[ "$built_abi" != "$(node -p process.versions.modules)" ]]; then
+      why="built for another Node ABI"
+    else
+      srcs=("$native/binding.gyp")
+      [[ -d $native/src ]] && srcs+=("$native/src")
+      [[ -d kernels/cuda ]] && srcs+=(kernels/cuda)
+      newer="$(find "${srcs[@]}" -type f -newer "$addon" -print -quit)"
+      [[ -z $newer ]] || why="$newer changed"
+    fi
   fi
   if [[ -n $why ]]; then
     say "building the native addon ($why)"
@@ -92,7 +98,6 @@ else
       die "building the native addon failed; full log: $root/$log"
     fi
     [[ -f $addon ]] || die "node-gyp succeeded but $addon is missing (is the target named aligner_cpu?)"
-    echo "$want" >"$stamp"
   fi
 fi
 

@@ -125,7 +125,7 @@ function binarySpec(kind: BinaryKind, grads: (g: Tensor, a: Tensor, b: Tensor, o
 }
 
 /** Where a and b tie, maximum/minimum send the gradient to a (PyTorch splits it; a tie is measure-zero). */
-function selectGrad(kind: 'maximum' | 'minimum') {
+function selectGrad() {
   return (g: Tensor, a: Tensor, b: Tensor, out: Tensor, needs: readonly boolean[]): (Tensor | null)[] => {
     // mask_a = 1 where out == a: computed as 1 − sign(|out − a|) without comparison ops
     const diffA = abs(sub(out, a));
@@ -144,8 +144,8 @@ export const BINARY_OPS: Record<BinaryKind, OpSpec> = {
   mul: binarySpec('mul', (g, a, b, _o, needs) => [needs[0] ? mul(g, b) : null, needs[1] ? mul(g, a) : null]),
   // d(a/b)/da = 1/b; d(a/b)/db = −a/b² = −out/b
   div: binarySpec('div', (g, _a, b, out, needs) => [needs[0] ? div(g, b) : null, needs[1] ? neg(div(mul(g, out), b)) : null]),
-  maximum: binarySpec('maximum', selectGrad('maximum')),
-  minimum: binarySpec('minimum', selectGrad('minimum')),
+  maximum: binarySpec('maximum', selectGrad()),
+  minimum: binarySpec('minimum', selectGrad()),
 };
 
 const binaryOp = (kind: BinaryKind) => (a: Tensor, b: Tensor): Tensor => apply(kind, BINARY_OPS[kind], [a, b], {});

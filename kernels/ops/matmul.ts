@@ -4,7 +4,7 @@ import { alloc, apply, kernel } from '../op.js';
 import type { OpSpec } from '../op.js';
 import type { Tensor } from '../tensor.js';
 import { add, sumTo } from './elementwise.js';
-import { reshape, sum } from './reduce-and-reshape.js';
+import { reshape } from './reduce-and-reshape.js';
 import { sameShape } from './shape.js';
 
 export interface MatmulOptions { transA?: boolean; transB?: boolean }

@@ -42,7 +42,9 @@ int BufferTable::alloc(DType dtype, i64 numel) {
 }
 
 const Buffer& BufferTable::get(int handle) const {
-  if (handle < 0 || static_cast<size_t>(handle) >= slots_.size() || !slots_[handle].live)
+  // kernels/native-backend.ts marks a freed storage by replacing its handle h with ~h (negative).
+  if (handle < 0) fail("NativeError", "invalid or freed handle " + std::to_string(~handle));
+  if (static_cast<size_t>(handle) >= slots_.size() || !slots_[handle].live)
     fail("NativeError", "invalid or freed handle " + std::to_string(handle));
   return slots_[handle];
 }

@@ -1,0 +1,104 @@
+/**
+ * Training-step throughput of the engine on the CPU, against PyTorch on the same machine, in the
+ * same run, with the same model, batch, optimizer and thread count (bench/python/train_step.py).
+ *
+ *   npm run bench -- train-cpu [--threads N] [--steps N] [--warmup N] [--no-torch]
+ *
+ * Model: Llama-style, d=256, 4 layers, 4 heads (head dim 64), SwiGLU 768, vocab 4096, untied head,
+ * fp32; batch 8 × 128 tokens; step = forward, backward, clip 1.0, AdamW (lr 1e-3, β (0.9, 0.95), wd 0.1).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { AdamW, Generator, currentBackend, tensor } from '../kernels/index.js';
+import { getNumThreads, setNumThreads } from '../kernels/native-backend.js';
+import { LlamaForCausalLM } from '../models/llama.js';
+import type { LlamaConfig } from '../models/llama.js';
+import { lmTrainStep } from '../models/lm-step.js';
+
+export const help = `bench train-cpu: tokens/s of a training step (d=256, 4 layers, vocab 4096, batch 8×128)
+against PyTorch on CPU with the same thread count.
+Options:
+  --threads N   compute threads for both (default: all cores, ${os.availableParallelism()} here)
+  --steps N     timed steps (default 10)
+  --warmup N    untimed steps first (default 2)
+  --no-torch    skip the PyTorch baseline`;
+
+const CFG: LlamaConfig = { vocabSize: 4096, hiddenSize: 256, numLayers: 4, numHeads: 4, numKvHeads: 4, intermediateSize: 768 };
+const B = 8, T = 128;
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function ours(steps: number, warmup: number): Promise<{ tokensPerS: number; stepMs: number; firstLoss: number }> {
+  const gen = new Generator(0);
+  const model = new LlamaForCausalLM(CFG, { gen });
+  const opt = new AdamW(model.parameters(), { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+  const seq = Array.from({ length: B * (T + 1) }, () => gen.int(CFG.vocabSize));
+  const ids = tensor(seq.filter((_, i) => i % (T + 1) !== T), [B, T], { dtype: 'i32' }).keep();
+  const targets = tensor(seq.filter((_, i) => i % (T + 1) !== 0), [B, T], { dtype: 'i32' }).keep();
+  const times: number[] = [];
+  let firstLoss = NaN;
+  for (let i = 0; i < warmup + steps; i++) {
+    const t0 = performance.now();
+    const loss = lmTrainStep(model, opt, ids, targets, { count: B * T });
+    const value = await loss.item(); // the step is done when its loss is on the host
+    loss.dispose();
+    if (i === 0) firstLoss = value;
+    if (i >= warmup) times.push(performance.now() - t0);
+    process.stderr.write(`  ours step ${i + 1}/${warmup + steps}: ${(performance.now() - t0).toFixed(0)} ms, loss ${value.toFixed(4)}\n`);
+  }
+  model.dispose();
+  opt.dispose();
+  const stepMs = median(times);
+  return { tokensPerS: (B * T * 1000) / stepMs, stepMs, firstLoss };
+}
+
+function torchBaseline(threads: number, steps: number, warmup: number): Record<string, unknown> {
+  const python = path.join(root, '.tools/bench-venv/bin/python');
+  if (!existsSync(python)) {
+    process.stderr.write('  setting up the benchmark venv (bench/python/setup-venv.sh)…\n');
+    const setup = spawnSync('bash', [path.join(root, 'bench/python/setup-venv.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
+    if (setup.status !== 0) return { error: 'bench/python/setup-venv.sh failed; see its output above' };
+  }
+  const run = spawnSync(python, [path.join(root, 'bench/python/train_step.py'), '--threads', String(threads), '--steps', String(steps), '--warmup', String(warmup)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const last = run.stdout.trim().split('\n').at(-1) ?? '';
+  try {
+    return JSON.parse(last) as Record<string, unknown>;
+  } catch {
+    return { error: `baseline printed no JSON (exit ${run.status}): ${last.slice(0, 200)}` };
+  }
+}
+
+export async function run(argv: string[]): Promise<Record<string, unknown>> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { threads: { type: 'string' }, steps: { type: 'string', default: '10' }, warmup: { type: 'string', default: '2' }, 'no-torch': { type: 'boolean', default: false } },
+  });
+  const steps = Number(values.steps), warmup = Number(values.warmup);
+  if (values.threads) setNumThreads(Number(values.threads));
+  const threads = getNumThreads();
+  const backend = currentBackend().name;
+  const mine = await ours(steps, warmup);
+  const result: Record<string, unknown> = {
+    bench: 'train-cpu',
+    model: { ...CFG, batch: B, seq: T, dtype: 'f32' },
+    threads,
+    backend,
+    ours: { tokens_per_s: Math.round(mine.tokensPerS), step_ms_median: +mine.stepMs.toFixed(1), first_loss: +mine.firstLoss.toFixed(4) },
+  };
+  if (!values['no-torch']) {
+    const baseline = torchBaseline(threads, steps, warmup);
+    result.baseline = baseline;
+    const theirs = Number(baseline.tokens_per_s);
+    if (Number.isFinite(theirs) && theirs > 0) result.ratio_vs_torch = +(mine.tokensPerS / theirs).toFixed(3);
+    if (baseline.framework && baseline.framework !== 'torch') result.note = `baseline is ${String(baseline.framework)}, PyTorch could not be installed`;
+  }
+  return result;
+}

@@ -1,0 +1,71 @@
+// Addon entry point: per-environment engine and module registration.
+#include <cstdlib>
+#include <cstring>
+
+#include "blas.h"
+#include "engine.h"
+#include "napi_util.h"
+
+namespace aligner {
+
+Engine::Engine(int threads) : pool(new Pool(threads)), stream(new Stream(pool.get())) {}
+
+Engine::~Engine() {
+  stream.reset();  // drains queued work (including queued frees) and joins the executor
+  pool.reset();
+}
+
+void Engine::set_threads(int threads) {
+  stream->drain();
+  std::unique_ptr<Pool> next(new Pool(threads));
+  stream->set_pool(next.get());
+  pool = std::move(next);
+}
+
+Engine& engine(napi_env env) {
+  void* data = nullptr;
+  NAPI_OK(napi_get_instance_data(env, &data));
+  if (!data) fail("NativeError", "native backend not initialised (call init first)");
+  return *static_cast<Engine*>(data);
+}
+
+void throw_deferred(Engine& e, uint64_t upto) {
+  std::string name, message;
+  if (e.stream->take_error(upto, &name, &message)) throw KernelError(name, message);
+}
+
+namespace {
+
+// init(threads): creates this environment's engine once; later calls only resize the pool.
+napi_value init(napi_env env, napi_callback_info info) {
+  return guarded(env, [&]() -> napi_value {
+    Args a(env, info, "init", 1);
+    int threads = static_cast<int>(a.size(0, "threads"));
+    if (threads < 1) threads = 1;
+    void* data = nullptr;
+    NAPI_OK(napi_get_instance_data(env, &data));
+    if (data) {
+      static_cast<Engine*>(data)->set_threads(threads);
+      return js_undefined(env);
+    }
+    const char* disable = std::getenv("ALIGN_DISABLE_BLAS");
+    blas::init(disable && std::strcmp(disable, "") != 0 && std::strcmp(disable, "0") != 0);
+    auto* e = new Engine(threads);
+    NAPI_OK(napi_set_instance_data(
+        env, e, [](napi_env, void* d, void*) { delete static_cast<Engine*>(d); }, nullptr));
+    return js_undefined(env);
+  });
+}
+
+napi_value module_init(napi_env env, napi_value exports) {
+  napi_property_descriptor desc = {"init", nullptr, init, nullptr, nullptr, nullptr, napi_default, nullptr};
+  napi_define_properties(env, exports, 1, &desc);
+  register_storage(env, exports);
+  register_kernels(env, exports);
+  return exports;
+}
+
+}  // namespace
+}  // namespace aligner
+
+NAPI_MODULE_INIT() { return aligner::module_init(env, exports); }
