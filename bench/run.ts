@@ -91,6 +91,12 @@ main(process.argv.slice(2)).then(
   // Exit explicitly: a native backend's worker threads or handles must not keep the process alive.
   (code) => process.exit(code),
   (err: unknown) => {
+    // Bad options (node:util parseArgs, or a benchmark's own "bench <name>: ..." checks) need no stack.
+    const code = (err as { code?: unknown } | null)?.code;
+    if (err instanceof Error && ((typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) || err.message.startsWith('bench '))) {
+      console.error(`${err.message.startsWith('bench ') ? '' : 'bench: '}${err.message} (see --help)`);
+      process.exit(2);
+    }
     console.error(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     process.exit(1);
   },

@@ -69,6 +69,7 @@ elif [[ ! -f $native/binding.gyp ]]; then
   warn "$native/binding.gyp not found; skipping the native addon (reference backend only)"
 else
   why=""
+  mode=rebuild  # node-gyp rebuild = clean + configure + build
   if [[ ! -f $addon ]]; then
     why="not built yet"
   else
@@ -83,6 +84,8 @@ else
       [[ -d kernels/cuda ]] && srcs+=(kernels/cuda)
       newer="$(find "${srcs[@]}" -type f -newer "$addon" -print -quit)"
       [[ -z $newer ]] || why="$newer changed"
+      # Only sources changed: make's dependency files make an incremental build enough.
+      [[ -n $newer && $newer != "$native/binding.gyp" && -f $native/build/Makefile ]] && mode=build
     fi
   fi
   if [[ -n $why ]]; then
@@ -93,7 +96,8 @@ else
     # the machines here reach no site but the package registries.
     nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')"
     if [[ -f $nodedir/include/node/node_api.h ]]; then export npm_config_nodedir="$nodedir"; fi
-    if ! npm_config_jobs=max npm run --silent build:native >"$log" 2>&1; then
+    # What `npm run build:native` runs, called directly to choose rebuild or incremental build.
+    if ! node_modules/.bin/node-gyp "$mode" --jobs max --directory "$native" >"$log" 2>&1; then
       tail -n 40 "$log" >&2
       die "building the native addon failed; full log: $root/$log"
     fi

@@ -36,11 +36,15 @@ py_deps=(
 )
 
 command -v "$python" >/dev/null || { echo "setup-venv: $python not found (set PYTHON=...)" >&2; exit 1; }
+# The pins (numpy 2.4) need Python 3.11 or newer.
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "setup-venv: $python is $("$python" -V 2>&1); need 3.11+ (set PYTHON=...)" >&2; exit 1; }
 echo "setup-venv: creating $venv with torch $TORCH for CPU (one-time, ~2.5 GB download, 4 GB on disk)"
 rm -rf "$venv"  # a partial venv from an interrupted run is not worth repairing
 mkdir -p "$(dirname "$venv")"
 "$python" -m venv "$venv"
-pip=("$venv/bin/pip" install --quiet --disable-pip-version-check)
+# --no-cache-dir: do not leave a second 2.5 GB copy of the wheels in ~/.cache/pip.
+pip=("$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir)
 if [[ "$(uname -s)/$(uname -m)" == Linux/x86_64 ]]; then
   "${pip[@]}" --no-deps "torch==$TORCH" "${cuda_libs[@]}" "${py_deps[@]}"
 else

@@ -51,8 +51,7 @@ napi_value init(napi_env env, napi_callback_info info) {
     const char* disable = std::getenv("ALIGN_DISABLE_BLAS");
     blas::init(disable && std::strcmp(disable, "") != 0 && std::strcmp(disable, "0") != 0);
     auto* e = new Engine(threads);
-    NAPI_OK(napi_set_instance_data(
-        env, e, [](napi_env, void* d, void*) { delete static_cast<Engine*>(d); }, nullptr));
+    NAPI_OK(napi_set_instance_data(env, e, [](napi_env, void* d, void*) { delete static_cast<Engine*>(d); }, nullptr));
     return js_undefined(env);
   });
 }
@@ -68,4 +67,6 @@ napi_value module_init(napi_env env, napi_value exports) {
 }  // namespace
 }  // namespace aligner
 
-NAPI_MODULE_INIT() { return aligner::module_init(env, exports); }
+NAPI_MODULE_INIT() {
+  return aligner::module_init(env, exports);
+}

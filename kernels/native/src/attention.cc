@@ -40,8 +40,21 @@ void transpose_tile(const float* m, i64 s0, i64 ns, i64 D, float* out) {
   }
 }
 
-// sc[s] = Σ_d qrow[d]·kT[d][s] for s < ns (sequential in d: the order does not depend on tiling).
+// sc[s] = Σ_d qrow[d]·kT[d][s] for s < ns, one fused multiply-add per d in increasing d. A full
+// tile keeps its 64 sums in registers; a partial tile does the same FMAs through memory, so a key
+// gets the same bits whichever tile it lands in.
 void row_scores(const float* qrow, const float* kT, i64 ns, i64 D, float* sc) {
+  if (ns == kTK) {
+    __m256 a[8];
+    for (int u = 0; u < 8; u++) a[u] = _mm256_setzero_ps();
+    for (i64 d = 0; d < D; d++) {
+      const __m256 qd = _mm256_set1_ps(qrow[d]);
+      const float* kd = kT + d * kTK;
+      for (int u = 0; u < 8; u++) a[u] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 8 * u), a[u]);
+    }
+    for (int u = 0; u < 8; u++) _mm256_storeu_ps(sc + 8 * u, a[u]);
+    return;
+  }
   for (i64 s = 0; s < ns; s++) sc[s] = 0.0f;
   for (i64 d = 0; d < D; d++) {
     const float qd = qrow[d];
@@ -50,8 +63,37 @@ void row_scores(const float* qrow, const float* kT, i64 ns, i64 D, float* sc) {
   }
 }
 
+// acc[j] += w_s · rows_s[j] for j < D, over s < n in increasing s, skipping every s whose gate
+// p_s is 0 (the reference never adds a zero-probability term). w_s = w[s·wst], p_s = p[s·pst],
+// rows_s = rows + s·rst. Chunks of 64 columns stay in registers across s; the remainder does the
+// same FMAs through memory.
+void accumulate(float* acc, i64 D, i64 n, const float* w, i64 wst, const float* p, i64 pst, const float* rows,
+                i64 rst) {
+  i64 j0 = 0;
+  for (; j0 + 64 <= D; j0 += 64) {
+    __m256 a[8];
+    for (int u = 0; u < 8; u++) a[u] = _mm256_loadu_ps(acc + j0 + 8 * u);
+    for (i64 s = 0; s < n; s++) {
+      if (p[s * pst] == 0.0f) continue;
+      const __m256 ws = _mm256_set1_ps(w[s * wst]);
+      const float* r = rows + s * rst + j0;
+      for (int u = 0; u < 8; u++) a[u] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(r + 8 * u), a[u]);
+    }
+    for (int u = 0; u < 8; u++) _mm256_storeu_ps(acc + j0 + 8 * u, a[u]);
+  }
+  if (j0 == D) return;
+  for (i64 s = 0; s < n; s++) {
+    if (p[s * pst] == 0.0f) continue;
+    const float ws = w[s * wst];
+    const float* r = rows + s * rst;
+    for (i64 j = j0; j < D; j++) acc[j] = std::fma(ws, r[j], acc[j]);
+  }
+}
+
 // Keys visible from query t: s ≤ last(t) (causal) and mask[b, s] ≠ 0 (a NaN mask counts as ≠ 0).
-inline i64 last_visible(const AttnDims& d, i64 t) { return d.causal ? d.S - d.T + t : d.S - 1; }
+inline i64 last_visible(const AttnDims& d, i64 t) {
+  return d.causal ? d.S - d.T + t : d.S - 1;
+}
 
 // Scales sc by `scale` and sets invisible keys of the tile to −∞.
 void mask_scores(float* sc, i64 s0, i64 ns, i64 last, const float* mrow, float scale) {
@@ -61,10 +103,13 @@ void mask_scores(float* sc, i64 s0, i64 ns, i64 last, const float* mrow, float s
   }
 }
 
-inline float max_nan2(float a, float b) { return (a != a || b != b) ? NAN : (a > b ? a : b); }
+inline float max_nan2(float a, float b) {
+  return (a != a || b != b) ? NAN : (a > b ? a : b);
+}
 
 }  // namespace
 
+// q [B, Hq, T, D], k, v [B, Hkv, S, D], mask [B, S] | null → out [B, Hq, T, D], lse [B, Hq, T]
 void attention(const float* q, const float* k, const float* v, const float* mask, float* out, float* lse,
                const AttnDims& d) {
   const i64 D = d.D, S = d.S, T = d.T, group = d.Hq / d.Hkv;
@@ -100,20 +145,15 @@ void attention(const float* q, const float* k, const float* v, const float* mask
           float* acc = sp.acc.data() + i * D;
           if (alpha != 1.0f)
             for (i64 j = 0; j < D; j++) acc[j] *= alpha;
-          // exp_sum of the tile, keeping the terms in sc
+          // P of the tile, kept in sc; then acc += P·V (zero weights never touch V, as the reference)
           float psum = 0.0f;
           for (i64 s = 0; s < ns; s += 8) {
             i64 r = std::min<i64>(8, ns - s);
             __m256 e = simd::exp(_mm256_sub_ps(simd::load_tail(sc + s, r), _mm256_set1_ps(mnew)));
             simd::store_tail(sc + s, r, e);
           }
-          for (i64 s = 0; s < ns; s++) {
-            const float ps = sc[s];
-            psum += ps;
-            if (ps == 0.0f) continue;  // as the reference: a zero weight never touches V
-            const float* vr = V + (s0 + s) * D;
-            for (i64 j = 0; j < D; j++) acc[j] = std::fma(ps, vr[j], acc[j]);
-          }
+          for (i64 s = 0; s < ns; s++) psum += sc[s];
+          accumulate(acc, D, ns, sc, 1, sc, 1, V + s0 * D, D);
           l[i] = l[i] * alpha + psum;
           m[i] = mnew;
         }
@@ -135,6 +175,7 @@ void attention(const float* q, const float* k, const float* v, const float* mask
   });
 }
 
+// q, out, g [B, Hq, T, D], k, v [B, Hkv, S, D], lse [B, Hq, T] → gq [B, Hq, T, D], gk, gv [B, Hkv, S, D]
 void attention_backward(const float* q, const float* k, const float* v, const float* mask, const float* out,
                         const float* lse, const float* g, float* gq, float* gk, float* gv, const AttnDims& d) {
   const i64 D = d.D, S = d.S, T = d.T, group = d.Hq / d.Hkv;
@@ -185,35 +226,18 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
               mask_scores(sc, s0, ns, last, mrow, d.scale);
               for (i64 s = 0; s < ns; s += 8) {
                 i64 r = std::min<i64>(8, ns - s);
-                simd::store_tail(p + s, r,
-                                 simd::exp(_mm256_sub_ps(simd::load_tail(sc + s, r), _mm256_set1_ps(L[t]))));
+                simd::store_tail(p + s, r, simd::exp(_mm256_sub_ps(simd::load_tail(sc + s, r), _mm256_set1_ps(L[t]))));
               }
               float* dp = sc;  // reuse: dP_s = Σ_i dO_i·V_s,i
               row_scores(G + t * D, sp.vT.data(), ns, D, dp);
               for (i64 s = 0; s < ns; s++) dsr[s] = p[s] * (dp[s] - delta[i]) * d.scale;
-              float* gqr = GQ + t * D;
-              for (i64 s = 0; s < ns; s++) {
-                if (p[s] == 0.0f) continue;
-                const float w = dsr[s];
-                const float* kr = K + (s0 + s) * D;
-                for (i64 j = 0; j < D; j++) gqr[j] = std::fma(w, kr[j], gqr[j]);
-              }
+              accumulate(GQ + t * D, D, ns, dsr, 1, p, 1, K + s0 * D, D);  // gq_t += dS·K
             }
             // gk, gv rows of this tile: contributions in increasing t, as the reference.
             for (i64 s = 0; s < ns; s++) {
-              float* gkr = GK + (s0 + s) * D;
-              float* gvr = GV + (s0 + s) * D;
-              for (i64 i = 0; i < nq; i++) {
-                const float ps = sp.p[i * kTK + s];
-                if (ps == 0.0f) continue;
-                const float w = ds[i * kTK + s];
-                const float* qr = Q + (t0 + i) * D;
-                const float* gr = G + (t0 + i) * D;
-                for (i64 j = 0; j < D; j++) {
-                  gkr[j] = std::fma(w, qr[j], gkr[j]);
-                  gvr[j] = std::fma(ps, gr[j], gvr[j]);
-                }
-              }
+              const float* ps = sp.p.data() + s;
+              accumulate(GK + (s0 + s) * D, D, nq, ds.data() + s, kTK, ps, kTK, Q + t0 * D, D);  // += dSᵀ·Q
+              accumulate(GV + (s0 + s) * D, D, nq, ps, kTK, ps, kTK, G + t0 * D, D);             // += Pᵀ·dO
             }
           }
         }

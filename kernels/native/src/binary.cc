@@ -113,18 +113,31 @@ void run(const float* a, const float* b, float* out, const Layout& l) {
 
 }  // namespace
 
+// a, b (strided views broadcast to shape) → out [∏ shape]
 void binary(Binary kind, const float* a, const float* b, float* out, int rank, const i64* shape, const i64* as,
             const i64* bs) {
   for (int d = 0; d < rank; d++)
     if (shape[d] == 0) return;
   Layout l = simplify(rank, shape, as, bs);
   switch (kind) {
-    case Binary::add: run<Binary::add>(a, b, out, l); break;
-    case Binary::sub: run<Binary::sub>(a, b, out, l); break;
-    case Binary::mul: run<Binary::mul>(a, b, out, l); break;
-    case Binary::div: run<Binary::div>(a, b, out, l); break;
-    case Binary::maximum: run<Binary::maximum>(a, b, out, l); break;
-    case Binary::minimum: run<Binary::minimum>(a, b, out, l); break;
+    case Binary::add:
+      run<Binary::add>(a, b, out, l);
+      break;
+    case Binary::sub:
+      run<Binary::sub>(a, b, out, l);
+      break;
+    case Binary::mul:
+      run<Binary::mul>(a, b, out, l);
+      break;
+    case Binary::div:
+      run<Binary::div>(a, b, out, l);
+      break;
+    case Binary::maximum:
+      run<Binary::maximum>(a, b, out, l);
+      break;
+    case Binary::minimum:
+      run<Binary::minimum>(a, b, out, l);
+      break;
   }
 }
 

@@ -96,8 +96,8 @@ napi_value js_write(napi_env env, napi_callback_info info) {
     napi_value ab;
     NAPI_OK(napi_get_typedarray_info(env, a[1], &t, &length, &src, &ab, &offset));
     if (static_cast<i64>(length) != b.numel)
-      fail("ShapeError", "write: data has " + std::to_string(length) + " elements, the storage has " +
-                             std::to_string(b.numel));
+      fail("ShapeError",
+           "write: data has " + std::to_string(length) + " elements, the storage has " + std::to_string(b.numel));
     const bool ok = (b.dtype == DType::f32 && t == napi_float32_array) ||
                     (b.dtype == DType::i32 && t == napi_int32_array) ||
                     (b.dtype == DType::bf16 && (t == napi_float32_array || t == napi_uint16_array));
@@ -216,8 +216,10 @@ napi_value js_stats(napi_env env, napi_callback_info info) {
     Engine& e = engine(env);
     napi_value obj;
     NAPI_OK(napi_create_object(env, &obj));
-    NAPI_OK(napi_set_named_property(env, obj, "liveBuffers", js_number(env, static_cast<double>(e.buffers.live_buffers()))));
-    NAPI_OK(napi_set_named_property(env, obj, "liveBytes", js_number(env, static_cast<double>(e.buffers.live_bytes()))));
+    NAPI_OK(napi_set_named_property(env, obj, "liveBuffers",
+                                    js_number(env, static_cast<double>(e.buffers.live_buffers()))));
+    NAPI_OK(
+        napi_set_named_property(env, obj, "liveBytes", js_number(env, static_cast<double>(e.buffers.live_bytes()))));
     return obj;
   });
 }

@@ -24,8 +24,8 @@ std::once_flag g_once;
 SgemmFn g_sgemm = nullptr;
 std::string g_info = "fallback";
 
-void blas_gemm(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B, i64 ldb,
-               float* C, i64 ldc) {
+void blas_gemm(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B, i64 ldb, float* C,
+               i64 ldc) {
   // The loaded library has a 32-bit integer interface.
   if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX) {
     gemm_fallback(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
@@ -47,8 +47,7 @@ void load(bool disable) {
       dlclose(lib);
       continue;
     }
-    if (auto set_threads = reinterpret_cast<SetThreadsFn>(dlsym(lib, "openblas_set_num_threads")))
-      set_threads(1);
+    if (auto set_threads = reinterpret_cast<SetThreadsFn>(dlsym(lib, "openblas_set_num_threads"))) set_threads(1);
     auto get_config = reinterpret_cast<GetConfigFn>(dlsym(lib, "openblas_get_config"));
     g_info = get_config ? std::string(get_config()) : std::string(name);
     g_sgemm = sgemm;
@@ -62,8 +61,12 @@ void init(bool disable) {
   std::call_once(g_once, [disable] { load(disable); });
 }
 
-GemmFn gemm() { return g_sgemm ? blas_gemm : gemm_fallback; }
+GemmFn gemm() {
+  return g_sgemm ? blas_gemm : gemm_fallback;
+}
 
-std::string info() { return g_info; }
+std::string info() {
+  return g_info;
+}
 
 }  // namespace aligner::blas

@@ -11,8 +11,8 @@ namespace aligner::blas {
 
 // C[m, n] = op(A) · op(B), row-major, beta = 0. op(A) is [m, k] (A is [k, m] when ta); op(B) is
 // [k, n] (B is [n, k] when tb). lda/ldb/ldc are row strides in elements. k ≥ 1, m, n ≥ 1.
-using GemmFn = void (*)(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B,
-                        i64 ldb, float* C, i64 ldc);
+using GemmFn = void (*)(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B, i64 ldb,
+                        float* C, i64 ldc);
 
 // Loads a BLAS unless `disable` (ALIGN_DISABLE_BLAS=1). Safe to call more than once.
 void init(bool disable);
@@ -21,7 +21,7 @@ GemmFn gemm();
 std::string info();
 
 // The C++ fallback, exposed for tests and for shapes a 32-bit BLAS interface cannot take.
-void gemm_fallback(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B, i64 ldb,
-                   float* C, i64 ldc);
+void gemm_fallback(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B, i64 ldb, float* C,
+                   i64 ldc);
 
 }  // namespace aligner::blas

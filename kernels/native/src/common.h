@@ -27,15 +27,22 @@ enum class DType : int { f32 = 0, bf16 = 1, i32 = 2 };
 
 inline const char* dtype_name(DType d) {
   switch (d) {
-    case DType::f32: return "f32";
-    case DType::bf16: return "bf16";
-    case DType::i32: return "i32";
+    case DType::f32:
+      return "f32";
+    case DType::bf16:
+      return "bf16";
+    case DType::i32:
+      return "i32";
   }
   return "?";
 }
 
-inline size_t dtype_size(DType d) { return d == DType::bf16 ? 2 : 4; }
+inline size_t dtype_size(DType d) {
+  return d == DType::bf16 ? 2 : 4;
+}
 
-inline i64 ceil_div(i64 a, i64 b) { return (a + b - 1) / b; }
+inline i64 ceil_div(i64 a, i64 b) {
+  return (a + b - 1) / b;
+}
 
 }  // namespace aligner

@@ -47,8 +47,12 @@ void map3(const float* x, const float* y, const float* g, float* out, i64 n, F f
   });
 }
 
-inline __m256 set1(float v) { return _mm256_set1_ps(v); }
-inline __m256 is_nan(__m256 x) { return _mm256_cmp_ps(x, x, _CMP_UNORD_Q); }
+inline __m256 set1(float v) {
+  return _mm256_set1_ps(v);
+}
+inline __m256 is_nan(__m256 x) {
+  return _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+}
 
 __m256 log8(__m256 x) {
   alignas(32) float t[8];
@@ -67,19 +71,30 @@ __m256 gelu_inner(__m256 x) {  // √(2/π)·(x + c·x³), in the reference's or
 
 __m256 forward8(Unary kind, __m256 x) {
   switch (kind) {
-    case Unary::neg: return _mm256_xor_ps(x, set1(-0.0f));
-    case Unary::exp: return simd::exp(x);
-    case Unary::log: return log8(x);
-    case Unary::sqrt: return _mm256_sqrt_ps(x);
-    case Unary::rsqrt: return _mm256_div_ps(set1(1.0f), _mm256_sqrt_ps(x));
-    case Unary::tanh: return simd::tanh(x);
-    case Unary::sigmoid: return simd::sigmoid(x);
-    case Unary::relu: return _mm256_max_ps(_mm256_setzero_ps(), x);  // NaN (second operand) passes
-    case Unary::silu: return _mm256_mul_ps(x, simd::sigmoid(x));
+    case Unary::neg:
+      return _mm256_xor_ps(x, set1(-0.0f));
+    case Unary::exp:
+      return simd::exp(x);
+    case Unary::log:
+      return log8(x);
+    case Unary::sqrt:
+      return _mm256_sqrt_ps(x);
+    case Unary::rsqrt:
+      return _mm256_div_ps(set1(1.0f), _mm256_sqrt_ps(x));
+    case Unary::tanh:
+      return simd::tanh(x);
+    case Unary::sigmoid:
+      return simd::sigmoid(x);
+    case Unary::relu:
+      return _mm256_max_ps(_mm256_setzero_ps(), x);  // NaN (second operand) passes
+    case Unary::silu:
+      return _mm256_mul_ps(x, simd::sigmoid(x));
     case Unary::gelu:
       return _mm256_mul_ps(_mm256_mul_ps(set1(0.5f), x), _mm256_add_ps(set1(1.0f), simd::tanh(gelu_inner(x))));
-    case Unary::abs: return _mm256_andnot_ps(set1(-0.0f), x);
-    case Unary::square: return _mm256_mul_ps(x, x);
+    case Unary::abs:
+      return _mm256_andnot_ps(set1(-0.0f), x);
+    case Unary::square:
+      return _mm256_mul_ps(x, x);
   }
   return x;
 }
@@ -88,13 +103,20 @@ __m256 forward8(Unary kind, __m256 x) {
 __m256 derivative8(Unary kind, __m256 x, __m256 y) {
   const __m256 one = set1(1.0f), zero = _mm256_setzero_ps();
   switch (kind) {
-    case Unary::neg: return set1(-1.0f);
-    case Unary::exp: return y;
-    case Unary::log: return _mm256_div_ps(one, x);
-    case Unary::sqrt: return _mm256_div_ps(set1(0.5f), y);
-    case Unary::rsqrt: return _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(set1(-0.5f), y), y), y);
-    case Unary::tanh: return _mm256_sub_ps(one, _mm256_mul_ps(y, y));
-    case Unary::sigmoid: return _mm256_mul_ps(y, _mm256_sub_ps(one, y));
+    case Unary::neg:
+      return set1(-1.0f);
+    case Unary::exp:
+      return y;
+    case Unary::log:
+      return _mm256_div_ps(one, x);
+    case Unary::sqrt:
+      return _mm256_div_ps(set1(0.5f), y);
+    case Unary::rsqrt:
+      return _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(set1(-0.5f), y), y), y);
+    case Unary::tanh:
+      return _mm256_sub_ps(one, _mm256_mul_ps(y, y));
+    case Unary::sigmoid:
+      return _mm256_mul_ps(y, _mm256_sub_ps(one, y));
     case Unary::relu: {
       __m256 d = _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GT_OQ), one);
       return _mm256_blendv_ps(d, x, is_nan(x));
@@ -116,13 +138,15 @@ __m256 derivative8(Unary kind, __m256 x, __m256 y) {
       __m256 neg = _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_LT_OQ), set1(-1.0f));
       return _mm256_blendv_ps(_mm256_or_ps(pos, neg), x, is_nan(x));
     }
-    case Unary::square: return _mm256_mul_ps(set1(2.0f), x);
+    case Unary::square:
+      return _mm256_mul_ps(set1(2.0f), x);
   }
   return one;
 }
 
 }  // namespace
 
+// out [n] = value, converted to out's dtype
 void fill(void* out, DType dtype, i64 n, double value) {
   switch (dtype) {
     case DType::f32: {
@@ -146,12 +170,14 @@ void fill(void* out, DType dtype, i64 n, double value) {
   }
 }
 
+// src [bytes] → dst [bytes]
 void copy_bytes(const void* src, void* dst, i64 bytes) {
   const char* s = static_cast<const char*>(src);
   char* d = static_cast<char*>(dst);
   parallel_for(bytes, 256 * 1024, [&](i64 b, i64 e) { std::memcpy(d + b, s + b, e - b); });
 }
 
+// src [n] (sdt) → dst [n] (ddt)
 void cast(const void* src, DType sdt, void* dst, DType ddt, i64 n) {
   if (sdt == ddt) {
     copy_bytes(src, dst, n * static_cast<i64>(dtype_size(sdt)));
@@ -161,9 +187,12 @@ void cast(const void* src, DType sdt, void* dst, DType ddt, i64 n) {
     // Read as f32 (exact for bf16; i32 rounds to nearest, as Float32Array does), then store.
     auto load = [&](i64 i) -> float {
       switch (sdt) {
-        case DType::f32: return static_cast<const float*>(src)[i];
-        case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
-        case DType::i32: return static_cast<float>(static_cast<const int32_t*>(src)[i]);
+        case DType::f32:
+          return static_cast<const float*>(src)[i];
+        case DType::bf16:
+          return bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
+        case DType::i32:
+          return static_cast<float>(static_cast<const int32_t*>(src)[i]);
       }
       return 0.0f;
     };
@@ -181,31 +210,39 @@ void cast(const void* src, DType sdt, void* dst, DType ddt, i64 n) {
   });
 }
 
+// x [n] → out [n]
 void unary(Unary kind, const float* x, float* out, i64 n) {
   // One switch per call, not per vector: instantiate the loop per kind.
   switch (kind) {
-#define CASE(K) \
-  case Unary::K: map1(x, out, n, [](__m256 v) { return forward8(Unary::K, v); }); break;
-    CASE(neg) CASE(exp) CASE(log) CASE(sqrt) CASE(rsqrt) CASE(tanh) CASE(sigmoid) CASE(relu) CASE(silu) CASE(gelu)
-    CASE(abs) CASE(square)
+#define CASE(K)                                                      \
+  case Unary::K:                                                     \
+    map1(x, out, n, [](__m256 v) { return forward8(Unary::K, v); }); \
+    break;
+    // clang-format off
+    CASE(neg) CASE(exp) CASE(log) CASE(sqrt) CASE(rsqrt) CASE(tanh)
+    CASE(sigmoid) CASE(relu) CASE(silu) CASE(gelu) CASE(abs) CASE(square)
+    // clang-format on
 #undef CASE
   }
 }
 
+// x, y = f(x), g [n] → gx [n]
 void unary_backward(Unary kind, const float* x, const float* y, const float* g, float* gx, i64 n) {
   switch (kind) {
-#define CASE(K)                                                                                   \
-  case Unary::K:                                                                                  \
-    map3(x, y, g, gx, n, [](__m256 xv, __m256 yv, __m256 gv) {                                    \
-      return _mm256_mul_ps(gv, derivative8(Unary::K, xv, yv));                                    \
-    });                                                                                           \
+#define CASE(K)                                                                                             \
+  case Unary::K:                                                                                            \
+    map3(x, y, g, gx, n,                                                                                    \
+         [](__m256 xv, __m256 yv, __m256 gv) { return _mm256_mul_ps(gv, derivative8(Unary::K, xv, yv)); }); \
     break;
-    CASE(neg) CASE(exp) CASE(log) CASE(sqrt) CASE(rsqrt) CASE(tanh) CASE(sigmoid) CASE(relu) CASE(silu) CASE(gelu)
-    CASE(abs) CASE(square)
+    // clang-format off
+    CASE(neg) CASE(exp) CASE(log) CASE(sqrt) CASE(rsqrt) CASE(tanh)
+    CASE(sigmoid) CASE(relu) CASE(silu) CASE(gelu) CASE(abs) CASE(square)
+    // clang-format on
 #undef CASE
   }
 }
 
+// x [n] → out [n]
 // In double, then rounded once, exactly as the reference computes into a Float32Array.
 void affine(const float* x, float* out, i64 n, double scale, double shift) {
   parallel_for(n, kGrain, [&](i64 b, i64 e) {
@@ -213,6 +250,7 @@ void affine(const float* x, float* out, i64 n, double scale, double shift) {
   });
 }
 
+// x [n] → out [n]
 void pow_scalar(const float* x, float* out, i64 n, double p) {
   // Exact fast paths (each equals the correctly rounded pow), else std::pow with JS's special cases.
   parallel_for(n, kGrain, [&](i64 b, i64 e) {

@@ -103,8 +103,8 @@ void micro_kernel(i64 kc, const float* a, const float* b, float* C, i64 ldc, i64
 
 }  // namespace
 
-void gemm_fallback(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B, i64 ldb,
-                   float* C, i64 ldc) {
+void gemm_fallback(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B, i64 ldb, float* C,
+                   i64 ldc) {
   thread_local std::unique_ptr<float, FreeDeleter> a_buf, b_buf;
   float* pa = scratch(a_buf, MC * KC);
   float* pb = scratch(b_buf, KC * NC);
@@ -118,8 +118,8 @@ void gemm_fallback(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 ld
         pack_a(ta, A, lda, ic, pc, mc, kc, pa);
         for (i64 jr = 0; jr < nc; jr += NR) {
           for (i64 ir = 0; ir < mc; ir += MR) {
-            micro_kernel(kc, pa + ir * kc, pb + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc,
-                         std::min(MR, mc - ir), std::min(NR, nc - jr), pc > 0);
+            micro_kernel(kc, pa + ir * kc, pb + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir),
+                         std::min(NR, nc - jr), pc > 0);
           }
         }
       }

@@ -44,8 +44,7 @@ void reduce_max_backward(const float* x, const float* y, const float* g, float* 
 
 // ---- matmul.cc ----
 // A[b] [M, K] ([K, M] if ta) at b·sA, B[b] [K, N] ([N, K] if tb) at b·sB → C [batch, M, N]
-void matmul(const float* A, const float* B, float* C, i64 batch, i64 M, i64 N, i64 K, bool ta, bool tb, i64 sA,
-            i64 sB);
+void matmul(const float* A, const float* B, float* C, i64 batch, i64 M, i64 N, i64 K, bool ta, bool tb, i64 sA, i64 sB);
 
 // ---- layout.cc ----
 // x [shape] → out [shape[perm[0]], …]; elements of esize bytes (2 or 4); rank ≤ 8

@@ -1,4 +1,6 @@
 // Data movement: permute, copyBlock, and the embedding gather / scatter-add.
+#include <immintrin.h>
+
 #include <cstring>
 #include <vector>
 
@@ -48,6 +50,45 @@ PermLayout simplify(int rank, const i64* shape, const int* perm) {
   return l;
 }
 
+// dst[c][r] = src[r][c] for an 8×8 block of 4-byte elements, in registers: one pass over 8 source
+// rows instead of 64 strided loads (with power-of-two strides those all land in one L1 set).
+// Shuffles move bits only, so any 4-byte payload (i32, NaN) is copied exactly.
+inline void transpose8x8(const uint32_t* src, i64 src_stride, uint32_t* dst, i64 dst_stride) {
+  __m256 r[8], t[8];
+  for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(reinterpret_cast<const float*>(src + k * src_stride));
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+    t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+  }
+  for (int k = 0; k < 8; k += 4) {
+    r[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+    r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+    r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+    r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+  }
+  for (int k = 0; k < 4; k++) {
+    _mm256_storeu_ps(reinterpret_cast<float*>(dst + k * dst_stride), _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
+    _mm256_storeu_ps(reinterpret_cast<float*>(dst + (k + 4) * dst_stride),
+                     _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
+  }
+}
+
+// out[i·os + j] = src[i + j·xs] for i < ni, j < nj (one tile of a transpose).
+template <class T>
+void transpose_tile(const T* src, i64 xs, T* out, i64 os, i64 ni, i64 nj) {
+  i64 i = 0;
+  if constexpr (sizeof(T) == 4) {
+    for (; i + 8 <= ni; i += 8) {
+      i64 j = 0;
+      for (; j + 8 <= nj; j += 8) transpose8x8(src + i + j * xs, xs, out + i * os + j, os);
+      for (; j < nj; j++)
+        for (i64 r = i; r < i + 8; r++) out[r * os + j] = src[r + j * xs];
+    }
+  }
+  for (; i < ni; i++)
+    for (i64 j = 0; j < nj; j++) out[i * os + j] = src[i + j * xs];
+}
+
 template <class T>
 void permute_t(const T* x, T* out, const PermLayout& l) {
   const int last = l.rank - 1;
@@ -91,14 +132,10 @@ void permute_t(const T* x, T* out, const PermLayout& l) {
         obase += idx * ostride[d];
         xbase += idx * l.xstride[d];
       }
-      i64 i0 = it * kTile, i1 = std::min(l.size[dd], i0 + kTile);
+      i64 i0 = it * kTile, ni = std::min(l.size[dd], i0 + kTile) - i0;
       for (i64 j0 = 0; j0 < l.size[last]; j0 += kTile) {
-        i64 j1 = std::min(l.size[last], j0 + kTile);
-        for (i64 i = i0; i < i1; i++) {
-          T* o = out + obase + i * os_dd;
-          const T* src = x + xbase + i;
-          for (i64 j = j0; j < j1; j++) o[j] = src[j * xs_last];
-        }
+        i64 nj = std::min(l.size[last], j0 + kTile) - j0;
+        transpose_tile(x + xbase + i0 + j0 * xs_last, xs_last, out + obase + i0 * os_dd + j0, os_dd, ni, nj);
       }
     }
   });
@@ -114,6 +151,7 @@ void check_ids(const char* kernel, const int32_t* ids, i64 n, i64 V) {
 
 }  // namespace
 
+// x [shape] → out [shape[perm[0]], …]
 void permute(const void* x, void* out, size_t esize, int rank, const i64* shape, const int* perm) {
   for (int d = 0; d < rank; d++)
     if (shape[d] == 0) return;
@@ -124,6 +162,7 @@ void permute(const void* x, void* out, size_t esize, int rank, const i64* shape,
     permute_t(static_cast<const uint32_t*>(x), static_cast<uint32_t*>(out), l);
 }
 
+// src [outer, srcAxis, inner] → dst [outer, dstAxis, inner], rows [off, off + len)
 void copy_block(const void* src, void* dst, size_t esize, i64 outer, i64 len, i64 inner, i64 src_axis, i64 src_off,
                 i64 dst_axis, i64 dst_off) {
   const i64 run = len * inner * static_cast<i64>(esize);  // bytes per outer index, contiguous both sides
@@ -140,6 +179,7 @@ void copy_block(const void* src, void* dst, size_t esize, i64 outer, i64 len, i6
   });
 }
 
+// weight [V, C], ids [n] → out [n, C]
 void embedding(const float* weight, const int32_t* ids, float* out, i64 n, i64 C, i64 V) {
   check_ids("embedding", ids, n, V);
   parallel_for(n, std::max<i64>(1, 16384 / std::max<i64>(C, 1)), [&](i64 b, i64 e) {
@@ -147,6 +187,7 @@ void embedding(const float* weight, const int32_t* ids, float* out, i64 n, i64 C
   });
 }
 
+// g [n, C], ids [n] → gw [V, C]
 void embedding_backward(const float* g, const int32_t* ids, float* gw, i64 n, i64 C, i64 V) {
   check_ids("embeddingBackward", ids, n, V);
   parallel_for(V * C, 64 * 1024, [&](i64 b, i64 e) { std::memset(gw + b, 0, sizeof(float) * (e - b)); });

@@ -1,9 +1,13 @@
 // Batched matmul, threaded by us around single-threaded GEMM calls.
 //
-// Work is split into (batch item, block of rows or columns) tasks, each one GEMM call over the
-// full K, so every output element is produced by exactly one call that sees its whole row of A
-// and column of B: the split cannot change the result. We split the batch when it spreads evenly
-// over the threads, otherwise also the larger of M and N into as many blocks as threads.
+// Work is cut into (batch item, block of rows or columns) tasks, each one GEMM call over the full
+// K, spread over the pool. The cut depends only on the sizes, never on the thread count: OpenBLAS
+// computes an element differently depending on where its row falls in the call's register
+// tiling (measured: splitting 1024³ at row 512 changes the bits of rows 504–530), so a
+// thread-dependent split would make results depend on the thread count. With a size-only split
+// every thread count makes the same calls. Blocks are many enough (up to kTasks per matmul) to
+// balance a few threads, and at least kMinBlock rows/columns: OpenBLAS repacks the shared operand
+// per call, which measured within noise of one big call for blocks of 64 rows and more.
 #include <cstring>
 
 #include "blas.h"
@@ -13,10 +17,13 @@
 namespace aligner {
 
 namespace {
-constexpr i64 kAlign = 16;                  // block edges on micro-tile boundaries
-constexpr i64 kSerialFlops = 64 * 64 * 64;  // below this, threading costs more than it saves
+constexpr i64 kTasks = 8;                   // target tasks per matmul
+constexpr i64 kMinBlock = 128;              // rows or columns per call, at least
+constexpr i64 kAlign = 16;                  // block edges on micro-tile multiples
+constexpr i64 kSerialFlops = 64 * 64 * 64;  // below this a matmul is one task per batch item
 }  // namespace
 
+// A[b] [M, K] ([K, M] if ta), B[b] [K, N] ([N, K] if tb) → C [batch, M, N]
 void matmul(const float* A, const float* B, float* C, i64 batch, i64 M, i64 N, i64 K, bool ta, bool tb, i64 sA,
             i64 sB) {
   if (batch <= 0 || M <= 0 || N <= 0) return;
@@ -26,16 +33,14 @@ void matmul(const float* A, const float* B, float* C, i64 batch, i64 M, i64 N, i
   }
   const blas::GemmFn gemm = blas::gemm();
   const i64 lda = ta ? M : K, ldb = tb ? K : N;
-  const i64 threads = current_threads();
   const bool split_m = M >= N;
   const i64 dim = split_m ? M : N;
+  const bool small = M * N * K < kSerialFlops;
   i64 blocks = 1;
-  if (threads > 1 && batch * M * N * K >= kSerialFlops && batch % threads != 0 && batch < 4 * threads)
-    blocks = std::min(threads, ceil_div(dim, kAlign));
+  if (!small && batch < kTasks) blocks = std::max<i64>(1, std::min(ceil_div(kTasks, batch), dim / kMinBlock));
   const i64 bsize = ceil_div(ceil_div(dim, blocks), kAlign) * kAlign;
   blocks = ceil_div(dim, bsize);
-  const i64 grain = batch * M * N * K >= kSerialFlops ? 1 : batch * blocks;
-  parallel_for(batch * blocks, grain, [&](i64 b, i64 e) {
+  parallel_for(batch * blocks, small ? std::max<i64>(1, kSerialFlops / (M * N * K)) : 1, [&](i64 b, i64 e) {
     for (i64 t = b; t < e; t++) {
       const i64 p = t / blocks, blk = t % blocks;
       const float* a = A + p * sA;

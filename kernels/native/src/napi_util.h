@@ -50,8 +50,8 @@ class Args {
     argc_ = kMax;
     NAPI_OK(napi_get_cb_info(env, info, &argc_, argv_, nullptr, nullptr));
     if (argc_ < expected)
-      fail("NativeError", std::string(fn) + ": expected " + std::to_string(expected) + " arguments, got " +
-                              std::to_string(argc_));
+      fail("NativeError",
+           std::string(fn) + ": expected " + std::to_string(expected) + " arguments, got " + std::to_string(argc_));
   }
 
   napi_value operator[](size_t i) const { return argv_[i]; }

@@ -14,7 +14,9 @@ namespace {
 
 constexpr i64 kRowBlock = 32;
 
-inline __m256 ld(const float* p, i64 k) { return k == 8 ? _mm256_loadu_ps(p) : simd::load_tail(p, k); }
+inline __m256 ld(const float* p, i64 k) {
+  return k == 8 ? _mm256_loadu_ps(p) : simd::load_tail(p, k);
+}
 
 // Σ_j f(j, k) in a fixed order, where f returns lanes j..j+k−1 (k ≤ 8) as a vector; lanes past k
 // are zeroed here.
@@ -33,7 +35,9 @@ float vsum(i64 n, F f) {
   return simd::hsum(_mm256_add_ps(a0, a1));
 }
 
-float inv_std(double mean_square, double eps) { return static_cast<float>(1.0 / std::sqrt(mean_square + eps)); }
+float inv_std(double mean_square, double eps) {
+  return static_cast<float>(1.0 / std::sqrt(mean_square + eps));
+}
 
 // Runs row_fn(r, partials of its block) over row blocks, then sums the nparts partial vectors of
 // length n per block into outs[p] in block order.
@@ -61,6 +65,7 @@ void blocked_rows(i64 rows, i64 n, int nparts, float* const* outs, RowFn row_fn)
 
 }  // namespace
 
+// x [rows, n], w [n] → out [rows, n], rstd [rows]
 void rms_norm(const float* x, const float* w, float* out, float* rstd, i64 rows, i64 n, double eps) {
   parallel_for(rows, std::max<i64>(1, 8192 / std::max<i64>(n, 1)), [&](i64 b, i64 e) {
     for (i64 r = b; r < e; r++) {
@@ -73,6 +78,7 @@ void rms_norm(const float* x, const float* w, float* out, float* rstd, i64 rows,
   });
 }
 
+// x, g [rows, n], w [n], rstd [rows] → gx [rows, n], gw [n]
 void rms_norm_backward(const float* x, const float* w, const float* rstd, const float* g, float* gx, float* gw,
                        i64 rows, i64 n) {
   float* outs[1] = {gw};
@@ -94,6 +100,7 @@ void rms_norm_backward(const float* x, const float* w, const float* rstd, const 
   });
 }
 
+// x [rows, n], w, b [n] → out [rows, n], mean, rstd [rows]
 void layer_norm(const float* x, const float* w, const float* b, float* out, float* mean, float* rstd, i64 rows, i64 n,
                 double eps) {
   parallel_for(rows, std::max<i64>(1, 8192 / std::max<i64>(n, 1)), [&](i64 rb, i64 re) {
@@ -115,6 +122,7 @@ void layer_norm(const float* x, const float* w, const float* b, float* out, floa
   });
 }
 
+// x, g [rows, n], w [n], mean, rstd [rows] → gx [rows, n], gw, gb [n]
 void layer_norm_backward(const float* x, const float* w, const float* mean, const float* rstd, const float* g,
                          float* gx, float* gw, float* gb, i64 rows, i64 n) {
   float* outs[2] = {gw, gb};

@@ -8,6 +8,7 @@
 
 namespace aligner {
 
+// param, grad, m, v [n], updated in place
 void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps,
            double wd, double step) {
   // The reference computes in double and stores each of p, m, v into f32 storage between steps;
@@ -30,6 +31,7 @@ void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, doubl
   });
 }
 
+// grads[t] [sizes[t]], scaled in place → out [1] = the norm before clipping
 void clip_grad_norm(const std::vector<float*>& grads, const std::vector<i64>& sizes, double max_norm, float* out) {
   // Fixed chunks per tensor, each summed in double into its own slot, slots added in order.
   constexpr i64 kChunk = 64 * 1024;

@@ -105,7 +105,9 @@ void Pool::run(i64 ntasks, const std::function<void(i64)>& task) {
   if (err) std::rethrow_exception(err);
 }
 
-int current_threads() { return tl_pool ? tl_pool->threads() : 1; }
+int current_threads() {
+  return tl_pool ? tl_pool->threads() : 1;
+}
 
 void parallel_for(i64 count, i64 grain, const std::function<void(i64, i64)>& fn) {
   if (count <= 0) return;

@@ -19,10 +19,13 @@ constexpr i64 kChunk = 32 * 1024;  // elements per partial
 constexpr i64 kColBlock = 512;     // inner columns per task
 
 // Rows of the reduced axis per chunk when inner > 1.
-i64 rows_per_chunk(i64 n, i64 inner) { return std::max<i64>(1, std::min(n, kChunk / std::max<i64>(inner, 1))); }
+i64 rows_per_chunk(i64 n, i64 inner) {
+  return std::max<i64>(1, std::min(n, kChunk / std::max<i64>(inner, 1)));
+}
 
 }  // namespace
 
+// x [outer, n, inner] → out [outer, inner]
 void reduce_sum(const float* x, float* out, i64 outer, i64 n, i64 inner) {
   if (outer == 0 || inner == 0) return;
   if (inner == 1) {
@@ -74,6 +77,7 @@ void reduce_sum(const float* x, float* out, i64 outer, i64 n, i64 inner) {
   });
 }
 
+// x [outer, n, inner] → out [outer, inner]
 void reduce_max(const float* x, float* out, i64 outer, i64 n, i64 inner) {
   if (outer == 0 || inner == 0) return;
   if (inner == 1) {
@@ -108,6 +112,7 @@ void reduce_max(const float* x, float* out, i64 outer, i64 n, i64 inner) {
   });
 }
 
+// x [outer, n, inner], y, g [outer, inner] → gx [outer, n, inner]
 void reduce_max_backward(const float* x, const float* y, const float* g, float* gx, i64 outer, i64 n, i64 inner) {
   if (outer == 0 || inner == 0) return;
   const i64 nblocks = ceil_div(inner, kColBlock);

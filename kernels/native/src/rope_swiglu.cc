@@ -5,6 +5,7 @@
 
 namespace aligner {
 
+// x [B, H, T, D], cos/sin [T, D/2] or [B, T, D/2] → out [B, H, T, D]
 void rope(const float* x, const float* cos, const float* sin, float* out, i64 B, i64 H, i64 T, i64 D, bool per_batch,
           bool inverse) {
   const i64 half = D / 2;
@@ -36,7 +37,9 @@ void map_gate(i64 n, F f) {
     for (i64 i = b; i < e; i += 8) f(i, std::min<i64>(8, e - i));
   });
 }
-inline __m256 ld(const float* p, i64 k) { return k == 8 ? _mm256_loadu_ps(p) : simd::load_tail(p, k); }
+inline __m256 ld(const float* p, i64 k) {
+  return k == 8 ? _mm256_loadu_ps(p) : simd::load_tail(p, k);
+}
 inline void st(float* p, i64 k, __m256 v) {
   if (k == 8)
     _mm256_storeu_ps(p, v);
@@ -45,6 +48,7 @@ inline void st(float* p, i64 k, __m256 v) {
 }
 }  // namespace
 
+// gate, up [n] → out [n]
 void swiglu(const float* gate, const float* up, float* out, i64 n) {
   map_gate(n, [&](i64 i, i64 k) {
     __m256 x = ld(gate + i, k);
@@ -52,6 +56,7 @@ void swiglu(const float* gate, const float* up, float* out, i64 n) {
   });
 }
 
+// gate, up, g [n] → ggate, gup [n]
 void swiglu_backward(const float* gate, const float* up, const float* g, float* ggate, float* gup, i64 n) {
   const __m256 one = _mm256_set1_ps(1.0f);
   map_gate(n, [&](i64 i, i64 k) {

@@ -21,8 +21,12 @@ inline __m256i tail_mask(i64 r) {
   alignas(32) static const int32_t bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + 8 - r));
 }
-inline __m256 load_tail(const float* p, i64 r) { return _mm256_maskload_ps(p, tail_mask(r)); }
-inline void store_tail(float* p, i64 r, __m256 v) { _mm256_maskstore_ps(p, tail_mask(r), v); }
+inline __m256 load_tail(const float* p, i64 r) {
+  return _mm256_maskload_ps(p, tail_mask(r));
+}
+inline void store_tail(float* p, i64 r, __m256 v) {
+  _mm256_maskstore_ps(p, tail_mask(r), v);
+}
 
 // Horizontal sum in a fixed order.
 inline float hsum(__m256 v) {
@@ -96,8 +100,8 @@ inline float max_nan(const float* x, i64 n) {
     nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   }
   if (i < n) {
-    __m256 v = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), load_tail(x + i, n - i),
-                                _mm256_castsi256_ps(tail_mask(n - i)));
+    __m256 v =
+        _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), load_tail(x + i, n - i), _mm256_castsi256_ps(tail_mask(n - i)));
     m = _mm256_max_ps(m, v);
     nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   }
@@ -134,7 +138,9 @@ inline __m256 exp(__m256 x) {
   return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
-inline float exp1(float x) { return _mm256_cvtss_f32(exp(_mm256_set1_ps(x))); }
+inline float exp1(float x) {
+  return _mm256_cvtss_f32(exp(_mm256_set1_ps(x)));
+}
 
 // tanh(x): Cephes tanhf (odd polynomial below 0.625, 1 − 2/(e^{2|x|}+1) above).
 inline __m256 tanh(__m256 x) {
@@ -148,8 +154,8 @@ inline __m256 tanh(__m256 x) {
   p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(-3.33332819422e-1f));
   __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, s), x, x);
   __m256 e = exp(_mm256_add_ps(ax, ax));
-  __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.0f),
-                             _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+  __m256 big =
+      _mm256_sub_ps(_mm256_set1_ps(1.0f), _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
   big = _mm256_or_ps(big, _mm256_and_ps(sign_bit, x));
   return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
 }

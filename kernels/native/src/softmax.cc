@@ -13,7 +13,9 @@ namespace aligner {
 
 namespace {
 
-i64 row_grain(i64 n) { return std::max<i64>(1, 16384 / std::max<i64>(n, 1)); }
+i64 row_grain(i64 n) {
+  return std::max<i64>(1, 16384 / std::max<i64>(n, 1));
+}
 
 // Σ exp(x[j] − m) in fixed order; stores the terms into `terms` when it is not null.
 float exp_sum(const float* x, i64 n, float m, float* terms) {
@@ -59,6 +61,7 @@ void check_targets(const char* kernel, const int32_t* targets, i64 rows, i64 V, 
 
 }  // namespace
 
+// x [rows, n] → out [rows, n]
 void softmax(const float* x, float* out, i64 rows, i64 n) {
   parallel_for(rows, row_grain(n), [&](i64 b, i64 e) {
     for (i64 r = b; r < e; r++) {
@@ -71,6 +74,7 @@ void softmax(const float* x, float* out, i64 rows, i64 n) {
   });
 }
 
+// x [rows, n] → out [rows, n]
 void log_softmax(const float* x, float* out, i64 rows, i64 n) {
   parallel_for(rows, row_grain(n), [&](i64 b, i64 e) {
     for (i64 r = b; r < e; r++) {
@@ -82,6 +86,7 @@ void log_softmax(const float* x, float* out, i64 rows, i64 n) {
   });
 }
 
+// y, g [rows, n] → gx [rows, n]
 void softmax_backward(const float* y, const float* g, float* gx, i64 rows, i64 n) {
   parallel_for(rows, row_grain(n), [&](i64 b, i64 e) {
     for (i64 r = b; r < e; r++) {
@@ -93,6 +98,7 @@ void softmax_backward(const float* y, const float* g, float* gx, i64 rows, i64 n
   });
 }
 
+// y, g [rows, n] → gx [rows, n]
 void log_softmax_backward(const float* y, const float* g, float* gx, i64 rows, i64 n) {
   parallel_for(rows, row_grain(n), [&](i64 b, i64 e) {
     for (i64 r = b; r < e; r++) {
@@ -108,6 +114,7 @@ void log_softmax_backward(const float* y, const float* g, float* gx, i64 rows, i
   });
 }
 
+// logits [rows, V], targets [rows] → out [rows], lse [rows]
 void token_logprobs(const float* logits, const int32_t* targets, float* out, float* lse, i64 rows, i64 V,
                     double ignore_index) {
   check_targets("tokenLogprobs", targets, rows, V, ignore_index);
@@ -122,6 +129,7 @@ void token_logprobs(const float* logits, const int32_t* targets, float* out, flo
   });
 }
 
+// logits [rows, V], targets, lse, g [rows] → gx [rows, V]
 void token_logprobs_backward(const float* logits, const int32_t* targets, const float* lse, const float* g, float* gx,
                              i64 rows, i64 V, double ignore_index) {
   check_targets("tokenLogprobsBackward", targets, rows, V, ignore_index);

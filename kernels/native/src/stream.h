@@ -59,8 +59,8 @@ class Stream {
   std::condition_variable done_;
   std::deque<std::pair<uint64_t, std::function<void()>>> queue_;
   bool stop_ = false;
-  uint64_t submitted_ = 0;                // written by the JS thread only
-  std::atomic<uint64_t> completed_{0};    // commands finish in order, so this is a high-water mark
+  uint64_t submitted_ = 0;              // written by the JS thread only
+  std::atomic<uint64_t> completed_{0};  // commands finish in order, so this is a high-water mark
 
   std::mutex err_mu_;
   bool has_error_ = false;

@@ -1,0 +1,266 @@
+/**
+ * The native CPU backend: the TypeScript face of the N-API addon in kernels/native.
+ *
+ * Storages are `{dtype, numel, handle}`, the handle a small integer into the addon's handle
+ * table. Kernel calls pass handles and numbers only (shape/stride lists go as one reused
+ * Int32Array) and return at once: the addon queues them on a stream executed in order by a native
+ * thread (see kernels/native/src/stream.h), so the JS thread keeps running while kernels do.
+ * Errors a kernel finds while running (an out-of-range id) are deferred to the next
+ * readSync/read/synchronize. Every addon call goes through `fromNativeError`, so native failures
+ * arrive as the typed errors of kernels/errors.ts.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+import type { Backend, BinaryKind, HostArray, Kernels, MemoryStats, Storage, UnaryKind } from './backend.js';
+import { BINARY_KINDS, UNARY_KINDS } from './backend.js';
+import type { DType } from './dtype.js';
+import { DTypeError, NativeError, ShapeError, fromNativeError } from './errors.js';
+
+/** A storage of the native backend. `handle` becomes ~handle (negative) once freed. */
+export interface NativeStorage extends Storage {
+  handle: number;
+}
+
+type NativeHost = Float32Array | Int32Array;
+
+/** The addon's exports (kernels/native/src/bind_*.cc). Argument orders follow kernels/backend.ts. */
+interface Addon {
+  init(threads: number): void;
+  alloc(dtypeCode: number, numel: number): number;
+  free(handle: number): void;
+  write(handle: number, data: Float32Array | Int32Array | Uint16Array): void;
+  readSync(handle: number): NativeHost;
+  read(handle: number): Promise<NativeHost>;
+  synchronize(): void;
+  stats(): MemoryStats;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  blasInfo(): string;
+  fmaPeakGflops(threads: number, millis: number): number;
+  [kernel: string]: (...args: never[]) => unknown;
+}
+
+const ADDON_PATH = fileURLToPath(new URL('./native/build/Release/aligner_cpu.node', import.meta.url));
+const DTYPE_CODES: Partial<Record<DType, number>> = { f32: 0, bf16: 1, i32: 2 };
+const UNARY_CODES = new Map<UnaryKind, number>(UNARY_KINDS.map((k, i) => [k, i]));
+const BINARY_CODES = new Map<BinaryKind, number>(BINARY_KINDS.map((k, i) => [k, i]));
+const MAX_RANK = 8;
+
+let addon: Addon | null = null;
+let loadFailure: string | null = null;
+
+/** Thread count at load: ALIGN_NUM_THREADS when it is a positive integer, else every core. */
+function defaultThreads(): number {
+  const env = Number(process.env.ALIGN_NUM_THREADS);
+  return Number.isInteger(env) && env > 0 ? env : os.availableParallelism();
+}
+
+function load(): Addon | null {
+  if (addon || loadFailure) return addon;
+  if (!existsSync(ADDON_PATH)) {
+    loadFailure = `the native addon is not built (${ADDON_PATH} is missing); run \`npm run build:native\``;
+    return null;
+  }
+  try {
+    const loaded = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+    loaded.init(defaultThreads());
+    addon = loaded;
+  } catch (err) {
+    loadFailure = `the native addon failed to load (${(err as Error).message}); run \`npm run build:native\``;
+  }
+  return addon;
+}
+
+/** Whether the addon is built and loads here; when not, why (and that `npm run build:native` builds it). */
+export function nativeAvailable(): { ok: true } | { ok: false; reason: string } {
+  return load() ? { ok: true } : { ok: false, reason: loadFailure! };
+}
+
+function requireAddon(): Addon {
+  const a = load();
+  if (!a) throw new NativeError(`native backend unavailable: ${loadFailure}`);
+  return a;
+}
+
+/** Runs an addon call, converting its errors to the typed classes. */
+function guard<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    throw fromNativeError(err);
+  }
+}
+
+/** Sets the number of native compute threads (executor included); waits for queued work first. */
+export function setNumThreads(n: number): void {
+  const a = requireAddon();
+  guard(() => a.setNumThreads(n));
+}
+
+export function getNumThreads(): number {
+  const a = requireAddon();
+  return guard(() => a.getNumThreads());
+}
+
+/** The BLAS behind matmul: OpenBLAS's config string, another CBLAS's library name, or 'fallback'. */
+export function blasInfo(): string {
+  const a = requireAddon();
+  return guard(() => a.blasInfo());
+}
+
+/** Measured peak fp32 FMA throughput of `threads` threads over about `millis` ms, in GFLOP/s. */
+export function fmaPeakGflops(threads: number, millis: number): number {
+  const a = requireAddon();
+  return guard(() => a.fmaPeakGflops(threads, millis));
+}
+
+const h = (s: Storage): number => (s as NativeStorage).handle;
+
+// Scratch for shape/stride lists; the addon copies them at call time, so one array serves all calls.
+const dims = new Int32Array(1 + 3 * MAX_RANK);
+
+function putInt(i: number, v: number, op: string): void {
+  if ((v | 0) !== v) throw new ShapeError(`${op}: size or stride ${v} is not an int32`);
+  dims[i] = v;
+}
+
+function makeKernels(a: Addon): Kernels {
+  // Each kernel is a thin, allocation-free forwarder; `k` converts native errors.
+  const k = a as unknown as Record<string, (...args: unknown[]) => void>;
+  const call = (name: string, ...args: unknown[]): void => {
+    try {
+      k[name]!(...args);
+    } catch (err) {
+      throw fromNativeError(err);
+    }
+  };
+  return {
+    fill: (out, n, value) => call('fill', h(out), n, value),
+    copy: (src, dst, n) => call('copy', h(src), h(dst), n),
+    cast: (src, dst, n) => call('cast', h(src), h(dst), n),
+    unary: (kind, x, out, n) => call('unary', UNARY_CODES.get(kind) ?? -1, h(x), h(out), n),
+    unaryBackward: (kind, x, y, g, gx, n) => call('unaryBackward', UNARY_CODES.get(kind) ?? -1, h(x), h(y), h(g), h(gx), n),
+    affine: (x, out, n, scale, shift) => call('affine', h(x), h(out), n, scale, shift),
+    powScalar: (x, out, n, exponent) => call('powScalar', h(x), h(out), n, exponent),
+    binary: (kind, x, y, out, outShape, aStrides, bStrides) => {
+      const rank = outShape.length;
+      if (rank > MAX_RANK || aStrides.length !== rank || bStrides.length !== rank) {
+        throw new ShapeError(`binary: rank ${rank} with ${aStrides.length}/${bStrides.length} strides (rank ≤ ${MAX_RANK})`);
+      }
+      dims[0] = rank;
+      for (let d = 0; d < rank; d++) {
+        putInt(1 + d, outShape[d]!, 'binary');
+        putInt(1 + rank + d, aStrides[d]!, 'binary');
+        putInt(1 + 2 * rank + d, bStrides[d]!, 'binary');
+      }
+      call('binary', BINARY_CODES.get(kind) ?? -1, h(x), h(y), h(out), dims);
+    },
+    reduceSum: (x, out, outer, n, inner) => call('reduceSum', h(x), h(out), outer, n, inner),
+    reduceMax: (x, out, outer, n, inner) => call('reduceMax', h(x), h(out), outer, n, inner),
+    reduceMaxBackward: (x, y, g, gx, outer, n, inner) => call('reduceMaxBackward', h(x), h(y), h(g), h(gx), outer, n, inner),
+    matmul: (x, y, out, batch, M, N, K, transA, transB, strideA, strideB) =>
+      call('matmul', h(x), h(y), h(out), batch, M, N, K, transA, transB, strideA, strideB),
+    permute: (x, out, shape, perm) => {
+      const rank = shape.length;
+      if (rank > MAX_RANK || perm.length !== rank) throw new ShapeError(`permute: rank ${rank} with a perm of ${perm.length} (rank ≤ ${MAX_RANK})`);
+      dims[0] = rank;
+      for (let d = 0; d < rank; d++) {
+        putInt(1 + d, shape[d]!, 'permute');
+        putInt(1 + rank + d, perm[d]!, 'permute');
+      }
+      call('permute', h(x), h(out), dims);
+    },
+    copyBlock: (src, dst, outer, len, inner, srcAxis, srcOffset, dstAxis, dstOffset) =>
+      call('copyBlock', h(src), h(dst), outer, len, inner, srcAxis, srcOffset, dstAxis, dstOffset),
+    embedding: (weight, ids, out, n, C, V) => call('embedding', h(weight), h(ids), h(out), n, C, V),
+    embeddingBackward: (g, ids, gw, n, C, V) => call('embeddingBackward', h(g), h(ids), h(gw), n, C, V),
+    softmax: (x, out, rows, n) => call('softmax', h(x), h(out), rows, n),
+    softmaxBackward: (y, g, gx, rows, n) => call('softmaxBackward', h(y), h(g), h(gx), rows, n),
+    logSoftmax: (x, out, rows, n) => call('logSoftmax', h(x), h(out), rows, n),
+    logSoftmaxBackward: (y, g, gx, rows, n) => call('logSoftmaxBackward', h(y), h(g), h(gx), rows, n),
+    tokenLogprobs: (logits, targets, out, lse, rows, V, ignoreIndex) =>
+      call('tokenLogprobs', h(logits), h(targets), h(out), h(lse), rows, V, ignoreIndex),
+    tokenLogprobsBackward: (logits, targets, lse, g, gx, rows, V, ignoreIndex) =>
+      call('tokenLogprobsBackward', h(logits), h(targets), h(lse), h(g), h(gx), rows, V, ignoreIndex),
+    rmsNorm: (x, w, out, rstd, rows, n, eps) => call('rmsNorm', h(x), h(w), h(out), h(rstd), rows, n, eps),
+    rmsNormBackward: (x, w, rstd, g, gx, gw, rows, n) => call('rmsNormBackward', h(x), h(w), h(rstd), h(g), h(gx), h(gw), rows, n),
+    layerNorm: (x, w, b, out, mean, rstd, rows, n, eps) =>
+      call('layerNorm', h(x), h(w), h(b), h(out), h(mean), h(rstd), rows, n, eps),
+    layerNormBackward: (x, w, mean, rstd, g, gx, gw, gb, rows, n) =>
+      call('layerNormBackward', h(x), h(w), h(mean), h(rstd), h(g), h(gx), h(gw), h(gb), rows, n),
+    rope: (x, cos, sin, out, B, H, T, D, cosPerBatch, inverse) =>
+      call('rope', h(x), h(cos), h(sin), h(out), B, H, T, D, cosPerBatch, inverse),
+    swiglu: (gate, up, out, n) => call('swiglu', h(gate), h(up), h(out), n),
+    swigluBackward: (gate, up, g, ggate, gup, n) => call('swigluBackward', h(gate), h(up), h(g), h(ggate), h(gup), n),
+    attention: (q, kk, v, mask, out, lse, B, Hq, Hkv, T, S, D, scale, causal) =>
+      call('attention', h(q), h(kk), h(v), mask ? h(mask) : null, h(out), h(lse), B, Hq, Hkv, T, S, D, scale, causal),
+    attentionBackward: (q, kk, v, mask, out, lse, g, gq, gk, gv, B, Hq, Hkv, T, S, D, scale, causal) =>
+      call('attentionBackward', h(q), h(kk), h(v), mask ? h(mask) : null, h(out), h(lse), h(g), h(gq), h(gk), h(gv),
+        B, Hq, Hkv, T, S, D, scale, causal),
+    adamw: (param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, step) =>
+      call('adamw', h(param), h(grad), h(m), h(v), n, lr, beta1, beta2, eps, weightDecay, step),
+    clipGradNorm: (grads, sizes, maxNorm, out) => {
+      if (grads.length !== sizes.length) throw new ShapeError(`clipGradNorm: ${grads.length} gradients but ${sizes.length} sizes`);
+      const list = new Int32Array(2 * grads.length);
+      grads.forEach((g, t) => {
+        list[2 * t] = h(g);
+        if ((sizes[t]! | 0) !== sizes[t]) throw new ShapeError(`clipGradNorm: size ${sizes[t]} is not an int32`);
+        list[2 * t + 1] = sizes[t]!;
+      });
+      call('clipGradNorm', list, maxNorm, h(out));
+    },
+  };
+}
+
+function hostArray(s: NativeStorage, data: ArrayLike<number>): Float32Array | Int32Array {
+  // Int32Array conversion is JS ToInt32 (non-finite → 0, truncation, wrap), as the reference stores
+  // an i32; f32 rounds to nearest; bf16 goes up as f32 and the addon rounds it (ties to even).
+  if (s.dtype === 'i32') return data instanceof Int32Array ? data : Int32Array.from(data);
+  return data instanceof Float32Array ? data : Float32Array.from(data);
+}
+
+function makeBackend(a: Addon): Backend {
+  return {
+    name: 'native',
+    device: 'cpu',
+    dtypes: new Set<DType>(['f32', 'bf16', 'i32']),
+    alloc(dtype: DType, numel: number): Storage {
+      const code = DTYPE_CODES[dtype];
+      if (code === undefined) throw new DTypeError(`native backend: ${dtype} storage is not supported (f32, bf16, i32 only)`);
+      const handle = guard(() => a.alloc(code, numel));
+      const s: NativeStorage = { dtype, numel, handle };
+      return s;
+    },
+    free(s: Storage): void {
+      const st = s as NativeStorage;
+      guard(() => a.free(st.handle));
+      st.handle = ~st.handle;
+    },
+    write(s: Storage, data: ArrayLike<number>): void {
+      const st = s as NativeStorage;
+      guard(() => a.write(st.handle, hostArray(st, data)));
+    },
+    readSync(s: Storage): HostArray {
+      return guard(() => a.readSync(h(s)));
+    },
+    read(s: Storage): Promise<HostArray> {
+      return guard(() => a.read(h(s))).catch((err: unknown) => {
+        throw fromNativeError(err);
+      });
+    },
+    kernels: makeKernels(a),
+    unsupported: {},
+    stats: () => guard(() => a.stats()),
+    synchronize: () => guard(() => a.synchronize()),
+  };
+}
+
+let backend: Backend | null = null;
+
+/** The native backend (one per JS environment); throws if the addon is not available. */
+export function nativeBackend(): Backend {
+  return (backend ??= makeBackend(requireAddon()));
+}

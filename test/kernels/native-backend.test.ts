@@ -1,0 +1,567 @@
+/**
+ * Mechanics of the native backend: storage round trips, memory accounting, stream ordering and
+ * deferred errors, a non-blocking JS thread, thread control, reproducibility across thread
+ * counts, the fallback GEMM, and a direct kernel-level parity check of every kernel against
+ * kernels/reference (the op-level parity suites live in the other test files).
+ */
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import type { Backend, HostArray, Kernels, Storage } from '../../kernels/backend.js';
+import { BINARY_KINDS, UNARY_KINDS } from '../../kernels/backend.js';
+import type { DType } from '../../kernels/dtype.js';
+import { roundToBf16 } from '../../kernels/dtype.js';
+import { DTypeError, IndexError, NativeError, OutOfMemoryError, ShapeError } from '../../kernels/errors.js';
+import { getNumThreads, nativeAvailable, nativeBackend, setNumThreads } from '../../kernels/native-backend.js';
+import { referenceBackend, referenceKernels } from '../../kernels/reference/index.js';
+
+/** Deterministic values (xorshift32) in [-scale, scale). */
+function rand(n: number, seed: number, scale = 1): number[] {
+  let x = seed >>> 0 || 1;
+  return Array.from({ length: n }, () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return ((x >>> 0) / 2 ** 32 * 2 - 1) * scale;
+  });
+}
+const positive = (n: number, seed: number) => rand(n, seed).map((v) => 0.6 + 0.5 * v);
+const ints = (n: number, seed: number, hi: number) => rand(n, seed).map((v) => Math.min(hi - 1, Math.floor((v + 1) / 2 * hi)));
+
+/** |a − e| ≤ atol + |e|·rtol; non-finite values must match exactly. */
+function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: { atol: number; rtol: number }, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  const bad: string[] = [];
+  for (let i = 0; i < expected.length; i++) {
+    const e = expected[i]!, a = actual[i]!;
+    const ok = Number.isFinite(e) ? Math.abs(a - e) <= tol.atol + Math.abs(e) * tol.rtol : Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e));
+    if (!ok && bad.length < 5) bad.push(`[${i}] expected ${e}, got ${a}`);
+  }
+  expect(bad, `${what}: first mismatches`).toEqual([]);
+}
+
+const bits = (a: HostArray) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+
+/** A kernel invocation on fresh storages: inputs carry values, outputs start at zero (or `init`). */
+interface Arg {
+  dtype?: DType; // default f32
+  values?: number[];
+  n?: number;
+}
+interface Case {
+  name: string;
+  args: Arg[];
+  run: (k: Kernels, s: Storage[]) => void;
+  outs: number[]; // indices of args compared after the run
+  tol?: { atol: number; rtol: number };
+}
+
+const TOL = { atol: 2e-5, rtol: 2e-4 };
+
+function runCase(backend: Backend, kernels: Kernels, c: Case): HostArray[] {
+  const storages = c.args.map((a) => {
+    const n = a.values?.length ?? a.n ?? 0;
+    const s = backend.alloc(a.dtype ?? 'f32', n);
+    if (a.values) backend.write(s, a.values);
+    return s;
+  });
+  try {
+    c.run(kernels, storages);
+    return c.outs.map((i) => backend.readSync(storages[i]!));
+  } finally {
+    storages.forEach((s) => backend.free(s));
+  }
+}
+
+// ---- kernel cases: every kernel of the contract, with shapes that reach chunked and tiled paths ----
+
+function kernelCases(): Case[] {
+  const cases: Case[] = [];
+  const add = (c: Case) => cases.push(c);
+  const special = [0, -0, 1.5, -2.25, 1e30, -1e-30, Infinity, -Infinity, NaN, 3.0000001];
+
+  for (const dtype of ['f32', 'bf16', 'i32'] as DType[]) {
+    add({ name: `fill ${dtype}`, args: [{ dtype, n: 37 }], run: (k, [o]) => k.fill(o!, 37, -3.7), outs: [0] });
+    add({ name: `copy ${dtype}`, args: [{ dtype, values: ints(50, 3, 100) }, { dtype, n: 50 }], run: (k, [s, d]) => k.copy(s!, d!, 45), outs: [1] });
+    for (const to of ['f32', 'bf16', 'i32'] as DType[]) {
+      const values = dtype === 'i32' ? [0, 1, -7, 16777217, -2147483648, 2147483647, 123456789] : [...special, 2.5, -2.5, 1e10, -3e9, 1.00390625, 1.01171875];
+      add({ name: `cast ${dtype}→${to}`, args: [{ dtype, values }, { dtype: to, n: values.length }], run: (k, [s, d]) => k.cast(s!, d!, values.length), outs: [1] });
+    }
+  }
+
+  const n = 1000;
+  for (const kind of UNARY_KINDS) {
+    const domainPositive = kind === 'log' || kind === 'sqrt' || kind === 'rsqrt';
+    const x = domainPositive ? positive(n, 11) : rand(n, 11, 4);
+    add({ name: `unary ${kind}`, args: [{ values: x }, { n }], run: (k, [a, o]) => k.unary(kind, a!, o!, n), outs: [1] });
+    add({ name: `unary ${kind} specials`, args: [{ values: special }, { n: special.length }], run: (k, [a, o]) => k.unary(kind, a!, o!, special.length), outs: [1] });
+    // y = f(x) computed by the reference, so both backends see the same y
+    const y = Array.from(runCase(referenceBackend, referenceKernels, { name: '', args: [{ values: x }, { n }], run: (k, [a, o]) => k.unary(kind, a!, o!, n), outs: [1] })[0]!);
+    add({
+      name: `unaryBackward ${kind}`,
+      args: [{ values: x }, { values: y }, { values: rand(n, 12) }, { n }],
+      run: (k, [a, b, g, o]) => k.unaryBackward(kind, a!, b!, g!, o!, n),
+      outs: [3],
+    });
+  }
+  add({ name: 'affine', args: [{ values: [...rand(n, 13, 10), ...special] }, { n: n + 10 }], run: (k, [x, o]) => k.affine(x!, o!, n + 10, 0.37, -1.25), outs: [1] });
+  for (const p of [2, 3, 0.5, -1, 1, 0, 1.7, -2.5]) {
+    const x = [...positive(200, 14), ...rand(50, 15, 3), ...special];
+    add({ name: `powScalar ^${p}`, args: [{ values: x }, { n: x.length }], run: (k, [a, o]) => k.powScalar(a!, o!, x.length, p), outs: [1] });
+  }
+
+  for (const kind of BINARY_KINDS) {
+    const a = rand(24, 16, 3), b = rand(6, 17, 3).map((v) => (kind === 'div' ? v + 4 : v));
+    if (kind === 'maximum' || kind === 'minimum') {
+      a[5] = NaN;
+      b[2] = NaN;
+    }
+    // out [2,3,4]: a contiguous, b broadcast over axes 0 and 2 with stride 2 on axis 1
+    add({
+      name: `binary ${kind} broadcast`,
+      args: [{ values: a }, { values: b }, { n: 24 }],
+      run: (k, [x, y, o]) => k.binary(kind, x!, y!, o!, [2, 3, 4], [12, 4, 1], [0, 2, 0]),
+      outs: [2],
+    });
+    const big = 40000;
+    add({
+      name: `binary ${kind} contiguous ${big}`,
+      args: [{ values: rand(big, 18, 2) }, { values: positive(big, 19) }, { n: big }],
+      run: (k, [x, y, o]) => k.binary(kind, x!, y!, o!, [big], [1], [1]),
+      outs: [2],
+    });
+    add({
+      name: `binary ${kind} scalar-left, strided`,
+      args: [{ values: [2.5] }, { values: rand(30, 20, 2) }, { n: 15 }],
+      run: (k, [x, y, o]) => k.binary(kind, x!, y!, o!, [3, 5], [0, 0], [1, 6]),
+      outs: [2],
+    });
+  }
+
+  for (const [outer, len, inner] of [[3, 7, 1], [2, 5, 9], [1, 70000, 1], [2, 3000, 700], [4, 0, 3]] as const) {
+    const x = rand(outer * len * inner, 21 + len, 2);
+    if (x.length > 10) x[7] = NaN;
+    const tag = `[${outer},${len},${inner}]`;
+    add({ name: `reduceSum ${tag}`, args: [{ values: x }, { n: outer * inner }], run: (k, [a, o]) => k.reduceSum(a!, o!, outer, len, inner), outs: [1], tol: { atol: 1e-4, rtol: 1e-4 } });
+    add({ name: `reduceMax ${tag}`, args: [{ values: x }, { n: outer * inner }], run: (k, [a, o]) => k.reduceMax(a!, o!, outer, len, inner), outs: [1] });
+    const y = Array.from(runCase(referenceBackend, referenceKernels, { name: '', args: [{ values: x }, { n: outer * inner }], run: (k, [a, o]) => k.reduceMax(a!, o!, outer, len, inner), outs: [1] })[0]!);
+    add({
+      name: `reduceMaxBackward ${tag}`,
+      args: [{ values: x }, { values: y }, { values: rand(outer * inner, 22) }, { n: x.length }],
+      run: (k, [a, b, g, o]) => k.reduceMaxBackward(a!, b!, g!, o!, outer, len, inner),
+      outs: [3],
+    });
+  }
+  // ties: the gradient goes to the first maximum only
+  add({
+    name: 'reduceMaxBackward ties',
+    args: [{ values: [1, 3, 3, 2, 5, 5] }, { values: [3, 5] }, { values: [10, 20] }, { n: 6 }],
+    run: (k, [a, b, g, o]) => k.reduceMaxBackward(a!, b!, g!, o!, 2, 3, 1),
+    outs: [3],
+  });
+
+  for (const [batch, M, N, K, tA, tB, sharedB] of [
+    [1, 5, 7, 3, false, false, false], [3, 17, 33, 65, true, false, false], [2, 70, 20, 300, false, true, true],
+    [2, 9, 130, 17, true, true, false], [1, 4, 4, 0, false, false, false], [1, 200, 150, 260, false, false, false],
+  ] as const) {
+    const sA = M * K, sB = sharedB ? 0 : K * N;
+    add({
+      name: `matmul b${batch} ${M}x${N}x${K}${tA ? ' Aᵀ' : ''}${tB ? ' Bᵀ' : ''}${sharedB ? ' shared B' : ''}`,
+      args: [{ values: rand(batch * M * K, 23) }, { values: rand(sharedB ? K * N : batch * K * N, 24) }, { n: batch * M * N }],
+      run: (k, [a, b, o]) => k.matmul(a!, b!, o!, batch, M, N, K, tA, tB, sA, sB),
+      outs: [2],
+      tol: { atol: 1e-4, rtol: 1e-4 },
+    });
+  }
+
+  for (const [shape, perm] of [[[2, 3, 4], [2, 0, 1]], [[2, 5, 3, 4], [0, 2, 1, 3]], [[70, 45], [1, 0]], [[3, 1, 40, 33], [3, 1, 0, 2]], [[6], [0]]] as const) {
+    const n = (shape as readonly number[]).reduce((p, d) => p * d, 1);
+    for (const dtype of ['f32', 'bf16'] as DType[]) {
+      add({ name: `permute ${dtype} [${shape}] by [${perm}]`, args: [{ dtype, values: ints(n, 25, 250) }, { dtype, n }], run: (k, [x, o]) => k.permute(x!, o!, shape, perm), outs: [1] });
+    }
+  }
+  add({
+    name: 'copyBlock leaves the rest of dst untouched',
+    args: [{ values: rand(2 * 5 * 3, 26) }, { values: rand(2 * 6 * 3, 27) }],
+    run: (k, [s, d]) => k.copyBlock(s!, d!, 2, 3, 3, 5, 1, 6, 2),
+    outs: [1],
+  });
+
+  const V = 11, C = 70, nIds = 40;
+  const ids = ints(nIds, 28, V);
+  add({ name: 'embedding', args: [{ values: rand(V * C, 29) }, { dtype: 'i32', values: ids }, { n: nIds * C }], run: (k, [w, i, o]) => k.embedding(w!, i!, o!, nIds, C, V), outs: [2] });
+  add({
+    name: 'embeddingBackward (repeated ids)',
+    args: [{ values: rand(nIds * C, 30) }, { dtype: 'i32', values: ids }, { values: rand(V * C, 31) }],
+    run: (k, [g, i, o]) => k.embeddingBackward(g!, i!, o!, nIds, C, V),
+    outs: [2],
+  });
+
+  for (const [rows, len] of [[7, 13], [3, 5000], [2, 1]] as const) {
+    const x = rand(rows * len, 32 + len, 5);
+    const tag = `[${rows},${len}]`;
+    add({ name: `softmax ${tag}`, args: [{ values: x }, { n: x.length }], run: (k, [a, o]) => k.softmax(a!, o!, rows, len), outs: [1] });
+    add({ name: `logSoftmax ${tag}`, args: [{ values: x }, { n: x.length }], run: (k, [a, o]) => k.logSoftmax(a!, o!, rows, len), outs: [1] });
+    const sm = Array.from(runCase(referenceBackend, referenceKernels, { name: '', args: [{ values: x }, { n: x.length }], run: (k, [a, o]) => k.softmax(a!, o!, rows, len), outs: [1] })[0]!);
+    const lsm = Array.from(runCase(referenceBackend, referenceKernels, { name: '', args: [{ values: x }, { n: x.length }], run: (k, [a, o]) => k.logSoftmax(a!, o!, rows, len), outs: [1] })[0]!);
+    const g = rand(x.length, 33);
+    add({ name: `softmaxBackward ${tag}`, args: [{ values: sm }, { values: g }, { n: x.length }], run: (k, [y, gg, o]) => k.softmaxBackward(y!, gg!, o!, rows, len), outs: [2] });
+    add({ name: `logSoftmaxBackward ${tag}`, args: [{ values: lsm }, { values: g }, { n: x.length }], run: (k, [y, gg, o]) => k.logSoftmaxBackward(y!, gg!, o!, rows, len), outs: [2] });
+  }
+  add({
+    name: 'softmax / logSoftmax of all −∞ and +∞ rows',
+    args: [{ values: [-Infinity, -Infinity, 1, Infinity] }, { n: 4 }, { n: 4 }],
+    run: (k, [a, o, l]) => {
+      k.softmax(a!, o!, 2, 2);
+      k.logSoftmax(a!, l!, 2, 2);
+    },
+    outs: [1, 2],
+  });
+
+  {
+    const rows = 9, Vt = 300, ignore = -100;
+    const targets = ints(rows, 34, Vt);
+    targets[2] = ignore;
+    targets[6] = ignore;
+    const logits = rand(rows * Vt, 35, 6);
+    add({
+      name: 'tokenLogprobs',
+      args: [{ values: logits }, { dtype: 'i32', values: targets }, { n: rows }, { n: rows }],
+      run: (k, [x, t, o, l]) => k.tokenLogprobs(x!, t!, o!, l!, rows, Vt, ignore),
+      outs: [2, 3],
+    });
+    const lse = Array.from(runCase(referenceBackend, referenceKernels, {
+      name: '', args: [{ values: logits }, { dtype: 'i32', values: targets }, { n: rows }, { n: rows }],
+      run: (k, [x, t, o, l]) => k.tokenLogprobs(x!, t!, o!, l!, rows, Vt, ignore), outs: [3],
+    })[0]!);
+    add({
+      name: 'tokenLogprobsBackward',
+      args: [{ values: logits }, { dtype: 'i32', values: targets }, { values: lse }, { values: rand(rows, 36) }, { n: rows * Vt }],
+      run: (k, [x, t, l, g, o]) => k.tokenLogprobsBackward(x!, t!, l!, g!, o!, rows, Vt, ignore),
+      outs: [4],
+    });
+  }
+
+  for (const [rows, len] of [[5, 37], [100, 64]] as const) {
+    const x = rand(rows * len, 37, 3).map((v) => v + 2), w = rand(len, 38), b = rand(len, 39), g = rand(rows * len, 40);
+    const tag = `[${rows},${len}]`;
+    add({ name: `rmsNorm ${tag}`, args: [{ values: x }, { values: w }, { n: x.length }, { n: rows }], run: (k, [a, ww, o, r]) => k.rmsNorm(a!, ww!, o!, r!, rows, len, 1e-5), outs: [2, 3] });
+    const rstd = Array.from(runCase(referenceBackend, referenceKernels, { name: '', args: [{ values: x }, { values: w }, { n: x.length }, { n: rows }], run: (k, [a, ww, o, r]) => k.rmsNorm(a!, ww!, o!, r!, rows, len, 1e-5), outs: [3] })[0]!);
+    add({
+      name: `rmsNormBackward ${tag}`,
+      args: [{ values: x }, { values: w }, { values: rstd }, { values: g }, { n: x.length }, { n: len }],
+      run: (k, [a, ww, r, gg, gx, gw]) => k.rmsNormBackward(a!, ww!, r!, gg!, gx!, gw!, rows, len),
+      outs: [4, 5],
+      tol: { atol: 1e-4, rtol: 2e-4 },
+    });
+    add({ name: `layerNorm ${tag}`, args: [{ values: x }, { values: w }, { values: b }, { n: x.length }, { n: rows }, { n: rows }], run: (k, [a, ww, bb, o, m, r]) => k.layerNorm(a!, ww!, bb!, o!, m!, r!, rows, len, 1e-5), outs: [3, 4, 5] });
+    const [mean, rs] = runCase(referenceBackend, referenceKernels, { name: '', args: [{ values: x }, { values: w }, { values: b }, { n: x.length }, { n: rows }, { n: rows }], run: (k, [a, ww, bb, o, m, r]) => k.layerNorm(a!, ww!, bb!, o!, m!, r!, rows, len, 1e-5), outs: [4, 5] });
+    add({
+      name: `layerNormBackward ${tag}`,
+      args: [{ values: x }, { values: w }, { values: Array.from(mean!) }, { values: Array.from(rs!) }, { values: g }, { n: x.length }, { n: len }, { n: len }],
+      run: (k, [a, ww, m, r, gg, gx, gw, gb]) => k.layerNormBackward(a!, ww!, m!, r!, gg!, gx!, gw!, gb!, rows, len),
+      outs: [5, 6, 7],
+      tol: { atol: 1e-4, rtol: 2e-4 },
+    });
+  }
+
+  for (const perBatch of [false, true]) {
+    for (const inverse of [false, true]) {
+      const [B, H, T, D] = [2, 3, 5, 8];
+      const table = (perBatch ? B : 1) * T * (D / 2);
+      add({
+        name: `rope perBatch=${perBatch} inverse=${inverse}`,
+        args: [{ values: rand(B * H * T * D, 41) }, { values: rand(table, 42) }, { values: rand(table, 43) }, { n: B * H * T * D }],
+        run: (k, [x, c, s, o]) => k.rope(x!, c!, s!, o!, B, H, T, D, perBatch, inverse),
+        outs: [3],
+      });
+    }
+  }
+  add({ name: 'swiglu', args: [{ values: rand(1003, 44, 4) }, { values: rand(1003, 45) }, { n: 1003 }], run: (k, [a, b, o]) => k.swiglu(a!, b!, o!, 1003), outs: [2] });
+  add({
+    name: 'swigluBackward',
+    args: [{ values: rand(1003, 44, 4) }, { values: rand(1003, 45) }, { values: rand(1003, 46) }, { n: 1003 }, { n: 1003 }],
+    run: (k, [a, b, g, o1, o2]) => k.swigluBackward(a!, b!, g!, o1!, o2!, 1003),
+    outs: [3, 4],
+  });
+
+  // Attention: GQA, causal with T < S, masks, a query that sees no key (T > S, causal), tiles of 64 keys.
+  for (const [B, Hq, Hkv, T, S, D, causal, masked] of [
+    [2, 4, 2, 5, 7, 8, true, true], [1, 2, 1, 70, 70, 16, true, false], [2, 2, 2, 6, 130, 12, false, true],
+    [1, 3, 3, 6, 4, 8, true, false], [1, 2, 1, 40, 100, 64, false, false],
+  ] as const) {
+    const qn = B * Hq * T * D, kn = B * Hkv * S * D, scale = 1 / Math.sqrt(D);
+    const q = rand(qn, 47, 2), kk = rand(kn, 48, 2), v = rand(kn, 49);
+    const mask = masked ? rand(B * S, 50).map((r, i) => (i % S === 0 || r > -0.4 ? 1 : 0)) : null;
+    const tag = `B${B} Hq${Hq} Hkv${Hkv} T${T} S${S} D${D}${causal ? ' causal' : ''}${masked ? ' masked' : ''}`;
+    const args: Arg[] = [{ values: q }, { values: kk }, { values: v }, mask ? { values: mask } : { n: 1 }, { n: qn }, { n: B * Hq * T }];
+    const fwd = (k: Kernels, s: Storage[]) => k.attention(s[0]!, s[1]!, s[2]!, mask ? s[3]! : null, s[4]!, s[5]!, B, Hq, Hkv, T, S, D, scale, causal);
+    add({ name: `attention ${tag}`, args, run: fwd, outs: [4, 5] });
+    const [out, lse] = runCase(referenceBackend, referenceKernels, { name: '', args, run: fwd, outs: [4, 5] });
+    const bargs: Arg[] = [...args.slice(0, 4), { values: Array.from(out!) }, { values: Array.from(lse!) }, { values: rand(qn, 51) }, { n: qn }, { n: kn }, { n: kn }];
+    add({
+      name: `attentionBackward ${tag}`,
+      args: bargs,
+      run: (k, s) => k.attentionBackward(s[0]!, s[1]!, s[2]!, mask ? s[3]! : null, s[4]!, s[5]!, s[6]!, s[7]!, s[8]!, s[9]!, B, Hq, Hkv, T, S, D, scale, causal),
+      outs: [7, 8, 9],
+      tol: { atol: 1e-4, rtol: 5e-4 },
+    });
+  }
+
+  add({
+    name: 'adamw',
+    args: [{ values: rand(1000, 52) }, { values: rand(1000, 53) }, { values: rand(1000, 54, 0.1) }, { values: positive(1000, 55).map((v) => v * 0.01) }],
+    run: (k, [p, g, m, v]) => k.adamw(p!, g!, m!, v!, 1000, 1e-3, 0.9, 0.999, 1e-8, 0.1, 7),
+    outs: [0, 2, 3],
+    tol: { atol: 1e-7, rtol: 1e-6 },
+  });
+  for (const maxNorm of [1, Infinity]) {
+    add({
+      name: `clipGradNorm maxNorm=${maxNorm}`,
+      args: [{ values: rand(100000, 56) }, { values: rand(7, 57) }, { values: rand(3000, 58) }, { n: 1 }],
+      run: (k, [a, b, c, o]) => k.clipGradNorm([a!, b!, c!], [100000, 7, 2900], maxNorm, o!),
+      outs: [0, 1, 2, 3],
+      tol: { atol: 1e-7, rtol: 1e-6 },
+    });
+  }
+  return cases;
+}
+
+describe.skipIf(!nativeAvailable().ok)('native backend', () => {
+  // Obtained in beforeAll: a skipped describe still runs its body to collect the tests.
+  let backend: Backend;
+  let k: Kernels;
+  let threadsAtStart = 1;
+  beforeAll(() => {
+    backend = nativeBackend();
+    k = backend.kernels as Kernels;
+    threadsAtStart = getNumThreads();
+  });
+  afterAll(() => setNumThreads(threadsAtStart));
+
+  function f32(values: number[]): Storage {
+    const s = backend.alloc('f32', values.length);
+    backend.write(s, values);
+    return s;
+  }
+
+  describe('storage', () => {
+    it('round-trips f32, bf16 (nearest even, like roundToBf16) and i32 through readSync and read', async () => {
+      const values = [0, -0, 1, -1.5, 3.14159, 1e-40, 65504, 1e38, 3.4e38, Infinity, -Infinity, NaN,
+        1.00390625, 1.01171875, 1.0039062500001, -2.0078125, 33.3, 1 + 2 ** -9, 2 ** 127 * 1.999];
+      const expected: Record<DType, number[]> = {
+        f32: values.map((v) => Math.fround(v)),
+        bf16: values.map(roundToBf16),
+        i32: values.map((v) => (Number.isFinite(v) ? Math.trunc(v) | 0 : 0)),
+        f64: [],
+      };
+      for (const dtype of ['f32', 'bf16', 'i32'] as DType[]) {
+        const s = backend.alloc(dtype, values.length);
+        backend.write(s, values);
+        const sync = backend.readSync(s);
+        const viaAsync = await backend.read(s);
+        expect(sync).toBeInstanceOf(dtype === 'i32' ? Int32Array : Float32Array);
+        expect(viaAsync).toBeInstanceOf(dtype === 'i32' ? Int32Array : Float32Array);
+        expect(Array.from(sync), dtype).toEqual(expected[dtype]);
+        expect(Array.from(viaAsync), dtype).toEqual(expected[dtype]);
+        backend.free(s);
+      }
+    });
+
+    it('starts zeroed, and accepts typed arrays and plain arrays', () => {
+      const s = backend.alloc('f32', 1000);
+      expect(backend.readSync(s).every((v) => v === 0)).toBe(true);
+      backend.write(s, new Float64Array(1000).fill(0.1));
+      expect(backend.readSync(s)[999]).toBe(Math.fround(0.1));
+      backend.free(s);
+      const empty = backend.alloc('i32', 0);
+      expect(backend.readSync(empty)).toEqual(new Int32Array(0));
+      backend.free(empty);
+    });
+
+    it('counts live memory and returns to the baseline once queued frees have run', () => {
+      backend.synchronize();
+      const base = backend.stats();
+      const a = backend.alloc('f32', 1000), b = backend.alloc('bf16', 3), c = backend.alloc('i32', 0);
+      const during = backend.stats();
+      expect(during.liveBuffers).toBe(base.liveBuffers + 3);
+      // 64-byte aligned blocks, rounded up to 64 bytes (4000 → 4032), at least 64 bytes each
+      expect(during.liveBytes).toBe(base.liveBytes + 4032 + 64 + 64);
+      // A free queued behind busy work releases its memory only when that command runs.
+      const big = backend.alloc('f32', 1024 * 1024), bigOut = backend.alloc('f32', 1024 * 1024);
+      k.matmul(big, big, bigOut, 1, 1024, 1024, 1024, false, false, 0, 0);
+      for (const s of [a, b, c, big, bigOut]) backend.free(s);
+      expect(backend.stats().liveBuffers).toBe(base.liveBuffers + 5);
+      backend.synchronize();
+      expect(backend.stats()).toEqual(base);
+    });
+
+    it('rejects f64, wrong host arrays, sizes, dtypes and freed handles with typed errors', () => {
+      expect(() => backend.alloc('f64', 4)).toThrow(DTypeError);
+      const s = backend.alloc('f32', 4);
+      expect(() => backend.write(s, [1, 2, 3])).toThrow(new ShapeError('write: data has 3 elements, the storage has 4'));
+      const ids = backend.alloc('i32', 4);
+      expect(() => k.unary('exp', ids, s, 4)).toThrow(new DTypeError('unary: x must be f32, got i32'));
+      expect(() => k.softmax(s, s, 2, 3)).toThrow(new ShapeError('softmax: x has 4 elements, needs 6'));
+      expect(() => k.copy(s, ids, 4)).toThrow(DTypeError);
+      const handle = (s as unknown as { handle: number }).handle;
+      backend.free(s);
+      expect(() => backend.readSync(s)).toThrow(new NativeError(`invalid or freed handle ${handle}`));
+      expect(() => k.fill(s, 4, 0)).toThrow(NativeError);
+      expect(() => backend.free(s)).toThrow(new NativeError(`invalid or freed handle ${handle}`));
+      backend.free(ids);
+    });
+
+    it('reports a failed allocation as OutOfMemoryError naming the bytes', () => {
+      const huge = 2 ** 45; // 128 TiB of f32
+      expect(() => backend.alloc('f32', huge)).toThrow(OutOfMemoryError);
+      expect(() => backend.alloc('f32', huge)).toThrow(String(huge * 4));
+    });
+  });
+
+  describe('stream', () => {
+    it('runs queued kernels in order before a read', async () => {
+      const x = f32(Array.from({ length: 100000 }, (_, i) => i));
+      const y = backend.alloc('f32', 100000);
+      for (let r = 0; r < 20; r++) {
+        k.affine(x, y, 100000, 1, 1); // y = x + 1
+        k.affine(y, x, 100000, 1, 0); // x = y
+      }
+      const got = await backend.read(x);
+      expect(got[0]).toBe(20);
+      expect(got[99999]).toBe(99999 + 20);
+      backend.free(x);
+      backend.free(y);
+    });
+
+    it('snapshots host data at write time, even while the stream is busy', async () => {
+      const big = backend.alloc('f32', 1024 * 1024), bigOut = backend.alloc('f32', 1024 * 1024);
+      const x = f32([1, 2, 3]), y = backend.alloc('f32', 3);
+      k.matmul(big, big, bigOut, 1, 1024, 1024, 1024, false, false, 0, 0); // keeps the executor busy
+      k.affine(x, y, 3, 10, 0); // queued: must see x = [1, 2, 3]
+      const host = new Float32Array([7, 8, 9]);
+      backend.write(x, host);
+      host.fill(-1); // reusing the host array at once must not matter
+      expect(Array.from(await backend.read(y))).toEqual([10, 20, 30]);
+      expect(Array.from(backend.readSync(x))).toEqual([7, 8, 9]);
+      for (const s of [big, bigOut, x, y]) backend.free(s);
+    });
+
+    it('completes a read before a free queued right after it', async () => {
+      const big = backend.alloc('f32', 1024 * 1024), bigOut = backend.alloc('f32', 1024 * 1024);
+      const x = f32(rand(5000, 60));
+      k.matmul(big, big, bigOut, 1, 1024, 1024, 1024, false, false, 0, 0);
+      const pending = backend.read(x);
+      backend.free(x);
+      expect(Array.from(await pending)).toEqual(rand(5000, 60).map(Math.fround));
+      backend.free(big);
+      backend.free(bigOut);
+    });
+
+    it('defers a kernel error to the next read, names kernel, id and position, then clears it', async () => {
+      const w = f32(rand(5 * 3, 61)), ids = backend.alloc('i32', 4), out = backend.alloc('f32', 4 * 3);
+      backend.write(ids, [0, 4, 9, 1]);
+      expect(() => k.embedding(w, ids, out, 4, 3, 5)).not.toThrow(); // reported later, not at the call
+      const err = await backend.read(out).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(IndexError);
+      expect((err as Error).message).toBe('embedding: id 9 out of range [0, 5) at position 2');
+      expect(() => backend.synchronize()).not.toThrow();
+      k.tokenLogprobs(out, ids, w, w, 4, 3, -100);
+      expect(() => backend.readSync(out)).toThrow(new IndexError('tokenLogprobs: target 4 out of range [0, 3) at row 1'));
+      expect(() => backend.synchronize()).not.toThrow();
+      k.embeddingBackward(out, ids, w, 4, 3, 5);
+      expect(() => backend.synchronize()).toThrow(new IndexError('embeddingBackward: id 9 out of range [0, 5) at position 2'));
+      for (const s of [w, ids, out]) backend.free(s);
+    });
+
+    it('does not block the JS thread: setImmediate runs before a 1024³ matmul is read', async () => {
+      const M = 1024;
+      const a = f32(rand(M * M, 62)), b = f32(rand(M * M, 63)), c = backend.alloc('f32', M * M);
+      backend.synchronize();
+      let ticked = false;
+      setImmediate(() => (ticked = true));
+      k.matmul(a, b, c, 1, M, M, M, false, false, 0, 0); // returns at once; the executor does the work
+      const result = await backend.read(c);
+      expect(ticked).toBe(true);
+      let want = 0;
+      const A = rand(M * M, 62), B = rand(M * M, 63);
+      for (let i = 0; i < M; i++) want += Math.fround(A[5 * M + i]!) * Math.fround(B[i * M + 7]!);
+      expect(result[5 * M + 7]).toBeCloseTo(want, 3);
+      for (const s of [a, b, c]) backend.free(s);
+    });
+  });
+
+  describe('threads', () => {
+    it('sets and gets the thread count', () => {
+      setNumThreads(1);
+      expect(getNumThreads()).toBe(1);
+      setNumThreads(3);
+      expect(getNumThreads()).toBe(3);
+      expect(() => setNumThreads(0)).toThrow(NativeError);
+      setNumThreads(threadsAtStart);
+      expect(getNumThreads()).toBe(threadsAtStart);
+    });
+
+    it('gives bit-identical results for 1, 2 and 3 threads', () => {
+      const wanted = new Set(['reduceSum [1,70000,1]', 'reduceSum [2,3000,700]', 'matmul b1 200x150x260', 'matmul b3 17x33x65 Aᵀ',
+        'embeddingBackward (repeated ids)', 'layerNormBackward [100,64]', 'rmsNormBackward [100,64]', 'clipGradNorm maxNorm=1',
+        'attentionBackward B1 Hq2 Hkv1 T70 S70 D16 causal', 'attention B1 Hq2 Hkv1 T40 S100 D64', 'softmax [3,5000]', 'binary add contiguous 40000']);
+      const cases = kernelCases().filter((c) => wanted.has(c.name));
+      expect(cases.length).toBe(wanted.size);
+      const results = [1, 2, 3].map((t) => {
+        setNumThreads(t);
+        return cases.map((c) => runCase(backend, k, c).map(bits));
+      });
+      setNumThreads(threadsAtStart);
+      cases.forEach((c, i) => {
+        expect(results[1]![i], `${c.name}: 2 vs 1 threads`).toEqual(results[0]![i]);
+        expect(results[2]![i], `${c.name}: 3 vs 1 threads`).toEqual(results[0]![i]);
+      });
+    });
+
+    it('the fallback GEMM (ALIGN_DISABLE_BLAS=1) is correct for transposes, batches and odd sizes', () => {
+      // A fresh process: the BLAS choice is made once, at load.
+      const addonPath = fileURLToPath(new URL('../../kernels/native/build/Release/aligner_cpu.node', import.meta.url));
+      const script = `
+        const a = require(${JSON.stringify(addonPath)});
+        a.init(2);
+        const rnd = (n, s) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + s) * 2);
+        const shapes = [[1, 7, 5, 3, 0, 0], [3, 37, 50, 300, 1, 0], [2, 100, 9, 70, 0, 1], [2, 13, 130, 257, 1, 1], [1, 500, 40, 20, 0, 0]];
+        let worst = 0;
+        for (const [batch, M, N, K, tA, tB] of shapes) {
+          const A = rnd(batch * M * K, 1), B = rnd(batch * K * N, 2);
+          const ha = a.alloc(0, A.length), hb = a.alloc(0, B.length), hc = a.alloc(0, batch * M * N);
+          a.write(ha, A); a.write(hb, B);
+          a.matmul(ha, hb, hc, batch, M, N, K, !!tA, !!tB, M * K, K * N);
+          const C = a.readSync(hc);
+          for (let p = 0; p < batch; p++) for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
+            let s = 0, mag = 0;
+            for (let k = 0; k < K; k++) {
+              const x = A[p * M * K + (tA ? k * M + i : i * K + k)], y = B[p * K * N + (tB ? j * K + k : k * N + j)];
+              s += x * y; mag += Math.abs(x * y);
+            }
+            worst = Math.max(worst, Math.abs(C[p * M * N + i * N + j] - s) / (mag + 1e-6));
+          }
+          a.free(ha); a.free(hb); a.free(hc);
+        }
+        process.stdout.write(JSON.stringify({ blas: a.blasInfo(), worst }));
+      `;
+      const out = execFileSync(process.execPath, ['-e', script], { env: { ...process.env, ALIGN_DISABLE_BLAS: '1' }, encoding: 'utf8' });
+      const { blas, worst } = JSON.parse(out) as { blas: string; worst: number };
+      expect(blas).toBe('fallback');
+      expect(worst).toBeLessThan(1e-5);
+    });
+  });
+
+  describe('kernel parity with kernels/reference', () => {
+    for (const c of kernelCases()) {
+      it(c.name, () => {
+        const want = runCase(referenceBackend, referenceKernels, c);
+        const got = runCase(backend, k, c);
+        c.outs.forEach((argIndex, i) => expectClose(got[i]!, want[i]!, c.tol ?? TOL, `${c.name}: arg ${argIndex}`));
+      });
+    }
+  });
+});
