@@ -13,7 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { AdamW, Generator, currentBackend, tensor } from '../kernels/index.js';
+import { AdamW, Generator, currentBackend, setBackend, tensor } from '../kernels/index.js';
+import { KernelProfile, profiledBackend } from '../kernels/profile.js';
 import { getNumThreads, setNumThreads } from '../kernels/native-backend.js';
 import { LlamaForCausalLM } from '../models/llama.js';
 import type { LlamaConfig } from '../models/llama.js';
@@ -25,7 +26,9 @@ Options:
   --threads N   compute threads for both (default: all cores, ${os.availableParallelism()} here)
   --steps N     timed steps (default 10)
   --warmup N    untimed steps first (default 2)
-  --no-torch    skip the PyTorch baseline`;
+  --no-torch    skip the PyTorch baseline
+  --profile     time every kernel on its own and report the top ones (slower; timings then
+                are not comparable with the baseline)`;
 
 const CFG: LlamaConfig = { vocabSize: 4096, hiddenSize: 256, numLayers: 4, numHeads: 4, numKvHeads: 4, intermediateSize: 768 };
 const B = 8, T = 128;
@@ -79,12 +82,17 @@ function torchBaseline(threads: number, steps: number, warmup: number): Record<s
 export async function run(argv: string[]): Promise<Record<string, unknown>> {
   const { values } = parseArgs({
     args: argv,
-    options: { threads: { type: 'string' }, steps: { type: 'string', default: '10' }, warmup: { type: 'string', default: '2' }, 'no-torch': { type: 'boolean', default: false } },
+    options: { threads: { type: 'string' }, steps: { type: 'string', default: '10' }, warmup: { type: 'string', default: '2' }, 'no-torch': { type: 'boolean', default: false }, profile: { type: 'boolean', default: false } },
   });
   const steps = Number(values.steps), warmup = Number(values.warmup);
   if (values.threads) setNumThreads(Number(values.threads));
   const threads = getNumThreads();
   const backend = currentBackend().name;
+  let profile: KernelProfile | null = null;
+  if (values.profile) {
+    profile = new KernelProfile();
+    setBackend(profiledBackend(currentBackend(), profile));
+  }
   const mine = await ours(steps, warmup);
   const result: Record<string, unknown> = {
     bench: 'train-cpu',
@@ -93,6 +101,10 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     backend,
     ours: { tokens_per_s: Math.round(mine.tokensPerS), step_ms_median: +mine.stepMs.toFixed(1), first_loss: +mine.firstLoss.toFixed(4) },
   };
+  if (profile) {
+    result.profile_top = profile.top(15);
+    return result;
+  }
   if (!values['no-torch']) {
     const baseline = torchBaseline(threads, steps, warmup);
     result.baseline = baseline;

@@ -150,8 +150,12 @@ export interface Kernels {
 export type KernelName = keyof Kernels;
 
 export interface MemoryStats {
+  /** Storages currently allocated. */
   liveBuffers: number;
+  /** Bytes those storages hold. */
   liveBytes: number;
+  /** Bytes kept by a caching allocator for reuse (0 where there is none). */
+  cachedBytes?: number;
 }
 
 export interface Backend {
@@ -159,6 +163,7 @@ export interface Backend {
   readonly device: Device;
   /** Element types this backend can store. */
   readonly dtypes: ReadonlySet<DType>;
+  /** A new storage; its contents are undefined (kernels overwrite their outputs). */
   alloc(dtype: DType, numel: number): Storage;
   /** Release a storage. Work already queued that reads it still completes first. */
   free(s: Storage): void;

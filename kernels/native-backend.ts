@@ -40,6 +40,7 @@ interface Addon {
   getNumThreads(): number;
   blasInfo(): string;
   fmaPeakGflops(threads: number, millis: number): number;
+  emptyCache(): void;
   [kernel: string]: (...args: never[]) => unknown;
 }
 
@@ -103,6 +104,12 @@ export function setNumThreads(n: number): void {
 export function getNumThreads(): number {
   const a = requireAddon();
   return guard(() => a.getNumThreads());
+}
+
+/** Returns the caching allocator's free blocks to the system (after queued work finishes). */
+export function emptyCache(): void {
+  const a = requireAddon();
+  guard(() => a.emptyCache());
 }
 
 /** The BLAS behind matmul: OpenBLAS's config string, another CBLAS's library name, or 'fallback'. */

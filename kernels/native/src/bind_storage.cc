@@ -61,13 +61,9 @@ napi_value js_alloc(napi_env env, napi_callback_info info) {
     Engine& e = engine(env);
     DType dt = dtype_arg(a, 0);
     i64 numel = a.size(1, "numel");
-    int h = e.buffers.alloc(dt, numel);
-    // Storages start zeroed, as the reference backend's do. The memset goes in stream order so a
-    // big allocation does not stall the JS thread while kernels run.
-    void* data = e.buffers.get(h).data;
-    const size_t bytes = static_cast<size_t>(numel) * dtype_size(dt);
-    e.stream->submit(static_cast<i64>(bytes / 4), [data, bytes] { std::memset(data, 0, bytes); });
-    return js_number(env, h);
+    // Contents are undefined (Backend.alloc): every kernel overwrites its outputs, so zeroing
+    // here would only cost bandwidth.
+    return js_number(env, e.buffers.alloc(dt, numel));
   });
 }
 
@@ -220,7 +216,20 @@ napi_value js_stats(napi_env env, napi_callback_info info) {
                                     js_number(env, static_cast<double>(e.buffers.live_buffers()))));
     NAPI_OK(
         napi_set_named_property(env, obj, "liveBytes", js_number(env, static_cast<double>(e.buffers.live_bytes()))));
+    NAPI_OK(napi_set_named_property(env, obj, "cachedBytes",
+                                    js_number(env, static_cast<double>(e.buffers.cached_bytes()))));
     return obj;
+  });
+}
+
+// Waits for queued frees to land in the cache, then returns every cached block to the C library.
+napi_value js_empty_cache(napi_env env, napi_callback_info info) {
+  return guarded(env, [&]() -> napi_value {
+    (void)info;
+    Engine& e = engine(env);
+    e.stream->drain();
+    e.buffers.empty_cache();
+    return js_undefined(env);
   });
 }
 
@@ -264,6 +273,7 @@ void register_storage(napi_env env, napi_value exports) {
       {"read", nullptr, js_read, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"synchronize", nullptr, js_synchronize, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"stats", nullptr, js_stats, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"emptyCache", nullptr, js_empty_cache, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setNumThreads", nullptr, js_set_num_threads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"getNumThreads", nullptr, js_get_num_threads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"blasInfo", nullptr, js_blas_info, nullptr, nullptr, nullptr, napi_default, nullptr},

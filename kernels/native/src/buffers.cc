@@ -9,6 +9,34 @@ namespace aligner {
 BufferTable::~BufferTable() {
   for (auto& b : slots_)
     if (b.live) std::free(b.data);
+  empty_cache();
+}
+
+// 64-byte steps up to 4 KiB, then 8 steps per power of two: at most 12.5% slack per block.
+size_t BufferTable::size_class(size_t bytes) {
+  if (bytes <= 4096) return bytes < 64 ? 64 : (bytes + 63) / 64 * 64;
+  int top = 63 - __builtin_clzll(static_cast<unsigned long long>(bytes));
+  size_t step = size_t{1} << (top - 3);
+  return (bytes + step - 1) / step * step;
+}
+
+void* BufferTable::take_cached(size_t capacity) {
+  std::lock_guard<std::mutex> lk(cache_mu_);
+  auto it = cache_.find(capacity);
+  if (it == cache_.end() || it->second.empty()) return nullptr;
+  void* p = it->second.back();
+  it->second.pop_back();
+  cached_bytes_.fetch_sub(static_cast<i64>(capacity));
+  return p;
+}
+
+void BufferTable::empty_cache() {
+  std::lock_guard<std::mutex> lk(cache_mu_);
+  for (auto& [capacity, blocks] : cache_) {
+    for (void* p : blocks) std::free(p);
+    cached_bytes_.fetch_sub(static_cast<i64>(capacity * blocks.size()));
+  }
+  cache_.clear();
 }
 
 int BufferTable::alloc(DType dtype, i64 numel) {
@@ -18,9 +46,9 @@ int BufferTable::alloc(DType dtype, i64 numel) {
   if (static_cast<uint64_t>(numel) > max_elems)
     fail("OutOfMemoryError", "alloc: cannot allocate " + std::to_string(numel) + " elements of " + dtype_name(dtype));
   size_t bytes = static_cast<size_t>(numel) * esize;
-  size_t capacity = bytes < 64 ? 64 : (bytes + 63) / 64 * 64;
-  void* data = nullptr;
-  if (posix_memalign(&data, 64, capacity) != 0 || data == nullptr)
+  size_t capacity = size_class(bytes);
+  void* data = take_cached(capacity);
+  if (data == nullptr && (posix_memalign(&data, 64, capacity) != 0 || data == nullptr))
     fail("OutOfMemoryError", "alloc: out of memory allocating " + std::to_string(bytes) + " bytes (" +
                                  std::to_string(numel) + " × " + dtype_name(dtype) + ")");
   int handle;
@@ -57,7 +85,19 @@ Buffer BufferTable::retire(int handle) {
 }
 
 void BufferTable::release(const Buffer& b) {
-  std::free(b.data);
+  if (cache_limit_ == 0) {
+    const char* mb = std::getenv("ALIGN_HOST_CACHE_MB");
+    cache_limit_ = (mb && *mb ? std::atoll(mb) : 4096) * (i64{1} << 20);
+    if (cache_limit_ == 0) cache_limit_ = -1;  // caching off
+  }
+  bool cached = false;
+  if (cached_bytes_.load() + static_cast<i64>(b.capacity) <= cache_limit_) {
+    std::lock_guard<std::mutex> lk(cache_mu_);
+    cache_[b.capacity].push_back(b.data);
+    cached_bytes_.fetch_add(static_cast<i64>(b.capacity));
+    cached = true;
+  }
+  if (!cached) std::free(b.data);
   live_buffers_.fetch_sub(1);
   live_bytes_.fetch_sub(static_cast<i64>(b.capacity));
 }
