@@ -24,7 +24,9 @@ export const help = `bench train-cpu: tokens/s of a training step (d=256, 4 laye
 against PyTorch on CPU with the same thread count.
 Options:
   --threads N   compute threads for both (default: all cores, ${os.availableParallelism()} here)
-  --steps N     timed steps (default 10)
+  --steps N     timed steps per round (default 8)
+  --rounds N    alternate ours and PyTorch this many times and keep each side's best round
+                median, so that both see the same machine noise (default 3)
   --warmup N    untimed steps first (default 2)
   --no-torch    skip the PyTorch baseline
   --profile     time every kernel on its own and report the top ones (slower; timings then
@@ -82,7 +84,7 @@ function torchBaseline(threads: number, steps: number, warmup: number): Record<s
 export async function run(argv: string[]): Promise<Record<string, unknown>> {
   const { values } = parseArgs({
     args: argv,
-    options: { threads: { type: 'string' }, steps: { type: 'string', default: '10' }, warmup: { type: 'string', default: '2' }, 'no-torch': { type: 'boolean', default: false }, profile: { type: 'boolean', default: false } },
+    options: { threads: { type: 'string' }, steps: { type: 'string', default: '8' }, rounds: { type: 'string', default: '3' }, warmup: { type: 'string', default: '2' }, 'no-torch': { type: 'boolean', default: false }, profile: { type: 'boolean', default: false } },
   });
   const steps = Number(values.steps), warmup = Number(values.warmup);
   if (values.threads) setNumThreads(Number(values.threads));
@@ -93,24 +95,32 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     profile = new KernelProfile();
     setBackend(profiledBackend(currentBackend(), profile));
   }
-  const mine = await ours(steps, warmup);
+  // Alternate the two so that both sample the same (noisy, shared) machine; keep each one's best round.
+  const rounds = values['no-torch'] || profile ? 1 : Math.max(1, Number(values.rounds));
+  let mine = await ours(steps, warmup);
+  const baselines: Record<string, unknown>[] = [];
+  for (let r = 0; r < rounds; r++) {
+    if (r > 0) {
+      const again = await ours(steps, warmup);
+      if (again.tokensPerS > mine.tokensPerS) mine = again;
+    }
+    if (!values['no-torch'] && !profile) baselines.push(torchBaseline(threads, steps, warmup));
+  }
   const result: Record<string, unknown> = {
     bench: 'train-cpu',
     model: { ...CFG, batch: B, seq: T, dtype: 'f32' },
     threads,
     backend,
+    rounds,
     ours: { tokens_per_s: Math.round(mine.tokensPerS), step_ms_median: +mine.stepMs.toFixed(1), first_loss: +mine.firstLoss.toFixed(4) },
   };
-  if (profile) {
-    result.profile_top = profile.top(15);
-    return result;
-  }
-  if (!values['no-torch']) {
-    const baseline = torchBaseline(threads, steps, warmup);
-    result.baseline = baseline;
-    const theirs = Number(baseline.tokens_per_s);
+  if (profile) result.profile_top = profile.top(15);
+  if (baselines.length > 0) {
+    const best = baselines.reduce((a, b) => (Number(b.tokens_per_s) > Number(a.tokens_per_s) ? b : a));
+    result.baseline = best;
+    const theirs = Number(best.tokens_per_s);
     if (Number.isFinite(theirs) && theirs > 0) result.ratio_vs_torch = +(mine.tokensPerS / theirs).toFixed(3);
-    if (baseline.framework && baseline.framework !== 'torch') result.note = `baseline is ${String(baseline.framework)}, PyTorch could not be installed`;
+    if (best.framework && best.framework !== 'torch') result.note = `baseline is ${String(best.framework)}, PyTorch could not be installed`;
   }
   return result;
 }

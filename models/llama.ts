@@ -7,7 +7,7 @@
  * F MLP hidden size, V vocab.
  */
 import {
-  Embedding, Linear, Module, RMSNorm, add as addResidual, attention, crossEntropy, linear as linearTied, permute, reshape, rope, swiglu, tensor,
+  Embedding, Linear, Module, RMSNorm, add as addResidual, attention, crossEntropy, linear, permute, reshape, rope, swiglu, tensor,
 } from '../kernels/index.js';
 import type { CreateOptions, Generator, Tensor } from '../kernels/index.js';
 
@@ -146,7 +146,7 @@ export class LlamaForCausalLM extends Module {
     let h = this.model.embed.forward(ids); // [B, T, C]
     for (const layer of this.model.layers) h = layer.forward(h, cos, sin, mask); // [B, T, C]
     h = this.model.norm.forward(h); // [B, T, C]
-    return this.lmHead ? this.lmHead.forward(h) : linearTied(h, this.model.embed.weight); // [B, T, V]
+    return this.lmHead ? this.lmHead.forward(h) : linear(h, this.model.embed.weight); // [B, T, V]
   }
 
   /** Mean next-token cross-entropy; targets i32 [B, T] with −100 on positions to skip. */
