@@ -4,9 +4,11 @@
  * `nlp-corpus` package) on the CPU, with a progress bar, and prints a summary with the loss curve,
  * validation loss before and after, and a greedy sample.
  *
- *   npm run demo -- --steps 300 --threads 2 --seed 0
+ *   npm run demo -- --steps 500 --threads 2 --seed 0
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AdamW, Generator, currentBackend, noGrad, slice, tensor, tidy } from '../kernels/index.js';
 import type { Tensor } from '../kernels/index.js';
@@ -18,7 +20,7 @@ import { setNumThreads, getNumThreads } from '../kernels/native-backend.js';
 
 const { values: args } = parseArgs({
   options: {
-    steps: { type: 'string', default: '300' },
+    steps: { type: 'string', default: '500' },
     threads: { type: 'string' },
     seed: { type: 'string', default: '0' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -29,7 +31,7 @@ if (args.help) {
 
 Trains a tiny Llama-style byte-level LM (2 layers, d=128) on public English sentences
 from the nlp-corpus package, on the CPU, and prints the loss curve and a sample.
-  --steps    training steps (default 300)
+  --steps    training steps (default 500)
   --threads  native CPU threads (default: all cores, or ALIGN_NUM_THREADS)
   --seed     random seed for init and batches (default 0)`);
   process.exit(0);
@@ -39,8 +41,9 @@ const steps = Number(args.steps), seed = Number(args.seed);
 if (!Number.isInteger(steps) || steps <= 0) throw new Error(`--steps must be a positive integer, got ${args.steps}`);
 if (args.threads) setNumThreads(Number(args.threads));
 
-const require = createRequire(import.meta.url);
-const sentences: string[] = require('nlp-corpus/builds/doc-0.json');
+// The package exports only its loader; its data files sit next to it.
+const corpusDir = path.join(path.dirname(createRequire(import.meta.url).resolve('nlp-corpus')), '../../builds');
+const sentences: string[] = JSON.parse(readFileSync(path.join(corpusDir, 'doc-0.json'), 'utf8'));
 const bytes = (s: string): number[] => [...Buffer.from(s, 'utf8')];
 const split = Math.floor(sentences.length * 0.9);
 const trainText = bytes(sentences.slice(0, split).join('\n'));
@@ -85,20 +88,23 @@ function lrAt(step: number): number {
   return 0.1 * peakLr + 0.9 * peakLr * 0.5 * (1 + Math.cos(Math.PI * progress)); // cosine to 10% of peak
 }
 
-/** Index of the largest logit at the last position of logits [1, T, V]. */
-function argmaxLastRow(logits: Tensor): number {
+/** A token drawn from softmax(logits / temperature) at the last position of logits [1, T, V]. */
+function sampleLastRow(logits: Tensor, temperature: number, g: Generator): number {
   const last = slice(logits, 1, -1).toArraySync(); // [1, 1, V]
-  let best = 0;
-  for (let v = 1; v < last.length; v++) if (last[v] > last[best]) best = v;
-  return best;
+  const top = Math.max(...last);
+  const weights = Array.from(last, (x) => Math.exp((x - top) / temperature));
+  let r = g.uniform() * weights.reduce((a, b) => a + b, 0);
+  for (let v = 0; v < weights.length; v++) if ((r -= weights[v]) <= 0) return v;
+  return weights.length - 1;
 }
 
-function greedy(prompt: string, n: number): string {
+/** Continue `prompt` by n bytes (no KV cache yet: the whole window is recomputed per byte). */
+function sample(prompt: string, n: number, temperature: number): string {
+  const g = new Generator(seed + 2);
   const out = bytes(prompt);
   for (let i = 0; i < n; i++) {
     const ctx = out.slice(-T);
-    const next = tidy(() => noGrad(() => argmaxLastRow(model.forward(tensor(ctx, [1, ctx.length], { dtype: 'i32' })))));
-    out.push(next);
+    out.push(tidy(() => noGrad(() => sampleLastRow(model.forward(tensor(ctx, [1, ctx.length], { dtype: 'i32' })), temperature, g))));
   }
   return Buffer.from(out).toString('utf8');
 }
@@ -136,6 +142,6 @@ const after = await validLoss();
 console.log(`\ntrain loss  ${sparkline(losses)}  ${losses[0].toFixed(3)} → ${losses.at(-1)!.toFixed(3)}`);
 console.log(`valid loss  ${before.toFixed(3)} → ${after.toFixed(3)} nats/byte (uniform = ${Math.log(256).toFixed(3)})`);
 console.log(`throughput  ${Math.round((steps * B * T) / seconds).toLocaleString()} tokens/s over ${seconds.toFixed(1)} s`);
-console.log(`sample      ${JSON.stringify(greedy('The ', 60))}`);
+console.log(`sample      ${JSON.stringify(sample('The ', 80, 0.7))} (temperature 0.7)`);
 model.dispose();
 opt.dispose();
