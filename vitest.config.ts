@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Native threads and the Temporal/S3 servers share 2 cores: keep test files in few processes.
     maxWorkers: 2,
+    reporters: ['default', './test/summary-reporter.ts'],
   },
 });
