@@ -10,6 +10,7 @@ import type { Shape } from './errors.js';
 import { layerNorm, rmsNorm } from './ops/norm.js';
 import { embedding } from './ops/layout.js';
 import { linear } from './ops/matmul.js';
+import { add } from './ops/elementwise.js';
 import type { Generator } from './random.js';
 import type { Tensor } from './tensor.js';
 
@@ -28,7 +29,8 @@ export abstract class Module {
     return t;
   }
 
-  protected child<M extends Module>(name: string, m: M): M {
+  /** Also used by wrappers (LoRA, heads) to attach modules after construction. */
+  child<M extends Module>(name: string, m: M): M {
     this.children.set(name, m);
     return m;
   }
@@ -37,7 +39,15 @@ export abstract class Module {
   namedParameters(prefix = ''): [string, Tensor][] {
     const out: [string, Tensor][] = [];
     for (const [n, p] of this.ownParams) out.push([prefix + n, p]);
-    for (const [n, c] of this.children) out.push(...c.namedParameters(`${prefix}${n}.`));
+    // A child registered under '' contributes its names unprefixed (a wrapper over a whole model).
+    for (const [n, c] of this.children) out.push(...c.namedParameters(n === '' ? prefix : `${prefix}${n}.`));
+    return out;
+  }
+
+  /** [name, module] pairs, this module first (name ''), depth first in registration order. */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix.replace(/\.$/, ''), this]];
+    for (const [n, c] of this.children) out.push(...c.namedModules(n === '' ? prefix : `${prefix}${n}.`));
     return out;
   }
 
@@ -90,20 +100,34 @@ export interface InitOptions extends CreateOptions {
   gen: Generator;
   /** Standard deviation of the normal init. Default 0.02 (GPT-2 and Llama). */
   std?: number;
+  /** 'none' allocates zeros (fast), for weights about to be loaded from a checkpoint. Default 'normal'. */
+  init?: 'normal' | 'none';
 }
+
+/** A weight initialised N(0, std²) from opts.gen, or zeros when opts.init is 'none'. */
+export function initWeight(shape: Shape, opts: InitOptions): Tensor {
+  return opts.init === 'none' ? zeros(shape, opts) : randn(shape, opts.gen, { ...opts, std: opts.std ?? 0.02 });
+}
+
+/** An extra term added to a layer's output (a LoRA adapter); null when it contributes nothing. */
+export type Adapter = (x: Tensor) => Tensor | null;
 
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
+  /** Set by models/lora.ts. */
+  adapter: Adapter | null = null;
 
   constructor(inFeatures: number, outFeatures: number, opts: InitOptions & { bias?: boolean }) {
     super();
-    this.weight = this.param('weight', randn([outFeatures, inFeatures], opts.gen, { ...opts, std: opts.std ?? 0.02 })); // [out, in]
+    this.weight = this.param('weight', initWeight([outFeatures, inFeatures], opts)); // [out, in]
     this.bias = opts.bias ? this.param('bias', zeros([outFeatures], opts)) : null; // [out]
   }
 
   forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias); // [..., out]
+    const y = linear(x, this.weight, this.bias); // [..., out]
+    const extra = this.adapter?.(x) ?? null; // [..., out]
+    return extra ? add(y, extra) : y;
   }
 }
 
@@ -112,7 +136,7 @@ export class Embedding extends Module {
 
   constructor(vocab: number, dim: number, opts: InitOptions) {
     super();
-    this.weight = this.param('weight', randn([vocab, dim], opts.gen, { ...opts, std: opts.std ?? 0.02 })); // [V, C]
+    this.weight = this.param('weight', initWeight([vocab, dim], opts)); // [V, C]
   }
 
   forward(ids: Tensor): Tensor {

@@ -1,44 +1,26 @@
 /**
- * A Llama-style decoder-only transformer (Touvron et al. 2023): RMSNorm, rotary positions,
- * SwiGLU MLP and grouped-query attention, with Hugging Face parameter names
- * (`model.layers.0.self_attn.q_proj.weight`, …) so that checkpoints map one to one.
+ * The Llama family (Touvron et al. 2023): RMSNorm, rotary positions (Llama 3 scaling too),
+ * SwiGLU MLP and grouped-query attention; Qwen2's q/k/v biases and Mistral's sliding window are
+ * options. Parameter names are Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, …),
+ * so checkpoints map one to one.
  *
- * Dimension letters: B batch, T time, C hidden size, H query heads, G kv heads, D head dim,
- * F MLP hidden size, V vocab.
+ * Dimension letters: B batch, T new positions, S all positions (cache + new), C hidden size,
+ * H query heads, G kv heads, D head dim, F MLP hidden size, V vocab.
  */
 import {
-  Embedding, Linear, Module, RMSNorm, add as addResidual, attention, crossEntropy, linear, permute, reshape, rope, swiglu, tensor,
+  Embedding, Linear, Module, RMSNorm, add, attention, crossEntropy, linear, permute, reshape, rope, swiglu,
 } from '../kernels/index.js';
-import type { CreateOptions, Generator, Tensor } from '../kernels/index.js';
+import type { Tensor } from '../kernels/index.js';
+import type { InitOptions } from '../kernels/module.js';
+import { defaultPositions, KVCache } from './causal-lm.js';
+import type { CausalLM, ForwardOptions } from './causal-lm.js';
+import { headDimOf, validateLlamaConfig } from './config.js';
+import type { LlamaConfig, ModelConfig } from './config.js';
+import { inverseFrequencies, ropeTablesFor } from './rope.js';
 
-export interface LlamaConfig {
-  vocabSize: number;
-  hiddenSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  intermediateSize: number;
-  /** RMSNorm epsilon. Default 1e-5. */
-  rmsNormEps?: number;
-  /** RoPE base θ. Default 10000. */
-  ropeTheta?: number;
-  /** Share the LM head with the token embedding. Default false. */
-  tieWordEmbeddings?: boolean;
-}
+export type { LlamaConfig } from './config.js';
 
-/** cos/sin tables [T, D/2] for positions offset … offset+T−1 (Su et al. 2021, eq. 15). */
-export function ropeTables(T: number, D: number, theta: number, opts: CreateOptions = {}, offset = 0): { cos: Tensor; sin: Tensor } {
-  const half = D / 2;
-  const cos = new Float64Array(T * half), sin = new Float64Array(T * half);
-  for (let t = 0; t < T; t++) {
-    for (let i = 0; i < half; i++) {
-      const angle = (offset + t) * Math.pow(theta, (-2 * i) / D);
-      cos[t * half + i] = Math.cos(angle);
-      sin[t * half + i] = Math.sin(angle);
-    }
-  }
-  return { cos: tensor(cos, [T, half], opts), sin: tensor(sin, [T, half], opts) };
-}
+type InitOpts = InitOptions;
 
 class LlamaAttention extends Module {
   readonly q: Linear;
@@ -46,23 +28,24 @@ class LlamaAttention extends Module {
   readonly v: Linear;
   readonly o: Linear;
 
-  constructor(readonly cfg: LlamaConfig, opts: CreateOptions & { gen: Generator }) {
+  constructor(readonly cfg: LlamaConfig, opts: InitOpts) {
     super();
-    const D = cfg.hiddenSize / cfg.numHeads;
-    this.q = this.child('q_proj', new Linear(cfg.hiddenSize, cfg.numHeads * D, opts));
-    this.k = this.child('k_proj', new Linear(cfg.hiddenSize, cfg.numKvHeads * D, opts));
-    this.v = this.child('v_proj', new Linear(cfg.hiddenSize, cfg.numKvHeads * D, opts));
-    this.o = this.child('o_proj', new Linear(cfg.numHeads * D, cfg.hiddenSize, opts));
+    const D = headDimOf(cfg);
+    this.q = this.child('q_proj', new Linear(cfg.hiddenSize, cfg.numHeads * D, { ...opts, bias: cfg.qkvBias }));
+    this.k = this.child('k_proj', new Linear(cfg.hiddenSize, cfg.numKvHeads * D, { ...opts, bias: cfg.qkvBias }));
+    this.v = this.child('v_proj', new Linear(cfg.hiddenSize, cfg.numKvHeads * D, { ...opts, bias: cfg.qkvBias }));
+    this.o = this.child('o_proj', new Linear(cfg.numHeads * D, cfg.hiddenSize, { ...opts, bias: cfg.oBias }));
   }
 
-  forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | null): Tensor {
+  forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | null, cache: KVCache | null, layer: number): Tensor {
     const [B, T] = x.shape;
-    const H = this.cfg.numHeads, G = this.cfg.numKvHeads, D = this.cfg.hiddenSize / H;
+    const H = this.cfg.numHeads, G = this.cfg.numKvHeads, D = headDimOf(this.cfg);
     const heads = (y: Tensor, n: number): Tensor => permute(reshape(y, [B, T, n, D]), [0, 2, 1, 3]); // [B, n, T, D]
     const q = rope(heads(this.q.forward(x), H), cos, sin); // [B, H, T, D]
-    const k = rope(heads(this.k.forward(x), G), cos, sin); // [B, G, T, D]
-    const v = heads(this.v.forward(x), G); // [B, G, T, D]
-    const o = attention(q, k, v, { causal: true, mask }); // [B, H, T, D]
+    let k = rope(heads(this.k.forward(x), G), cos, sin); // [B, G, T, D]
+    let v = heads(this.v.forward(x), G); // [B, G, T, D]
+    if (cache) ({ k, v } = cache.append(layer, k, v)); // [B, G, S, D]
+    const o = attention(q, k, v, { causal: true, mask, window: this.cfg.slidingWindow ?? 0 }); // [B, H, T, D]
     return this.o.forward(reshape(permute(o, [0, 2, 1, 3]), [B, T, H * D])); // [B, T, C]
   }
 }
@@ -72,7 +55,7 @@ class LlamaMLP extends Module {
   readonly up: Linear;
   readonly down: Linear;
 
-  constructor(cfg: LlamaConfig, opts: CreateOptions & { gen: Generator }) {
+  constructor(cfg: LlamaConfig, opts: InitOpts) {
     super();
     this.gate = this.child('gate_proj', new Linear(cfg.hiddenSize, cfg.intermediateSize, opts));
     this.up = this.child('up_proj', new Linear(cfg.hiddenSize, cfg.intermediateSize, opts));
@@ -90,7 +73,7 @@ class LlamaDecoderLayer extends Module {
   readonly inputNorm: RMSNorm;
   readonly postNorm: RMSNorm;
 
-  constructor(cfg: LlamaConfig, opts: CreateOptions & { gen: Generator }) {
+  constructor(cfg: LlamaConfig, opts: InitOpts) {
     super();
     this.attn = this.child('self_attn', new LlamaAttention(cfg, opts));
     this.mlp = this.child('mlp', new LlamaMLP(cfg, opts));
@@ -98,9 +81,9 @@ class LlamaDecoderLayer extends Module {
     this.postNorm = this.child('post_attention_layernorm', new RMSNorm(cfg.hiddenSize, cfg.rmsNormEps ?? 1e-5, opts));
   }
 
-  forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | null): Tensor {
-    const h = addResidual(x, this.attn.forward(this.inputNorm.forward(x), cos, sin, mask)); // [B, T, C]
-    return addResidual(h, this.mlp.forward(this.postNorm.forward(h))); // [B, T, C]
+  forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | null, cache: KVCache | null, layer: number): Tensor {
+    const h = add(x, this.attn.forward(this.inputNorm.forward(x), cos, sin, mask, cache, layer)); // [B, T, C]
+    return add(h, this.mlp.forward(this.postNorm.forward(h))); // [B, T, C]
   }
 }
 
@@ -109,7 +92,7 @@ class LlamaBackbone extends Module {
   readonly layers: LlamaDecoderLayer[];
   readonly norm: RMSNorm;
 
-  constructor(cfg: LlamaConfig, opts: CreateOptions & { gen: Generator }) {
+  constructor(cfg: LlamaConfig, opts: InitOpts) {
     super();
     this.embed = this.child('embed_tokens', new Embedding(cfg.vocabSize, cfg.hiddenSize, opts));
     this.layers = Array.from({ length: cfg.numLayers }, (_, i) => this.child(`layers.${i}`, new LlamaDecoderLayer(cfg, opts)));
@@ -117,36 +100,66 @@ class LlamaBackbone extends Module {
   }
 }
 
-export class LlamaForCausalLM extends Module {
+export class LlamaForCausalLM extends Module implements CausalLM {
+  readonly config: ModelConfig;
   readonly model: LlamaBackbone;
   readonly lmHead: Linear | null;
-  private tables = new Map<number, { cos: Tensor; sin: Tensor }>();
+  private readonly invFreq: Float64Array;
+  /** Shared cos/sin tables for the plain case (positions 0 … T−1), by T. */
+  private readonly tables = new Map<number, { cos: Tensor; sin: Tensor }>();
 
-  constructor(readonly config: LlamaConfig, readonly opts: CreateOptions & { gen: Generator }) {
+  constructor(readonly cfg: LlamaConfig, readonly opts: InitOpts) {
     super();
-    this.model = this.child('model', new LlamaBackbone(config, opts));
-    this.lmHead = config.tieWordEmbeddings ? null : this.child('lm_head', new Linear(config.hiddenSize, config.vocabSize, opts));
+    validateLlamaConfig(cfg);
+    this.config = { family: 'llama', ...cfg };
+    this.model = this.child('model', new LlamaBackbone(cfg, opts));
+    this.lmHead = cfg.tieWordEmbeddings ? null : this.child('lm_head', new Linear(cfg.hiddenSize, cfg.vocabSize, opts));
+    this.invFreq = inverseFrequencies(headDimOf(cfg), cfg.ropeTheta ?? 10000, cfg.ropeScaling ?? null);
   }
 
-  private ropeFor(T: number): { cos: Tensor; sin: Tensor } {
-    let t = this.tables.get(T);
-    if (!t) {
-      const D = this.config.hiddenSize / this.config.numHeads;
-      t = ropeTables(T, D, this.config.ropeTheta ?? 10000, this.opts);
-      t.cos.keep();
-      t.sin.keep();
-      this.tables.set(T, t);
+  get contextWindow(): number {
+    return this.cfg.maxPositionEmbeddings ?? 2048;
+  }
+
+  newCache(): KVCache {
+    return new KVCache(this.cfg.numLayers);
+  }
+
+  /** cos/sin [T, D/2] for 0 … T−1 (cached), or [B, T, D/2] for explicit positions. */
+  private ropeFor(B: number, T: number, opts: ForwardOptions): { cos: Tensor; sin: Tensor } {
+    const past = opts.cache?.length ?? 0;
+    if (!opts.positions && past === 0) {
+      let t = this.tables.get(T);
+      if (!t) {
+        t = ropeTablesFor(defaultPositions(1, T, 0), this.invFreq, this.opts, true);
+        t.cos.keep();
+        t.sin.keep();
+        this.tables.set(T, t);
+      }
+      return t;
     }
-    return t;
+    const positions = opts.positions ?? defaultPositions(B, T, past);
+    return ropeTablesFor(positions, this.invFreq, this.opts);
   }
 
-  /** ids i32 [B, T] → logits [B, T, V]. `mask` f32 [B, T] marks real tokens (1) and padding (0). */
-  forward(ids: Tensor, mask: Tensor | null = null): Tensor {
-    const { cos, sin } = this.ropeFor(ids.shape[1]);
+  hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    const [B, T] = ids.shape;
+    // Tables built for explicit positions belong to the caller's tidy scope (backward reads them).
+    const { cos, sin } = this.ropeFor(B, T, opts);
     let h = this.model.embed.forward(ids); // [B, T, C]
-    for (const layer of this.model.layers) h = layer.forward(h, cos, sin, mask); // [B, T, C]
-    h = this.model.norm.forward(h); // [B, T, C]
-    return this.lmHead ? this.lmHead.forward(h) : linear(h, this.model.embed.weight); // [B, T, V]
+    this.model.layers.forEach((layer, i) => {
+      h = layer.forward(h, cos, sin, opts.mask ?? null, opts.cache ?? null, i); // [B, T, C]
+    });
+    return this.model.norm.forward(h); // [B, T, C]
+  }
+
+  logitsFrom(hidden: Tensor): Tensor {
+    return this.lmHead ? this.lmHead.forward(hidden) : linear(hidden, this.model.embed.weight); // [..., V]
+  }
+
+  /** ids i32 [B, T] → logits [B, T, V]. */
+  forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    return this.logitsFrom(this.hidden(ids, opts));
   }
 
   /** Mean next-token cross-entropy; targets i32 [B, T] with −100 on positions to skip. */

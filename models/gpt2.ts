@@ -1,0 +1,148 @@
+/**
+ * The GPT-2 family (Radford et al. 2019): learned positions, pre-LayerNorm blocks, GELU (tanh)
+ * MLP, multi-head attention, LM head tied to the token embedding. Parameters keep Hugging Face's
+ * names and its Conv1D layout (weights stored [in, out]), so checkpoints load without transposes.
+ */
+import {
+  Embedding, LayerNorm, Module, add, attention, crossEntropy, gelu, linear, matmul, permute, reshape, slice, tensor, zeros,
+} from '../kernels/index.js';
+import { initWeight } from '../kernels/module.js';
+import type { InitOptions } from '../kernels/module.js';
+import type { Tensor } from '../kernels/index.js';
+import { defaultPositions, KVCache } from './causal-lm.js';
+import type { CausalLM, ForwardOptions } from './causal-lm.js';
+import type { Gpt2Config, ModelConfig } from './config.js';
+
+type InitOpts = InitOptions;
+
+/** Hugging Face's Conv1D: y = x·W + b with W [in, out]. */
+class Conv1D extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+
+  constructor(inFeatures: number, outFeatures: number, opts: InitOpts) {
+    super();
+    this.weight = this.param('weight', initWeight([inFeatures, outFeatures], opts)); // [in, out]
+    this.bias = this.param('bias', zeros([outFeatures], opts)); // [out]
+  }
+
+  forward(x: Tensor): Tensor {
+    return add(matmul(x, this.weight), this.bias); // [..., out]
+  }
+}
+
+class Gpt2Attention extends Module {
+  readonly cAttn: Conv1D;
+  readonly cProj: Conv1D;
+
+  constructor(readonly cfg: Gpt2Config, opts: InitOpts) {
+    super();
+    this.cAttn = this.child('c_attn', new Conv1D(cfg.hiddenSize, 3 * cfg.hiddenSize, opts));
+    this.cProj = this.child('c_proj', new Conv1D(cfg.hiddenSize, cfg.hiddenSize, opts));
+  }
+
+  forward(x: Tensor, mask: Tensor | null, cache: KVCache | null, layer: number): Tensor {
+    const [B, T, C] = x.shape;
+    const H = this.cfg.numHeads, D = C / H;
+    const qkv = permute(reshape(this.cAttn.forward(x), [B, T, 3, H, D]), [2, 0, 3, 1, 4]); // [3, B, H, T, D]
+    const part = (i: number): Tensor => reshape(slice(qkv, 0, i, i + 1), [B, H, T, D]); // [B, H, T, D]
+    let k = part(1), v = part(2);
+    if (cache) ({ k, v } = cache.append(layer, k, v)); // [B, H, S, D]
+    const o = attention(part(0), k, v, { causal: true, mask }); // [B, H, T, D]
+    return this.cProj.forward(reshape(permute(o, [0, 2, 1, 3]), [B, T, C])); // [B, T, C]
+  }
+}
+
+class Gpt2MLP extends Module {
+  readonly cFc: Conv1D;
+  readonly cProj: Conv1D;
+
+  constructor(cfg: Gpt2Config, opts: InitOpts) {
+    super();
+    const F = cfg.intermediateSize ?? 4 * cfg.hiddenSize;
+    this.cFc = this.child('c_fc', new Conv1D(cfg.hiddenSize, F, opts));
+    this.cProj = this.child('c_proj', new Conv1D(F, cfg.hiddenSize, opts));
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.cProj.forward(gelu(this.cFc.forward(x))); // [B, T, F] → [B, T, C]
+  }
+}
+
+class Gpt2Block extends Module {
+  readonly ln1: LayerNorm;
+  readonly attn: Gpt2Attention;
+  readonly ln2: LayerNorm;
+  readonly mlp: Gpt2MLP;
+
+  constructor(cfg: Gpt2Config, opts: InitOpts) {
+    super();
+    const eps = cfg.layerNormEps ?? 1e-5;
+    this.ln1 = this.child('ln_1', new LayerNorm(cfg.hiddenSize, eps, opts));
+    this.attn = this.child('attn', new Gpt2Attention(cfg, opts));
+    this.ln2 = this.child('ln_2', new LayerNorm(cfg.hiddenSize, eps, opts));
+    this.mlp = this.child('mlp', new Gpt2MLP(cfg, opts));
+  }
+
+  forward(x: Tensor, mask: Tensor | null, cache: KVCache | null, layer: number): Tensor {
+    const h = add(x, this.attn.forward(this.ln1.forward(x), mask, cache, layer)); // [B, T, C]
+    return add(h, this.mlp.forward(this.ln2.forward(h))); // [B, T, C]
+  }
+}
+
+class Gpt2Backbone extends Module {
+  readonly wte: Embedding;
+  readonly wpe: Embedding;
+  readonly h: Gpt2Block[];
+  readonly lnF: LayerNorm;
+
+  constructor(cfg: Gpt2Config, opts: InitOpts) {
+    super();
+    this.wte = this.child('wte', new Embedding(cfg.vocabSize, cfg.hiddenSize, opts));
+    this.wpe = this.child('wpe', new Embedding(cfg.nPositions, cfg.hiddenSize, { ...opts, std: 0.01 }));
+    this.h = Array.from({ length: cfg.numLayers }, (_, i) => this.child(`h.${i}`, new Gpt2Block(cfg, opts)));
+    this.lnF = this.child('ln_f', new LayerNorm(cfg.hiddenSize, cfg.layerNormEps ?? 1e-5, opts));
+  }
+}
+
+export class Gpt2LMHeadModel extends Module implements CausalLM {
+  readonly config: ModelConfig;
+  readonly transformer: Gpt2Backbone;
+
+  constructor(readonly cfg: Gpt2Config, readonly opts: InitOpts) {
+    super();
+    this.config = { family: 'gpt2', ...cfg };
+    this.transformer = this.child('transformer', new Gpt2Backbone(cfg, opts));
+  }
+
+  get contextWindow(): number {
+    return this.cfg.nPositions;
+  }
+
+  newCache(): KVCache {
+    return new KVCache(this.cfg.numLayers);
+  }
+
+  hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    const [B, T] = ids.shape;
+    const positions = opts.positions ?? defaultPositions(B, T, opts.cache?.length ?? 0);
+    const posIds = tensor(positions.flat(), [B, T], { ...this.opts, dtype: 'i32' }); // [B, T]
+    let h = add(this.transformer.wte.forward(ids), this.transformer.wpe.forward(posIds)); // [B, T, C]
+    this.transformer.h.forEach((block, i) => {
+      h = block.forward(h, opts.mask ?? null, opts.cache ?? null, i); // [B, T, C]
+    });
+    return this.transformer.lnF.forward(h); // [B, T, C]
+  }
+
+  logitsFrom(hidden: Tensor): Tensor {
+    return linear(hidden, this.transformer.wte.weight); // [..., V], tied head
+  }
+
+  forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    return this.logitsFrom(this.hidden(ids, opts));
+  }
+
+  loss(ids: Tensor, targets: Tensor, count?: number): Tensor {
+    return crossEntropy(this.forward(ids), targets, { count }).loss; // []
+  }
+}

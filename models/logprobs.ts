@@ -1,0 +1,36 @@
+/**
+ * Per-token log-probabilities of given sequences: the one path that policy, old-policy and
+ * reference log-probs all come from (PPO, DPO, REINFORCE, SteerLM 2.0).
+ */
+import { slice, tensor, tokenLogprobs } from '../kernels/index.js';
+import type { Tensor } from '../kernels/index.js';
+import { IGNORE_INDEX } from '../kernels/ops/softmax.js';
+import type { CausalLM } from './causal-lm.js';
+
+export interface SequenceBatch {
+  /** Token ids, one row per sequence, right-padded to a common length T. */
+  ids: number[][];
+  /** 1 where the token at t is scored (a response token), 0 where not (prompt, padding). Same shape as ids. */
+  lossMask: number[][];
+  /** Pad id used for the padding positions (any valid id). Default 0. */
+  padId?: number;
+}
+
+/**
+ * log π(ids[:, t] | ids[:, < t]) for t = 1 … T−1, as a tensor [B, T−1] with 0 where lossMask is 0
+ * (lossMask[:, 0] is ignored: the first token has no context). Differentiable when grad is on.
+ */
+export function logprobs(model: CausalLM, batch: SequenceBatch): Tensor {
+  const B = batch.ids.length, T = batch.ids[0]?.length ?? 0;
+  if (T < 2) throw new RangeError(`logprobs: sequences need at least 2 tokens, got ${T}`);
+  const ids = batch.ids.flat();
+  if (batch.ids.some((r) => r.length !== T) || batch.lossMask.some((r) => r.length !== T)) {
+    throw new RangeError(`logprobs: every row of ids and lossMask must have length ${T}`);
+  }
+  const targets: number[] = [];
+  for (let b = 0; b < B; b++) for (let t = 1; t < T; t++) targets.push(batch.lossMask[b][t] ? batch.ids[b][t] : IGNORE_INDEX);
+  // Key padding: positions after a row's last real token never matter to the scored ones (causal).
+  const logits = model.forward(tensor(ids, [B, T], { dtype: 'i32' })); // [B, T, V]
+  const shifted = slice(logits, 1, 0, T - 1); // [B, T−1, V]
+  return tokenLogprobs(shifted, tensor(targets, [B, T - 1], { dtype: 'i32' })); // [B, T−1]
+}

@@ -1,0 +1,54 @@
+/**
+ * Build a model from a configuration, and load or save it as a Hugging Face folder
+ * (config.json + safetensors, sharded with an index when large).
+ */
+import { Generator } from '../kernels/index.js';
+import type { CreateOptions } from '../kernels/index.js';
+import type { CausalLM } from './causal-lm.js';
+import { fromHfConfig, toHfConfig } from './config.js';
+import type { ModelConfig } from './config.js';
+import { Gpt2LMHeadModel } from './gpt2.js';
+import { loadStateDict, matchStateDict, readConfig, saveStateDict, writeConfig } from './hf/checkpoint.js';
+import { LlamaForCausalLM } from './llama.js';
+
+export function createModel(config: ModelConfig, opts: CreateOptions & { gen?: Generator; init?: 'normal' | 'none' } = {}): CausalLM {
+  const init = { ...opts, gen: opts.gen ?? new Generator(0) };
+  return config.family === 'gpt2' ? new Gpt2LMHeadModel(config, init) : new LlamaForCausalLM(config, init);
+}
+
+/** Tensors that Hugging Face checkpoints may carry but that are not parameters here. */
+function isIgnorable(name: string, config: ModelConfig): boolean {
+  if (name.endsWith('.rotary_emb.inv_freq')) return true; // old Llama checkpoints saved the RoPE buffer
+  if (config.family === 'gpt2') return /\.attn\.(masked_)?bias$/.test(name) || name === 'lm_head.weight'; // causal-mask buffers; tied head
+  return config.tieWordEmbeddings === true && name === 'lm_head.weight';
+}
+
+/** GPT-2 checkpoints saved from GPT2Model lack the `transformer.` prefix of GPT2LMHeadModel. */
+function canonicalName(name: string, config: ModelConfig): string {
+  return config.family === 'gpt2' && !name.startsWith('transformer.') && name !== 'lm_head.weight' ? `transformer.${name}` : name;
+}
+
+/** Load a Hugging Face model folder. Unknown architectures and missing/extra/mis-shaped tensors are errors that list the names. */
+export async function loadPretrained(dir: string, opts: CreateOptions = {}): Promise<CausalLM> {
+  const config = fromHfConfig(await readConfig(dir));
+  const model = createModel(config, { ...opts, init: 'none' });
+  const raw = await loadStateDict(dir);
+  const state = new Map([...raw].filter(([n]) => !isIgnorable(n, config)).map(([n, t]) => [canonicalName(n, config), t]));
+  matchStateDict(new Map(model.namedParameters().map(([n, p]) => [n, [...p.shape]])), state);
+  model.loadStateDict(state);
+  return model;
+}
+
+export interface SaveOptions {
+  /** Stored element type. Default 'f32'. */
+  dtype?: 'f32' | 'bf16' | 'f16';
+  /** Largest shard; bigger models are split with model.safetensors.index.json. Default 2 GiB. */
+  maxShardBytes?: number;
+}
+
+/** Save as a Hugging Face folder that transformers' from_pretrained loads. */
+export async function savePretrained(model: CausalLM, dir: string, opts: SaveOptions = {}): Promise<void> {
+  const tensors = new Map(model.namedParameters().map(([n, p]) => [n, { shape: [...p.shape], data: p.toArraySync() }]));
+  await saveStateDict(dir, tensors, { dtype: opts.dtype ?? 'f32', maxShardBytes: opts.maxShardBytes, metadata: { format: 'pt' } });
+  await writeConfig(dir, toHfConfig(model.config));
+}
