@@ -126,13 +126,16 @@ export interface Kernels {
   /**
    * Fused scaled-dot-product attention with grouped KV heads (Hq % Hkv = 0; query head h reads kv head h / (Hq/Hkv)).
    * q [B, Hq, T, D]; k, v [B, Hkv, S, D]; mask null or f32 [B, S] with 1 = attend, 0 = padding.
-   * causal: query t sits at absolute position S − T + t and sees keys s ≤ S − T + t.
+   * Query t sits at absolute position pos = S − T + t. causal: it sees only keys s ≤ pos.
+   * window (a non-negative integer; 0 = no window): when > 0, it also sees only keys s > pos − window,
+   * so at most `window` keys pos − window + 1 … pos (sliding-window attention, Mistral; as Hugging Face's
+   * `sliding_window`). The lower bound applies unchanged when causal is false (keys pos − window + 1 … S − 1).
    * out [B, Hq, T, D]; lse [B, Hq, T] = log Σ_s exp(scale·q·k_s) over visible keys.
    * A query that sees no key gets out = 0 and lse = −Infinity.
    */
-  attention(q: S, k: S, v: S, mask: S | null, out: S, lse: S, B: number, Hq: number, Hkv: number, T: number, S: number, D: number, scale: number, causal: boolean): void;
+  attention(q: S, k: S, v: S, mask: S | null, out: S, lse: S, B: number, Hq: number, Hkv: number, T: number, S: number, D: number, scale: number, causal: boolean, window: number): void;
   /** Gradients of `attention` from its saved out and lse (P is recomputed). gq, gk, gv are overwritten. */
-  attentionBackward(q: S, k: S, v: S, mask: S | null, out: S, lse: S, g: S, gq: S, gk: S, gv: S, B: number, Hq: number, Hkv: number, T: number, S: number, D: number, scale: number, causal: boolean): void;
+  attentionBackward(q: S, k: S, v: S, mask: S | null, out: S, lse: S, g: S, gq: S, gk: S, gv: S, B: number, Hq: number, Hkv: number, T: number, S: number, D: number, scale: number, causal: boolean, window: number): void;
   /**
    * One AdamW step in place (Loshchilov & Hutter 2019, Algorithm 2; PyTorch's operation order):
    * p ← p·(1 − lr·wd); m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²;

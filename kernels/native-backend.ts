@@ -202,11 +202,11 @@ function makeKernels(a: Addon): Kernels {
       call('rope', h(x), h(cos), h(sin), h(out), B, H, T, D, cosPerBatch, inverse),
     swiglu: (gate, up, out, n) => call('swiglu', h(gate), h(up), h(out), n),
     swigluBackward: (gate, up, g, ggate, gup, n) => call('swigluBackward', h(gate), h(up), h(g), h(ggate), h(gup), n),
-    attention: (q, kk, v, mask, out, lse, B, Hq, Hkv, T, S, D, scale, causal) =>
-      call('attention', h(q), h(kk), h(v), mask ? h(mask) : null, h(out), h(lse), B, Hq, Hkv, T, S, D, scale, causal),
-    attentionBackward: (q, kk, v, mask, out, lse, g, gq, gk, gv, B, Hq, Hkv, T, S, D, scale, causal) =>
+    attention: (q, kk, v, mask, out, lse, B, Hq, Hkv, T, S, D, scale, causal, window) =>
+      call('attention', h(q), h(kk), h(v), mask ? h(mask) : null, h(out), h(lse), B, Hq, Hkv, T, S, D, scale, causal, window),
+    attentionBackward: (q, kk, v, mask, out, lse, g, gq, gk, gv, B, Hq, Hkv, T, S, D, scale, causal, window) =>
       call('attentionBackward', h(q), h(kk), h(v), mask ? h(mask) : null, h(out), h(lse), h(g), h(gq), h(gk), h(gv),
-        B, Hq, Hkv, T, S, D, scale, causal),
+        B, Hq, Hkv, T, S, D, scale, causal, window),
     adamw: (param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, step) =>
       call('adamw', h(param), h(grad), h(m), h(v), n, lr, beta1, beta2, eps, weightDecay, step),
     clipGradNorm: (grads, sizes, maxNorm, out) => {

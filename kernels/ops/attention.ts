@@ -1,4 +1,4 @@
-/** Transformer-specific fused ops: rotary embedding, SwiGLU, and causal GQA attention. */
+/** Transformer-specific fused ops: rotary embedding, SwiGLU, and causal (optionally sliding-window) GQA attention. */
 import { DTypeError, ShapeError, fmtShape } from '../errors.js';
 import { alloc, apply, kernel } from '../op.js';
 import type { OpSpec } from '../op.js';
@@ -72,9 +72,16 @@ export interface AttentionOptions {
   mask?: Tensor | null;
   /** Score scale; default 1/√D. */
   scale?: number;
+  /**
+   * Sliding window (Mistral; Hugging Face's `sliding_window`): when > 0, the query at absolute position
+   * pos = S − T + t also cannot see keys s ≤ pos − window, so with causal masking it sees at most `window`
+   * keys, pos − window + 1 … pos (window = 1: only itself). Without causal masking the same lower bound
+   * applies (keys pos − window + 1 … S − 1). A non-negative integer; default 0 = no window.
+   */
+  window?: number;
 }
 
-interface AttentionAttrs { causal: boolean; scale: number; hasMask: boolean }
+interface AttentionAttrs { causal: boolean; scale: number; hasMask: boolean; window: number }
 
 function attentionDims(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null) {
   const [B, Hq, T, D] = q.shape;
@@ -104,7 +111,7 @@ export const ATTENTION: OpSpec<AttentionAttrs> = {
     const op = 'attention';
     kernel(backend, 'attention', op)(
       q.storageFor(op), k.storageFor(op), v.storageFor(op), mask ? mask.storageFor(op) : null, out.storageFor(op), lse.storageFor(op),
-      B, Hq, Hkv, T, S, D, attrs.scale, attrs.causal,
+      B, Hq, Hkv, T, S, D, attrs.scale, attrs.causal, attrs.window,
     );
     ctx.saved.push(lse);
     return out;
@@ -119,20 +126,24 @@ export const ATTENTION: OpSpec<AttentionAttrs> = {
     const op = 'attention.backward';
     kernel(backend, 'attentionBackward', op)(
       q.storageFor(op), k.storageFor(op), v.storageFor(op), mask ? mask.storageFor(op) : null, output!.storageFor(op), lse.storageFor(op),
-      g.storageFor(op), gq.storageFor(op), gk.storageFor(op), gv.storageFor(op), B, Hq, Hkv, T, S, D, attrs.scale, attrs.causal,
+      g.storageFor(op), gq.storageFor(op), gk.storageFor(op), gv.storageFor(op), B, Hq, Hkv, T, S, D, attrs.scale, attrs.causal, attrs.window,
     );
     return mask ? [gq, gk, gv, null] : [gq, gk, gv];
   },
 };
 
 /**
- * Fused scaled-dot-product attention (Vaswani et al. 2017, eq. 1) with grouped KV heads:
- * q [B, Hq, T, D], k/v [B, Hkv, S, D] → [B, Hq, T, D].
+ * Fused scaled-dot-product attention (Vaswani et al. 2017, eq. 1) with grouped KV heads and an optional
+ * sliding window (Jiang et al. 2023, Mistral 7B): q [B, Hq, T, D], k/v [B, Hkv, S, D] → [B, Hq, T, D].
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const mask = opts.mask ?? null;
   if (mask && mask.dtype !== q.dtype) throw new DTypeError(`attention: mask must be ${q.dtype} (1 = attend, 0 = pad), got ${mask.dtype}`);
   attentionDims(q, k, v, mask);
-  const attrs = { causal: opts.causal ?? true, scale: opts.scale ?? 1 / Math.sqrt(q.shape[3]), hasMask: mask !== null };
+  const window = opts.window ?? 0;
+  if (!Number.isSafeInteger(window) || window < 0) {
+    throw new ShapeError(`attention: window must be a non-negative integer (0 = no window), got ${window}`);
+  }
+  const attrs = { causal: opts.causal ?? true, scale: opts.scale ?? 1 / Math.sqrt(q.shape[3]), hasMask: mask !== null, window };
   return apply('attention', ATTENTION, mask ? [q, k, v, mask] : [q, k, v], attrs);
 }

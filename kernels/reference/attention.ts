@@ -1,18 +1,22 @@
 /**
  * Scaled dot-product attention (Vaswani et al. 2017, eq. 1) with grouped-query KV heads
- * (Ainslie et al. 2023), a causal mask and a key padding mask. The backward pass recomputes
- * the probabilities from the saved log-sum-exp, as FlashAttention does (Dao et al. 2022, Alg. 2).
+ * (Ainslie et al. 2023), a causal mask, a sliding window (Mistral; Jiang et al. 2023) and a key
+ * padding mask. The backward pass recomputes the probabilities from the saved log-sum-exp, as
+ * FlashAttention does (Dao et al. 2022, Alg. 2).
  */
 import type { Storage } from '../backend.js';
 import { arr } from './storage.js';
 import type { RefArray } from './storage.js';
 
 interface Dims {
-  B: number; Hq: number; Hkv: number; T: number; S: number; D: number; scale: number; causal: boolean;
+  B: number; Hq: number; Hkv: number; T: number; S: number; D: number; scale: number; causal: boolean; window: number;
 }
 
+// Query t sits at absolute position pos = S − T + t: causal hides keys s > pos, a window hides s ≤ pos − window.
 function visible(mask: RefArray | null, d: Dims, b: number, t: number, s: number): boolean {
-  if (d.causal && s > d.S - d.T + t) return false;
+  const pos = d.S - d.T + t;
+  if (d.causal && s > pos) return false;
+  if (d.window > 0 && s <= pos - d.window) return false;
   return mask === null || mask[b * d.S + s] !== 0;
 }
 
@@ -25,9 +29,9 @@ function score(q: RefArray, k: RefArray, qBase: number, kBase: number, D: number
 // q [B,Hq,T,D], k/v [B,Hkv,S,D], mask [B,S]|null → out [B,Hq,T,D], lse [B,Hq,T]
 export function attention(
   q: Storage, k: Storage, v: Storage, mask: Storage | null, out: Storage, lse: Storage,
-  B: number, Hq: number, Hkv: number, T: number, S: number, D: number, scale: number, causal: boolean,
+  B: number, Hq: number, Hkv: number, T: number, S: number, D: number, scale: number, causal: boolean, window: number,
 ): void {
-  const d: Dims = { B, Hq, Hkv, T, S, D, scale, causal };
+  const d: Dims = { B, Hq, Hkv, T, S, D, scale, causal, window };
   const qs = arr(q), ks = arr(k), vs = arr(v), ms = mask ? arr(mask) : null, o = arr(out), l = arr(lse);
   const group = Hq / Hkv;
   const scores = new Float64Array(S);
@@ -61,9 +65,9 @@ export function attention(
 export function attentionBackward(
   q: Storage, k: Storage, v: Storage, mask: Storage | null, out: Storage, lse: Storage, g: Storage,
   gq: Storage, gk: Storage, gv: Storage,
-  B: number, Hq: number, Hkv: number, T: number, S: number, D: number, scale: number, causal: boolean,
+  B: number, Hq: number, Hkv: number, T: number, S: number, D: number, scale: number, causal: boolean, window: number,
 ): void {
-  const d: Dims = { B, Hq, Hkv, T, S, D, scale, causal };
+  const d: Dims = { B, Hq, Hkv, T, S, D, scale, causal, window };
   const qs = arr(q), ks = arr(k), vs = arr(v), ms = mask ? arr(mask) : null, os = arr(out), l = arr(lse), gs = arr(g);
   const dq = arr(gq), dk = arr(gk), dv = arr(gv);
   dq.fill(0, 0, B * Hq * T * D);

@@ -76,6 +76,14 @@ describe.each(backendsUnderTest())('errors on $name', ({ backend }) => {
       );
     });
   });
+
+  it('attention window must be a non-negative integer', () => {
+    tidy(() => {
+      const q = zeros([1, 2, 3, 4], { backend });
+      expect(() => attention(q, q, q, { window: -1 })).toThrow(new ShapeError('attention: window must be a non-negative integer (0 = no window), got -1'));
+      expect(() => attention(q, q, q, { window: 2.5 })).toThrow(new ShapeError('attention: window must be a non-negative integer (0 = no window), got 2.5'));
+    });
+  });
 });
 
 describe('backend errors', () => {

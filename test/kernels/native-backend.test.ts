@@ -288,24 +288,28 @@ function kernelCases(): Case[] {
     outs: [3, 4],
   });
 
-  // Attention: GQA, causal with T < S, masks, a query that sees no key (T > S, causal), tiles of 64 keys.
-  for (const [B, Hq, Hkv, T, S, D, causal, masked] of [
-    [2, 4, 2, 5, 7, 8, true, true], [1, 2, 1, 70, 70, 16, true, false], [2, 2, 2, 6, 130, 12, false, true],
-    [1, 3, 3, 6, 4, 8, true, false], [1, 2, 1, 40, 100, 64, false, false],
+  // Attention: GQA, causal with T < S, masks, a query that sees no key (T > S, causal), tiles of 64 keys;
+  // sliding windows (the last entry) that skip whole key tiles, cut tiles for some rows of a query block,
+  // start inside a KV cache, cover the whole sequence, or apply without causal masking.
+  for (const [B, Hq, Hkv, T, S, D, causal, masked, window] of [
+    [2, 4, 2, 5, 7, 8, true, true, 0], [1, 2, 1, 70, 70, 16, true, false, 0], [2, 2, 2, 6, 130, 12, false, true, 0],
+    [1, 3, 3, 6, 4, 8, true, false, 0], [1, 2, 1, 40, 100, 64, false, false, 0],
+    [1, 2, 1, 200, 200, 16, true, false, 50], [2, 4, 2, 5, 7, 8, true, true, 3], [1, 2, 2, 40, 300, 12, true, true, 100],
+    [1, 2, 1, 70, 70, 16, true, false, 70], [2, 2, 2, 6, 130, 12, false, true, 70], [1, 1, 1, 3, 3, 8, true, false, 1],
   ] as const) {
     const qn = B * Hq * T * D, kn = B * Hkv * S * D, scale = 1 / Math.sqrt(D);
     const q = rand(qn, 47, 2), kk = rand(kn, 48, 2), v = rand(kn, 49);
     const mask = masked ? rand(B * S, 50).map((r, i) => (i % S === 0 || r > -0.4 ? 1 : 0)) : null;
-    const tag = `B${B} Hq${Hq} Hkv${Hkv} T${T} S${S} D${D}${causal ? ' causal' : ''}${masked ? ' masked' : ''}`;
+    const tag = `B${B} Hq${Hq} Hkv${Hkv} T${T} S${S} D${D}${causal ? ' causal' : ''}${masked ? ' masked' : ''}${window ? ` window${window}` : ''}`;
     const args: Arg[] = [{ values: q }, { values: kk }, { values: v }, mask ? { values: mask } : { n: 1 }, { n: qn }, { n: B * Hq * T }];
-    const fwd = (k: Kernels, s: Storage[]) => k.attention(s[0]!, s[1]!, s[2]!, mask ? s[3]! : null, s[4]!, s[5]!, B, Hq, Hkv, T, S, D, scale, causal);
+    const fwd = (k: Kernels, s: Storage[]) => k.attention(s[0]!, s[1]!, s[2]!, mask ? s[3]! : null, s[4]!, s[5]!, B, Hq, Hkv, T, S, D, scale, causal, window);
     add({ name: `attention ${tag}`, args, run: fwd, outs: [4, 5] });
     const [out, lse] = runCase(referenceBackend, referenceKernels, { name: '', args, run: fwd, outs: [4, 5] });
     const bargs: Arg[] = [...args.slice(0, 4), { values: Array.from(out!) }, { values: Array.from(lse!) }, { values: rand(qn, 51) }, { n: qn }, { n: kn }, { n: kn }];
     add({
       name: `attentionBackward ${tag}`,
       args: bargs,
-      run: (k, s) => k.attentionBackward(s[0]!, s[1]!, s[2]!, mask ? s[3]! : null, s[4]!, s[5]!, s[6]!, s[7]!, s[8]!, s[9]!, B, Hq, Hkv, T, S, D, scale, causal),
+      run: (k, s) => k.attentionBackward(s[0]!, s[1]!, s[2]!, mask ? s[3]! : null, s[4]!, s[5]!, s[6]!, s[7]!, s[8]!, s[9]!, B, Hq, Hkv, T, S, D, scale, causal, window),
       outs: [7, 8, 9],
       tol: { atol: 1e-4, rtol: 5e-4 },
     });
@@ -516,7 +520,8 @@ describe.skipIf(!nativeAvailable().ok)('native backend', () => {
     it('gives bit-identical results for 1, 2 and 3 threads', () => {
       const wanted = new Set(['reduceSum [1,70000,1]', 'reduceSum [2,3000,700]', 'matmul b1 200x150x260', 'matmul b3 17x33x65 Aᵀ',
         'embeddingBackward (repeated ids)', 'layerNormBackward [100,64]', 'rmsNormBackward [100,64]', 'clipGradNorm maxNorm=1',
-        'attentionBackward B1 Hq2 Hkv1 T70 S70 D16 causal', 'attention B1 Hq2 Hkv1 T40 S100 D64', 'softmax [3,5000]', 'binary add contiguous 40000']);
+        'attentionBackward B1 Hq2 Hkv1 T70 S70 D16 causal', 'attention B1 Hq2 Hkv1 T40 S100 D64', 'softmax [3,5000]', 'binary add contiguous 40000',
+        'attention B1 Hq2 Hkv1 T200 S200 D16 causal window50', 'attentionBackward B1 Hq2 Hkv1 T200 S200 D16 causal window50']);
       const cases = kernelCases().filter((c) => wanted.has(c.name));
       expect(cases.length).toBe(wanted.size);
       const results = [1, 2, 3].map((t) => {
@@ -572,5 +577,22 @@ describe.skipIf(!nativeAvailable().ok)('native backend', () => {
         c.outs.forEach((argIndex, i) => expectClose(got[i]!, want[i]!, c.tol ?? TOL, `${c.name}: arg ${argIndex}`));
       });
     }
+
+    it('attention: a window covering every key gives the same bits as no window; a bad window is a ShapeError', () => {
+      const cases = new Map(kernelCases().map((c) => [c.name, c]));
+      for (const name of ['attention', 'attentionBackward']) {
+        const plain = cases.get(`${name} B1 Hq2 Hkv1 T70 S70 D16 causal`)!, windowed = cases.get(`${name} B1 Hq2 Hkv1 T70 S70 D16 causal window70`)!;
+        expect(runCase(backend, k, windowed).map(bits), name).toEqual(runCase(backend, k, plain).map(bits));
+      }
+      const s = backend.alloc('f32', 8), lse = backend.alloc('f32', 2);
+      expect(() => k.attention(s, s, s, null, s, lse, 1, 1, 1, 2, 2, 4, 0.5, true, -1)).toThrow(
+        new ShapeError('attention: window must be a non-negative integer, got -1'),
+      );
+      expect(() => k.attentionBackward(s, s, s, null, s, lse, s, s, s, s, 1, 1, 1, 2, 2, 4, 0.5, true, 1.5)).toThrow(
+        new ShapeError('attentionBackward: window must be a non-negative integer, got 1.5'),
+      );
+      backend.free(s);
+      backend.free(lse);
+    });
   });
 });

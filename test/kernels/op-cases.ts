@@ -171,6 +171,29 @@ export const OP_CASES: Record<OpName, OpCase[]> = {
       fn: (q, k, v, m) => K.attention(q, k, v, { mask: m }),
     },
     { label: 'longer T=33 D=16', inputs: [n([1, 2, 33, 16]), n([1, 2, 33, 16]), n([1, 2, 33, 16])], fn: (q, k, v) => K.attention(q, k, v), gradCheck: false },
+    { label: 'sliding window 2 (T=S=6)', inputs: [n([2, 2, 6, 4]), n([2, 2, 6, 4]), n([2, 2, 6, 4])], fn: (q, k, v) => K.attention(q, k, v, { window: 2 }), nan: true },
+    {
+      // Queries at positions 5 and 6 see keys 3…5 and 4…6; in batch 1 the first sees only padding (zeros).
+      label: 'window 3 with KV cache offset (T=2, S=7), GQA and mask',
+      inputs: [n([2, 2, 2, 4]), n([2, 1, 7, 4]), n([2, 1, 7, 4]), { shape: [2, 7], init: { kind: 'const', values: [1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1] }, grad: false }],
+      fn: (q, k, v, m) => K.attention(q, k, v, { mask: m, window: 3 }),
+    },
+    {
+      // The output carries the windowed result and its difference from no window, which must be 0.
+      label: 'window 9 > S=5 equals no window',
+      inputs: [n([1, 2, 5, 4]), n([1, 2, 5, 4]), n([1, 2, 5, 4])],
+      fn: (q, k, v) => {
+        const w = K.attention(q, k, v, { window: 9 });
+        return K.concat([w, K.sub(w, K.attention(q, k, v))], 0);
+      },
+    },
+    { label: 'window 1: each query sees only itself', inputs: [n([1, 2, 4, 3]), n([1, 2, 4, 3]), n([1, 2, 4, 3])], fn: (q, k, v) => K.attention(q, k, v, { window: 1 }) },
+    {
+      // Not causal: only the lower bound, query t (position 1 + t) sees keys t … 4.
+      label: 'window 2 without causal masking, with mask (T=4, S=5)',
+      inputs: [n([1, 1, 4, 3]), n([1, 1, 5, 3]), n([1, 1, 5, 3]), { shape: [1, 5], init: { kind: 'const', values: [1, 1, 1, 0, 1] }, grad: false }],
+      fn: (q, k, v, m) => K.attention(q, k, v, { mask: m, causal: false, window: 2 }),
+    },
   ],
   adamw: [],
   clipGradNorm: [],

@@ -2,9 +2,15 @@
 // an online softmax, so no thread ever holds more than a kTQ×kTK tile of scores; the backward
 // pass recomputes P from the saved lse instead of storing it.
 //
+// A sliding window (d.window > 0) gives each query block a first key tile: tiles before it, on the
+// same grid of multiples of kTK, are never loaded, and a row skips a visited tile that lies wholly
+// outside its window, so only keys of probability 0 are skipped. The tile grid does not depend on the
+// window, and a window ≥ S skips nothing: it takes the no-window path and gives the same bits.
+//
 // Forward tasks are (b, query head, query block); backward tasks are (b, kv head), each owning
 // gk/gv of its kv head and gq of the query heads that read it, so accumulation needs no locks
 // and runs in the same order whatever the thread count.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -90,15 +96,24 @@ void accumulate(float* acc, i64 D, i64 n, const float* w, i64 wst, const float* 
   }
 }
 
-// Keys visible from query t: s ≤ last(t) (causal) and mask[b, s] ≠ 0 (a NaN mask counts as ≠ 0).
+// Keys visible from query t (absolute position pos = S − T + t): first(t) ≤ s ≤ last(t) and
+// mask[b, s] ≠ 0 (a NaN mask counts as ≠ 0). last(t) = pos when causal; first(t) = pos − window + 1
+// with a window (also when not causal). Both grow with t, so a query block's first row bounds it.
 inline i64 last_visible(const AttnDims& d, i64 t) {
   return d.causal ? d.S - d.T + t : d.S - 1;
 }
+inline i64 first_visible(const AttnDims& d, i64 t) {
+  return d.window > 0 ? std::max<i64>(0, d.S - d.T + t - d.window + 1) : 0;
+}
+// Start of the first key tile that query block rows t0… can see.
+inline i64 first_tile(const AttnDims& d, i64 t0) {
+  return first_visible(d, t0) / kTK * kTK;
+}
 
 // Scales sc by `scale` and sets invisible keys of the tile to −∞.
-void mask_scores(float* sc, i64 s0, i64 ns, i64 last, const float* mrow, float scale) {
+void mask_scores(float* sc, i64 s0, i64 ns, i64 first, i64 last, const float* mrow, float scale) {
   for (i64 s = 0; s < ns; s++) {
-    bool visible = s0 + s <= last && (mrow == nullptr || mrow[s0 + s] != 0.0f);
+    bool visible = s0 + s >= first && s0 + s <= last && (mrow == nullptr || mrow[s0 + s] != 0.0f);
     sc[s] = visible ? sc[s] * scale : -INFINITY;
   }
 }
@@ -130,15 +145,15 @@ void attention(const float* q, const float* k, const float* v, const float* mask
       std::fill(l.begin(), l.end(), 0.0f);
       std::fill(sp.acc.begin(), sp.acc.end(), 0.0f);
       const i64 s_end = std::min(S, last_visible(d, t0 + nq - 1) + 1);
-      for (i64 s0 = 0; s0 < s_end; s0 += kTK) {
+      for (i64 s0 = first_tile(d, t0); s0 < s_end; s0 += kTK) {
         const i64 ns = std::min(kTK, s_end - s0);
         transpose_tile(K, s0, ns, D, sp.kT.data());
         for (i64 i = 0; i < nq; i++) {
-          const i64 last = last_visible(d, t0 + i);
-          if (s0 > last) continue;
+          const i64 first = first_visible(d, t0 + i), last = last_visible(d, t0 + i);
+          if (s0 > last || s0 + ns <= first) continue;  // the row sees no key of this tile
           float* sc = sp.sc.data();
           row_scores(Q + (t0 + i) * D, sp.kT.data(), ns, D, sc);
-          mask_scores(sc, s0, ns, last, mrow, d.scale);
+          mask_scores(sc, s0, ns, first, last, mrow, d.scale);
           const float mnew = max_nan2(m[i], simd::max_nan(sc, ns));
           if (mnew == -INFINITY) continue;  // nothing visible yet
           const float alpha = simd::exp1(m[i] - mnew);
@@ -207,7 +222,7 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
           // δ_t = Σ_i dO_i·O_i = Σ_s P_s·dP_s
           for (i64 i = 0; i < nq; i++) delta[i] = simd::dot(G + (t0 + i) * D, O + (t0 + i) * D, D);
           const i64 s_end = std::min(S, last_visible(d, t0 + nq - 1) + 1);
-          for (i64 s0 = 0; s0 < s_end; s0 += kTK) {
+          for (i64 s0 = first_tile(d, t0); s0 < s_end; s0 += kTK) {
             const i64 ns = std::min(kTK, s_end - s0);
             transpose_tile(K, s0, ns, D, sp.kT.data());
             transpose_tile(V, s0, ns, D, sp.vT.data());
@@ -215,15 +230,15 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
               const i64 t = t0 + i;
               float* p = sp.p.data() + i * kTK;
               float* dsr = ds.data() + i * kTK;
-              const i64 last = last_visible(d, t);
-              if (L[t] == -INFINITY || s0 > last) {  // row sees no key here: P = 0
+              const i64 first = first_visible(d, t), last = last_visible(d, t);
+              if (L[t] == -INFINITY || s0 > last || s0 + ns <= first) {  // row sees no key here: P = 0
                 std::fill(p, p + ns, 0.0f);
                 std::fill(dsr, dsr + ns, 0.0f);
                 continue;
               }
               float* sc = sp.sc.data();
               row_scores(Q + t * D, sp.kT.data(), ns, D, sc);
-              mask_scores(sc, s0, ns, last, mrow, d.scale);
+              mask_scores(sc, s0, ns, first, last, mrow, d.scale);
               for (i64 s = 0; s < ns; s += 8) {
                 i64 r = std::min<i64>(8, ns - s);
                 simd::store_tail(p + s, r, simd::exp(_mm256_sub_ps(simd::load_tail(sc + s, r), _mm256_set1_ps(L[t]))));

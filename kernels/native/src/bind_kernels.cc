@@ -435,16 +435,22 @@ AttnDims attn_dims(const Call& c, size_t first) {
   d.D = c.size(first + 5, "D");
   d.scale = static_cast<float>(c.num(first + 6, "scale"));
   d.causal = c.flag(first + 7);
+  d.window = c.size(first + 8, "window");
   if (d.Hkv == 0 || d.Hq % d.Hkv != 0)
     c.shape_error("Hq (" + std::to_string(d.Hq) + ") must be a multiple of Hkv (" + std::to_string(d.Hkv) + ")");
   return d;
+}
+
+// Keys a query reads at most (at least 1), for the work estimate.
+i64 attn_keys(const AttnDims& d) {
+  return std::max<i64>(d.window > 0 ? std::min(d.S, d.window) : d.S, 1);
 }
 
 const float* mask_arg(const Call& c, size_t i, const AttnDims& d) {
   return c.a.is_nullish(i) ? nullptr : c.f32(i, "mask", c.mul(d.B, d.S));
 }
 
-KERNEL(attention, 14) {
+KERNEL(attention, 15) {
   AttnDims d = attn_dims(c, 6);
   i64 qn = c.mul(d.B, d.Hq, d.T, d.D);
   i64 kn = c.mul(d.B, d.Hkv, d.S, d.D);
@@ -454,10 +460,10 @@ KERNEL(attention, 14) {
   const float* mask = mask_arg(c, 3, d);
   float* out = c.f32(4, "out", qn);
   float* lse = c.f32(5, "lse", c.mul(d.B, d.Hq, d.T));
-  return c.submit(c.mul(qn, std::max<i64>(d.S, 1)), [=] { attention(q, k, v, mask, out, lse, d); });
+  return c.submit(c.mul(qn, attn_keys(d)), [=] { attention(q, k, v, mask, out, lse, d); });
 }
 
-KERNEL(attentionBackward, 18) {
+KERNEL(attentionBackward, 19) {
   AttnDims d = attn_dims(c, 10);
   i64 qn = c.mul(d.B, d.Hq, d.T, d.D);
   i64 kn = c.mul(d.B, d.Hkv, d.S, d.D);
@@ -471,7 +477,7 @@ KERNEL(attentionBackward, 18) {
   float* gq = c.f32(7, "gq", qn);
   float* gk = c.f32(8, "gk", kn);
   float* gv = c.f32(9, "gv", kn);
-  return c.submit(c.mul(qn, std::max<i64>(d.S, 1)) + kn,
+  return c.submit(c.mul(qn, attn_keys(d)) + kn,
                   [=] { attention_backward(q, k, v, mask, out, lse, g, gq, gk, gv, d); });
 }
 

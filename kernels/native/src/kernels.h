@@ -98,6 +98,7 @@ struct AttnDims {
   i64 B, Hq, Hkv, T, S, D;
   float scale;
   bool causal;
+  i64 window;  // > 0: query at position pos also skips keys s ≤ pos − window (sliding window); 0 = none
 };
 // q [B, Hq, T, D], k, v [B, Hkv, S, D], mask [B, S] or null → out [B, Hq, T, D], lse [B, Hq, T]
 void attention(const float* q, const float* k, const float* v, const float* mask, float* out, float* lse,
