@@ -17,7 +17,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.tools/bench-venv"
 TORCH=2.15.0
-stamp="$venv/.complete-torch-$TORCH"
+TRANSFORMERS=5.24.0  # the generation baseline and the HF parity fixture script
+stamp="$venv/.complete-torch-$TORCH-transformers-$TRANSFORMERS"
 python="${PYTHON:-python3}"
 
 [[ -f "$stamp" ]] && exit 0
@@ -60,4 +61,7 @@ F.scaled_dot_product_attention(x, x, x, is_causal=True).sum().backward()
 assert x.grad is not None and x.grad.shape == x.shape
 print(f"setup-venv: torch {torch.__version__} OK ({torch.get_num_threads()} threads)")
 PY
+# transformers and its pure-Python dependencies (it does not pull torch, which is already there).
+"${pip[@]}" "transformers==$TRANSFORMERS"
+"$venv/bin/python" -c 'import transformers; print(f"setup-venv: transformers {transformers.__version__} OK")'
 touch "$stamp"
