@@ -3,7 +3,8 @@
  * an optional KV cache for incremental decoding.
  */
 import { AlignerError } from '../kernels/errors.js';
-import { concat, isGradEnabled } from '../kernels/index.js';
+import { concat, isGradEnabled, tensor, zeros } from '../kernels/index.js';
+import { kernel } from '../kernels/op.js';
 import type { Module, Tensor } from '../kernels/index.js';
 import type { ModelConfig } from './config.js';
 
@@ -24,29 +25,70 @@ export interface CausalLM extends Module {
   logitsFrom(hidden: Tensor): Tensor;
   /** ids i32 [B, T] → logits [B, T, V]. */
   forward(ids: Tensor, opts?: ForwardOptions): Tensor;
-  newCache(): KVCache;
+  /** A KV cache; with a capacity, buffers are allocated once (see KVCache). */
+  newCache(capacity?: number): KVCache;
   /** Longest sequence the model's positions cover. */
   readonly contextWindow: number;
 }
 
-/** Keys and values of past positions, per layer: [B, G, S, D] each. */
+/**
+ * Keys and values of past positions, per layer: [B, G, S, D] each.
+ *
+ * Without a capacity, each step concatenates (simple, any step size). With a capacity, buffers
+ * [B, G, capacity, D] are allocated once and each step writes its keys in place, so a decode
+ * step costs O(1) copies instead of O(S); attention then reads the whole buffer and the mask
+ * (see `maskFor`) hides the positions not yet written. After the first fill, such a cache takes
+ * one token per step, and it must not be used with sliding-window attention (whose window is
+ * measured from the end of the key axis).
+ */
 export class KVCache {
   private readonly k: (Tensor | null)[];
   private readonly v: (Tensor | null)[];
+  private readonly lens: number[];
 
-  constructor(numLayers: number) {
+  constructor(numLayers: number, readonly capacity: number | null = null) {
     this.k = new Array<Tensor | null>(numLayers).fill(null);
     this.v = new Array<Tensor | null>(numLayers).fill(null);
+    this.lens = new Array<number>(numLayers).fill(0);
   }
 
-  /** Number of cached positions. */
+  /** Number of cached positions (as seen by the first layer). */
   get length(): number {
-    return this.k[0]?.shape[2] ?? 0;
+    return this.lens[0];
   }
 
-  /** Append this step's k, v [B, G, T, D] and return the full [B, G, S+T, D] pair. */
+  /**
+   * The key mask to use with this step's keys: the caller's mask [B, length + T] as is, or
+   * padded with zeros to [B, capacity] when the keys come from the fixed buffers.
+   */
+  maskFor(mask: Tensor | null, B: number, T: number): Tensor | null {
+    const past = this.length;
+    if (this.capacity === null || past === 0) return mask;
+    const filled = mask ?? tensor(new Array<number>(B * (past + T)).fill(1), [B, past + T]);
+    const rest = this.capacity - (past + T);
+    return rest === 0 ? filled : concat([filled, zeros([B, rest], { backend: filled.backend })], 1); // [B, capacity]
+  }
+
+  /** Append this step's k, v [B, G, T, D]; returns the keys and values attention should read. */
   append(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor } {
     if (isGradEnabled()) throw new AlignerError('KVCache: the cache is for inference; run generation inside noGrad()');
+    const T = k.shape[2], past = this.lens[layer];
+    this.lens[layer] += T;
+    if (this.capacity === null) return this.concatStep(layer, k, v);
+    const cap = this.capacity;
+    if (past + T > cap) throw new AlignerError(`KVCache: ${past + T} positions exceed the capacity of ${cap}`);
+    if (past > 0 && T !== 1) throw new AlignerError(`KVCache: after the first fill a fixed-capacity cache takes one token per step, got ${T}`);
+    const [B, G, , D] = k.shape;
+    for (const [src, bufs] of [[k, this.k], [v, this.v]] as const) {
+      bufs[layer] ??= zeros([B, G, cap, D], { backend: src.backend }).keep(); // [B, G, cap, D]
+      kernel(src.backend, 'copyBlock', 'KVCache.append')(
+        src.storageFor('KVCache.append'), bufs[layer]!.storageFor('KVCache.append'), B * G, T, D, T, 0, cap, past,
+      );
+    }
+    return past === 0 ? { k, v } : { k: this.k[layer]!, v: this.v[layer]! };
+  }
+
+  private concatStep(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor } {
     const oldK = this.k[layer], oldV = this.v[layer];
     const fullK = (oldK ? concat([oldK, k], 2) : k.detach()).keep();
     const fullV = (oldV ? concat([oldV, v], 2) : v.detach()).keep();
@@ -61,6 +103,7 @@ export class KVCache {
     for (const t of [...this.k, ...this.v]) t?.dispose();
     this.k.fill(null);
     this.v.fill(null);
+    this.lens.fill(0);
   }
 }
 

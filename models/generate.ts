@@ -5,10 +5,10 @@
  * which other prompts share its batch. Returns the new tokens, their log-probabilities under the
  * model (temperature 1, before top-k/top-p), and whether each row ended (EOS or a stop string).
  */
-import { Generator, noGrad, slice, tensor, tidy } from '../kernels/index.js';
+import { Generator, logSoftmax, noGrad, slice, tensor, tidy } from '../kernels/index.js';
 import { AlignerError } from '../kernels/errors.js';
 import type { CausalLM } from './causal-lm.js';
-import { chooseToken, tokenLogprob, validateSampling } from './sampling.js';
+import { chooseToken, validateSampling } from './sampling.js';
 import type { SamplingOptions } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -57,7 +57,7 @@ export async function generate(model: CausalLM, prompts: readonly (readonly numb
   const mask = prompts.map((p) => [...new Array<number>(Lmax - p.length).fill(0), ...new Array<number>(p.length).fill(1)]);
   const out: GenerateResult = { tokens: prompts.map(() => []), logprobs: prompts.map(() => []), ended: prompts.map(() => false), finishReason: prompts.map(() => 'length') };
   const useCache = o.useCache ?? true;
-  const cache = useCache ? model.newCache() : null;
+  const cache = useCache ? model.newCache(Lmax + o.maxNewTokens) : null;
   const eos = new Set(o.eosTokenIds ?? []);
   try {
     for (let step = 0; step < o.maxNewTokens && out.ended.includes(false); step++) {
@@ -73,16 +73,18 @@ export async function generate(model: CausalLM, prompts: readonly (readonly numb
       const lastLogits = tidy(() => noGrad(() => {
         const ids = tensor(seqs.flatMap((r) => r.slice(S - T)), [B, T], { dtype: 'i32' }); // [B, T]
         const h = model.hidden(ids, { mask: tensor(mask.flat(), [B, S]), positions, cache }); // [B, T, C]
-        return model.logitsFrom(slice(h, 1, T - 1)); // [B, 1, V]
+        // Log-softmax on the device: the host then needs no pass over the vocabulary for greedy
+        // decoding, and the chosen token's log-prob is read off directly.
+        return logSoftmax(model.logitsFrom(slice(h, 1, T - 1))); // [B, 1, V]
       }));
-      const logits = await lastLogits.data();
+      const logp = await lastLogits.data();
       lastLogits.dispose();
       for (let b = 0; b < B; b++) {
         let token = pad;
         if (!out.ended[b]) {
-          token = chooseToken(logits, b * V, V, o, gens[b]);
+          token = chooseToken(logp, b * V, V, o, gens[b]); // softmax is shift-invariant: log-probs act as logits
           out.tokens[b].push(token);
-          out.logprobs[b].push(tokenLogprob(logits, b * V, V, token));
+          out.logprobs[b].push(logp[b * V + token]);
           if (eos.has(token)) [out.ended[b], out.finishReason[b]] = [true, 'eos'];
           else if (o.stopStrings?.length && o.stopStrings.some((s) => o.decode!(out.tokens[b]).includes(s))) [out.ended[b], out.finishReason[b]] = [true, 'stop'];
         }

@@ -119,17 +119,18 @@ export class Gpt2LMHeadModel extends Module implements CausalLM {
     return this.cfg.nPositions;
   }
 
-  newCache(): KVCache {
-    return new KVCache(this.cfg.numLayers);
+  newCache(capacity?: number): KVCache {
+    return new KVCache(this.cfg.numLayers, capacity ?? null);
   }
 
   hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
     const [B, T] = ids.shape;
     const positions = opts.positions ?? defaultPositions(B, T, opts.cache?.length ?? 0);
     const posIds = tensor(positions.flat(), [B, T], { ...this.opts, dtype: 'i32' }); // [B, T]
+    const mask = opts.cache ? opts.cache.maskFor(opts.mask ?? null, B, T) : (opts.mask ?? null);
     let h = add(this.transformer.wte.forward(ids), this.transformer.wpe.forward(posIds)); // [B, T, C]
     this.transformer.h.forEach((block, i) => {
-      h = block.forward(h, opts.mask ?? null, opts.cache ?? null, i); // [B, T, C]
+      h = block.forward(h, mask, opts.cache ?? null, i); // [B, T, C]
     });
     return this.transformer.lnF.forward(h); // [B, T, C]
   }

@@ -121,8 +121,9 @@ export class LlamaForCausalLM extends Module implements CausalLM {
     return this.cfg.maxPositionEmbeddings ?? 2048;
   }
 
-  newCache(): KVCache {
-    return new KVCache(this.cfg.numLayers);
+  newCache(capacity?: number): KVCache {
+    // Sliding windows count back from the end of the key axis, which a fixed buffer does not have.
+    return new KVCache(this.cfg.numLayers, this.cfg.slidingWindow ? null : (capacity ?? null));
   }
 
   /** cos/sin [T, D/2] for 0 … T−1 (cached), or [B, T, D/2] for explicit positions. */
@@ -146,9 +147,10 @@ export class LlamaForCausalLM extends Module implements CausalLM {
     const [B, T] = ids.shape;
     // Tables built for explicit positions belong to the caller's tidy scope (backward reads them).
     const { cos, sin } = this.ropeFor(B, T, opts);
+    const mask = opts.cache ? opts.cache.maskFor(opts.mask ?? null, B, T) : (opts.mask ?? null);
     let h = this.model.embed.forward(ids); // [B, T, C]
     this.model.layers.forEach((layer, i) => {
-      h = layer.forward(h, cos, sin, opts.mask ?? null, opts.cache ?? null, i); // [B, T, C]
+      h = layer.forward(h, cos, sin, mask, opts.cache ?? null, i); // [B, T, C]
     });
     return this.model.norm.forward(h); // [B, T, C]
   }

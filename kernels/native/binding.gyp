@@ -13,6 +13,7 @@
         'src/pool.cc',
         'src/blas.cc',
         'src/gemm_fallback.cc',
+        'src/gemm_skinny.cc',
         'src/elementwise.cc',
         'src/binary.cc',
         'src/reduce.cc',

@@ -7,11 +7,13 @@ import { createModel } from '../../models/pretrained.js';
 import type { ModelConfig } from '../../models/config.js';
 
 const LLAMA: ModelConfig = { family: 'llama', vocabSize: 40, hiddenSize: 32, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 64, maxPositionEmbeddings: 48 };
+const MISTRAL: ModelConfig = { ...LLAMA, modelType: 'mistral', slidingWindow: 5 } as ModelConfig;
 const GPT2: ModelConfig = { family: 'gpt2', vocabSize: 40, nPositions: 48, hiddenSize: 32, numLayers: 2, numHeads: 4 };
 const PROMPTS = [[1, 2, 3, 4, 5, 6, 7], [9, 8], [30, 31, 32, 33]];
 const letters = (ids: number[]): string => ids.map((i) => String.fromCharCode(97 + (i % 26))).join('');
 
-describe.each([['llama', LLAMA], ['gpt2', GPT2]] as const)('generate on %s', (_name, config) => {
+// The sliding-window model decodes with the concatenating cache; the others with fixed buffers.
+describe.each([['llama', LLAMA], ['mistral (sliding window 5)', MISTRAL], ['gpt2', GPT2]] as const)('generate on %s', (_name, config) => {
   // A larger init spread makes the random model's predictions peaked, so greedy paths are not ties.
   const model = createModel(config, { gen: new Generator(11) });
 

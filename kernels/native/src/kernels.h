@@ -45,6 +45,9 @@ void reduce_max_backward(const float* x, const float* y, const float* g, float* 
 // ---- matmul.cc ----
 // A[b] [M, K] ([K, M] if ta) at b·sA, B[b] [K, N] ([N, K] if tb) at b·sB → C [batch, M, N]
 void matmul(const float* A, const float* B, float* C, i64 batch, i64 M, i64 N, i64 K, bool ta, bool tb, i64 sA, i64 sB);
+// gemm_skinny.cc: C = A·Bᵀ for at most kSkinnyRows rows of A (decoding), threaded over B's rows.
+constexpr i64 kSkinnyRows = 32;
+void gemm_skinny_nt(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb, float* C, i64 ldc);
 
 // ---- layout.cc ----
 // x [shape] → out [shape[perm[0]], …]; elements of esize bytes (2 or 4); rank ≤ 8

@@ -31,6 +31,11 @@ void matmul(const float* A, const float* B, float* C, i64 batch, i64 M, i64 N, i
     std::memset(C, 0, sizeof(float) * batch * M * N);
     return;
   }
+  // Few rows against a transposed weight (decoding): stream the weight once instead of packing it.
+  if (batch == 1 && !ta && tb && M <= kSkinnyRows && K >= 8) {
+    gemm_skinny_nt(M, N, K, A, K, B, K, C, N);
+    return;
+  }
   const blas::GemmFn gemm = blas::gemm();
   const i64 lda = ta ? M : K, ldb = tb ? K : N;
   const bool split_m = M >= N;
