@@ -118,6 +118,10 @@ export const OP_CASES: Record<OpName, OpCase[]> = {
     { label: 'odd 17×13×19', inputs: [n([17, 19]), n([19, 13])], fn: (a, b) => K.matmul(a, b), gradCheck: false },
     { label: 'empty M', inputs: [n([0, 4]), n([4, 3])], fn: (a, b) => K.matmul(a, b), gradCheck: false },
     { label: 'empty K gives zeros', inputs: [n([3, 0]), n([0, 2])], fn: (a, b) => K.matmul(a, b), gradCheck: false },
+    // Few rows times a transposed weight take the skinny-GEMM path (odd K exercises its tail).
+    { label: 'skinny transB [5,37]·[13,37]ᵀ', inputs: [n([5, 37]), n([13, 37])], fn: (a, b) => K.matmul(a, b, { transB: true }) },
+    { label: 'skinny transB one row [1,16]·[7,16]ᵀ', inputs: [n([1, 16]), n([7, 16])], fn: (a, b) => K.matmul(a, b, { transB: true }) },
+    { label: 'skinny boundary 32 rows [32,9]·[66,9]ᵀ', inputs: [n([32, 9]), n([66, 9])], fn: (a, b) => K.matmul(a, b, { transB: true }), gradCheck: false },
     { label: 'linear with bias', inputs: [n([2, 3, 4]), n([5, 4]), n([5])], fn: (x, w, b) => K.linear(x, w, b) },
   ],
   softmax: [

@@ -29,7 +29,7 @@ function logitsOf(model: CausalLM, p: Parity): Float32Array | Float64Array | Int
   }).toArraySync()));
 }
 
-describe.each(['tiny-llama', 'tiny-qwen2', 'tiny-gpt2'])('%s saved by transformers', (name) => {
+describe.each(['tiny-llama', 'tiny-qwen2', 'tiny-gpt2', 'tiny-mistral'])('%s saved by transformers', (name) => {
   const dir = path.join(fixtures, name);
   const parity: Parity = JSON.parse(readFileSync(path.join(dir, 'parity.json'), 'utf8'));
 
