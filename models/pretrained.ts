@@ -10,6 +10,7 @@ import type { ModelConfig } from './config.js';
 import { Gpt2LMHeadModel } from './gpt2.js';
 import { loadStateDict, matchStateDict, readConfig, saveStateDict, writeConfig } from './hf/checkpoint.js';
 import { LlamaForCausalLM } from './llama.js';
+import { CheckpointError } from './hf/errors.js';
 
 export function createModel(config: ModelConfig, opts: CreateOptions & { gen?: Generator; init?: 'normal' | 'none' } = {}): CausalLM {
   const init = { ...opts, gen: opts.gen ?? new Generator(0) };
@@ -30,11 +31,17 @@ function canonicalName(name: string, config: ModelConfig): string {
 
 /** Load a Hugging Face model folder. Unknown architectures and missing/extra/mis-shaped tensors are errors that list the names. */
 export async function loadPretrained(dir: string, opts: CreateOptions = {}): Promise<CausalLM> {
-  const config = fromHfConfig(await readConfig(dir));
+  let config: ModelConfig;
+  try {
+    config = fromHfConfig(await readConfig(dir));
+  } catch (err) {
+    if (err instanceof CheckpointError) throw err;
+    throw new CheckpointError(`${dir}: ${(err as Error).message}`, dir);
+  }
   const model = createModel(config, { ...opts, init: 'none' });
   const raw = await loadStateDict(dir);
   const state = new Map([...raw].filter(([n]) => !isIgnorable(n, config)).map(([n, t]) => [canonicalName(n, config), t]));
-  matchStateDict(new Map(model.namedParameters().map(([n, p]) => [n, [...p.shape]])), state);
+  matchStateDict(new Map(model.namedParameters().map(([n, p]) => [n, [...p.shape]])), state, dir);
   model.loadStateDict(state);
   return model;
 }
