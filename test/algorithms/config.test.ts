@@ -1,0 +1,48 @@
+/** Recipe configs: defaults, strict keys, range checks and --set overrides, with exact messages. */
+import { describe, expect, it } from 'vitest';
+import { applyOverrides } from '../../algorithms/config/common.js';
+import { parseRecipeConfig } from '../../algorithms/config/recipes.js';
+import { ConfigError } from '../../algorithms/errors.js';
+
+const base = { model: 'models/fixtures/tiny-llama', data: { train: 'train.jsonl' } };
+
+describe('recipe configs', () => {
+  it('fills documented defaults', () => {
+    const c = parseRecipeConfig('dpo', base);
+    expect(c.dpo).toEqual({ beta: 0.2, loss: 'dpo', sftWeight: 0, averageLogProbs: false, gtRewardScale: 1 });
+    expect(c.trainer.globalBatchSize).toBe(8);
+    expect(c.seed).toBe(0);
+  });
+
+  it('rejects unknown keys and bad values, naming every field', () => {
+    expect(() => parseRecipeConfig('sft', { ...base, trainer: { lr: -1, maxStep: 3 } })).toThrow(ConfigError);
+    let message = '';
+    try {
+      parseRecipeConfig('sft', { ...base, trainer: { lr: -1, maxStep: 3 } });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain('invalid sft config:');
+    expect(message).toContain('trainer: unknown key(s) "maxStep"');
+    expect(message).toMatch(/trainer\.lr: .*0/);
+  });
+
+  it('cross-field checks are actionable', () => {
+    expect(() => parseRecipeConfig('sft', { ...base, trainer: { globalBatchSize: 6, microBatchSize: 4 } })).toThrow(
+      new ConfigError('trainer.globalBatchSize (6) must be a multiple of trainer.microBatchSize (4)'),
+    );
+    expect(() => parseRecipeConfig('dpo', { ...base, dpo: { loss: 'hinge' } })).toThrow(/dpo\.loss: /);
+    expect(() => parseRecipeConfig('ppo' as 'sft', base)).toThrow('unknown recipe "ppo"; available: sft, dpo');
+  });
+
+  it('--set overrides parse JSON values and create sections', () => {
+    const c = applyOverrides(base, ['dpo.beta=0.1', 'trainer.maxSteps=30', 'dpo.averageLogProbs=true', 'data.validation=v.jsonl']);
+    const parsed = parseRecipeConfig('dpo', c);
+    expect(parsed.dpo.beta).toBe(0.1);
+    expect(parsed.dpo.averageLogProbs).toBe(true);
+    expect(parsed.trainer.maxSteps).toBe(30);
+    expect(parsed.data.validation).toBe('v.jsonl');
+    expect(() => applyOverrides(base, ['beta'])).toThrow('--set expects key=value, got "beta"');
+    expect(() => applyOverrides(base, ['model.x=1'])).toThrow('--set model.x=1: "model" is not a section');
+  });
+});
