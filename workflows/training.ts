@@ -1,0 +1,118 @@
+/**
+ * The training loop of a recipe run, as a Temporal workflow: prepare the data once, then train
+ * in chunks that each end with a committed checkpoint, on the worker that holds the model
+ * (a per-worker task queue). If that worker disappears, the run is placed on another worker,
+ * which reloads the last checkpoint: nothing before it is lost, and the data order depends only
+ * on the step, so the result is the same as an uninterrupted run. Signals pause, resume and stop
+ * the run; the `progress` query reports it; the history is renewed with continueAsNew.
+ *
+ * Deterministic code only: no I/O, no clocks, no tensors (activities do all of that).
+ */
+import {
+  ActivityFailure, ApplicationFailure, TimeoutFailure, condition, continueAsNew, defineQuery, defineSignal,
+  proxyActivities, setHandler, workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import type { CarriedState, Progress, RunInput, RunResult, RunStatus } from '../activities/types.js';
+
+export const pauseSignal = defineSignal('pause');
+export const resumeSignal = defineSignal('resume');
+export const stopSignal = defineSignal('stop');
+export const progressQuery = defineQuery<Progress>('progress');
+
+export const CONTROL_QUEUE = 'align-control';
+export const COMPUTE_QUEUE = 'align-cpu';
+/** Times a chunk is re-placed on another worker before the run fails. */
+const MAX_REPLACEMENTS = 5;
+
+const control = proxyActivities<Activities>({
+  taskQueue: CONTROL_QUEUE,
+  startToCloseTimeout: '30 minutes',
+  retry: { maximumAttempts: 5, initialInterval: '1 second', nonRetryableErrorTypes: ['DataError', 'ConfigError', 'CheckpointError'] },
+});
+
+function computeOn(taskQueue: string, heartbeatSeconds: number) {
+  return proxyActivities<Activities>({
+    taskQueue,
+    // A dead worker never starts the task, or stops heartbeating: both surface as timeouts here.
+    scheduleToStartTimeout: `${heartbeatSeconds} seconds`,
+    startToCloseTimeout: '24 hours',
+    heartbeatTimeout: `${heartbeatSeconds} seconds`,
+    retry: { maximumAttempts: 1 },
+  });
+}
+
+/** A failure that another worker might not have: lost worker, timeout, transient error. */
+function isPlacementFailure(err: unknown): boolean {
+  if (!(err instanceof ActivityFailure)) return false;
+  const cause = err.cause;
+  if (cause instanceof TimeoutFailure) return true;
+  return cause instanceof ApplicationFailure && !cause.nonRetryable;
+}
+
+export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
+  const { runId, recipe, config } = input;
+  const t = config.trainer;
+  const heartbeat = input.heartbeatSeconds ?? 60;
+  let status: RunStatus = 'preparing';
+  let paused = false, stopRequested = false;
+  let exportUri: string | null = null;
+  const s: CarriedState = input.carried ?? {
+    step: input.resumeFrom?.step ?? 0, dataset: null as never, lastCheckpoint: input.resumeFrom ?? null,
+    history: [], validations: [], tokensSeen: 0, trainSeconds: 0,
+  };
+
+  setHandler(pauseSignal, () => void (paused = true));
+  setHandler(resumeSignal, () => void (paused = false));
+  setHandler(stopSignal, () => void (stopRequested = true));
+  setHandler(progressQuery, (): Progress => ({
+    runId, recipe, status, step: s.step, maxSteps: t.maxSteps,
+    lastLoss: s.history.at(-1)?.loss ?? null, lastValidation: s.validations.at(-1) ?? null, lastCheckpoint: s.lastCheckpoint,
+    tokensPerSecond: s.trainSeconds > 0 ? s.tokensSeen / s.trainSeconds : null, recent: s.history.slice(-20),
+    parentRunId: input.parentRunId ?? null, exportUri,
+  }));
+
+  if (!input.carried) s.dataset = await control.prepareDataset({ runId, recipe, config });
+  let queue = await computeOn(COMPUTE_QUEUE, heartbeat).placeRun({ runId });
+  let chunks = 0, replacements = 0;
+  const every = t.checkpointEvery > 0 ? t.checkpointEvery : t.maxSteps;
+
+  while (s.step < t.maxSteps && !stopRequested) {
+    status = paused ? 'paused' : 'training';
+    await condition(() => !paused || stopRequested);
+    if (stopRequested) break;
+    status = 'training';
+    const toStep = Math.min(t.maxSteps, (Math.floor(s.step / every) + 1) * every);
+    const validate = toStep === t.maxSteps || (t.valEvery > 0 && Math.floor(toStep / t.valEvery) > Math.floor(s.step / t.valEvery));
+    try {
+      const r = await computeOn(queue, heartbeat).trainChunk({
+        runId, recipe, config, dataset: s.dataset, fromStep: s.step, toStep, checkpoint: s.lastCheckpoint, validate,
+      });
+      s.step = r.step;
+      s.lastCheckpoint = r.checkpoint;
+      s.history = [...s.history, ...r.steps].slice(-200);
+      if (r.validation) s.validations = [...s.validations, r.validation];
+      s.tokensSeen += r.steps.reduce((a, x) => a + x.tokens, 0);
+      s.trainSeconds += r.seconds;
+      await control.pruneCheckpoints({ runId, keep: t.keepCheckpoints });
+    } catch (err) {
+      if (!isPlacementFailure(err) || ++replacements > MAX_REPLACEMENTS) throw err;
+      // The worker holding the model is gone (or failed transiently): place the run again; the
+      // next chunk starts from the last committed checkpoint on whichever worker takes it.
+      queue = await computeOn(COMPUTE_QUEUE, heartbeat).placeRun({ runId });
+      continue;
+    }
+    if (++chunks >= t.continueAsNewEvery && s.step < t.maxSteps && !stopRequested) {
+      await continueAsNew<typeof trainingWorkflow>({ ...input, carried: s });
+    }
+  }
+
+  status = stopRequested ? 'stopped' : 'exporting';
+  if (!stopRequested && s.lastCheckpoint) exportUri = await control.exportModel({ runId, checkpoint: s.lastCheckpoint });
+  status = stopRequested ? 'stopped' : 'completed';
+  return { runId, status, step: s.step, lastCheckpoint: s.lastCheckpoint, exportUri, validations: s.validations };
+}
+
+/** The workflow id a run gets (its run id), so that one id finds it everywhere. */
+export const workflowIdOf = (runId: string): string => runId;
+export const currentRunId = (): string => workflowInfo().workflowId;
