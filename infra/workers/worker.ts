@@ -1,0 +1,60 @@
+/**
+ * Workers: the control worker runs workflows and light activities on `align-control`; a compute
+ * worker takes runs from the shared `align-cpu` queue and trains them on its own queue
+ * `align-cpu-<id>`, where the run's model stays resident between chunks.
+ */
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities } from '../../activities/index.js';
+import type { RunStorePort } from '../../activities/store-port.js';
+import { ResidentRuns } from '../../activities/train.js';
+import { COMPUTE_QUEUE, CONTROL_QUEUE } from '../../workflows/training.js';
+
+export type WorkerRole = 'control' | 'compute' | 'all';
+
+export interface WorkerOptions {
+  address: string;
+  namespace?: string;
+  store: RunStorePort;
+  role: WorkerRole;
+  /** Unique per compute worker; names its own task queue. Default host-pid. */
+  workerId?: string;
+}
+
+export interface RunningWorkers {
+  workerQueue: string;
+  /** Resolves when every worker has stopped. */
+  done: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+const workflowsPath = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
+
+export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
+  const connection = await NativeConnection.connect({ address: o.address });
+  const namespace = o.namespace ?? 'default';
+  const workerQueue = `${COMPUTE_QUEUE}-${o.workerId ?? `${os.hostname()}-${process.pid}`}`;
+  const activities = createActivities({ store: o.store, workerQueue, runs: new ResidentRuns() });
+  const workers: Worker[] = [];
+  if (o.role !== 'compute') {
+    workers.push(await Worker.create({ connection, namespace, taskQueue: CONTROL_QUEUE, workflowsPath, activities }));
+  }
+  if (o.role !== 'control') {
+    // One training chunk at a time per worker: chunks saturate the cores already.
+    const compute = { connection, namespace, activities, maxConcurrentActivityTaskExecutions: 1 };
+    workers.push(await Worker.create({ ...compute, taskQueue: COMPUTE_QUEUE }));
+    workers.push(await Worker.create({ ...compute, taskQueue: workerQueue }));
+  }
+  const done = Promise.all(workers.map((w) => w.run())).then(async () => {
+    await connection.close();
+  });
+  return {
+    workerQueue,
+    done,
+    async shutdown() {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await done;
+    },
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * Mock activities for workflow tests: the real Temporal server runs the real workflow code, and
+ * these stand in for data, training and storage with instant, scripted results.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import type { Activities } from '../../activities/index.js';
+import type { ChunkRequest, ChunkResult } from '../../activities/types.js';
+
+export interface Script {
+  /** Throw this non-retryable DataError from prepareDataset. */
+  dataError?: string;
+  /** Fail the chunk starting at this step once with a retryable error (a lost worker). */
+  failOnceAt?: number;
+  /** Milliseconds each chunk takes. */
+  chunkMs?: number;
+}
+
+export function fakeActivities(queue: string, script: Script = {}) {
+  const calls: { name: string; args: unknown }[] = [];
+  let failed = false;
+  const acts: Activities = {
+    async prepareDataset(args) {
+      calls.push({ name: 'prepareDataset', args });
+      if (script.dataError) throw ApplicationFailure.create({ message: script.dataError, type: 'DataError', nonRetryable: true });
+      return { trainKey: 'runs/x/data/train.json', validKey: 'runs/x/data/valid.json', trainUri: 'file:///t', validUri: 'file:///v', trainCount: 32, validCount: 8 };
+    },
+    async placeRun(args) {
+      calls.push({ name: 'placeRun', args });
+      return queue;
+    },
+    async trainChunk(req: ChunkRequest): Promise<ChunkResult> {
+      calls.push({ name: 'trainChunk', args: { from: req.fromStep, to: req.toStep, checkpoint: req.checkpoint?.step ?? null } });
+      if (script.failOnceAt === req.fromStep && !failed) {
+        failed = true;
+        throw ApplicationFailure.create({ message: 'worker lost its GPU', type: 'TransientError', nonRetryable: false });
+      }
+      await new Promise((r) => setTimeout(r, script.chunkMs ?? 5));
+      const steps = [];
+      for (let s = req.fromStep + 1; s <= req.toStep; s++) steps.push({ step: s, loss: 1 / s, lr: 1e-3, gradNorm: 1, tokens: 100 });
+      return {
+        step: req.toStep, steps, checkpoint: { uri: `file:///runs/x/checkpoints/${req.toStep}`, step: req.toStep, sha256: `sha-${req.toStep}` },
+        validation: req.validate ? { step: req.toStep, loss: 0.5 } : null, loadedFrom: req.checkpoint ? 'resident' : 'base', seconds: 0.01,
+      };
+    },
+    async pruneCheckpoints(args) {
+      calls.push({ name: 'pruneCheckpoints', args });
+    },
+    async exportModel(args) {
+      calls.push({ name: 'exportModel', args });
+      return 'file:///runs/x/export';
+    },
+  };
+  return { acts, calls };
+}

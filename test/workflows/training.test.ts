@@ -1,0 +1,133 @@
+/**
+ * The training workflow on a real Temporal dev server with mocked activities: completion with
+ * continueAsNew, pause/resume/stop signals and the progress query, re-placement after a lost
+ * worker, a non-retryable data error surfacing with its cause, and replay of recorded histories.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, WorkflowFailedError } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseRecipeConfig } from '../../algorithms/config/recipes.js';
+import type { RunInput } from '../../activities/types.js';
+import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
+import { COMPUTE_QUEUE, CONTROL_QUEUE, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../../workflows/training.js';
+import { fakeActivities } from './fake-activities.js';
+import type { Script } from './fake-activities.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const workflowsPath = path.resolve(here, '../../workflows/index.ts');
+let client: Client;
+let connection: NativeConnection;
+let n = 0;
+
+beforeAll(async () => {
+  client = new Client({ connection: await connectTemporal(defaultTemporalAddress()) });
+  connection = await NativeConnection.connect({ address: defaultTemporalAddress() });
+});
+afterAll(async () => {
+  await client?.connection.close();
+  await connection?.close();
+});
+
+function input(over: Record<string, unknown> = {}): Omit<RunInput, 'recipe'> {
+  const config = parseRecipeConfig('sft', { model: 'm', data: { train: 't.jsonl' }, trainer: { maxSteps: 10, checkpointEvery: 2, valEvery: 4, warmupSteps: 0, continueAsNewEvery: 2, ...over } });
+  return { runId: `wf-test-${Date.now()}-${n++}`, config, heartbeatSeconds: 5 };
+}
+
+/** Run `fn` with workers (control + shared compute + a per-worker queue) over fake activities. */
+async function withWorkers<T>(script: Script, fn: (calls: { name: string; args: unknown }[], suffix: string) => Promise<T>): Promise<T> {
+  const suffix = `${Date.now()}-${n++}`;
+  const control = `${CONTROL_QUEUE}`, shared = `${COMPUTE_QUEUE}`, own = `${COMPUTE_QUEUE}-test-${suffix}`;
+  const { acts, calls } = fakeActivities(own, script);
+  const workers = await Promise.all([
+    Worker.create({ connection, taskQueue: control, workflowsPath, activities: acts }),
+    Worker.create({ connection, taskQueue: shared, activities: acts }),
+    Worker.create({ connection, taskQueue: own, activities: acts }),
+  ]);
+  const running = workers.map((w) => w.run());
+  try {
+    return await fn(calls, suffix);
+  } finally {
+    workers.forEach((w) => w.shutdown());
+    await Promise.all(running);
+  }
+}
+
+describe('training workflow (real Temporal server, mocked activities)', () => {
+  it('runs chunk by chunk to maxSteps, continuing as new every 2 chunks, and exports', async () => {
+    await withWorkers({}, async (calls) => {
+      const inp = input();
+      const handle = await client.workflow.start('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: inp.runId, args: [inp] });
+      const result = await handle.result();
+      expect(result).toMatchObject({ status: 'completed', step: 10, exportUri: 'file:///runs/x/export' });
+      expect(result.validations.map((v: { step: number }) => v.step)).toEqual([4, 8, 10]);
+      expect(calls.filter((c) => c.name === 'trainChunk').map((c) => c.args)).toEqual([
+        { from: 0, to: 2, checkpoint: null }, { from: 2, to: 4, checkpoint: 2 }, { from: 4, to: 6, checkpoint: 4 },
+        { from: 6, to: 8, checkpoint: 6 }, { from: 8, to: 10, checkpoint: 8 },
+      ]);
+      expect(calls.filter((c) => c.name === 'prepareDataset')).toHaveLength(1); // not redone after continueAsNew
+      // 5 chunks with continueAsNew every 2: the run has three executions in one chain.
+      const executions = [];
+      for await (const w of client.workflow.list({ query: `WorkflowId = '${inp.runId}'` })) executions.push(w.status.name);
+      expect(executions.sort()).toEqual(['COMPLETED', 'CONTINUED_AS_NEW', 'CONTINUED_AS_NEW']);
+    });
+  });
+
+  it('pause holds the run, the progress query reports it, resume finishes it; stop ends it early', async () => {
+    await withWorkers({ chunkMs: 300 }, async () => {
+      const inp = input({ continueAsNewEvery: 100 });
+      const handle = await client.workflow.start('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: inp.runId, args: [inp] });
+      await handle.signal(pauseSignal);
+      await new Promise((r) => setTimeout(r, 1200));
+      const paused = await handle.query(progressQuery);
+      expect(paused.status).toBe('paused');
+      const held = paused.step;
+      await new Promise((r) => setTimeout(r, 800));
+      expect((await handle.query(progressQuery)).step).toBe(held);
+      await handle.signal(resumeSignal);
+      expect((await handle.result()).step).toBe(10);
+
+      const inp2 = input({ continueAsNewEvery: 100 });
+      const h2 = await client.workflow.start('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: inp2.runId, args: [inp2] });
+      await new Promise((r) => setTimeout(r, 400));
+      await h2.signal(stopSignal);
+      const stopped = await h2.result();
+      expect(stopped.status).toBe('stopped');
+      expect(stopped.step).toBeLessThan(10);
+      expect(stopped.exportUri).toBeNull();
+    });
+  });
+
+  it('a lost worker re-places the run, which resumes from the last checkpoint', async () => {
+    await withWorkers({ failOnceAt: 4 }, async (calls) => {
+      const inp = input({ continueAsNewEvery: 100 });
+      const result = await client.workflow.execute('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: inp.runId, args: [inp] });
+      expect(result.step).toBe(10);
+      const chunks = calls.filter((c) => c.name === 'trainChunk').map((c) => c.args);
+      expect(chunks.filter((c) => (c as { from: number }).from === 4)).toEqual([{ from: 4, to: 6, checkpoint: 4 }, { from: 4, to: 6, checkpoint: 4 }]);
+      expect(calls.filter((c) => c.name === 'placeRun')).toHaveLength(2);
+    });
+  });
+
+  it('a data error fails the run at once, non-retryable, with its file and line', async () => {
+    await withWorkers({ dataError: 'train.jsonl:3: missing key "output"' }, async (calls) => {
+      const inp = input();
+      const err = await client.workflow.execute('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: inp.runId, args: [inp] }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      const cause = (err as WorkflowFailedError).cause?.cause as { message: string; type?: string; nonRetryable?: boolean };
+      expect(cause.message).toBe('train.jsonl:3: missing key "output"');
+      expect(cause.type).toBe('DataError');
+      expect(calls.filter((c) => c.name === 'prepareDataset')).toHaveLength(1); // not retried
+      expect(calls.filter((c) => c.name === 'trainChunk')).toHaveLength(0);
+    });
+  });
+});
+
+describe('replay', () => {
+  it.each(['sft', 'dpo'])('the recorded %s history replays without non-determinism', async (recipe) => {
+    const history = JSON.parse(readFileSync(path.join(here, 'histories', `${recipe}.json`), 'utf8'));
+    await Worker.runReplayHistory({ workflowsPath }, history, `replay-${recipe}`);
+  });
+});
