@@ -4,7 +4,8 @@
  * does not hold the run at `fromStep` loads the given checkpoint, or the base model when there
  * is none. Heartbeats carry the step, so a silent worker is noticed and the run re-placed.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
@@ -137,8 +138,9 @@ export async function trainChunk(store: RunStorePort, runs: ResidentRuns, req: C
   }
   let validation: Validation | null = null;
   if (req.validate) {
-    validation = dpoOpts
-      ? { step: r.state.step, ...dpoEvaluate(ctx, r.valid as PreferenceExample[], refs!.valid, dpoOpts) }
+    const evaluated = dpoOpts ? dpoEvaluate(ctx, r.valid as PreferenceExample[], refs!.valid, dpoOpts) : null;
+    validation = evaluated
+      ? { step: r.state.step, loss: evaluated.loss, preference: evaluated.metrics }
       : { step: r.state.step, loss: await sftEvaluate(r.state.model, r.valid as SftExample[], req.config.trainer.microBatchSize) };
   }
   heartbeat({ step: r.state.step, phase: 'checkpointing' });
@@ -150,6 +152,11 @@ async function commit(store: RunStorePort, req: ChunkRequest, r: Resident): Prom
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-save-'));
   try {
     await saveTrainingState(r.state, tmp);
+    // The tokenizer travels with every checkpoint, so that an export is a complete HF folder.
+    const base = await store.fetchInput(req.config.model);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+      if (existsSync(path.join(base, f))) await copyFile(path.join(base, f), path.join(tmp, f));
+    }
     const ref = await store.commitCheckpoint(req.runId, r.state.step, tmp, { runId: req.runId, recipe: req.recipe, config: req.config, parent: req.checkpoint });
     r.lineage = ref.sha256;
     return ref;

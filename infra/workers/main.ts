@@ -1,0 +1,46 @@
+/**
+ * A worker process: `tsx infra/workers/main.ts --role compute|control|all [--id NAME]`.
+ * Temporal address from --address or TEMPORAL_ADDRESS; the run store from --store or
+ * ALIGN_STORE_URI (default the local folder .state/store), S3 settings from ALIGN_S3_*.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { RunStore } from '../../activities/run-store.js';
+import { openStore } from '../store/index.js';
+import { defaultTemporalAddress } from '../temporal.js';
+import { startWorkers } from './worker.js';
+import type { WorkerRole } from './worker.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export function defaultStoreUri(): string {
+  return process.env.ALIGN_STORE_URI || `file://${path.join(root, '.state/store')}`;
+}
+
+const { values } = parseArgs({
+  options: {
+    role: { type: 'string', default: 'all' },
+    id: { type: 'string' },
+    address: { type: 'string' },
+    store: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (values.help) {
+  console.log(`tsx infra/workers/main.ts [--role all|control|compute] [--id NAME] [--address HOST:PORT] [--store URI]
+  --role     control: workflows + light activities; compute: training; all: both (default)
+  --id       this compute worker's name (its own task queue is align-cpu-<id>); default host-pid
+  --address  Temporal server (default TEMPORAL_ADDRESS or 127.0.0.1:7233)
+  --store    run store URI, file:///… or s3://bucket/prefix (default ALIGN_STORE_URI or .state/store)`);
+  process.exit(0);
+}
+const role = values.role as WorkerRole;
+if (!['all', 'control', 'compute'].includes(role)) throw new Error(`--role must be all, control or compute, got ${role}`);
+const storeUri = values.store ?? defaultStoreUri();
+const store = new RunStore(openStore(storeUri), path.join(os.tmpdir(), 'aligner-input-cache'));
+const workers = await startWorkers({ address: values.address ?? defaultTemporalAddress(), store, role, workerId: values.id });
+console.log(JSON.stringify({ event: 'worker-started', role, queue: workers.workerQueue, store: storeUri, pid: process.pid }));
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void workers.shutdown());
+await workers.done;

@@ -1,0 +1,59 @@
+/** Shared pieces of the end-to-end tests: synthetic datasets, worker processes, run configs. */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { it } from 'vitest';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const tinyLlama = path.join(root, 'models/fixtures/tiny-llama');
+
+/** Slow end-to-end tests run in CI; ALIGN_SKIP_SLOW=1 skips them locally. */
+export const slowIt = process.env.ALIGN_SKIP_SLOW ? it.skip : it;
+
+function sentences(doc: number): string[] {
+  const dir = path.join(path.dirname(createRequire(import.meta.url).resolve('nlp-corpus')), '../../builds');
+  return JSON.parse(readFileSync(path.join(dir, `doc-${doc}.json`), 'utf8')) as string[];
+}
+
+/** SFT data: questions about sentences, always answered in one house style. */
+export function writeSftData(dir: string, n: number): string {
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'sft.jsonl');
+  writeFileSync(file, sentences(7).slice(0, n).map((s) => JSON.stringify({ input: `Q: ${s.slice(0, 30)}`, output: 'Sure, here it is.' })).join('\n'));
+  return file;
+}
+
+/** Synthetic preferences: the lower-case answer is chosen over the upper-case one (NeMo-Aligner format). */
+export function writePreferenceData(dir: string, n: number): string {
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'dpo.jsonl');
+  writeFileSync(file, sentences(8).slice(0, n).map((s) => {
+    const text = s.slice(0, 24);
+    return JSON.stringify({ prompt: 'Answer: ', chosen_response: text.toLowerCase(), rejected_response: text.toUpperCase() });
+  }).join('\n'));
+  return file;
+}
+
+/** A compute worker in its own process (so that a test can kill -9 it). */
+export function spawnComputeWorker(id: string, env: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'infra/workers/main.ts'), '--role', 'compute', '--id', id], {
+    cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`worker ${id} did not start: ${out}`)), 60_000);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('"worker-started"')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => reject(new Error(`worker ${id} exited with ${code}: ${out}`)));
+  });
+}
