@@ -29,9 +29,6 @@ export function createActivities(deps: ActivityDeps) {
     async trainChunk(req: ChunkRequest): Promise<ChunkResult> {
       return trainChunk(deps.store, runs, req);
     },
-    async pruneCheckpoints(args: { runId: string; keep: number }): Promise<void> {
-      await deps.store.pruneCheckpoints(args.runId, args.keep);
-    },
     async exportModel(args: { runId: string; checkpoint: CheckpointRef }): Promise<string> {
       return deps.store.exportCheckpoint(args.runId, args.checkpoint);
     },

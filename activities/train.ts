@@ -145,6 +145,8 @@ export async function trainChunk(store: RunStorePort, runs: ResidentRuns, req: C
   }
   heartbeat({ step: r.state.step, phase: 'checkpointing' });
   const checkpoint = await commit(store, req, r);
+  // Retention in the same activity: one round trip per chunk instead of two.
+  await store.pruneCheckpoints(req.runId, req.config.trainer.keepCheckpoints);
   return { step: r.state.step, steps, checkpoint, validation, loadedFrom, seconds: (performance.now() - t0) / 1000 };
 }
 

@@ -28,6 +28,13 @@ export interface RunInput {
   carried?: CarriedState | null;
   /** How long a silent compute worker is trusted before the run is re-placed. Default 60. */
   heartbeatSeconds?: number;
+  /** Task queues (isolated fleets, tests); default align-control / align-cpu. */
+  queues?: Queues | null;
+}
+
+export interface Queues {
+  control: string;
+  compute: string;
 }
 
 export interface DatasetRef {

@@ -15,6 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const KNOWN: Record<string, string> = {
   gemm: 'fp32 GEMM GFLOP/s on the native CPU backend, as a ratio of the FMA peak measured in the same run',
   'train-cpu': 'training steps of the small Llama on the CPU backend, against PyTorch (bench/python/train_step.py)',
+  overhead: 'a 200-step SFT run as a plain loop vs through Temporal with checkpoints every 50 steps',
   generate: 'batched greedy decoding with the KV cache, against transformers generate() (bench/python/generate.py)',
 };
 

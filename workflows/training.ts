@@ -1,6 +1,7 @@
 /**
  * The training loop of a recipe run, as a Temporal workflow: prepare the data once, then train
- * in chunks that each end with a committed checkpoint, on the worker that holds the model
+ * in chunks that each end with a committed checkpoint (older ones pruned to trainer.keepCheckpoints
+ * by the same activity), on the worker that holds the model
  * (a per-worker task queue). If that worker disappears, the run is placed on another worker,
  * which reloads the last checkpoint: nothing before it is lost, and the data order depends only
  * on the step, so the result is the same as an uninterrupted run. Signals pause, resume and stop
@@ -25,11 +26,13 @@ export const COMPUTE_QUEUE = 'align-cpu';
 /** Times a chunk is re-placed on another worker before the run fails. */
 const MAX_REPLACEMENTS = 5;
 
-const control = proxyActivities<Activities>({
-  taskQueue: CONTROL_QUEUE,
-  startToCloseTimeout: '30 minutes',
-  retry: { maximumAttempts: 5, initialInterval: '1 second', nonRetryableErrorTypes: ['DataError', 'ConfigError', 'CheckpointError'] },
-});
+function controlOn(taskQueue: string) {
+  return proxyActivities<Activities>({
+    taskQueue,
+    startToCloseTimeout: '30 minutes',
+    retry: { maximumAttempts: 5, initialInterval: '1 second', nonRetryableErrorTypes: ['DataError', 'ConfigError', 'CheckpointError'] },
+  });
+}
 
 function computeOn(taskQueue: string, heartbeatSeconds: number) {
   return proxyActivities<Activities>({
@@ -54,6 +57,8 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
   const { runId, recipe, config } = input;
   const t = config.trainer;
   const heartbeat = input.heartbeatSeconds ?? 60;
+  const control = controlOn(input.queues?.control ?? CONTROL_QUEUE);
+  const sharedCompute = input.queues?.compute ?? COMPUTE_QUEUE;
   let status: RunStatus = 'preparing';
   let paused = false, stopRequested = false;
   let exportUri: string | null = null;
@@ -73,7 +78,7 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
   }));
 
   if (!input.carried) s.dataset = await control.prepareDataset({ runId, recipe, config });
-  let queue = await computeOn(COMPUTE_QUEUE, heartbeat).placeRun({ runId });
+  let queue = await computeOn(sharedCompute, heartbeat).placeRun({ runId });
   let chunks = 0, replacements = 0;
   const every = t.checkpointEvery > 0 ? t.checkpointEvery : t.maxSteps;
 
@@ -94,12 +99,11 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
       if (r.validation) s.validations = [...s.validations, r.validation];
       s.tokensSeen += r.steps.reduce((a, x) => a + x.tokens, 0);
       s.trainSeconds += r.seconds;
-      await control.pruneCheckpoints({ runId, keep: t.keepCheckpoints });
     } catch (err) {
       if (!isPlacementFailure(err) || ++replacements > MAX_REPLACEMENTS) throw err;
       // The worker holding the model is gone (or failed transiently): place the run again; the
       // next chunk starts from the last committed checkpoint on whichever worker takes it.
-      queue = await computeOn(COMPUTE_QUEUE, heartbeat).placeRun({ runId });
+      queue = await computeOn(sharedCompute, heartbeat).placeRun({ runId });
       continue;
     }
     if (++chunks >= t.continueAsNewEvery && s.step < t.maxSteps && !stopRequested) {

@@ -25,6 +25,7 @@ const { values } = parseArgs({
     id: { type: 'string' },
     address: { type: 'string' },
     store: { type: 'string' },
+    queues: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -33,14 +34,17 @@ if (values.help) {
   --role     control: workflows + light activities; compute: training; all: both (default)
   --id       this compute worker's name (its own task queue is align-cpu-<id>); default host-pid
   --address  Temporal server (default TEMPORAL_ADDRESS or 127.0.0.1:7233)
-  --store    run store URI, file:///… or s3://bucket/prefix (default ALIGN_STORE_URI or .state/store)`);
+  --store    run store URI, file:///… or s3://bucket/prefix (default ALIGN_STORE_URI or .state/store)
+  --queues   CONTROL,COMPUTE task queue names of an isolated fleet (default align-control,align-cpu)`);
   process.exit(0);
 }
 const role = values.role as WorkerRole;
 if (!['all', 'control', 'compute'].includes(role)) throw new Error(`--role must be all, control or compute, got ${role}`);
 const storeUri = values.store ?? defaultStoreUri();
 const store = new RunStore(openStore(storeUri), path.join(os.tmpdir(), 'aligner-input-cache'));
-const workers = await startWorkers({ address: values.address ?? defaultTemporalAddress(), store, role, workerId: values.id });
+const [control, compute] = (values.queues ?? process.env.ALIGN_QUEUES ?? '').split(',');
+const queues = control && compute ? { control, compute } : undefined;
+const workers = await startWorkers({ address: values.address ?? defaultTemporalAddress(), store, role, workerId: values.id, queues });
 console.log(JSON.stringify({ event: 'worker-started', role, queue: workers.workerQueue, store: storeUri, pid: process.pid }));
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void workers.shutdown());
 await workers.done;

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import type { RunStorePort } from '../../activities/store-port.js';
+import type { Queues } from '../../activities/types.js';
 import { ResidentRuns } from '../../activities/train.js';
 import { COMPUTE_QUEUE, CONTROL_QUEUE } from '../../workflows/training.js';
 
@@ -20,6 +21,8 @@ export interface WorkerOptions {
   role: WorkerRole;
   /** Unique per compute worker; names its own task queue. Default host-pid. */
   workerId?: string;
+  /** Task queue names; default align-control / align-cpu (runs must be started with the same). */
+  queues?: Queues;
 }
 
 export interface RunningWorkers {
@@ -34,16 +37,17 @@ const workflowsPath = fileURLToPath(new URL('../../workflows/index.ts', import.m
 export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   const connection = await NativeConnection.connect({ address: o.address });
   const namespace = o.namespace ?? 'default';
-  const workerQueue = `${COMPUTE_QUEUE}-${o.workerId ?? `${os.hostname()}-${process.pid}`}`;
+  const queues = o.queues ?? { control: CONTROL_QUEUE, compute: COMPUTE_QUEUE };
+  const workerQueue = `${queues.compute}-${o.workerId ?? `${os.hostname()}-${process.pid}`}`;
   const activities = createActivities({ store: o.store, workerQueue, runs: new ResidentRuns() });
   const workers: Worker[] = [];
   if (o.role !== 'compute') {
-    workers.push(await Worker.create({ connection, namespace, taskQueue: CONTROL_QUEUE, workflowsPath, activities }));
+    workers.push(await Worker.create({ connection, namespace, taskQueue: queues.control, workflowsPath, activities }));
   }
   if (o.role !== 'control') {
     // One training chunk at a time per worker: chunks saturate the cores already.
     const compute = { connection, namespace, activities, maxConcurrentActivityTaskExecutions: 1 };
-    workers.push(await Worker.create({ ...compute, taskQueue: COMPUTE_QUEUE }));
+    workers.push(await Worker.create({ ...compute, taskQueue: queues.compute }));
     workers.push(await Worker.create({ ...compute, taskQueue: workerQueue }));
   }
   const done = Promise.all(workers.map((w) => w.run())).then(async () => {

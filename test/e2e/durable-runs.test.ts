@@ -20,7 +20,7 @@ import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js
 import { startWorkers } from '../../infra/workers/worker.js';
 import type { RunningWorkers } from '../../infra/workers/worker.js';
 import { loadPretrained } from '../../models/pretrained.js';
-import { CONTROL_QUEUE, progressQuery } from '../../workflows/training.js';
+import { progressQuery } from '../../workflows/training.js';
 import { slowIt, spawnComputeWorker, tinyLlama, writePreferenceData, writeSftData } from './helpers.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'aligner-e2e-'));
@@ -32,7 +32,7 @@ let control: RunningWorkers;
 beforeAll(async () => {
   client = new Client({ connection: await connectTemporal(defaultTemporalAddress()) });
   // The control worker (workflows, data preparation, retention, export) lives in the test process.
-  control = await startWorkers({ address: defaultTemporalAddress(), store: runStore, role: 'control' });
+  control = await startWorkers({ address: defaultTemporalAddress(), store: runStore, role: 'control', queues: QUEUES });
 });
 afterAll(async () => {
   await control?.shutdown();
@@ -40,6 +40,8 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
+// Queues of this file only: other test files run workers on the same server.
+const QUEUES = { control: 'align-control-e2e', compute: 'align-cpu-e2e' };
 const uniqueId = (name: string) => `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
 
 function dpoConfig(train: string) {
@@ -57,14 +59,14 @@ async function finalWeightsSha(result: RunResult): Promise<string> {
 
 describe('durable runs end to end', () => {
   slowIt('SFT lowers validation loss (from the base model\'s to below half of it)', async () => {
-    const compute = await startWorkers({ address: defaultTemporalAddress(), store: runStore, role: 'compute', workerId: uniqueId('sft') });
+    const compute = await startWorkers({ address: defaultTemporalAddress(), store: runStore, role: 'compute', workerId: uniqueId('sft'), queues: QUEUES });
     try {
       const config = parseRecipeConfig('sft', {
         model: tinyLlama, data: { train: writeSftData(path.join(tmp, 'sft'), 80), validationFraction: 0.2 },
         trainer: { maxSteps: 20, globalBatchSize: 8, microBatchSize: 8, lr: 1e-3, minLr: 1e-4, warmupSteps: 0, checkpointEvery: 10, valEvery: 10, maxLength: 96 },
       });
       const runId = uniqueId('e2e-sft');
-      const result = await client.workflow.execute('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: runId, args: [{ runId, config, heartbeatSeconds: 30 }] });
+      const result = await client.workflow.execute('sftWorkflow', { taskQueue: QUEUES.control, workflowId: runId, args: [{ runId, config, heartbeatSeconds: 30, queues: QUEUES }] });
       const valid = (await runStore.getJson<SftExample[]>(`runs/${runId}/data/valid.json`))!;
       const base = await loadPretrained(tinyLlama);
       const before = await sftEvaluate(base, valid, 8);
@@ -81,13 +83,13 @@ describe('durable runs end to end', () => {
 
   slowIt('DPO raises held-out reward accuracy to ≥ 0.9; a kill -9 of the compute worker mid-run changes nothing', async () => {
     const train = writePreferenceData(path.join(tmp, 'dpo'), 96);
-    const env = { TEMPORAL_ADDRESS: defaultTemporalAddress(), ALIGN_STORE_URI: storeUri };
+    const env = { TEMPORAL_ADDRESS: defaultTemporalAddress(), ALIGN_STORE_URI: storeUri, ALIGN_QUEUES: `${QUEUES.control},${QUEUES.compute}` };
 
     // Uninterrupted run.
     const steady = await spawnComputeWorker(uniqueId('steady'), env);
     const refId = uniqueId('e2e-dpo-ref');
     const reference: RunResult = await client.workflow.execute('dpoWorkflow', {
-      taskQueue: CONTROL_QUEUE, workflowId: refId, args: [{ runId: refId, config: dpoConfig(train), heartbeatSeconds: 5 }],
+      taskQueue: QUEUES.control, workflowId: refId, args: [{ runId: refId, config: dpoConfig(train), heartbeatSeconds: 5, queues: QUEUES }],
     });
     steady.kill('SIGTERM');
     expect(reference.status).toBe('completed');
@@ -97,7 +99,7 @@ describe('durable runs end to end', () => {
     const doomed = await spawnComputeWorker(uniqueId('doomed'), env);
     const runId = uniqueId('e2e-dpo-crash');
     const handle = await client.workflow.start('dpoWorkflow', {
-      taskQueue: CONTROL_QUEUE, workflowId: runId, args: [{ runId, config: dpoConfig(train), heartbeatSeconds: 5 }],
+      taskQueue: QUEUES.control, workflowId: runId, args: [{ runId, config: dpoConfig(train), heartbeatSeconds: 5, queues: QUEUES }],
     });
     for (let i = 0; i < 600; i++) {
       if ((await handle.query(progressQuery)).step >= 8) break;

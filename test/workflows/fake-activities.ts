@@ -42,9 +42,6 @@ export function fakeActivities(queue: string, script: Script = {}) {
         validation: req.validate ? { step: req.toStep, loss: 0.5 } : null, loadedFrom: req.checkpoint ? 'resident' : 'base', seconds: 0.01,
       };
     },
-    async pruneCheckpoints(args) {
-      calls.push({ name: 'pruneCheckpoints', args });
-    },
     async exportModel(args) {
       calls.push({ name: 'exportModel', args });
       return 'file:///runs/x/export';

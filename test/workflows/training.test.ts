@@ -31,15 +31,18 @@ afterAll(async () => {
   await connection?.close();
 });
 
+// Queues of this file only: other test files run real workers on the same server.
+const QUEUES = { control: `${CONTROL_QUEUE}-wftest`, compute: `${COMPUTE_QUEUE}-wftest` };
+
 function input(over: Record<string, unknown> = {}): Omit<RunInput, 'recipe'> {
   const config = parseRecipeConfig('sft', { model: 'm', data: { train: 't.jsonl' }, trainer: { maxSteps: 10, checkpointEvery: 2, valEvery: 4, warmupSteps: 0, continueAsNewEvery: 2, ...over } });
-  return { runId: `wf-test-${Date.now()}-${n++}`, config, heartbeatSeconds: 5 };
+  return { runId: `wf-test-${Date.now()}-${n++}`, config, heartbeatSeconds: 5, queues: QUEUES };
 }
 
 /** Run `fn` with workers (control + shared compute + a per-worker queue) over fake activities. */
 async function withWorkers<T>(script: Script, fn: (calls: { name: string; args: unknown }[], suffix: string) => Promise<T>): Promise<T> {
   const suffix = `${Date.now()}-${n++}`;
-  const control = `${CONTROL_QUEUE}`, shared = `${COMPUTE_QUEUE}`, own = `${COMPUTE_QUEUE}-test-${suffix}`;
+  const control = QUEUES.control, shared = QUEUES.compute, own = `${QUEUES.compute}-${suffix}`;
   const { acts, calls } = fakeActivities(own, script);
   const workers = await Promise.all([
     Worker.create({ connection, taskQueue: control, workflowsPath, activities: acts }),
@@ -59,7 +62,7 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
   it('runs chunk by chunk to maxSteps, continuing as new every 2 chunks, and exports', async () => {
     await withWorkers({}, async (calls) => {
       const inp = input();
-      const handle = await client.workflow.start('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: inp.runId, args: [inp] });
+      const handle = await client.workflow.start('sftWorkflow', { taskQueue: QUEUES.control, workflowId: inp.runId, args: [inp] });
       const result = await handle.result();
       expect(result).toMatchObject({ status: 'completed', step: 10, exportUri: 'file:///runs/x/export' });
       expect(result.validations.map((v: { step: number }) => v.step)).toEqual([4, 8, 10]);
@@ -78,7 +81,7 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
   it('pause holds the run, the progress query reports it, resume finishes it; stop ends it early', async () => {
     await withWorkers({ chunkMs: 300 }, async () => {
       const inp = input({ continueAsNewEvery: 100 });
-      const handle = await client.workflow.start('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: inp.runId, args: [inp] });
+      const handle = await client.workflow.start('sftWorkflow', { taskQueue: QUEUES.control, workflowId: inp.runId, args: [inp] });
       await handle.signal(pauseSignal);
       await new Promise((r) => setTimeout(r, 1200));
       const paused = await handle.query(progressQuery);
@@ -90,7 +93,7 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
       expect((await handle.result()).step).toBe(10);
 
       const inp2 = input({ continueAsNewEvery: 100 });
-      const h2 = await client.workflow.start('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: inp2.runId, args: [inp2] });
+      const h2 = await client.workflow.start('sftWorkflow', { taskQueue: QUEUES.control, workflowId: inp2.runId, args: [inp2] });
       await new Promise((r) => setTimeout(r, 400));
       await h2.signal(stopSignal);
       const stopped = await h2.result();
@@ -103,7 +106,7 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
   it('a lost worker re-places the run, which resumes from the last checkpoint', async () => {
     await withWorkers({ failOnceAt: 4 }, async (calls) => {
       const inp = input({ continueAsNewEvery: 100 });
-      const result = await client.workflow.execute('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: inp.runId, args: [inp] });
+      const result = await client.workflow.execute('sftWorkflow', { taskQueue: QUEUES.control, workflowId: inp.runId, args: [inp] });
       expect(result.step).toBe(10);
       const chunks = calls.filter((c) => c.name === 'trainChunk').map((c) => c.args);
       expect(chunks.filter((c) => (c as { from: number }).from === 4)).toEqual([{ from: 4, to: 6, checkpoint: 4 }, { from: 4, to: 6, checkpoint: 4 }]);
@@ -114,7 +117,7 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
   it('a data error fails the run at once, non-retryable, with its file and line', async () => {
     await withWorkers({ dataError: 'train.jsonl:3: missing key "output"' }, async (calls) => {
       const inp = input();
-      const err = await client.workflow.execute('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: inp.runId, args: [inp] }).catch((e: unknown) => e);
+      const err = await client.workflow.execute('sftWorkflow', { taskQueue: QUEUES.control, workflowId: inp.runId, args: [inp] }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WorkflowFailedError);
       const cause = (err as WorkflowFailedError).cause?.cause as { message: string; type?: string; nonRetryable?: boolean };
       expect(cause.message).toBe('train.jsonl:3: missing key "output"');
