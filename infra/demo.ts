@@ -1,147 +1,106 @@
 /**
- * `npm run demo`: the main job on embedded defaults. Until the Temporal recipes land, this
- * trains a tiny Llama-style byte-level language model on public English sentences (the
- * `nlp-corpus` package) on the CPU, with a progress bar, and prints a summary with the loss curve,
- * validation loss before and after, and a greedy sample.
+ * `npm run demo`: the whole toolkit on embedded defaults. It starts the dev stack (a Temporal dev
+ * server with its Web UI), runs the workers in this process, and runs two durable recipes on a
+ * tiny committed model and dataset: SFT, then DPO starting from the SFT export. It shows a
+ * progress bar for each run and prints where the checkpoints are and the before/after metrics.
  *
- *   npm run demo -- --steps 500 --threads 2 --seed 0
+ *   npm run demo -- [--keep-stack] [--steps-sft 40] [--steps-dpo 40]
  */
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { AdamW, Generator, currentBackend, noGrad, slice, tensor, tidy } from '../kernels/index.js';
-import type { Tensor } from '../kernels/index.js';
-import { LlamaForCausalLM } from '../models/llama.js';
-import type { LlamaConfig } from '../models/llama.js';
-import { lmTrainStep } from '../models/lm-step.js';
+import { Client } from '@temporalio/client';
+import { parseRecipeConfig } from '../algorithms/config/recipes.js';
+import type { SftExample } from '../algorithms/data/sft.js';
+import { sftEvaluate } from '../algorithms/train/steps.js';
+import { RunStore } from '../activities/run-store.js';
+import type { Progress, RunResult } from '../activities/types.js';
+import { loadPretrained } from '../models/pretrained.js';
+import { CONTROL_QUEUE, progressQuery } from '../workflows/training.js';
+import { startStack, stopStack } from './dev-stack.js';
 import { progressBar, sparkline } from './progress.js';
-import { setNumThreads, getNumThreads } from '../kernels/native-backend.js';
+import { openStore } from './store/index.js';
+import { connectTemporal } from './temporal.js';
+import { startWorkers } from './workers/worker.js';
 
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
   options: {
-    steps: { type: 'string', default: '500' },
-    threads: { type: 'string' },
-    seed: { type: 'string', default: '0' },
+    'keep-stack': { type: 'boolean', default: false },
+    'steps-sft': { type: 'string', default: '40' },
+    'steps-dpo': { type: 'string', default: '40' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
-  console.log(`npm run demo -- [--steps N] [--threads N] [--seed N]
+  console.log(`npm run demo -- [--keep-stack] [--steps-sft N] [--steps-dpo N]
 
-Trains a tiny Llama-style byte-level LM (2 layers, d=128) on public English sentences
-from the nlp-corpus package, on the CPU, and prints the loss curve and a sample.
-  --steps    training steps (default 500)
-  --threads  native CPU threads (default: all cores, or ALIGN_NUM_THREADS)
-  --seed     random seed for init and batches (default 0)`);
+Starts the dev stack (Temporal dev server + Web UI) under .state/, runs SFT and then DPO as
+durable Temporal workflows on models/fixtures/tiny-llama and data/demo/*.jsonl, and prints
+progress, checkpoints and before/after metrics. --keep-stack leaves the servers running
+(stop them with: npm run stack -- stop).`);
   process.exit(0);
 }
 
-const steps = Number(args.steps), seed = Number(args.seed);
-if (!Number.isInteger(steps) || steps <= 0) throw new Error(`--steps must be a positive integer, got ${args.steps}`);
-if (args.threads) setNumThreads(Number(args.threads));
+const stateDir = path.join(root, '.state');
+const storeUri = `file://${path.join(stateDir, 'store')}`;
+const runStore = new RunStore(openStore(storeUri), path.join(stateDir, 'input-cache'));
 
-// The package exports only its loader; its data files sit next to it.
-const corpusDir = path.join(path.dirname(createRequire(import.meta.url).resolve('nlp-corpus')), '../../builds');
-const sentences: string[] = JSON.parse(readFileSync(path.join(corpusDir, 'doc-0.json'), 'utf8'));
-const bytes = (s: string): number[] => [...Buffer.from(s, 'utf8')];
-const split = Math.floor(sentences.length * 0.9);
-const trainText = bytes(sentences.slice(0, split).join('\n'));
-const validText = bytes(sentences.slice(split).join('\n'));
-
-const cfg: LlamaConfig = { vocabSize: 256, hiddenSize: 128, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 384 };
-const B = 16, T = 64;
-const gen = new Generator(seed);
-const model = new LlamaForCausalLM(cfg, { gen });
-const peakLr = 3e-3, warmup = Math.min(30, Math.floor(steps / 10));
-const opt = new AdamW(model.parameters(), { lr: peakLr, beta2: 0.95, weightDecay: 0.1 });
-
-function sampleBatch(text: number[], g: Generator): { ids: Tensor; targets: Tensor } {
-  const ids: number[] = [], targets: number[] = [];
-  for (let b = 0; b < B; b++) {
-    const start = g.int(text.length - T - 1);
-    for (let t = 0; t < T; t++) {
-      ids.push(text[start + t]);
-      targets.push(text[start + t + 1]);
-    }
+async function follow(client: Client, runId: string, maxSteps: number, label: string): Promise<RunResult> {
+  const handle = client.workflow.getHandle(runId);
+  const bar = progressBar(label, maxSteps);
+  let done = false;
+  const result = handle.result().finally(() => (done = true));
+  while (!done) {
+    const p: Progress | null = await handle.query(progressQuery).catch(() => null);
+    if (p) bar.update(p.step, { loss: p.lastLoss?.toFixed(3) ?? '-', tps: p.tokensPerSecond ? Math.round(p.tokensPerSecond).toLocaleString() : '-' });
+    await new Promise((r) => setTimeout(r, 300));
   }
-  return { ids: tensor(ids, [B, T], { dtype: 'i32' }), targets: tensor(targets, [B, T], { dtype: 'i32' }) };
+  const r = await result;
+  bar.update(r.step);
+  bar.stop();
+  return r;
 }
 
-async function validLoss(): Promise<number> {
-  const g = new Generator(12345);
-  let total = 0;
-  for (let i = 0; i < 8; i++) {
-    const loss = tidy(() => noGrad(() => {
-      const { ids, targets } = sampleBatch(validText, g);
-      return model.loss(ids, targets, B * T);
-    }));
-    total += await loss.item();
-    loss.dispose();
-  }
-  return total / 8;
+const stack = await startStack({ stateDir, headless: false });
+console.log(`Temporal dev server ${stack.temporal.address}${stack.temporal.uiUrl ? `, Web UI ${stack.temporal.uiUrl}` : ''}; run store ${storeUri}`);
+const workers = await startWorkers({ address: stack.temporal.address, store: runStore, role: 'all', workerId: 'demo' });
+const client = new Client({ connection: await connectTemporal(stack.temporal.address) });
+const stamp = new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14);
+
+try {
+  // ---- SFT --------------------------------------------------------------------------------
+  const sftSteps = Number(args['steps-sft']);
+  const sft = parseRecipeConfig('sft', {
+    model: path.join(root, 'models/fixtures/tiny-llama'), data: { train: path.join(root, 'data/demo/sft.jsonl'), validationFraction: 0.2 },
+    trainer: { maxSteps: sftSteps, globalBatchSize: 8, microBatchSize: 8, lr: 1e-3, minLr: 1e-4, warmupSteps: 2, checkpointEvery: 10, valEvery: 10, maxLength: 96 },
+  });
+  const sftId = `demo-sft-${stamp}`;
+  await client.workflow.start('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: sftId, args: [{ runId: sftId, config: sft }] });
+  const sftResult = await follow(client, sftId, sftSteps, 'SFT');
+  const valid = (await runStore.getJson<SftExample[]>(`runs/${sftId}/data/valid.json`))!;
+  const base = await loadPretrained(sft.model);
+  const before = await sftEvaluate(base, valid, 8);
+  base.dispose();
+  const sftHistory = (await client.workflow.getHandle(sftId).query(progressQuery).catch(() => null))?.recent.map((s) => s.loss) ?? [];
+  console.log(`SFT  validation loss ${before.toFixed(3)} → ${sftResult.validations.at(-1)!.loss.toFixed(3)} nats/token   train loss ${sparkline(sftHistory, 30)}`);
+  console.log(`     checkpoints ${storeUri}/runs/${sftId}/checkpoints/   export ${sftResult.exportUri}`);
+
+  // ---- DPO from the SFT model -----------------------------------------------------------------
+  const dpoSteps = Number(args['steps-dpo']);
+  const dpo = parseRecipeConfig('dpo', {
+    model: sftResult.exportUri!, data: { train: path.join(root, 'data/demo/dpo.jsonl'), validationFraction: 0.2 },
+    trainer: { maxSteps: dpoSteps, globalBatchSize: 8, microBatchSize: 4, lr: 2e-3, minLr: 2e-4, warmupSteps: 0, checkpointEvery: 10, valEvery: 10, maxLength: 64 },
+  });
+  const dpoId = `demo-dpo-${stamp}`;
+  await client.workflow.start('dpoWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: dpoId, args: [{ runId: dpoId, config: dpo }] });
+  const dpoResult = await follow(client, dpoId, dpoSteps, 'DPO');
+  const acc = dpoResult.validations.map((v) => v.preference!.accuracy.toFixed(2)).join(' → ');
+  console.log(`DPO  held-out reward accuracy (0.00 before training) → ${acc}   margin ${dpoResult.validations.at(-1)!.preference!.margin.toFixed(3)}`);
+  console.log(`     checkpoints ${storeUri}/runs/${dpoId}/checkpoints/   export ${dpoResult.exportUri}`);
+  console.log(`Inspect the runs in the Web UI${stack.temporal.uiUrl ? ` (${stack.temporal.uiUrl})` : ''} or with: npx tsx infra/cli/main.ts status ${dpoId}`);
+} finally {
+  await workers.shutdown();
+  await client.connection.close();
+  if (!args['keep-stack']) await stopStack(stateDir);
 }
-
-function lrAt(step: number): number {
-  if (step < warmup) return (peakLr * (step + 1)) / warmup;
-  const progress = (step - warmup) / Math.max(1, steps - warmup);
-  return 0.1 * peakLr + 0.9 * peakLr * 0.5 * (1 + Math.cos(Math.PI * progress)); // cosine to 10% of peak
-}
-
-/** A token drawn from softmax(logits / temperature) at the last position of logits [1, T, V]. */
-function sampleLastRow(logits: Tensor, temperature: number, g: Generator): number {
-  const last = slice(logits, 1, -1).toArraySync(); // [1, 1, V]
-  const top = Math.max(...last);
-  const weights = Array.from(last, (x) => Math.exp((x - top) / temperature));
-  let r = g.uniform() * weights.reduce((a, b) => a + b, 0);
-  for (let v = 0; v < weights.length; v++) if ((r -= weights[v]) <= 0) return v;
-  return weights.length - 1;
-}
-
-/** Continue `prompt` by n bytes (no KV cache yet: the whole window is recomputed per byte). */
-function sample(prompt: string, n: number, temperature: number): string {
-  const g = new Generator(seed + 2);
-  const out = bytes(prompt);
-  for (let i = 0; i < n; i++) {
-    const ctx = out.slice(-T);
-    out.push(tidy(() => noGrad(() => sampleLastRow(model.forward(tensor(ctx, [1, ctx.length], { dtype: 'i32' })), temperature, g))));
-  }
-  return Buffer.from(out).toString('utf8');
-}
-
-const backend = currentBackend();
-console.log(`Aligner demo: ${model.numParameters().toLocaleString()}-parameter byte-level Llama on ${backend.name} CPU backend` +
-  (backend.name === 'native' ? `, ${getNumThreads()} threads` : ''));
-console.log(`data: ${sentences.length} sentences from nlp-corpus (${trainText.length.toLocaleString()} train bytes, ${validText.length.toLocaleString()} validation bytes)`);
-const before = await validLoss();
-
-const dataGen = new Generator(seed + 1);
-const losses: number[] = [];
-const bar = progressBar('training', steps);
-const t0 = performance.now();
-for (let step = 0; step < steps; step++) {
-  opt.lr = lrAt(step);
-  const { ids, targets } = sampleBatch(trainText, dataGen);
-  const loss = lmTrainStep(model, opt, ids, targets, { count: B * T });
-  ids.dispose();
-  targets.dispose();
-  const value = await loss.item();
-  loss.dispose();
-  if (!Number.isFinite(value)) {
-    bar.stop();
-    throw new Error(`training diverged: loss is ${value} at step ${step + 1} (lr ${opt.lr.toExponential(2)}); try a lower learning rate`);
-  }
-  losses.push(value);
-  const elapsed = (performance.now() - t0) / 1000;
-  bar.update(step + 1, { loss: value.toFixed(3), tps: Math.round(((step + 1) * B * T) / elapsed).toLocaleString() });
-}
-bar.stop();
-const seconds = (performance.now() - t0) / 1000;
-const after = await validLoss();
-
-console.log(`\ntrain loss  ${sparkline(losses)}  ${losses[0].toFixed(3)} → ${losses.at(-1)!.toFixed(3)}`);
-console.log(`valid loss  ${before.toFixed(3)} → ${after.toFixed(3)} nats/byte (uniform = ${Math.log(256).toFixed(3)})`);
-console.log(`throughput  ${Math.round((steps * B * T) / seconds).toLocaleString()} tokens/s over ${seconds.toFixed(1)} s`);
-console.log(`sample      ${JSON.stringify(sample('The ', 80, 0.7))} (temperature 0.7)`);
-model.dispose();
-opt.dispose();

@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import type { RunStorePort } from '../../activities/store-port.js';
 import type { Queues } from '../../activities/types.js';
@@ -34,7 +34,22 @@ export interface RunningWorkers {
 
 const workflowsPath = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
 
+let runtimeInstalled = false;
+
+/** Worker logs at ERROR unless ALIGN_WORKER_LOG says otherwise (the SDK's INFO lines drown progress output). */
+function installRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  try {
+    const level = (process.env.ALIGN_WORKER_LOG ?? 'ERROR') as 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+    Runtime.install({ logger: new DefaultLogger(level) });
+  } catch {
+    // Already installed by the embedding program: keep its choice.
+  }
+}
+
 export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
+  installRuntime();
   const connection = await NativeConnection.connect({ address: o.address });
   const namespace = o.namespace ?? 'default';
   const queues = o.queues ?? { control: CONTROL_QUEUE, compute: COMPUTE_QUEUE };
