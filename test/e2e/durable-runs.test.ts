@@ -58,6 +58,33 @@ async function finalWeightsSha(result: RunResult): Promise<string> {
 }
 
 describe('durable runs end to end', () => {
+  slowIt('an SFT run reads its model and data from s3:// and keeps its checkpoints in S3 (versitygw)', async () => {
+    const bucket = process.env.ALIGN_S3_BUCKET!;
+    const s3 = openStore(`s3://${bucket}`);
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) {
+      await s3.put(`inputs/tiny-llama/${f}`, { file: path.join(tinyLlama, f) });
+    }
+    await s3.put('inputs/sft.jsonl', { file: writeSftData(path.join(tmp, 's3'), 40) });
+    const s3Store = new RunStore(openStore(`s3://${bucket}/store-e2e`), path.join(tmp, 's3-cache'));
+    const queues = { control: 'align-control-e2e-s3', compute: 'align-cpu-e2e-s3' };
+    const workers = await startWorkers({ address: defaultTemporalAddress(), store: s3Store, role: 'all', workerId: uniqueId('s3'), queues });
+    try {
+      const config = parseRecipeConfig('sft', {
+        model: `s3://${bucket}/inputs/tiny-llama`, data: { train: `s3://${bucket}/inputs/sft.jsonl`, validationFraction: 0.2 },
+        trainer: { maxSteps: 6, globalBatchSize: 8, microBatchSize: 8, lr: 1e-3, warmupSteps: 0, checkpointEvery: 3, valEvery: 3, maxLength: 96 },
+      });
+      const runId = uniqueId('e2e-s3');
+      const result: RunResult = await client.workflow.execute('sftWorkflow', { taskQueue: queues.control, workflowId: runId, args: [{ runId, config, heartbeatSeconds: 30, queues }] });
+      expect(result.status).toBe('completed');
+      expect(result.lastCheckpoint!.uri).toBe(`s3://${bucket}/store-e2e/runs/${runId}/checkpoints/6/`);
+      expect(result.exportUri).toBe(`s3://${bucket}/store-e2e/runs/${runId}/export/`);
+      const exported = (await openStore(`s3://${bucket}/store-e2e`).list(`runs/${runId}/export/`)).map((o) => o.key.split('/').at(-1));
+      expect(exported.sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    } finally {
+      await workers.shutdown();
+    }
+  });
+
   slowIt('SFT lowers validation loss (from the base model\'s to below half of it)', async () => {
     const compute = await startWorkers({ address: defaultTemporalAddress(), store: runStore, role: 'compute', workerId: uniqueId('sft'), queues: QUEUES });
     try {
