@@ -5,19 +5,14 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { RunStore } from '../../activities/run-store.js';
+import { defaultStoreUri } from '../runs.js';
 import { openStore } from '../store/index.js';
 import { defaultTemporalAddress } from '../temporal.js';
 import { startWorkers } from './worker.js';
 import type { WorkerRole } from './worker.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-export function defaultStoreUri(): string {
-  return process.env.ALIGN_STORE_URI || `file://${path.join(root, '.state/store')}`;
-}
 
 const { values } = parseArgs({
   options: {

@@ -1,0 +1,82 @@
+/** Human-readable text for `align status`, `align list` and the end-of-run summary. */
+import type { StepSummary, Validation } from '../../activities/types.js';
+import { sparkline } from '../progress.js';
+import type { RunSummary, RunView } from '../runs.js';
+
+export const num = (x: number | null | undefined, digits = 4): string => (x === null || x === undefined ? '-' : Number(x.toFixed(digits)).toString());
+const rate = (x: number | null | undefined): string => (x === null || x === undefined ? '-' : Math.round(x).toLocaleString('en-US'));
+
+export function formatValidation(v: Validation | null | undefined): string {
+  if (!v) return '-';
+  const p = v.preference;
+  const pref = p ? `, accuracy ${num(p.accuracy, 3)}, chosen ${num(p.chosenReward)}, rejected ${num(p.rejectedReward)}, margin ${num(p.margin)}` : '';
+  return `loss ${num(v.loss)}${pref} (step ${v.step})`;
+}
+
+/** What to type next, by state. */
+function hints(v: RunView): string[] {
+  if (v.state === 'RUNNING') {
+    const paused = v.progress?.status === 'paused';
+    return [paused ? `align resume ${v.runId}` : `align pause ${v.runId}`, `align cancel ${v.runId}`];
+  }
+  if (v.state === 'COMPLETED') return [`align export ${v.runId} --out DIR`];
+  return [`align resume-failed ${v.runId}`];
+}
+
+export function formatStatus(v: RunView, losses?: readonly number[]): string {
+  const p = v.progress;
+  const lines = [`run ${v.runId} (${v.recipe ?? 'unknown recipe'})  ${v.state}${p && v.state === 'RUNNING' ? ` · ${p.status}` : ''}`];
+  const row = (k: string, val: string) => lines.push(`  ${k.padEnd(11)}${val}`);
+  if (p) {
+    row('step', `${p.step}/${p.maxSteps}`);
+    const series = losses ?? p.recent.map((s: StepSummary) => s.loss);
+    row('loss', `${num(p.lastLoss)}${series.length > 1 ? `   ${sparkline(series, 40)} (${losses ? `${series.length} steps` : 'recent steps'})` : ''}`);
+    row('validation', formatValidation(p.lastValidation));
+    row('throughput', `${rate(p.tokensPerSecond)} tokens/s`);
+    row('checkpoint', p.lastCheckpoint ? `${p.lastCheckpoint.uri} (step ${p.lastCheckpoint.step})` : 'none yet');
+  } else if (v.progressError) {
+    row('progress', v.progressError);
+  }
+  if (v.result) {
+    row('result', `${v.result.status} at step ${v.result.step}`);
+    if (v.result.lastCheckpoint && !p) row('checkpoint', `${v.result.lastCheckpoint.uri} (step ${v.result.lastCheckpoint.step})`);
+    row('export', v.result.exportUri ?? 'none (the run was stopped before exporting)');
+  }
+  if (v.failure) {
+    row('failure', `${v.failure.type ? `${v.failure.type}: ` : ''}${v.failure.message}${v.failure.activity ? ` (in activity ${v.failure.activity})` : ''}`);
+  }
+  if (v.parentRunId) row('resumed', `from run ${v.parentRunId}`);
+  row('started', v.startTime + (v.closeTime ? `, closed ${v.closeTime}` : ''));
+  row('next', hints(v).join('   '));
+  return lines.join('\n');
+}
+
+export function formatList(runs: readonly RunSummary[]): string {
+  if (runs.length === 0) return 'no runs yet; start one with: align run sft --config sft.yaml';
+  const rows = [['RUN', 'RECIPE', 'STATE', 'STARTED', 'PARENT'], ...runs.map((r) => [r.runId, r.recipe ?? '?', r.state, r.startTime.replace('T', ' ').slice(0, 19), r.parentRunId ?? ''])];
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+/** The end of an attached run: outcome, loss curve, metrics, and where the model is. */
+export function formatSummary(v: RunView, losses: readonly number[]): string {
+  const p = v.progress;
+  const lines: string[] = [];
+  if (v.result) {
+    const r = v.result;
+    lines.push(r.status === 'completed' ? `run ${v.runId} completed: ${r.step}/${p?.maxSteps ?? r.step} steps` : `run ${v.runId} stopped at step ${r.step}`);
+  } else {
+    const f = v.failure;
+    lines.push(`run ${v.runId} ${v.state.toLowerCase()}${p ? ` at step ${p.step}` : ''}: ${f ? `${f.type ? `${f.type}: ` : ''}${f.message}${f.activity ? ` (in activity ${f.activity})` : ''}` : 'no details'}`);
+  }
+  const row = (k: string, val: string) => lines.push(`  ${k.padEnd(11)}${val}`);
+  if (losses.length > 0) row('loss', `${num(losses[0])} → ${num(losses.at(-1))}   ${sparkline(losses, 60)}`);
+  const lastVal = v.result?.validations.at(-1) ?? p?.lastValidation;
+  if (lastVal) row('validation', formatValidation(lastVal));
+  if (p?.tokensPerSecond) row('throughput', `${rate(p.tokensPerSecond)} tokens/s`);
+  const ckpt = v.result?.lastCheckpoint ?? p?.lastCheckpoint;
+  row('checkpoint', ckpt ? ckpt.uri : 'none');
+  if (v.result) row('export', v.result.exportUri ?? `none; write one with: align export ${v.runId} --out DIR`);
+  if (!v.result) row('next', ckpt ? `align resume-failed ${v.runId}` : `fix the cause and start again: align run ${v.recipe ?? '<recipe>'} --config …`);
+  return lines.join('\n');
+}

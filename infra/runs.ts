@@ -1,0 +1,582 @@
+/**
+ * The run service: every operation on runs, implemented once, for both the `align` CLI and the
+ * HTTP API. It is a Temporal client (runs are workflow executions whose workflow id is the run
+ * id) plus the artifact store (checkpoints, exports).
+ *
+ * Configs are parsed and validated before anything is started: a bad value never becomes a
+ * workflow. The Temporal connection is made on first use, so a bad config is reported even when
+ * the server is down, and a long-lived API process reconnects after an outage.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, isGrpcServiceError, ServiceError, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import type { WorkflowExecutionDescription, WorkflowExecutionStatusName } from '@temporalio/client';
+import { ActivityFailure, ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
+import type { CheckpointRef, Progress, Queues, RecipeConfig, RecipeName, RunInput, RunResult } from '../activities/types.js';
+import { applyOverrides } from '../algorithms/config/common.js';
+import { parseRecipeConfig } from '../algorithms/config/recipes.js';
+import { ConfigError } from '../algorithms/errors.js';
+import { AlignerError } from '../kernels/errors.js';
+import { CONTROL_QUEUE, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../workflows/training.js';
+import { CheckpointCorruptError, latestValidCheckpoint, listCheckpoints, readCheckpoint, readManifest, verifyCheckpoint } from './store/checkpoints.js';
+import { openStore, StoreError, type ArtifactStore } from './store/index.js';
+import { connectTemporal, TemporalUnavailableError } from './temporal.js';
+
+export { TemporalUnavailableError };
+
+// ---- Errors: typed, with messages that say what to do. The CLI and the API map their kind
+// ---- (errorKind) to exit codes and HTTP statuses.
+
+/** A bad argument: a malformed run id, an export folder that is not empty, a missing file. */
+export class UsageError extends AlignerError {}
+
+export class RunNotFoundError extends AlignerError {
+  constructor(readonly runId: string, namespace: string, address: string, storeUri?: string) {
+    super(`no run "${runId}" in Temporal namespace "${namespace}" at ${address}${storeUri ? ` and no checkpoints of it in ${storeUri}` : ''} (see align list, or GET /runs)`);
+  }
+}
+
+export class RunExistsError extends AlignerError {
+  constructor(readonly runId: string) {
+    super(`a run with id "${runId}" already exists (run ids are never reused); pick another --run-id or leave it out`);
+  }
+}
+
+/** The operation does not apply to the run in its current state (pause a completed run, …). */
+export class RunStateError extends AlignerError {
+  constructor(readonly runId: string, readonly state: string, message: string) {
+    super(message);
+  }
+}
+
+export class NoCheckpointError extends AlignerError {
+  constructor(readonly runId: string, readonly skipped: SkippedCheckpoint[], message: string) {
+    const bad = skipped.map((s) => `step ${s.step} (${s.reason})`).join('; ');
+    super(`${message}${bad ? `; failed verification: ${bad}` : ''}`);
+  }
+}
+
+/** The checkpoint exists and verifies, but is not a model (no config.json or safetensors). */
+export class ExportError extends AlignerError {}
+
+export interface SkippedCheckpoint {
+  step: number;
+  uri: string;
+  reason: string;
+}
+
+/** Why a run failed: the innermost cause (the activity's error type and message) and the chain. */
+export interface FailureView {
+  message: string;
+  type: string | null;
+  /** The activity that raised it, when one did. */
+  activity: string | null;
+  chain: { type: string; message: string }[];
+}
+
+export function describeFailure(err: WorkflowFailedError): FailureView {
+  const chain: FailureView['chain'] = [];
+  let activity: string | null = null;
+  for (let e: unknown = err.cause; e instanceof Error; e = e.cause) {
+    if (e instanceof ActivityFailure) activity = e.activityType;
+    const type = (e instanceof ApplicationFailure && e.type) || e.name;
+    const last = chain.at(-1);
+    if (!last || last.type !== type || last.message !== e.message) chain.push({ type, message: e.message });
+  }
+  const inner = chain.at(-1) ?? { type: err.name, message: err.message };
+  return { message: inner.message, type: inner.type, activity, chain };
+}
+
+export type ErrorKind = 'usage' | 'not-found' | 'conflict' | 'unavailable' | 'internal';
+
+export function errorKind(e: unknown): ErrorKind {
+  if (e instanceof ConfigError || e instanceof UsageError) return 'usage';
+  if (e instanceof RunNotFoundError || e instanceof NoCheckpointError) return 'not-found';
+  if (e instanceof RunStateError || e instanceof RunExistsError || e instanceof CheckpointCorruptError || e instanceof ExportError) return 'conflict';
+  if (e instanceof TemporalUnavailableError) return 'unavailable';
+  if (e instanceof StoreError) {
+    return e.code === 'Unavailable' ? 'unavailable' : e.code === 'NotFound' ? 'not-found' : e.code === 'Invalid' || e.code === 'Denied' ? 'usage' : 'internal';
+  }
+  return 'internal';
+}
+
+// ---- Runs
+
+export const RECIPES: readonly RecipeName[] = ['sft', 'dpo'];
+const workflowType = (recipe: RecipeName) => `${recipe}Workflow`;
+const recipeOf = (type: string): RecipeName | null => RECIPES.find((r) => workflowType(r) === type) ?? null;
+/** How long a progress query may wait for a worker before status reports "no answer". */
+const QUERY_DEADLINE_MS = 3_000;
+
+/** The store the workers use by default: ALIGN_STORE_URI, else the repo's .state/store. */
+export function defaultStoreUri(): string {
+  // The one default for the CLI, the API and the worker process (infra/workers/main.ts).
+  return process.env.ALIGN_STORE_URI || `file://${fileURLToPath(new URL('../.state/store', import.meta.url))}`;
+}
+
+/**
+ * `CONTROL,COMPUTE` task queue names (as the workers' --queues and ALIGN_QUEUES); undefined for
+ * an empty spec (the default queues).
+ */
+export function parseQueues(spec: string | undefined): Queues | undefined {
+  if (!spec) return undefined;
+  const parts = spec.split(',').map((q) => q.trim());
+  if (parts.length !== 2 || parts.some((q) => !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(q))) {
+    throw new UsageError(`task queues must be given as CONTROL,COMPUTE (e.g. align-control,align-cpu), got ${JSON.stringify(spec)}`);
+  }
+  return { control: parts[0], compute: parts[1] };
+}
+
+export interface RunServiceOptions {
+  /** Temporal frontend, host:port. */
+  address: string;
+  /** Temporal namespace. Default 'default'. */
+  namespace?: string;
+  /** The artifact store the workers write checkpoints to (file:///… or s3://bucket/prefix). */
+  storeUri: string;
+  /** How long to wait for the Temporal server on connect. Default 5000 ms. */
+  connectTimeoutMs?: number;
+  /** Task queues of an isolated worker fleet; default align-control / align-cpu. */
+  queues?: Queues;
+}
+
+export interface StartOptions {
+  /** Default: a readable generated id, `sft-20261128-051200-ab12`. */
+  runId?: string;
+  /** false: wait for the run to close (reporting progress), and return its final view. Default true. */
+  detach?: boolean;
+  /** Relative local paths in the config (model, data.*) are made absolute against this folder. */
+  baseDir?: string;
+  /** Polled progress while not detached. */
+  onProgress?: (view: RunView) => void;
+  /** Poll interval while not detached. Default 1000 ms. */
+  pollMs?: number;
+  /** Stops waiting (the run goes on). */
+  signal?: AbortSignal;
+}
+
+export interface StartedRun {
+  runId: string;
+  recipe: RecipeName;
+  config: RecipeConfig;
+  /** The closed run's view when started with detach: false. */
+  final?: RunView;
+}
+
+/** Everything `align status` shows about a run. */
+export interface RunView {
+  runId: string;
+  recipe: RecipeName | null;
+  /** Temporal's execution status: RUNNING, COMPLETED, FAILED, TERMINATED, TIMED_OUT, CANCELLED. */
+  state: WorkflowExecutionStatusName;
+  startTime: string;
+  closeTime: string | null;
+  parentRunId: string | null;
+  /** The workflow's progress query; null when no worker answered (see progressError). */
+  progress: Progress | null;
+  progressError?: string;
+  result: RunResult | null;
+  failure: FailureView | null;
+}
+
+export interface RunSummary {
+  runId: string;
+  recipe: RecipeName | null;
+  state: WorkflowExecutionStatusName;
+  startTime: string;
+  closeTime: string | null;
+  parentRunId: string | null;
+}
+
+export interface ResumedRun {
+  runId: string;
+  parentRunId: string;
+  resumeFrom: CheckpointRef;
+  /** Newer checkpoints of the failed run that failed verification, with the reason. */
+  skipped: SkippedCheckpoint[];
+  final?: RunView;
+}
+
+/** `sft-20261128-051200-ab12`: recipe, UTC start time, 16 random bits. */
+export function newRunId(recipe: RecipeName, now = new Date()): string {
+  const t = now.toISOString().replace(/[-:]/g, '').slice(0, 15).replace('T', '-');
+  return `${recipe}-${t}-${randomBytes(2).toString('hex')}`;
+}
+
+/** Run ids name store folders and workflow ids: letters, digits, `.`, `_`, `-`. */
+export function checkRunId(runId: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(runId)) {
+    throw new UsageError(`invalid run id ${JSON.stringify(runId)}: use letters, digits, '.', '_' and '-' (at most 128, starting with a letter or digit)`);
+  }
+  return runId;
+}
+
+export function checkRecipe(recipe: string): RecipeName {
+  if (!(RECIPES as readonly string[]).includes(recipe)) throw new ConfigError(`unknown recipe "${recipe}"; available: ${RECIPES.join(', ')}`);
+  return recipe as RecipeName;
+}
+
+const isLocalPath = (p: string) => !/^[a-z][a-z0-9+.-]*:\/\//i.test(p);
+
+/**
+ * The validated config of a run: overrides applied, parsed with the recipe's strict schema, and
+ * local paths made absolute (workers do not share the caller's working directory) and checked,
+ * so that a typo in a path is reported now and not by a failed run.
+ */
+export function prepareConfig(recipe: string, raw: unknown, sets: readonly string[] = [], baseDir?: string): RecipeConfig {
+  const r = checkRecipe(recipe);
+  if (raw !== undefined && raw !== null && (typeof raw !== 'object' || Array.isArray(raw))) {
+    throw new ConfigError(`the ${r} config must be a mapping of keys to values, got ${Array.isArray(raw) ? 'a list' : typeof raw}`);
+  }
+  const config = parseRecipeConfig(r, applyOverrides((raw ?? {}) as Record<string, unknown>, sets));
+  const fix = (field: string, p: string | undefined): string | undefined => {
+    if (p === undefined || (!isLocalPath(p) && !p.startsWith('file://'))) return p;
+    const abs = p.startsWith('file://') ? fileURLToPath(p) : path.resolve(baseDir ?? process.cwd(), p);
+    if (!existsSync(abs)) throw new ConfigError(`${field}: no such file or folder: ${abs}`);
+    return isLocalPath(p) ? abs : p;
+  };
+  config.model = fix('model', config.model)!;
+  config.data.train = fix('data.train', config.data.train)!;
+  config.data.validation = fix('data.validation', config.data.validation);
+  return config;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+const GRPC_UNAVAILABLE = 14;
+/** The server went away after we connected (gRPC UNAVAILABLE, raw or wrapped by the SDK). */
+function isUnavailable(e: unknown): boolean {
+  const g = e instanceof ServiceError ? e.cause : e;
+  return isGrpcServiceError(g) && g.code === GRPC_UNAVAILABLE;
+}
+
+// ---- Checkpoints: where a failed run resumes from, and exports as Hugging Face folders.
+
+/** The files of a checkpoint that make a Hugging Face model folder (not optimizer or trainer state). */
+const HF_FILE = /^(config\.json|generation_config\.json|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|added_tokens\.json|vocab\.json|merges\.txt|tokenizer\.model|chat_template\.jinja)$/;
+
+/**
+ * The newest valid checkpoint of a run; when it wrote none (it failed before its first
+ * checkpoint), the checkpoint it was itself resumed from, if that still verifies.
+ */
+async function findResumePoint(store: ArtifactStore, runId: string, input: RunInput): Promise<{ checkpoint?: CheckpointRef; skipped: SkippedCheckpoint[] }> {
+  const { checkpoint, skipped } = await latestValidCheckpoint(store, runId);
+  if (checkpoint) return { checkpoint: checkpoint.ref, skipped };
+  const from = input.resumeFrom, parent = input.parentRunId;
+  if (from && parent) {
+    const ok = await verifyCheckpoint(store, parent, from.step).then((c) => c.ref.sha256 === from.sha256, () => false);
+    if (ok) return { checkpoint: from, skipped };
+  }
+  return { skipped };
+}
+
+export interface ExportResult {
+  runId: string;
+  step: number;
+  checkpoint: CheckpointRef;
+  outDir: string;
+  files: string[];
+  skipped: SkippedCheckpoint[];
+}
+
+/**
+ * Downloads a checkpoint (verified file by file by readCheckpoint) into a temporary sibling of
+ * `outDir`, then moves its model files into `outDir`, so that a failed or partial download never
+ * leaves a folder that looks like a model.
+ */
+async function exportCheckpoint(store: ArtifactStore, runId: string, opts: { step?: number; outDir: string }): Promise<ExportResult> {
+  const out = path.resolve(opts.outDir);
+  const existing = await readdir(out).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [];
+    throw new UsageError(`cannot use ${out} as the export folder: ${e.message}`);
+  });
+  if (existing.length > 0) throw new UsageError(`export folder ${out} is not empty; choose a new --out folder`);
+  let ref: CheckpointRef | undefined;
+  let skipped: SkippedCheckpoint[] = [];
+  if (opts.step !== undefined) {
+    ref = await readManifest(store, runId, opts.step).then((m) => m.ref, async (e: unknown) => {
+      if (!(e instanceof StoreError && e.code === 'NotFound')) throw e;
+      const steps = (await listCheckpoints(store, runId)).map((c) => c.step);
+      throw new NoCheckpointError(runId, [], `run ${runId} has no checkpoint at step ${opts.step} in ${store.uri}; ${steps.length ? `its checkpoints: steps ${steps.join(', ')}` : 'it has none'}`);
+    });
+  } else {
+    const found = await latestValidCheckpoint(store, runId);
+    ref = found.checkpoint?.ref;
+    skipped = found.skipped;
+    if (!ref) throw new NoCheckpointError(runId, skipped, `run ${runId} has no valid checkpoint in ${store.uri}; is that the store its workers write to (--store)?`);
+  }
+  await mkdir(path.dirname(out), { recursive: true });
+  const tmp = await mkdtemp(path.join(path.dirname(out), `.${path.basename(out)}.partial-`));
+  try {
+    const manifest = await readCheckpoint(store, ref, tmp);
+    const files = manifest.files.map((f) => f.name).filter((n) => HF_FILE.test(n)).sort();
+    if (!files.includes('config.json') || !files.some((f) => f.endsWith('.safetensors'))) {
+      throw new ExportError(`checkpoint ${ref.uri} holds no Hugging Face model (config.json and *.safetensors); it has: ${manifest.files.map((f) => f.name).join(', ')}`);
+    }
+    await mkdir(out, { recursive: true });
+    for (const f of files) await rename(path.join(tmp, f), path.join(out, f));
+    return { runId, step: ref.step, checkpoint: ref, outDir: out, files, skipped };
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+export class RunService {
+  private clientP: Promise<Client> | undefined;
+  private storeCache: ArtifactStore | undefined;
+  readonly namespace: string;
+
+  constructor(readonly opts: RunServiceOptions) {
+    this.namespace = opts.namespace ?? 'default';
+  }
+
+  get address(): string {
+    return this.opts.address;
+  }
+
+  get store(): ArtifactStore {
+    this.storeCache ??= openStore(this.opts.storeUri);
+    return this.storeCache;
+  }
+
+  /** The client, connected on first use; a failed connect is retried by the next call. */
+  private async client(): Promise<Client> {
+    if (!this.clientP) {
+      this.clientP = connectTemporal(this.opts.address, { timeoutMs: this.opts.connectTimeoutMs }).then(
+        (connection) => new Client({ connection, namespace: this.namespace }),
+      );
+      this.clientP.catch(() => (this.clientP = undefined));
+    }
+    return this.clientP;
+  }
+
+  /** Runs `fn` with the client, turning a lost server or a missing namespace into typed errors. */
+  private async withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
+    const c = await this.client();
+    try {
+      return await fn(c);
+    } catch (e) {
+      if (isUnavailable(e)) {
+        throw new TemporalUnavailableError(this.address, `lost the Temporal server at ${this.address} (${(e as Error).message}); is it running? Start one with: npm run stack`, { cause: e });
+      }
+      if (/namespace .* not found/i.test((e as Error).message ?? '')) {
+        throw new UsageError(`Temporal namespace "${this.namespace}" does not exist on ${this.address}`);
+      }
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    const p = this.clientP;
+    this.clientP = undefined;
+    if (p) await (await p.catch(() => undefined))?.connection.close();
+  }
+
+  /** Parses and validates the config, then starts the run (and, unless detached, waits for it). */
+  async startRun(recipe: string, rawConfig: unknown, sets: readonly string[] = [], opts: StartOptions = {}): Promise<StartedRun> {
+    const config = prepareConfig(recipe, rawConfig, sets, opts.baseDir);
+    const r = recipe as RecipeName;
+    const runId = opts.runId !== undefined ? checkRunId(opts.runId) : newRunId(r);
+    await this.startWorkflow(r, { runId, config });
+    const final = opts.detach === false ? await this.watch(runId, opts) : undefined;
+    return { runId, recipe: r, config, ...(final ? { final } : {}) };
+  }
+
+  private async startWorkflow(recipe: RecipeName, input: Omit<RunInput, 'recipe'>): Promise<void> {
+    const queues = input.queues ?? this.opts.queues;
+    if (queues) input = { ...input, queues };
+    await this.withClient(async (c) => {
+      try {
+        await c.workflow.start(workflowType(recipe), {
+          taskQueue: queues?.control ?? CONTROL_QUEUE,
+          workflowId: input.runId,
+          args: [input],
+          // A run id names one run forever: its store folder must never be shared by two runs.
+          workflowIdReusePolicy: 'REJECT_DUPLICATE',
+          memo: { recipe, parentRunId: input.parentRunId ?? null },
+        });
+      } catch (e) {
+        if (e instanceof WorkflowExecutionAlreadyStartedError) throw new RunExistsError(input.runId);
+        throw e;
+      }
+    });
+  }
+
+  private async describe(runId: string): Promise<WorkflowExecutionDescription> {
+    checkRunId(runId);
+    return this.withClient(async (c) => {
+      try {
+        return await c.workflow.getHandle(runId).describe();
+      } catch (e) {
+        if (e instanceof WorkflowNotFoundError) throw new RunNotFoundError(runId, this.namespace, this.address);
+        throw e;
+      }
+    });
+  }
+
+  /** The run's state, its progress (from the workflow's query) and, once closed, its result or failure. */
+  async getStatus(runId: string): Promise<RunView> {
+    const d = await this.describe(runId);
+    return this.withClient(async (c) => {
+      const handle = c.workflow.getHandle(runId);
+      const view: RunView = {
+        runId, recipe: recipeOf(d.type), state: d.status.name, startTime: d.startTime.toISOString(),
+        closeTime: d.closeTime?.toISOString() ?? null, parentRunId: (d.memo?.parentRunId as string | null) ?? null,
+        progress: null, result: null, failure: null,
+      };
+      try {
+        // A closed run answers too (a worker replays it): the step it failed at is worth showing.
+        view.progress = await c.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => handle.query(progressQuery));
+        view.parentRunId = view.progress.parentRunId;
+      } catch (e) {
+        view.progressError = `no worker answered the progress query within ${QUERY_DEADLINE_MS / 1000} s (${(e as Error).message}); are the workers running?`;
+      }
+      if (d.status.name === 'COMPLETED') view.result = (await handle.result()) as RunResult;
+      else if (d.status.name !== 'RUNNING') {
+        view.failure = await handle.result().then(
+          () => null,
+          (e: unknown) => (e instanceof WorkflowFailedError ? describeFailure(e) : { message: String(e), type: null, activity: null, chain: [] }),
+        );
+      }
+      return view;
+    });
+  }
+
+  /** Polls getStatus until the run closes (or `signal` aborts, returning the last view). */
+  async watch(runId: string, opts: Pick<StartOptions, 'onProgress' | 'pollMs' | 'signal'> = {}): Promise<RunView> {
+    for (;;) {
+      const view = await this.getStatus(runId);
+      opts.onProgress?.(view);
+      if (view.state !== 'RUNNING' || opts.signal?.aborted) return view;
+      await sleep(opts.pollMs ?? 1000, opts.signal);
+    }
+  }
+
+  /**
+   * Our runs, newest first. A run that continued as new is listed once, by its current execution
+   * (its start time is that execution's).
+   */
+  async listRuns(opts: { limit?: number } = {}): Promise<RunSummary[]> {
+    const limit = opts.limit ?? 20;
+    const types = RECIPES.map((r) => `'${workflowType(r)}'`).join(', ');
+    return this.withClient(async (c) => {
+      const out: RunSummary[] = [];
+      const query = `WorkflowType IN (${types}) AND ExecutionStatus != 'ContinuedAsNew'`;
+      for await (const w of c.workflow.list({ query, pageSize: Math.min(limit, 1000) })) {
+        out.push({
+          runId: w.workflowId, recipe: recipeOf(w.type), state: w.status.name, startTime: w.startTime.toISOString(),
+          closeTime: w.closeTime?.toISOString() ?? null, parentRunId: (w.memo?.parentRunId as string | null) ?? null,
+        });
+        if (out.length >= limit) break;
+      }
+      return out.sort((a, b) => b.startTime.localeCompare(a.startTime));
+    });
+  }
+
+  pause(runId: string) {
+    return this.signalRun(runId, 'pause');
+  }
+
+  resume(runId: string) {
+    return this.signalRun(runId, 'resume');
+  }
+
+  /** Graceful: the run finishes its current chunk (and checkpoint) and ends as 'stopped'. */
+  cancel(runId: string) {
+    return this.signalRun(runId, 'cancel');
+  }
+
+  private async signalRun(runId: string, op: 'pause' | 'resume' | 'cancel'): Promise<{ runId: string; requested: typeof op }> {
+    const d = await this.describe(runId);
+    if (d.status.name !== 'RUNNING') throw new RunStateError(runId, d.status.name, `cannot ${op} run ${runId}: it is ${d.status.name.toLowerCase()}`);
+    const signal = { pause: pauseSignal, resume: resumeSignal, cancel: stopSignal }[op];
+    await this.withClient(async (c) => {
+      try {
+        await c.workflow.getHandle(runId).signal(signal);
+      } catch (e) {
+        // It closed between describe and signal.
+        if (e instanceof WorkflowNotFoundError) throw new RunStateError(runId, 'COMPLETED', `cannot ${op} run ${runId}: it has just closed`);
+        throw e;
+      }
+    });
+    return { runId, requested: op };
+  }
+
+  /** For a stuck run (no worker answers, a chunk never returns): ends it at once, as TERMINATED. */
+  async terminate(runId: string, reason = 'terminated with align terminate'): Promise<{ runId: string; requested: 'terminate' }> {
+    const d = await this.describe(runId);
+    if (d.status.name !== 'RUNNING') throw new RunStateError(runId, d.status.name, `cannot terminate run ${runId}: it is ${d.status.name.toLowerCase()}`);
+    await this.withClient((c) => c.workflow.getHandle(runId).terminate(reason));
+    return { runId, requested: 'terminate' };
+  }
+
+  /** The input the run's current execution was started with (its config, lineage, settings). */
+  private async runInput(runId: string): Promise<RunInput> {
+    return this.withClient(async (c) => {
+      const history = await c.workflow.getHandle(runId).fetchHistory();
+      const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+      if (!payload) throw new RunStateError(runId, 'UNKNOWN', `run ${runId}: its start event has no input`);
+      return defaultPayloadConverter.fromPayload<RunInput>(payload);
+    });
+  }
+
+  /**
+   * Starts a NEW run from a failed (or terminated, timed-out) run's last valid checkpoint, with
+   * the same config and `parentRunId` set to the failed run.
+   */
+  async resumeFailed(runId: string, opts: Omit<StartOptions, 'baseDir'> = {}): Promise<ResumedRun> {
+    const d = await this.describe(runId);
+    const state = d.status.name;
+    if (state === 'RUNNING') {
+      throw new RunStateError(runId, state, `run ${runId} is still running; resume-failed resumes a run that failed. If it is stuck, end it first with: align terminate ${runId}`);
+    }
+    if (state === 'COMPLETED') {
+      throw new RunStateError(runId, state, `run ${runId} completed, it did not fail; to get its model: align export ${runId} --out DIR`);
+    }
+    const recipe = recipeOf(d.type);
+    if (!recipe) throw new RunStateError(runId, state, `run ${runId} is a ${d.type}, not a training run`);
+    const input = await this.runInput(runId);
+    const config = parseRecipeConfig(recipe, input.config); // today's schema must still accept it
+    const found = await findResumePoint(this.store, runId, input);
+    if (!found.checkpoint) {
+      throw new NoCheckpointError(runId, found.skipped, `run ${runId} has no valid checkpoint in ${this.store.uri} to resume from; start it again from the base model: align run ${recipe} --config …`);
+    }
+    const newId = opts.runId !== undefined ? checkRunId(opts.runId) : newRunId(recipe);
+    await this.startWorkflow(recipe, {
+      runId: newId, config, resumeFrom: found.checkpoint, parentRunId: runId,
+      // The same fleet and settings as the failed run.
+      ...(input.queues ? { queues: input.queues } : {}),
+      ...(input.heartbeatSeconds !== undefined ? { heartbeatSeconds: input.heartbeatSeconds } : {}),
+    });
+    const final = opts.detach === false ? await this.watch(newId, opts) : undefined;
+    return { runId: newId, parentRunId: runId, resumeFrom: found.checkpoint, skipped: found.skipped, ...(final ? { final } : {}) };
+  }
+
+  /** Writes the model files of a checkpoint (default: the newest valid one) as a Hugging Face folder. */
+  async exportRun(runId: string, opts: { step?: number; outDir: string }): Promise<ExportResult> {
+    checkRunId(runId);
+    try {
+      return await exportCheckpoint(this.store, runId, opts);
+    } catch (e) {
+      // No checkpoint at all may mean a mistyped run id: say so when Temporal knows no such run.
+      if (e instanceof NoCheckpointError && e.skipped.length === 0 && opts.step === undefined) {
+        await this.describe(runId).catch((err: unknown) => {
+          if (err instanceof RunNotFoundError) throw new RunNotFoundError(runId, this.namespace, this.address, this.store.uri);
+        });
+      }
+      throw e;
+    }
+  }
+}

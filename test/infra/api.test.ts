@@ -1,0 +1,269 @@
+/**
+ * The HTTP API with fastify's inject() (plus one request over a real socket), against the real
+ * Temporal dev server of the global setup, with the real training workflow and mocked activities
+ * (test/workflows/fake-activities.ts) served by workers in this process on task queues of their
+ * own. Covers auth (401), start → status → pause → resume → cancel → list, bad bodies and invalid
+ * configs (400 naming the field, nothing started), unknown runs (404), resume-failed with
+ * lineage, export, and an unreachable Temporal server (503 naming the address).
+ */
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApi } from '../../infra/api/server.js';
+import { RunService } from '../../infra/runs.js';
+import { writeCheckpoint } from '../../infra/store/checkpoints.js';
+import { openStore } from '../../infra/store/index.js';
+import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
+import { loadPretrained } from '../../models/pretrained.js';
+import { fakeActivities, type Script } from '../workflows/fake-activities.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const fixture = path.join(root, 'models/fixtures/tiny-llama');
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'aligner-api-test-'));
+const storeUri = `file://${path.join(tmp, 'store')}`;
+const suffix = `${process.pid}-${Date.now()}`;
+const queues = { control: `api-test-control-${suffix}`, compute: `api-test-cpu-${suffix}` };
+const TOKEN = 'test-token-0123456789';
+const auth = { authorization: `Bearer ${TOKEN}` };
+/** What the fake activities do; tests change it between runs (workers read it at each call). */
+const script: Script = {};
+const config = {
+  model: path.join(root, 'models/fixtures/tiny-llama'), data: { train: path.join(root, 'data/demo/sft.jsonl') },
+  trainer: { maxSteps: 10, checkpointEvery: 2, valEvery: 4, warmupSteps: 0 },
+};
+let client: Client;
+let connection: NativeConnection;
+let workers: Worker[] = [];
+let running: Promise<void>[] = [];
+let calls: { name: string; args: unknown }[];
+let service: RunService;
+let app: FastifyInstance;
+
+beforeAll(async () => {
+  try {
+    Runtime.install({ logger: new DefaultLogger('ERROR') }); // the workers' INFO lines drown the test output
+  } catch {
+    /* installed already in this process */
+  }
+  client = new Client({ connection: await connectTemporal(defaultTemporalAddress()) });
+  connection = await NativeConnection.connect({ address: defaultTemporalAddress() });
+  const own = `${queues.compute}-own`;
+  const fake = fakeActivities(own, script);
+  calls = fake.calls;
+  const workflowsPath = path.join(root, 'workflows/index.ts');
+  workers = await Promise.all([
+    Worker.create({ connection, taskQueue: queues.control, workflowsPath, activities: fake.acts }),
+    Worker.create({ connection, taskQueue: queues.compute, activities: fake.acts }),
+    Worker.create({ connection, taskQueue: own, activities: fake.acts }),
+  ]);
+  running = workers.map((w) => w.run());
+  service = new RunService({ address: defaultTemporalAddress(), storeUri, queues });
+  app = buildApi({ service, token: TOKEN });
+  await app.ready();
+});
+afterAll(async () => {
+  await app?.close();
+  await service?.close();
+  workers.forEach((w) => w.shutdown());
+  await Promise.all(running);
+  await connection?.close();
+  await client?.connection.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const count = async (query: string) => (await client.workflow.count(query)).count;
+const startedOnOurQueue = () => count(`TaskQueue = '${queues.control}'`);
+
+async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, tries = 50): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const v = await fn();
+    if (ok(v)) return v;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const get = async (url: string) => (await app.inject({ method: 'GET', url, headers: auth })).json();
+const post = (url: string, payload?: object) => app.inject({ method: 'POST', url, headers: auth, ...(payload ? { payload } : {}) });
+
+describe('HTTP API (real Temporal server, mocked activities)', () => {
+  it('401 without a token or with a wrong one, on every route', async () => {
+    for (const [method, url] of [['GET', '/runs'], ['GET', '/runs/x'], ['POST', '/runs'], ['POST', '/runs/x/pause'], ['POST', '/runs/x/export']] as const) {
+      const none = await app.inject({ method, url });
+      expect(none.statusCode, `${method} ${url}`).toBe(401);
+      expect(none.json()).toEqual({ error: 'Unauthorized', message: 'missing bearer token: send "Authorization: Bearer <token>"' });
+      expect(none.headers['www-authenticate']).toBe('Bearer');
+      const wrong = await app.inject({ method, url, headers: { authorization: `Bearer ${TOKEN}x` } });
+      expect(wrong.statusCode).toBe(401);
+      expect(wrong.json()).toEqual({ error: 'Unauthorized', message: 'invalid bearer token' });
+    }
+    expect((await app.inject({ method: 'GET', url: '/runs', headers: { authorization: TOKEN } })).statusCode).toBe(401); // no scheme
+  });
+
+  it('start → status → pause → resume → cancel → list', async () => {
+    script.chunkMs = 300;
+    try {
+      const runId = `api-flow-${suffix}`;
+      const res = await post('/runs', { recipe: 'sft', config, set: ['trainer.maxSteps=200'], runId });
+      expect(res.statusCode, res.body).toBe(201);
+      expect(res.json()).toEqual({ runId, recipe: 'sft' });
+      expect(res.headers.location).toBe(`/runs/${runId}`);
+      expect(await get(`/runs/${runId}`)).toMatchObject({ runId, recipe: 'sft', state: 'RUNNING', parentRunId: null, progress: { maxSteps: 200 } });
+
+      const paused = await post(`/runs/${runId}/pause`);
+      expect([paused.statusCode, paused.json()]).toEqual([202, { runId, requested: 'pause' }]);
+      const held = await until('paused', () => get(`/runs/${runId}`), (v) => v.progress?.status === 'paused');
+      await new Promise((r) => setTimeout(r, 800));
+      expect((await get(`/runs/${runId}`)).progress.step).toBe(held.progress.step);
+
+      expect((await post(`/runs/${runId}/resume`)).statusCode).toBe(202);
+      await until('training again', () => get(`/runs/${runId}`), (v) => v.progress?.step > held.progress.step);
+      expect((await post(`/runs/${runId}/cancel`)).json()).toEqual({ runId, requested: 'cancel' });
+      const final = await until('stopped', () => get(`/runs/${runId}`), (v) => v.state === 'COMPLETED');
+      expect(final.result).toMatchObject({ status: 'stopped', exportUri: null });
+
+      const list = await until('listed', () => get('/runs?limit=100'), (v) => v.runs.some((r: { runId: string }) => r.runId === runId));
+      expect(list.runs).toContainEqual(expect.objectContaining({ runId, recipe: 'sft', state: 'COMPLETED' }));
+      const starts = list.runs.map((r: { startTime: string }) => r.startTime);
+      expect(starts).toEqual([...starts].sort().reverse()); // newest first
+
+      const late = await post(`/runs/${runId}/pause`);
+      expect([late.statusCode, late.json()]).toEqual([409, { error: 'RunStateError', message: `cannot pause run ${runId}: it is completed` }]);
+    } finally {
+      delete script.chunkMs;
+    }
+  });
+
+  it('terminate ends a stuck run at once (202), as TERMINATED with the reason; a closed run gives 409', async () => {
+    script.chunkMs = 300;
+    try {
+      const runId = `api-terminate-${suffix}`;
+      expect((await post('/runs', { recipe: 'sft', config, set: ['trainer.maxSteps=200'], runId })).statusCode).toBe(201);
+      const res = await post(`/runs/${runId}/terminate`, { reason: 'worker pool drained' });
+      expect([res.statusCode, res.json()]).toEqual([202, { runId, requested: 'terminate' }]);
+      const view = await get(`/runs/${runId}`);
+      expect(view).toMatchObject({ state: 'TERMINATED', result: null, failure: { type: 'TerminatedFailure', message: 'worker pool drained' } });
+      expect((await post(`/runs/${runId}/terminate`)).statusCode).toBe(409);
+    } finally {
+      delete script.chunkMs;
+    }
+  });
+
+  it('400 naming the field for a bad body, an invalid config value or an unknown key; nothing is started', async () => {
+    const before = await startedOnOurQueue();
+    const cases: [object, number, object][] = [
+      [{ config }, 400, { error: 'ValidationError', message: 'body.recipe is required', fields: ['body.recipe'] }],
+      [{ recipe: 'ppo', config }, 400, { error: 'ValidationError', message: 'body.recipe must be one of: sft, dpo', fields: ['body.recipe'] }],
+      [{ recipe: 'sft', config, extra: 1 }, 400, { error: 'ValidationError', message: 'body.extra is not a known field', fields: ['body.extra'] }],
+      [{ recipe: 'sft', config: 'sft.yaml' }, 400, { error: 'ValidationError', message: 'body.config must be object', fields: ['body.config'] }],
+      [{ recipe: 'sft', config, set: ['trainer.lr'] }, 400, { error: 'ValidationError', message: 'body.set.0 must look like key.path=value', fields: ['body.set.0'] }],
+      [{ recipe: 'sft', config, set: ['trainer.lr=-1'] }, 400, { error: 'ConfigError', message: 'invalid sft config:\n  trainer.lr: Too small: expected number to be >0' }],
+      [{ recipe: 'sft', config: { ...config, trainer: { lr: -1 } } }, 400, { error: 'ConfigError', message: 'invalid sft config:\n  trainer.lr: Too small: expected number to be >0' }],
+      [{ recipe: 'sft', config: { ...config, trainer: { lrr: 1 } } }, 400, { error: 'ConfigError', message: 'invalid sft config:\n  trainer: unknown key(s) "lrr"' }],
+      [{ recipe: 'dpo', config: { ...config, dpo: { beta: 0 } } }, 400, { error: 'ConfigError', message: 'invalid dpo config:\n  dpo.beta: Too small: expected number to be >0' }],
+      [{ recipe: 'sft', config, runId: 'has space' }, 400, { error: 'UsageError', message: expect.stringContaining('invalid run id "has space"') }],
+    ];
+    for (const [i, [body, status, error]] of cases.entries()) {
+      const runId = `api-bad-${suffix}-${i}`;
+      const payload = 'runId' in body ? body : { ...body, runId };
+      const res = await post('/runs', payload);
+      expect(res.statusCode, JSON.stringify(body)).toBe(status);
+      expect(res.json(), JSON.stringify(body)).toEqual(error);
+      expect(await count(`WorkflowId = '${runId}'`)).toBe(0);
+    }
+    const bad = await app.inject({ method: 'POST', url: '/runs', headers: { ...auth, 'content-type': 'application/json' }, payload: '{"recipe":' });
+    expect(bad.statusCode).toBe(400);
+    expect(await startedOnOurQueue()).toBe(before);
+  });
+
+  it('404 for an unknown run, 400 for a malformed run id', async () => {
+    const missing = await app.inject({ method: 'GET', url: '/runs/no-such-run', headers: auth });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toEqual({ error: 'RunNotFoundError', message: expect.stringContaining('no run "no-such-run"') });
+    for (const op of ['pause', 'resume', 'cancel', 'resume-failed']) expect((await post(`/runs/no-such-run/${op}`)).statusCode, op).toBe(404);
+    const exp = await post('/runs/no-such-run/export', { outDir: path.join(tmp, 'nothing') });
+    expect(exp.statusCode).toBe(404);
+    expect(exp.json().message).toContain('no run "no-such-run"');
+    expect((await app.inject({ method: 'GET', url: '/runs/bad..id%20x', headers: auth })).statusCode).toBe(400);
+  });
+
+  it('resume-failed: 201 with a new run resumed from the last valid checkpoint, lineage recorded; 409 for a completed run', async () => {
+    const failed = `api-failed-${suffix}`;
+    script.dataError = 'train.jsonl:7: missing key "output"';
+    try {
+      expect((await post('/runs', { recipe: 'sft', config, runId: failed })).statusCode).toBe(201);
+      const view = await until('the failure', () => get(`/runs/${failed}`), (v) => v.state === 'FAILED');
+      expect(view.failure).toMatchObject({ type: 'DataError', message: 'train.jsonl:7: missing key "output"', activity: 'prepareDataset' });
+    } finally {
+      delete script.dataError;
+    }
+    const none = await post(`/runs/${failed}/resume-failed`);
+    expect(none.statusCode).toBe(404);
+    expect(none.json().message).toContain('has no valid checkpoint');
+
+    const ref = await writeCheckpoint(openStore(storeUri), failed, 6, readdirSync(fixture).map((name) => ({ name, path: path.join(fixture, name) })));
+    const res = await post(`/runs/${failed}/resume-failed`, { runId: `api-resumed-${suffix}` });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json()).toEqual({ runId: `api-resumed-${suffix}`, parentRunId: failed, resumeFrom: { uri: ref.uri, step: 6, sha256: ref.sha256 }, skipped: [] });
+    const done = await until('the resumed run', () => get(`/runs/api-resumed-${suffix}`), (v) => v.state === 'COMPLETED');
+    expect(done).toMatchObject({ parentRunId: failed, result: { status: 'completed', step: 10 } });
+    expect(calls.map((c) => c.args)).toContainEqual({ from: 6, to: 8, checkpoint: 6 });
+
+    const again = await post(`/runs/api-resumed-${suffix}/resume-failed`);
+    expect(again.statusCode).toBe(409);
+    expect(again.json().message).toContain('completed, it did not fail');
+  });
+
+  it('export writes the checkpoint\'s model files to a server-side folder', async () => {
+    const runId = `api-export-${suffix}`;
+    await writeCheckpoint(openStore(storeUri), runId, 3, [
+      ...readdirSync(fixture).map((name) => ({ name, path: path.join(fixture, name) })),
+      { name: 'optimizer.safetensors', bytes: new Uint8Array(16) },
+    ]);
+    const outDir = path.join(tmp, 'api-export');
+    const res = await post(`/runs/${runId}/export`, { outDir });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({ runId, step: 3, outDir, files: ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'], skipped: [] });
+    (await loadPretrained(outDir)).dispose();
+    const relative = await post(`/runs/${runId}/export`, { outDir: 'out' });
+    expect([relative.statusCode, relative.json().message]).toEqual([400, 'body.outDir must be an absolute path on the API server, got "out"']);
+    const badStep = await post(`/runs/${runId}/export`, { outDir, step: -1 });
+    expect([badStep.statusCode, badStep.json().fields]).toEqual([400, ['body.step']]);
+  });
+
+  it('serves a real socket', async () => {
+    const server = buildApi({ service, token: TOKEN });
+    try {
+      const url = await server.listen({ port: 0, host: '127.0.0.1' });
+      const ok = await fetch(`${url}/runs?limit=1`, { headers: auth });
+      expect(ok.status).toBe(200);
+      expect(Array.isArray(((await ok.json()) as { runs: unknown[] }).runs)).toBe(true);
+      expect((await fetch(`${url}/runs`)).status).toBe(401);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('503 naming the address when the Temporal server is unreachable', async () => {
+    const down = new RunService({ address: '127.0.0.1:1', storeUri, connectTimeoutMs: 1000 });
+    const api = buildApi({ service: down, token: TOKEN });
+    try {
+      for (const [method, url, payload] of [['GET', '/runs', undefined], ['POST', '/runs', { recipe: 'sft', config }]] as const) {
+        const res = await api.inject({ method, url, headers: auth, ...(payload ? { payload } : {}) });
+        expect(res.statusCode).toBe(503);
+        expect(res.json()).toEqual({ error: 'TemporalUnavailableError', message: expect.stringMatching(/^cannot reach the Temporal server at 127\.0\.0\.1:1 .*npm run stack$/) });
+      }
+      // An invalid config is still reported as such: it is checked before connecting.
+      const bad = await api.inject({ method: 'POST', url: '/runs', headers: auth, payload: { recipe: 'sft', config, set: ['trainer.lr=-1'] } });
+      expect(bad.statusCode).toBe(400);
+    } finally {
+      await api.close();
+      await down.close();
+    }
+  });
+});
