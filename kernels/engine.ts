@@ -6,27 +6,30 @@ import type { Backend, HostArray } from './backend.js';
 import type { DType } from './dtype.js';
 import { ShapeError, fmtShape } from './errors.js';
 import type { Shape } from './errors.js';
+import { cudaBackend } from './cuda-backend.js';
 import { nativeAvailable, nativeBackend } from './native-backend.js';
 import { Generator } from './random.js';
 import { referenceBackend } from './reference/index.js';
 import { Tensor, numelOf } from './tensor.js';
 
-export type BackendName = 'native' | 'reference';
+export type BackendName = 'native' | 'reference' | 'cuda';
 
 let defaultBackend: Backend | null = null;
 
 export function getBackend(name: BackendName): Backend {
   if (name === 'reference') return referenceBackend;
+  if (name === 'cuda') return cudaBackend(); // opt-in; its first call throws NoGpuError where there is no usable GPU
   const status = nativeAvailable();
   if (!status.ok) throw new Error(`native backend unavailable: ${status.reason}`);
   return nativeBackend();
 }
 
-/** The backend new tensors go to unless told otherwise (env ALIGN_BACKEND=reference|native). */
+/** The backend new tensors go to unless told otherwise (env ALIGN_BACKEND=reference|native|cuda). */
 export function currentBackend(): Backend {
   if (defaultBackend) return defaultBackend;
   const wanted = process.env.ALIGN_BACKEND as BackendName | undefined;
   if (wanted === 'reference') return (defaultBackend = referenceBackend);
+  if (wanted === 'cuda') return (defaultBackend = cudaBackend());
   const status = nativeAvailable();
   if (status.ok) return (defaultBackend = nativeBackend());
   if (wanted === 'native') throw new Error(`ALIGN_BACKEND=native but ${status.reason}`);

@@ -32,6 +32,10 @@ export class IndexError extends AlignerError {}
 export class OutOfMemoryError extends AlignerError {}
 /** A failure inside native code that has no more specific class. */
 export class NativeError extends AlignerError {}
+/** A CUDA call on a machine without a usable GPU; the message says what is missing (library, driver, device). */
+export class NoGpuError extends AlignerError {}
+/** A CUDA driver, cuBLASLt or NVRTC call that failed on a working GPU; the message has the CUDA error. */
+export class CudaError extends AlignerError {}
 
 const NATIVE_ERROR_CLASSES: Record<string, new (m: string) => AlignerError> = {
   ShapeError,
@@ -39,6 +43,8 @@ const NATIVE_ERROR_CLASSES: Record<string, new (m: string) => AlignerError> = {
   IndexError,
   OutOfMemoryError,
   NativeError,
+  NoGpuError,
+  CudaError,
 };
 
 /** Convert an error thrown by the addon (plain Error with `name` set in C++) into its typed class. */

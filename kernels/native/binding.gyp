@@ -25,6 +25,11 @@
         'src/attention.cc',
         'src/optim.cc',
         'src/probe.cc',
+        # CUDA backend: libraries are dlopen'ed at run time, so no CUDA headers are needed here.
+        'src/cuda/loader.cc',
+        'src/cuda/device.cc',
+        'src/cuda/gemm.cc',
+        'src/cuda/bind_cuda.cc',
       ],
       'include_dirs': ['src'],
       # node-gyp's common.gypi turns C++ exceptions and RTTI off; kernel errors travel as exceptions.

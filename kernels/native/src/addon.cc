@@ -8,6 +8,8 @@
 
 namespace aligner {
 
+void register_cuda(napi_env env, napi_value exports);  // cuda/bind_cuda.cc
+
 Engine::Engine(int threads) : pool(new Pool(threads)), stream(new Stream(pool.get())) {}
 
 Engine::~Engine() {
@@ -61,6 +63,7 @@ napi_value module_init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, 1, &desc);
   register_storage(env, exports);
   register_kernels(env, exports);
+  register_cuda(env, exports);
   return exports;
 }
 

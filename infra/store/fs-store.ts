@@ -1,0 +1,223 @@
+/**
+ * The filesystem ArtifactStore: the embedded default. Objects are plain files under a root
+ * folder, so a checkpoint can be inspected (and loaded by other tools) where it lies.
+ *
+ * Writes go to a temp file next to the target, are fsynced, then renamed into place: a crash or
+ * an abort never leaves a partial object under the real name. Temp files end in
+ * `.aligner-tmp-<hex>` and are invisible to `list`.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import {
+  checkKey,
+  StoreError,
+  type ArtifactStore,
+  type ObjectInfo,
+  type PutOptions,
+  type PutResult,
+  type PutSource,
+} from './artifact-store.js';
+
+const TMP = /\.aligner-tmp-[0-9a-f]+$/;
+const tmpName = (path: string) => `${path}.aligner-tmp-${randomBytes(6).toString('hex')}`;
+const RETRYABLE = new Set(['EIO', 'EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'ENOSPC', 'ETIMEDOUT']);
+
+/** Maps a Node fs error to a StoreError that names the URI. */
+function fsError(e: unknown, op: string, uri: string): StoreError {
+  if (e instanceof StoreError) return e;
+  const code = (e as NodeJS.ErrnoException).code ?? '';
+  if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') {
+    return new StoreError('NotFound', `${op}: no object at ${uri}`, false, { cause: e });
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new StoreError('Denied', `${op} ${uri}: permission denied (${code})`, false, { cause: e });
+  }
+  if ((e as Error).name === 'AbortError') return new StoreError('Aborted', `${op} ${uri}: aborted`, false, { cause: e });
+  const retryable = RETRYABLE.has(code);
+  return new StoreError(retryable ? 'Unavailable' : 'Failed', `${op} ${uri}: ${(e as Error).message}`, retryable, {
+    cause: e,
+  });
+}
+
+/** Writes all chunks to `tmp`, hashing them, fsyncs, and returns size and sha256. */
+async function writeTemp(tmp: string, chunks: AsyncIterable<Uint8Array> | Uint8Array[], signal?: AbortSignal) {
+  const fh = await fsp.open(tmp, 'wx');
+  const hash = createHash('sha256');
+  let size = 0;
+  try {
+    for await (const chunk of chunks) {
+      signal?.throwIfAborted();
+      hash.update(chunk);
+      size += chunk.length;
+      await fh.write(chunk);
+    }
+    signal?.throwIfAborted();
+    await fh.sync(); // the data must be on disk before the rename makes it visible
+  } finally {
+    await fh.close();
+  }
+  return { size, sha256: hash.digest('hex') };
+}
+
+function sourceChunks(src: PutSource): AsyncIterable<Uint8Array> | Uint8Array[] {
+  if (src instanceof Uint8Array) return [src];
+  if ('file' in src) return createReadStream(src.file, { highWaterMark: 1 << 20 });
+  return src;
+}
+
+export class FsStore implements ArtifactStore {
+  readonly root: string;
+  readonly uri: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+    this.uri = pathToFileURL(this.root).href.replace(/\/$/, '');
+  }
+
+  private path(key: string): string {
+    return join(this.root, checkKey(key));
+  }
+
+  uriOf(key: string): string {
+    checkKey(key, true);
+    return key === '' ? this.uri : `${this.uri}/${key.split('/').map(encodeURIComponent).join('/')}`;
+  }
+
+  keyOf(uri: string): string {
+    const rel = uri.startsWith('file:') ? relative(this.root, fileURLToPath(uri)) : '..';
+    if (rel.startsWith('..') || rel.startsWith(sep)) throw new StoreError('Invalid', `${uri} is not inside ${this.uri}`, false);
+    return rel.split(sep).join('/') + (uri.endsWith('/') && rel ? '/' : '');
+  }
+
+  async put(key: string, src: PutSource, opts: PutOptions = {}): Promise<PutResult> {
+    const path = this.path(key);
+    const tmp = tmpName(path);
+    try {
+      await fsp.mkdir(dirname(path), { recursive: true });
+      const res = await writeTemp(tmp, sourceChunks(src), opts.signal);
+      await fsp.rename(tmp, path);
+      return { key, ...res };
+    } catch (e) {
+      if (!(src instanceof Uint8Array) && !('file' in src)) src.destroy();
+      await fsp.rm(tmp, { force: true });
+      if (typeof src === 'object' && 'file' in src && (e as NodeJS.ErrnoException).path === src.file) {
+        throw new StoreError('NotFound', `put ${this.uriOf(key)}: cannot read source file ${src.file}`, false, { cause: e });
+      }
+      throw fsError(e, 'put', this.uriOf(key));
+    }
+  }
+
+  async putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean> {
+    const path = this.path(key);
+    const tmp = tmpName(path);
+    try {
+      await fsp.mkdir(dirname(path), { recursive: true });
+      await writeTemp(tmp, [bytes]);
+      // link() fails with EEXIST when the target exists, and otherwise makes the complete file
+      // visible at once (an `open(wx)` + write would expose a partial file to readers).
+      await fsp.link(tmp, path);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw fsError(e, 'putIfAbsent', this.uriOf(key));
+    } finally {
+      await fsp.rm(tmp, { force: true });
+    }
+  }
+
+  async get(key: string): Promise<Buffer> {
+    try {
+      return await fsp.readFile(this.path(key));
+    } catch (e) {
+      throw fsError(e, 'get', this.uriOf(key));
+    }
+  }
+
+  async getStream(key: string): Promise<Readable> {
+    try {
+      const fh = await fsp.open(this.path(key), 'r'); // opening first reports a missing key here
+      if ((await fh.stat()).isDirectory()) {
+        await fh.close();
+        throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+      }
+      return fh.createReadStream({ highWaterMark: 1 << 20 });
+    } catch (e) {
+      throw fsError(e, 'get', this.uriOf(key));
+    }
+  }
+
+  async getToFile(key: string, path: string): Promise<PutResult> {
+    const src = await this.getStream(key);
+    const tmp = tmpName(resolve(path));
+    try {
+      await fsp.mkdir(dirname(resolve(path)), { recursive: true });
+      const res = await writeTemp(tmp, src);
+      await fsp.rename(tmp, path);
+      return { key, ...res };
+    } catch (e) {
+      src.destroy();
+      await fsp.rm(tmp, { force: true });
+      throw fsError(e, `get ${this.uriOf(key)} to`, path);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const st = await fsp.stat(this.path(key));
+      return st.isFile() ? { key, size: st.size, mtime: st.mtime } : undefined;
+    } catch (e) {
+      const err = fsError(e, 'stat', this.uriOf(key));
+      if (err.code === 'NotFound') return undefined;
+      throw err;
+    }
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    checkKey(prefix, true);
+    const base = prefix.slice(0, prefix.lastIndexOf('/') + 1); // the folder holding the prefix
+    const out: ObjectInfo[] = [];
+    const walk = async (dirKey: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await fsp.readdir(join(this.root, dirKey), { withFileTypes: true });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+        throw fsError(e, 'list', this.uriOf(dirKey));
+      }
+      for (const ent of entries) {
+        const key = dirKey + ent.name;
+        if (!key.startsWith(prefix) && !prefix.startsWith(key + '/')) continue;
+        if (ent.isDirectory()) await walk(key + '/');
+        else if (ent.isFile() && !TMP.test(ent.name) && key.startsWith(prefix)) {
+          const st = await fsp.stat(join(this.root, key)).catch(() => undefined); // may vanish meanwhile
+          if (st) out.push({ key, size: st.size, mtime: st.mtime });
+        }
+      }
+    };
+    await walk(base);
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async delete(keys: string[]): Promise<void> {
+    for (const key of keys) {
+      const path = this.path(key);
+      try {
+        await fsp.rm(path, { force: true });
+      } catch (e) {
+        throw fsError(e, 'delete', this.uriOf(key));
+      }
+      // Remove folders left empty (a pruned checkpoint leaves none behind), up to the root.
+      for (let dir = dirname(path); dir.startsWith(this.root + sep); dir = dirname(dir)) {
+        try {
+          await fsp.rmdir(dir);
+        } catch {
+          break; // not empty (or already gone): stop climbing
+        }
+      }
+    }
+  }
+}
