@@ -58,6 +58,34 @@ async function finalWeightsSha(result: RunResult): Promise<string> {
 }
 
 describe('durable runs end to end', () => {
+  slowIt('bad data fails the run before any training, non-retryable, naming file and line', async () => {
+    const { writeFileSync, mkdirSync } = await import('node:fs');
+    const dir = path.join(tmp, 'bad');
+    mkdirSync(dir, { recursive: true });
+    const cases: [string, string, RegExp][] = [
+      ['malformed.jsonl', '{"input": "a", "output": "b"}\n{"input": "c" "output": "d"}\n', /malformed\.jsonl:2: not valid JSON/],
+      ['missing.jsonl', '{"input": "a", "output": "b"}\n{"input": "c"}\n', /missing\.jsonl:2: missing key "output"/],
+      ['empty.jsonl', '\n', /empty\.jsonl: the dataset is empty/],
+    ];
+    const compute = await startWorkers({ address: defaultTemporalAddress(), store: runStore, role: 'compute', workerId: uniqueId('bad'), queues: QUEUES });
+    try {
+      await Promise.all(cases.map(async ([name, text, message]) => {
+        const file = path.join(dir, name);
+        writeFileSync(file, text);
+        const config = parseRecipeConfig('sft', { model: tinyLlama, data: { train: file }, trainer: { maxSteps: 4, warmupSteps: 0 } });
+        const runId = uniqueId('e2e-bad');
+        const err = await client.workflow.execute('sftWorkflow', { taskQueue: QUEUES.control, workflowId: runId, args: [{ runId, config, queues: QUEUES }] })
+          .then(() => null, (e: Error & { cause?: { cause?: { message: string; type?: string; nonRetryable?: boolean } } }) => e.cause?.cause);
+        expect(err?.message).toMatch(message);
+        expect(err?.type).toBe('DataError');
+        expect(err?.nonRetryable).toBe(true);
+        expect(await runStore.getJson(`runs/${runId}/data/dataset.json`)).toBeNull(); // nothing prepared, nothing trained
+      }));
+    } finally {
+      await compute.shutdown();
+    }
+  });
+
   slowIt('an SFT run reads its model and data from s3:// and keeps its checkpoints in S3 (versitygw)', async () => {
     const bucket = process.env.ALIGN_S3_BUCKET!;
     const s3 = openStore(`s3://${bucket}`);
