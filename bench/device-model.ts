@@ -18,6 +18,7 @@ import path from 'node:path';
 
 import type { Backend } from '../kernels/backend.js';
 import { AdamW, Generator, setBackend, tensor, tidy } from '../kernels/index.js';
+import { KernelProfile, profiledBackend } from '../kernels/profile.js';
 import type { Tensor } from '../kernels/index.js';
 import type { CausalLM } from '../models/causal-lm.js';
 import type { ModelConfig } from '../models/config.js';
@@ -174,11 +175,17 @@ export const TRAIN_SHAPES: TrainShape[] = [
   },
 ];
 
-export async function trainBench(cuda: Backend, shape: TrainShape, steps: number, warmup: number, peak: number): Promise<Json> {
+/**
+ * Tokens/s of training steps. With `profile`, every kernel is timed on its own (the stream is
+ * serialised, so the step time is not comparable) to show where the time goes.
+ */
+export async function trainBench(gpu: Backend, shape: TrainShape, steps: number, warmup: number, peak: number, profile?: KernelProfile): Promise<Json> {
+  const cuda = profile ? profiledBackend(gpu, profile) : gpu;
   setBackend(cuda);
   const gen = new Generator(0);
   const model = createModel(shape.config, { backend: cuda, init: 'none' }) as LlamaForCausalLM;
   deviceInit(model, cuda, gen);
+  profile?.reset();
   const params = model.numParameters();
   const opt = new AdamW(model.parameters(), { lr: 1e-4, beta1: 0.9, beta2: 0.95, weightDecay: 0.1 });
   const { ids, targets } = batchOf(gen, shape.batch, shape.seq, shape.config.vocabSize, cuda);
@@ -204,6 +211,7 @@ export async function trainBench(cuda: Backend, shape: TrainShape, steps: number
   return {
     params, batch: shape.batch, seq: shape.seq, steps, step_ms_median: +stepMs.toFixed(1), tokens_per_s: Math.round(tokensPerS),
     mfu: +((6 * params * tokensPerS) / peak).toFixed(4), first_loss: +firstLoss.toFixed(4), dtype: 'f32 (TF32 GEMMs)',
+    ...(profile ? { profile_top: profile.top(12) } : {}),
   };
 }
 

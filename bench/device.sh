@@ -9,6 +9,8 @@
 # Results are also copied to $OUT/device.jsonl when $OUT is set (the device tool's output folder).
 #
 #   bash bench/device.sh [bundle-dir]
+# From this repository with the device tool: build the bundle here (bash bench/bundle-device.sh),
+# then run `bash .tools/device/device.sh` with carry [".tools/device"] and a timeout of ~540 s.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -5,11 +5,12 @@
 #
 #   bash kernels/cuda/check.sh            # uses $NVCC, else nvcc on PATH, else the tools venv
 #
-# nvcc is not needed for anything else. The tools venv (about 125 MB of wheels, 350 MB installed):
-#   python3 -m venv .tools/cuda-venv && .tools/cuda-venv/bin/pip install nvidia-cuda-nvcc==13.5.37 nvidia-cuda-nvrtc==13.5.37
+# nvcc is not needed for anything else. The tools venv (about 187 MB of wheels, 514 MB installed):
+#   python3 -m venv .tools/cuda-venv && .tools/cuda-venv/bin/pip install nvidia-cuda-nvcc==13.5.37 nvidia-cuda-nvrtc==13.5.37 nvidia-cuda-cccl==13.3.5.0.6
 # (nvidia-cuda-nvcc pulls nvidia-cuda-crt, nvidia-cuda-runtime and nvidia-nvvm: the compiler,
-# its C runtime headers, cuda_runtime.h and cicc. nvidia-cuda-nvrtc lets the vitest check also
-# compile every kernel through NVRTC, the run-time path.)
+# its C runtime headers, cuda_runtime.h and cicc: 125 MB. nvidia-cuda-nvrtc (58 MB) lets the vitest
+# checks compile every kernel through NVRTC, the run-time path; nvidia-cuda-cccl (4 MB) completes
+# the headers for the ABI check.)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

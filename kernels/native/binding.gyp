@@ -30,6 +30,7 @@
         'src/cuda/device.cc',
         'src/cuda/gemm.cc',
         'src/cuda/bind_cuda.cc',
+        'src/cuda/bind_cuda_kernels.cc',
       ],
       'include_dirs': ['src'],
       # node-gyp's common.gypi turns C++ exceptions and RTTI off; kernel errors travel as exceptions.

@@ -3,7 +3,7 @@
  * printed) where its tools are missing; CI installs none of them (the wheels are hundreds of MB):
  *  - nvcc: kernels/cuda/check.sh builds every kernels/cuda/*.cu for sm_80, sm_90 and compute_90
  *    PTX, warnings as errors. One command installs nvcc locally:
- *      python3 -m venv .tools/cuda-venv && .tools/cuda-venv/bin/pip install nvidia-cuda-nvcc==13.5.37 nvidia-cuda-nvrtc==13.5.37 nvidia-cuda-cccl
+ *      python3 -m venv .tools/cuda-venv && .tools/cuda-venv/bin/pip install nvidia-cuda-nvcc==13.5.37 nvidia-cuda-nvrtc==13.5.37 nvidia-cuda-cccl==13.3.5.0.6
  *  - NVRTC (found by the loader, e.g. in that venv or in a PyTorch install): every module through
  *    the run-time compile path of kernels/cuda-modules.ts, for sm_80 and sm_90.
  *  - The ABI: kernels/native/src/cuda/api.h's hand-written values, layouts and prototypes against

@@ -1,4 +1,5 @@
-// N-API entry points of the CUDA backend (all named cuda*; declared for TS in kernels/cuda-probe.ts).
+// N-API entry points of the CUDA backend for probing, memory and reading back (all named cuda*;
+// declared for TS in kernels/cuda-probe.ts; kernels and GEMMs are in bind_cuda_kernels.cc).
 //
 // Device memory crosses as raw pointers in JS numbers (48-bit virtual addresses are exact in a
 // double), so a kernel launch passes numbers only: the kernel arguments are packed by TS into one
@@ -12,88 +13,13 @@
 
 #include "bf16.h"
 #include "cuda/device.h"
-#include "cuda/gemm.h"
+#include "cuda/bind_util.h"
 #include "napi_util.h"
 
 namespace aligner {
 namespace cuda {
 
 namespace {
-
-enum class HostType { f32 = 0, bf16 = 1, i32 = 2 };  // numbering shared with kernels/cuda-backend.ts
-
-const DriverFns& cu() { return libraries().cu; }
-
-HostType host_type(const Args& a, size_t i) {
-  i64 code = a.size(i, "dtype");
-  if (code > 2) fail("DTypeError", std::string(a.fn) + ": unsupported dtype code " + std::to_string(code));
-  return static_cast<HostType>(code);
-}
-
-CUdeviceptr ptr_arg(const Args& a, size_t i, const char* what) {
-  i64 p = a.size(i, what);
-  if (p == 0) fail("NativeError", std::string(a.fn) + ": " + what + " is a null (freed?) device pointer");
-  return static_cast<CUdeviceptr>(p);
-}
-
-napi_value make_object(napi_env env) {
-  napi_value o;
-  NAPI_OK(napi_create_object(env, &o));
-  return o;
-}
-void set(napi_env env, napi_value o, const char* key, napi_value v) { NAPI_OK(napi_set_named_property(env, o, key, v)); }
-napi_value js_bool(napi_env env, bool b) {
-  napi_value v;
-  NAPI_OK(napi_get_boolean(env, b, &v));
-  return v;
-}
-napi_value js_null(napi_env env) {
-  napi_value v;
-  NAPI_OK(napi_get_null(env, &v));
-  return v;
-}
-napi_value js_string_or_null(napi_env env, const std::string& s) { return s.empty() ? js_null(env) : js_string(env, s); }
-
-std::string string_arg(const Args& a, size_t i, const char* what) {
-  size_t len = 0;
-  if (napi_get_value_string_utf8(a.env, a[i], nullptr, 0, &len) != napi_ok)
-    fail("NativeError", std::string(a.fn) + ": " + what + " must be a string");
-  std::string s(len, '\0');
-  NAPI_OK(napi_get_value_string_utf8(a.env, a[i], s.data(), len + 1, &len));
-  return s;
-}
-
-std::vector<std::string> string_array_arg(const Args& a, size_t i, const char* what) {
-  std::vector<std::string> out;
-  bool is_array = false;
-  NAPI_OK(napi_is_array(a.env, a[i], &is_array));
-  if (!is_array) fail("NativeError", std::string(a.fn) + ": " + what + " must be an array of strings");
-  uint32_t n = 0;
-  NAPI_OK(napi_get_array_length(a.env, a[i], &n));
-  for (uint32_t k = 0; k < n; k++) {
-    napi_value el;
-    NAPI_OK(napi_get_element(a.env, a[i], k, &el));
-    size_t len = 0;
-    if (napi_get_value_string_utf8(a.env, el, nullptr, 0, &len) != napi_ok)
-      fail("NativeError", std::string(a.fn) + ": " + what + " must be an array of strings");
-    std::string s(len, '\0');
-    NAPI_OK(napi_get_value_string_utf8(a.env, el, s.data(), len + 1, &len));
-    out.push_back(s);
-  }
-  return out;
-}
-
-// A typed array's bytes and element type.
-void* typed_arg(const Args& a, size_t i, napi_typedarray_type* type, size_t* length) {
-  bool is_ta = false;
-  NAPI_OK(napi_is_typedarray(a.env, a[i], &is_ta));
-  if (!is_ta) fail("NativeError", std::string(a.fn) + ": argument " + std::to_string(i) + " must be a typed array");
-  void* data = nullptr;
-  napi_value ab;
-  size_t offset;
-  NAPI_OK(napi_get_typedarray_info(a.env, a[i], type, length, &data, &ab, &offset));
-  return data;
-}
 
 // ---- probe ----
 
@@ -446,185 +372,27 @@ napi_value js_read(napi_env env, napi_callback_info info) {
   });
 }
 
-// ---- kernels: compile, load, launch ----
-
-// cudaCompile(source, name, options, headerNames, headerSources) → {cubin: Uint8Array | null, log,
-// error?}. The headers are what `#include "name"` finds. Needs NVRTC only (no GPU, no driver).
-napi_value js_compile(napi_env env, napi_callback_info info) {
-  return guarded(env, [&]() -> napi_value {
-    Args a(env, info, "cudaCompile", 5);
-    const std::string src = string_arg(a, 0, "source"), name = string_arg(a, 1, "name");
-    const std::vector<std::string> opts = string_array_arg(a, 2, "options");
-    const std::vector<std::string> header_names = string_array_arg(a, 3, "headerNames");
-    const std::vector<std::string> header_sources = string_array_arg(a, 4, "headerSources");
-    if (header_names.size() != header_sources.size())
-      fail("NativeError", "cudaCompile: headerNames and headerSources differ in length");
-    std::vector<const char*> hn, hs;
-    for (size_t i = 0; i < header_names.size(); i++) {
-      hn.push_back(header_names[i].c_str());
-      hs.push_back(header_sources[i].c_str());
-    }
-    const NvrtcFns& f = nvrtc();
-    nvrtcProgram prog = nullptr;
-    int r = f.nvrtcCreateProgram(&prog, src.c_str(), name.c_str(), static_cast<int>(hn.size()), hs.data(), hn.data());
-    if (r != 0) fail("CudaError", "nvrtcCreateProgram(" + name + ") failed: " + f.nvrtcGetErrorString(r));
-    std::vector<const char*> argv;
-    for (const auto& o : opts) argv.push_back(o.c_str());
-    const int compiled = f.nvrtcCompileProgram(prog, static_cast<int>(argv.size()), argv.data());
-    size_t log_size = 0;
-    std::string log;
-    if (f.nvrtcGetProgramLogSize(prog, &log_size) == 0 && log_size > 1) {
-      log.resize(log_size);
-      f.nvrtcGetProgramLog(prog, log.data());
-      log.resize(log_size - 1);
-    }
-    napi_value o = make_object(env);
-    set(env, o, "log", js_string(env, log));
-    napi_value cubin = js_null(env);
-    if (compiled == 0) {
-      size_t size = 0;
-      if (f.nvrtcGetCUBINSize(prog, &size) == 0 && size > 0) {
-        void* data = nullptr;
-        napi_value ab;
-        NAPI_OK(napi_create_arraybuffer(env, size, &data, &ab));
-        if (f.nvrtcGetCUBIN(prog, static_cast<char*>(data)) == 0)
-          NAPI_OK(napi_create_typedarray(env, napi_uint8_array, size, ab, 0, &cubin));
-      }
-    } else {
-      set(env, o, "error", js_string(env, f.nvrtcGetErrorString(compiled)));
-    }
-    set(env, o, "cubin", cubin);
-    f.nvrtcDestroyProgram(&prog);
-    return o;
-  });
-}
-
-std::vector<CUmodule> g_modules;
-std::vector<CUfunction> g_functions;
-
-napi_value js_load_module(napi_env env, napi_callback_info info) {
-  return guarded(env, [&]() -> napi_value {
-    Args a(env, info, "cudaLoadModule", 1);
-    napi_typedarray_type t;
-    size_t n;
-    void* image = typed_arg(a, 0, &t, &n);
-    if (t != napi_uint8_array) fail("NativeError", "cudaLoadModule: the image must be a Uint8Array");
-    gpu();
-    CUmodule m = nullptr;
-    CU_CHECK(cu().cuModuleLoadData(&m, image));
-    g_modules.push_back(m);
-    return js_number(env, static_cast<double>(g_modules.size() - 1));
-  });
-}
-
-napi_value js_get_function(napi_env env, napi_callback_info info) {
-  return guarded(env, [&]() -> napi_value {
-    Args a(env, info, "cudaGetFunction", 3);
-    i64 m = a.size(0, "module");
-    if (static_cast<size_t>(m) >= g_modules.size()) fail("NativeError", "cudaGetFunction: unknown module");
-    const std::string name = string_arg(a, 1, "name");
-    i64 max_shared = a.size(2, "maxDynamicShared");
-    CUfunction fn = nullptr;
-    CUresult r = cu().cuModuleGetFunction(&fn, g_modules[m], name.c_str());
-    if (r != CUDA_SUCCESS) fail("CudaError", "kernel " + name + " is not in its module: " + error_text(r));
-    // Kernels that want more than the default 48 KiB of dynamic shared memory must opt in.
-    if (max_shared > 48 * 1024)
-      CU_CHECK(cu().cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, static_cast<int>(max_shared)));
-    g_functions.push_back(fn);
-    return js_number(env, static_cast<double>(g_functions.size() - 1));
-  });
-}
-
-// The argument buffer TS packs before each launch (registered once; kept alive by a reference).
-void* g_arg_data = nullptr;
-size_t g_arg_capacity = 0;
-napi_ref g_arg_ref = nullptr;
-
-napi_value js_arg_buffer(napi_env env, napi_callback_info info) {
-  return guarded(env, [&]() -> napi_value {
-    Args a(env, info, "cudaArgBuffer", 1);
-    napi_typedarray_type t;
-    size_t n;
-    void* data = typed_arg(a, 0, &t, &n);
-    if (t != napi_uint8_array) fail("NativeError", "cudaArgBuffer: expects a Uint8Array");
-    if (g_arg_ref) NAPI_OK(napi_delete_reference(env, g_arg_ref));
-    NAPI_OK(napi_create_reference(env, a[0], 1, &g_arg_ref));
-    g_arg_data = data;
-    g_arg_capacity = n;
-    return js_undefined(env);
-  });
-}
-
-// cudaLaunch(fn, gx, gy, gz, bx, by, bz, sharedBytes, argBytes): the first argBytes of the
-// registered buffer are the kernel's parameters, laid out as the kernel's C signature.
-napi_value js_launch(napi_env env, napi_callback_info info) {
-  return guarded(env, [&]() -> napi_value {
-    Args a(env, info, "cudaLaunch", 9);
-    i64 f = a.size(0, "fn");
-    if (static_cast<size_t>(f) >= g_functions.size()) fail("NativeError", "cudaLaunch: unknown function");
-    unsigned dims[6];
-    for (int i = 0; i < 6; i++) {
-      i64 d = a.size(1 + i, "grid/block size");
-      if (d < 1 || d > 0x7fffffff) fail("NativeError", "cudaLaunch: grid/block sizes must be in [1, 2^31)");
-      dims[i] = static_cast<unsigned>(d);
-    }
-    i64 shared = a.size(7, "sharedBytes");
-    size_t arg_bytes = static_cast<size_t>(a.size(8, "argBytes"));
-    if (arg_bytes > g_arg_capacity) fail("NativeError", "cudaLaunch: argBytes exceeds the registered buffer");
-    void* extra[] = {kLaunchParamBufferPointer, g_arg_data, kLaunchParamBufferSize, &arg_bytes, kLaunchParamEnd};
-    Gpu& g = gpu();
-    CU_CHECK(cu().cuLaunchKernel(g_functions[f], dims[0], dims[1], dims[2], dims[3], dims[4], dims[5],
-                                 static_cast<unsigned>(shared), g.stream, nullptr, extra));
-    return js_undefined(env);
-  });
-}
-
-// cudaMatmul(a, b, out, inType, outType, batch, M, N, K, transA, transB, strideA, strideB)
-napi_value js_matmul(napi_env env, napi_callback_info info) {
-  return guarded(env, [&]() -> napi_value {
-    Args a(env, info, "cudaMatmul", 13);
-    GemmArgs g{};
-    g.batch = a.size(5, "batch");
-    g.M = a.size(6, "M");
-    g.N = a.size(7, "N");
-    g.K = a.size(8, "K");
-    const bool empty = g.batch == 0 || g.M == 0 || g.N == 0;
-    g.a = empty || g.K == 0 ? 0 : ptr_arg(a, 0, "a");
-    g.b = empty || g.K == 0 ? 0 : ptr_arg(a, 1, "b");
-    g.out = empty ? 0 : ptr_arg(a, 2, "out");
-    i64 in = a.size(3, "inType"), out = a.size(4, "outType");
-    if (in > 1 || out > 1) fail("DTypeError", "cudaMatmul: types must be f32 (0) or bf16 (1)");
-    g.in_type = static_cast<GemmType>(in);
-    g.out_type = static_cast<GemmType>(out);
-    g.trans_a = a.flag(9);
-    g.trans_b = a.flag(10);
-    g.stride_a = a.size(11, "strideA");
-    g.stride_b = a.size(12, "strideB");
-    gemm(g);
-    return js_undefined(env);
-  });
-}
-
 }  // namespace
-}  // namespace cuda
 
-void register_cuda(napi_env env, napi_value exports) {
-  using namespace cuda;
+void register_cuda_memory(napi_env env, napi_value exports) {
 #define F(name, fn) {name, nullptr, fn, nullptr, nullptr, nullptr, napi_default, nullptr}
   napi_property_descriptor props[] = {
-      F("cudaProbe", js_probe),           F("cudaInit", js_init),
-      F("cudaAlloc", js_alloc),           F("cudaFree", js_free),
-      F("cudaStats", js_stats),           F("cudaEmptyCache", js_empty_cache),
-      F("cudaMemInfo", js_mem_info),      F("cudaWrite", js_write),
-      F("cudaCopy", js_copy),             F("cudaZero", js_zero),
-      F("cudaReadSync", js_read_sync),    F("cudaRead", js_read),
-      F("cudaSynchronize", js_synchronize), F("cudaCompile", js_compile),
-      F("cudaLoadModule", js_load_module), F("cudaGetFunction", js_get_function),
-      F("cudaArgBuffer", js_arg_buffer),  F("cudaLaunch", js_launch),
-      F("cudaMatmul", js_matmul),
+      F("cudaProbe", js_probe),         F("cudaInit", js_init),           F("cudaAlloc", js_alloc),
+      F("cudaFree", js_free),           F("cudaStats", js_stats),         F("cudaEmptyCache", js_empty_cache),
+      F("cudaMemInfo", js_mem_info),    F("cudaWrite", js_write),         F("cudaCopy", js_copy),
+      F("cudaZero", js_zero),           F("cudaReadSync", js_read_sync),  F("cudaRead", js_read),
+      F("cudaSynchronize", js_synchronize),
   };
 #undef F
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+}
+
+}  // namespace cuda
+
+// The addon's CUDA exports (declared for TypeScript in kernels/cuda-probe.ts).
+void register_cuda(napi_env env, napi_value exports) {
+  cuda::register_cuda_memory(env, exports);
+  cuda::register_cuda_kernels(env, exports);
 }
 
 }  // namespace aligner
