@@ -8,12 +8,13 @@
  * Skipped (with the reason) where nvcc is not installed; see cuda-compile.test.ts.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
+import { findNvcc } from './cuda-tools.js';
 import { bf16Parity, opParity } from '../../bench/device-parity.js';
 import type { Storage } from '../../kernels/backend.js';
 import { cudaBackendWith, setCudaArgTrace } from '../../kernels/cuda-backend.js';
@@ -23,18 +24,6 @@ import { AdamW, clipGradNorm, tensor, tidy } from '../../kernels/index.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const kernelDir = path.join(root, 'kernels/cuda');
-
-function findNvcc(): string | null {
-  if (process.env.NVCC && existsSync(process.env.NVCC)) return process.env.NVCC;
-  const onPath = spawnSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' }).stdout.trim();
-  if (onPath) return onPath;
-  const venvLib = path.join(root, '.tools/cuda-venv/lib');
-  for (const py of existsSync(venvLib) ? readdirSync(venvLib) : []) {
-    const nvcc = path.join(venvLib, py, 'site-packages/nvidia/cu13/bin/nvcc');
-    if (existsSync(nvcc)) return nvcc;
-  }
-  return null;
-}
 
 interface Param { offset: number; size: number; struct: boolean }
 

@@ -15,24 +15,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
+import { findNvcc } from './cuda-tools.js';
 import { compileModule, kernelSourceDir } from '../../kernels/cuda-modules.js';
 import { cudaAddon, probe, pythonSitePackages } from '../../kernels/cuda-probe.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const modules = readdirSync(kernelSourceDir()).filter((f) => f.endsWith('.cu')).map((f) => f.slice(0, -3)).sort();
-
-function findNvcc(): string | null {
-  if (process.env.NVCC && existsSync(process.env.NVCC)) return process.env.NVCC;
-  const onPath = spawnSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' }).stdout.trim();
-  if (onPath) return onPath;
-  const venvLib = path.join(root, '.tools/cuda-venv/lib');
-  for (const py of existsSync(venvLib) ? readdirSync(venvLib) : []) {
-    const nvcc = path.join(venvLib, py, 'site-packages/nvidia/cu13/bin/nvcc');
-    if (existsSync(nvcc)) return nvcc;
-  }
-  return null;
-}
 
 function skipNote(what: string, reason: string): void {
   process.stdout.write(`[cuda-compile] skipping ${what}: ${reason}\n`);

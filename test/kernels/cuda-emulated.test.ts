@@ -16,24 +16,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { findNvcc } from './cuda-tools.js';
 import { nativeAvailable } from '../../kernels/native-backend.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const emuDir = path.join(here, 'fixtures/cuda-emu');
 const kernelDir = path.join(root, 'kernels/cuda');
-
-function findNvcc(): string | null {
-  if (process.env.NVCC && existsSync(process.env.NVCC)) return process.env.NVCC;
-  const onPath = spawnSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' }).stdout.trim();
-  if (onPath) return onPath;
-  const venvLib = path.join(root, '.tools/cuda-venv/lib');
-  for (const py of existsSync(venvLib) ? readdirSync(venvLib) : []) {
-    const nvcc = path.join(venvLib, py, 'site-packages/nvidia/cu13/bin/nvcc');
-    if (existsSync(nvcc)) return nvcc;
-  }
-  return null;
-}
 
 const nvcc = findNvcc();
 const hasFfi = ['/usr/include/ffi.h', '/usr/include/x86_64-linux-gnu/ffi.h'].some(existsSync);
