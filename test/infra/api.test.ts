@@ -11,7 +11,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../infra/api/server.js';
@@ -20,7 +19,7 @@ import { writeCheckpoint } from '../../infra/store/checkpoints.js';
 import { openStore } from '../../infra/store/index.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
 import { loadPretrained } from '../../models/pretrained.js';
-import { fakeActivities, type Script } from '../workflows/fake-activities.js';
+import { startFakeWorkers, type Script } from '../workflows/fake-activities.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const fixture = path.join(root, 'models/fixtures/tiny-llama');
@@ -37,31 +36,15 @@ const config = {
   trainer: { maxSteps: 10, checkpointEvery: 2, valEvery: 4, warmupSteps: 0 },
 };
 let client: Client;
-let connection: NativeConnection;
-let workers: Worker[] = [];
-let running: Promise<void>[] = [];
+let fake: Awaited<ReturnType<typeof startFakeWorkers>>;
 let calls: { name: string; args: unknown }[];
 let service: RunService;
 let app: FastifyInstance;
 
 beforeAll(async () => {
-  try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') }); // the workers' INFO lines drown the test output
-  } catch {
-    /* installed already in this process */
-  }
   client = new Client({ connection: await connectTemporal(defaultTemporalAddress()) });
-  connection = await NativeConnection.connect({ address: defaultTemporalAddress() });
-  const own = `${queues.compute}-own`;
-  const fake = fakeActivities(own, script);
+  fake = await startFakeWorkers(defaultTemporalAddress(), queues, script);
   calls = fake.calls;
-  const workflowsPath = path.join(root, 'workflows/index.ts');
-  workers = await Promise.all([
-    Worker.create({ connection, taskQueue: queues.control, workflowsPath, activities: fake.acts }),
-    Worker.create({ connection, taskQueue: queues.compute, activities: fake.acts }),
-    Worker.create({ connection, taskQueue: own, activities: fake.acts }),
-  ]);
-  running = workers.map((w) => w.run());
   service = new RunService({ address: defaultTemporalAddress(), storeUri, queues });
   app = buildApi({ service, token: TOKEN });
   await app.ready();
@@ -69,9 +52,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await app?.close();
   await service?.close();
-  workers.forEach((w) => w.shutdown());
-  await Promise.all(running);
-  await connection?.close();
+  await fake?.stop();
   await client?.connection.close();
   rmSync(tmp, { recursive: true, force: true });
 });

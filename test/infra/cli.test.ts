@@ -14,7 +14,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../infra/cli/program.js';
 import { RunService, type RunView } from '../../infra/runs.js';
@@ -22,7 +21,7 @@ import { writeCheckpoint } from '../../infra/store/checkpoints.js';
 import { openStore } from '../../infra/store/index.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
 import { loadPretrained } from '../../models/pretrained.js';
-import { fakeActivities, type Script } from '../workflows/fake-activities.js';
+import { startFakeWorkers, type Script } from '../workflows/fake-activities.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const fixture = path.join(root, 'models/fixtures/tiny-llama');
@@ -33,32 +32,16 @@ const queues = { control: `cli-test-control-${suffix}`, compute: `cli-test-cpu-$
 /** What the fake activities do; tests change it between runs (workers read it at each call). */
 const script: Script = {};
 let client: Client;
-let connection: NativeConnection;
-let workers: Worker[] = [];
-let running: Promise<void>[] = [];
+let fake: Awaited<ReturnType<typeof startFakeWorkers>>;
 let calls: { name: string; args: unknown }[];
 /** In-process view of the same runs, for waiting between CLI calls (a CLI call takes ~2 s). */
 let service: RunService;
 
 beforeAll(async () => {
-  try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') }); // the workers' INFO lines drown the test output
-  } catch {
-    /* installed already in this process */
-  }
   service = new RunService({ address: defaultTemporalAddress(), storeUri, queues });
   client = new Client({ connection: await connectTemporal(defaultTemporalAddress()) });
-  connection = await NativeConnection.connect({ address: defaultTemporalAddress() });
-  const own = `${queues.compute}-own`;
-  const fake = fakeActivities(own, script);
+  fake = await startFakeWorkers(defaultTemporalAddress(), queues, script);
   calls = fake.calls;
-  const workflowsPath = path.join(root, 'workflows/index.ts');
-  workers = await Promise.all([
-    Worker.create({ connection, taskQueue: queues.control, workflowsPath, activities: fake.acts }),
-    Worker.create({ connection, taskQueue: queues.compute, activities: fake.acts }),
-    Worker.create({ connection, taskQueue: own, activities: fake.acts }),
-  ]);
-  running = workers.map((w) => w.run());
   // A config file as a user writes it: YAML, with paths relative to the current folder.
   writeFileSync(path.join(tmp, 'sft.yaml'), [
     'model: models/fixtures/tiny-llama', 'data:', '  train: data/demo/sft.jsonl',
@@ -67,9 +50,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await service?.close();
-  workers.forEach((w) => w.shutdown());
-  await Promise.all(running);
-  await connection?.close();
+  await fake?.stop();
   await client?.connection.close();
   rmSync(tmp, { recursive: true, force: true });
 });

@@ -2,7 +2,9 @@
  * Mock activities for workflow tests: the real Temporal server runs the real workflow code, and
  * these stand in for data, training and storage with instant, scripted results.
  */
+import { fileURLToPath } from 'node:url';
 import { ApplicationFailure } from '@temporalio/activity';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities/index.js';
 import type { ChunkRequest, ChunkResult } from '../../activities/types.js';
 
@@ -48,4 +50,35 @@ export function fakeActivities(queue: string, script: Script = {}) {
     },
   };
   return { acts, calls };
+}
+
+/**
+ * Workers serving the fake activities on `queues` (control with the real workflows, the shared
+ * compute queue, and one worker's own queue), running until `stop()`. The script object is read
+ * at each call, so tests may change it between runs.
+ */
+export async function startFakeWorkers(address: string, queues: { control: string; compute: string }, script: Script) {
+  try {
+    Runtime.install({ logger: new DefaultLogger('ERROR') }); // the workers' INFO lines drown the test output
+  } catch {
+    /* installed already in this process */
+  }
+  const connection = await NativeConnection.connect({ address });
+  const own = `${queues.compute}-own`;
+  const { acts, calls } = fakeActivities(own, script);
+  const workflowsPath = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
+  const workers = await Promise.all([
+    Worker.create({ connection, taskQueue: queues.control, workflowsPath, activities: acts }),
+    Worker.create({ connection, taskQueue: queues.compute, activities: acts }),
+    Worker.create({ connection, taskQueue: own, activities: acts }),
+  ]);
+  const running = workers.map((w) => w.run());
+  return {
+    calls,
+    async stop(): Promise<void> {
+      workers.forEach((w) => w.shutdown());
+      await Promise.all(running);
+      await connection.close();
+    },
+  };
 }
