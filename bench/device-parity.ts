@@ -18,7 +18,8 @@ import * as K from '../kernels/index.js';
 import { Generator, Tensor, referenceBackend, tensor, tidy } from '../kernels/index.js';
 import type { OpCase } from '../test/kernels/op-cases.js';
 import { OP_CASES } from '../test/kernels/op-cases.js';
-import type { InputSpec } from '../test/kernels/harness.js';
+import { hostValues, isIntInput, seedOf } from '../test/kernels/inputs.js';
+import type { InputSpec } from '../test/kernels/inputs.js';
 
 export interface ParityResult {
   name: string;
@@ -31,30 +32,7 @@ export interface ParityResult {
 const F32_TOL = { atol: 2e-5, rtol: 2e-4 };
 const BF16_REL = 1e-2;
 
-function seedOf(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
-
-/** Input values as test/kernels/harness.ts makes them (a copy: that file imports vitest). */
-function hostValues(spec: InputSpec, gen: Generator): number[] {
-  const n = spec.shape.reduce((p, d) => p * d, 1);
-  const init = spec.init ?? { kind: 'normal' };
-  const out = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    switch (init.kind) {
-      case 'normal': out[i] = gen.normal() * (init.scale ?? 1); break;
-      case 'positive': out[i] = 0.5 + 1.5 * gen.uniform(); break;
-      case 'ids': out[i] = init.ignore !== undefined && gen.uniform() < 0.2 ? init.ignore : gen.int(init.vocab); break;
-      case 'mask': out[i] = i % (spec.shape.at(-1) ?? 1) === 0 || gen.uniform() >= (init.pZero ?? 0.3) ? 1 : 0; break;
-      case 'const': out[i] = init.values[i % init.values.length]!; break;
-    }
-  }
-  return out;
-}
-
-const isInt = (s: InputSpec): boolean => s.int === true || s.init?.kind === 'ids';
+const isInt = isIntInput;
 
 /** Values and probe-loss gradients of `fn` on one backend. */
 function run(fn: (...xs: Tensor[]) => Tensor, specs: InputSpec[], values: number[][], backend: Backend, dtype: DType, seed: number, withGrad: boolean): HostArray[] {

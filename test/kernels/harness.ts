@@ -8,41 +8,10 @@ import type { DType } from '../../kernels/dtype.js';
 import { Generator, Tensor, mul as mulT, referenceBackend, sum as sumAll, tensor, tidy } from '../../kernels/index.js';
 import { nativeAvailable, nativeBackend } from '../../kernels/native-backend.js';
 
-export type InputKind =
-  | { kind: 'normal'; scale?: number }
-  | { kind: 'positive' } // (0.5, 2): safe for log, sqrt, div
-  | { kind: 'ids'; vocab: number; ignore?: number } // i32 in [0, vocab), some = ignore when given
-  | { kind: 'mask'; pZero?: number } // 0/1 values, first column always 1
-  | { kind: 'const'; values: number[] };
-
-export interface InputSpec {
-  shape: number[];
-  init?: InputKind;
-  /** Whether the gradient check and gradient parity cover this input. Default: float inputs do. */
-  grad?: boolean;
-  /** An i32 input (token ids, targets); implied by init kind 'ids'. */
-  int?: boolean;
-}
-
-export function hostValues(spec: InputSpec, gen: Generator): number[] {
-  const n = spec.shape.reduce((p, d) => p * d, 1);
-  const init = spec.init ?? { kind: 'normal' };
-  const out = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    switch (init.kind) {
-      case 'normal': out[i] = gen.normal() * (init.scale ?? 1); break;
-      case 'positive': out[i] = 0.5 + 1.5 * gen.uniform(); break;
-      case 'ids': out[i] = init.ignore !== undefined && gen.uniform() < 0.2 ? init.ignore : gen.int(init.vocab); break;
-      case 'mask': out[i] = i % (spec.shape.at(-1) ?? 1) === 0 || gen.uniform() >= (init.pZero ?? 0.3) ? 1 : 0; break;
-      case 'const': out[i] = init.values[i % init.values.length]; break;
-    }
-  }
-  return out;
-}
-
-export function isIntInput(spec: InputSpec): boolean {
-  return spec.int === true || spec.init?.kind === 'ids';
-}
+export { hostValues, isIntInput, seedOf } from './inputs.js';
+export type { InputKind, InputSpec } from './inputs.js';
+import { hostValues, isIntInput } from './inputs.js';
+import type { InputSpec } from './inputs.js';
 
 export interface BackendUnderTest {
   name: string;

@@ -2,14 +2,8 @@
 import { describe, it } from 'vitest';
 import { Generator, referenceBackend } from '../../kernels/index.js';
 import type { OpName } from '../../kernels/index.js';
-import { backendsUnderTest, expectClose, gradCheck, hostValues, isIntInput, runCase } from './harness.js';
+import { backendsUnderTest, expectClose, gradCheck, hostValues, isIntInput, runCase, seedOf } from './harness.js';
 import { OP_CASES } from './op-cases.js';
-
-function seedOf(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
 
 export function describeOp(op: OpName): void {
   describe(`op ${op}`, () => {
