@@ -12,7 +12,7 @@ export default tseslint.config(
       'no-restricted-imports': ['error', {
         patterns: [
           { group: ['node:*', 'fs', 'path', 'os', 'crypto', 'child_process'], message: 'workflows must not use Node built-ins (determinism)' },
-          { group: ['../activities/*', '../models/*', '../kernels/*', '../infra/*', '../algorithms/*'], allowTypeImports: true, message: 'workflows may import these as types only' },
+          { group: ['../activities/*', '../models/*', '../kernels/*', '../infra/*', '../algorithms/*', '../store/*'], allowTypeImports: true, message: 'workflows may import these as types only' },
         ],
       }],
       'no-restricted-globals': ['error', { name: 'Date', message: 'use workflow time (Date is patched, but keep it explicit)' }],

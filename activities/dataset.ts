@@ -13,7 +13,7 @@ import { tokenizeSft } from '../algorithms/data/sft.js';
 import { DataError } from '../algorithms/errors.js';
 import { Generator } from '../kernels/index.js';
 import { Tokenizer } from '../models/tokenizer.js';
-import type { RunStorePort } from './store-port.js';
+import type { RunStorePort } from '../store/run-store-port.js';
 import type { DatasetRef, RecipeConfig, RecipeName } from './types.js';
 
 export const datasetKeys = (runId: string) => ({

@@ -5,7 +5,7 @@
  */
 import { prepareDataset } from './dataset.js';
 import { classified } from './errors.js';
-import type { RunStorePort } from './store-port.js';
+import type { RunStorePort } from '../store/run-store-port.js';
 import { ResidentRuns, trainChunk } from './train.js';
 import type { CheckpointRef, ChunkRequest, ChunkResult, DatasetRef, RecipeConfig, RecipeName } from './types.js';
 

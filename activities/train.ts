@@ -15,7 +15,7 @@ import type { SftExample } from '../algorithms/data/sft.js';
 import { dpoEvaluate, dpoStep, preferenceLogps, sftEvaluate, sftStep } from '../algorithms/train/steps.js';
 import type { DpoOptions, RefLogps, StepMetrics, TrainContext } from '../algorithms/train/steps.js';
 import { loadPretrained } from '../models/pretrained.js';
-import type { RunStorePort } from './store-port.js';
+import type { RunStorePort } from '../store/run-store-port.js';
 import { baseTrainingState, loadTrainingState, saveTrainingState } from './training-state.js';
 import type { TrainingState } from './training-state.js';
 import type { ChunkRequest, ChunkResult, CheckpointRef, StepSummary, Validation } from './types.js';

@@ -8,12 +8,9 @@ import type { PreferenceMetrics } from '../algorithms/losses/dpo.js';
 export type RecipeName = 'sft' | 'dpo';
 export type RecipeConfig = SftConfig | DpoConfig;
 
-/** A committed checkpoint: its folder URI, step, and the sha256 of its manifest. */
-export interface CheckpointRef {
-  uri: string;
-  step: number;
-  sha256: string;
-}
+import type { CheckpointRef } from '../store/checkpoints.js';
+
+export type { CheckpointRef };
 
 export interface RunInput {
   runId: string;

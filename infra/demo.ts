@@ -13,13 +13,13 @@ import { Client } from '@temporalio/client';
 import { parseRecipeConfig } from '../algorithms/config/recipes.js';
 import type { SftExample } from '../algorithms/data/sft.js';
 import { sftEvaluate } from '../algorithms/train/steps.js';
-import { RunStore } from '../activities/run-store.js';
+import { RunStore } from '../store/run-store.js';
 import type { Progress, RunResult } from '../activities/types.js';
 import { loadPretrained } from '../models/pretrained.js';
 import { CONTROL_QUEUE, progressQuery } from '../workflows/training.js';
 import { startStack, stopStack } from './dev-stack.js';
 import { progressBar, sparkline } from './progress.js';
-import { openStore } from './store/index.js';
+import { openStore } from '../store/index.js';
 import { connectTemporal } from './temporal.js';
 import { startWorkers } from './workers/worker.js';
 

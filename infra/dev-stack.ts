@@ -164,7 +164,7 @@ export async function startS3(o: StackOptions & { s3Port: number }): Promise<S3I
     },
   });
   const bucket = o.bucket ?? 'aligner';
-  const { S3Store } = await import('./store/s3-store.js');
+  const { S3Store } = await import('../store/s3-store.js');
   const store = new S3Store(bucket, '', { endpoint, region, accessKeyId: accessKey, secretAccessKey: secretKey });
   await store.ensureBucket();
   store.client.destroy();

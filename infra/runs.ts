@@ -21,8 +21,8 @@ import { parseRecipeConfig } from '../algorithms/config/recipes.js';
 import { ConfigError } from '../algorithms/errors.js';
 import { AlignerError } from '../kernels/errors.js';
 import { CONTROL_QUEUE, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../workflows/training.js';
-import { CheckpointCorruptError, latestValidCheckpoint, listCheckpoints, readCheckpoint, readManifest, verifyCheckpoint } from './store/checkpoints.js';
-import { openStore, StoreError, type ArtifactStore } from './store/index.js';
+import { CheckpointCorruptError, latestValidCheckpoint, listCheckpoints, readCheckpoint, readManifest, verifyCheckpoint } from '../store/checkpoints.js';
+import { openStore, StoreError, type ArtifactStore } from '../store/index.js';
 import { connectTemporal, TemporalUnavailableError } from './temporal.js';
 
 export { TemporalUnavailableError };

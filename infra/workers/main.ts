@@ -6,9 +6,9 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { RunStore } from '../../activities/run-store.js';
+import { RunStore } from '../../store/run-store.js';
 import { defaultStoreUri } from '../runs.js';
-import { openStore } from '../store/index.js';
+import { openStore } from '../../store/index.js';
 import { defaultTemporalAddress } from '../temporal.js';
 import { startWorkers } from './worker.js';
 import type { WorkerRole } from './worker.js';

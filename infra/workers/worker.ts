@@ -7,7 +7,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
-import type { RunStorePort } from '../../activities/store-port.js';
+import type { RunStorePort } from '../../store/run-store-port.js';
 import type { Queues } from '../../activities/types.js';
 import { ResidentRuns } from '../../activities/train.js';
 import { COMPUTE_QUEUE, CONTROL_QUEUE } from '../../workflows/training.js';

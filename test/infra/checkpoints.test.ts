@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ArtifactStore } from '../../infra/store/artifact-store.js';
+import type { ArtifactStore } from '../../store/artifact-store.js';
 import {
   CheckpointCorruptError,
   checkpointPrefix,
@@ -19,7 +19,7 @@ import {
   readCheckpoint,
   writeCheckpoint,
   MANIFEST_FORMAT,
-} from '../../infra/store/checkpoints.js';
+} from '../../store/checkpoints.js';
 import { STORE_CASES } from './stores.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MissingToolError, startTemporal, toolPath } from '../../infra/dev-stack.js';
 import { alive, freePort, runningPid } from '../../infra/services.js';
 import { connectTemporal } from '../../infra/temporal.js';
-import { S3Store } from '../../infra/store/s3-store.js';
+import { S3Store } from '../../store/s3-store.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const state = mkdtempSync(join(tmpdir(), 'aligner-stack-test-'));

@@ -1,8 +1,8 @@
 /** Store URIs and keys: parsing, round trips, and what is refused. No servers needed. */
 import { describe, expect, it } from 'vitest';
-import { checkKey, openStore, parseStoreUri, StoreError } from '../../infra/store/index.js';
-import { FsStore } from '../../infra/store/fs-store.js';
-import { S3Store } from '../../infra/store/s3-store.js';
+import { checkKey, openStore, parseStoreUri, StoreError } from '../../store/index.js';
+import { FsStore } from '../../store/fs-store.js';
+import { S3Store } from '../../store/s3-store.js';
 
 describe('store URIs', () => {
   it('parses file://, plain paths and s3://bucket/prefix', () => {

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StoreError } from '../../infra/store/artifact-store.js';
-import type { S3Store } from '../../infra/store/s3-store.js';
+import { StoreError } from '../../store/artifact-store.js';
+import type { S3Store } from '../../store/s3-store.js';
 import { STORE_CASES } from './stores.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

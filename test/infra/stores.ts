@@ -7,9 +7,9 @@ import { mkdtempSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inject } from 'vitest';
-import type { ArtifactStore } from '../../infra/store/artifact-store.js';
-import { FsStore } from '../../infra/store/fs-store.js';
-import { S3Store, type S3Config } from '../../infra/store/s3-store.js';
+import type { ArtifactStore } from '../../store/artifact-store.js';
+import { FsStore } from '../../store/fs-store.js';
+import { S3Store, type S3Config } from '../../store/s3-store.js';
 
 export interface StoreCase {
   name: 'fs' | 's3';

@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../infra/services.js';
-import { StoreError } from '../../infra/store/artifact-store.js';
-import { S3Store } from '../../infra/store/s3-store.js';
+import { StoreError } from '../../store/artifact-store.js';
+import { S3Store } from '../../store/s3-store.js';
 import { connectTemporal, TemporalUnavailableError } from '../../infra/temporal.js';
 import { testS3Config } from './stores.js';
 

@@ -8,11 +8,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openStore, StoreError } from '../infra/store/index.js';
-import type { ArtifactStore } from '../infra/store/index.js';
-import { pruneCheckpoints, readCheckpoint, writeCheckpoint } from '../infra/store/checkpoints.js';
-import type { CheckpointMeta, RunStorePort } from './store-port.js';
-import type { CheckpointRef } from './types.js';
+import { openStore, StoreError } from './index.js';
+import type { ArtifactStore } from './index.js';
+import { pruneCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoints.js';
+import type { CheckpointMeta, RunStorePort } from './run-store-port.js';
+import type { CheckpointRef } from './checkpoints.js';
 
 const MODEL_FILE = /^(config\.json|generation_config\.json|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|tokenizer\.json|tokenizer_config\.json)$/;
 

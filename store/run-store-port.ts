@@ -3,7 +3,7 @@
  * fetched from a path or s3:// URI, and checkpoints committed manifest-last. `run-store.ts`
  * implements it over the ArtifactStore (filesystem or S3); tests may pass another.
  */
-import type { CheckpointRef } from './types.js';
+import type { CheckpointRef } from './checkpoints.js';
 
 export interface CheckpointMeta {
   runId: string;
