@@ -1,78 +1,141 @@
 /**
- * prepareDataset: read the run's JSONL (a path or s3:// URI), tokenize it with the model's
- * tokenizer and chat template, split off validation, and store both as JSON under the run.
- * Idempotent per run: a second call returns the stored result. Any bad record fails the run
- * before training with the file and line (a non-retryable DataError).
+ * prepareDataset: stream the run's JSONL (a path or s3:// URI) line by line, turn records into
+ * the recipe's examples (its tokenizer, chat template and data.overlong policy), split off
+ * validation, and store both splits as packed binary token shards under the run (manifest last).
+ * Memory stays bounded by one shard, whatever the dataset's size. Idempotent per run: a second
+ * call returns the stored result. A bad record fails the run before training, naming the file
+ * and line (a non-retryable DataError).
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
-import type { DpoConfig, SftConfig } from '../algorithms/config/recipes.js';
-import { readJsonl } from '../algorithms/data/jsonl.js';
-import type { JsonlRecord } from '../algorithms/data/jsonl.js';
-import { tokenizePreference } from '../algorithms/data/preference.js';
-import { tokenizeSft } from '../algorithms/data/sft.js';
+import { Context } from '@temporalio/activity';
+import { checkMaxLength } from '../algorithms/config/common.js';
+import { streamJsonl } from '../algorithms/data/jsonl.js';
 import { DataError } from '../algorithms/errors.js';
+import { getOfflineRecipe } from '../algorithms/recipes/index.js';
+import type { OfflineRecipe, RecipeConfig } from '../algorithms/recipes/index.js';
+import type { FieldSpec } from '../algorithms/recipes/fields.js';
 import { Generator } from '../kernels/index.js';
 import { Tokenizer } from '../models/tokenizer.js';
+import { openStore } from '../store/index.js';
 import type { RunStorePort } from '../store/run-store-port.js';
-import type { DatasetRef, RecipeConfig, RecipeName } from './types.js';
+import { openTokenDataset, TokenShardWriter } from '../store/token-shards.js';
+import { contextWindowOf, readModelConfig } from './model-info.js';
+import type { DatasetRef, PreparationReport, RecipeName, SplitRef } from './types.js';
 
 export const datasetKeys = (runId: string) => ({
-  train: `runs/${runId}/data/train.json`,
-  valid: `runs/${runId}/data/valid.json`,
+  train: `runs/${runId}/data/train`,
+  valid: `runs/${runId}/data/valid`,
   ref: `runs/${runId}/data/dataset.json`,
 });
 
-function tokenizeAll(recipe: RecipeName, config: RecipeConfig, tok: Tokenizer, records: JsonlRecord[], source: string): unknown[] {
-  const maxLength = config.trainer.maxLength;
-  return recipe === 'sft'
-    ? records.map((r) => tokenizeSft(tok, r, source, { maxLength, template: (config as SftConfig).sft.chatTemplate }))
-    : records.map((r) => tokenizePreference(tok, r, source, maxLength));
+function heartbeat(details: unknown): void {
+  try {
+    Context.current().heartbeat(details);
+  } catch {
+    // Outside an activity (direct calls in tests).
+  }
 }
 
-/** Deterministic held-out split by seed: a shuffled fraction of the records. */
-function split<T>(items: T[], fraction: number, seed: number): { train: T[]; valid: T[] } {
-  const order = items.map((_, i) => i);
+/** The file as the user named it (for messages), and where it is on this machine. */
+async function localInput(store: RunStorePort, uri: string): Promise<{ local: string; source: string }> {
+  const local = await store.fetchInput(uri);
+  return { local, source: path.basename(uri) === path.basename(local) ? uri : local };
+}
+
+interface Counting {
+  report: PreparationReport;
+}
+
+/** The recipe's examples of one JSONL file, streamed; drops are counted in `c.report`. */
+async function* examplesOf(recipe: OfflineRecipe<RecipeConfig>, tok: Tokenizer, config: RecipeConfig, file: { local: string; source: string }, c: Counting): AsyncIterable<unknown> {
+  async function* records() {
+    for await (const rec of streamJsonl(file.local, file.source)) {
+      c.report.records++;
+      if (c.report.records % 1000 === 0) heartbeat({ phase: 'preparing', records: c.report.records });
+      yield rec;
+    }
+  }
+  for await (const p of recipe.prepare(records(), { tok, config, source: file.source })) {
+    if ('dropped' in p) {
+      c.report.dropped++;
+      if (c.report.droppedSamples.length < 5) c.report.droppedSamples.push(`${file.source} ${p.dropped}`);
+      continue;
+    }
+    c.report.examples++;
+    yield p.example;
+  }
+}
+
+type Example = Record<string, unknown>;
+
+async function writeSplit(store: RunStorePort, prefix: string, fields: FieldSpec, examples: AsyncIterable<unknown>): Promise<SplitRef> {
+  const w = new TokenShardWriter(store.store, prefix, fields);
+  for await (const e of examples) await w.add(e as Example);
+  const m = await w.finish();
+  return { prefix, uri: store.store.uriOf(`${prefix}/`), count: m.records, tokens: m.tokens };
+}
+
+/** Indices of the held-out examples: a seeded shuffle of 0…n−1, its first round(n·fraction) (at least 1). */
+function heldOut(n: number, fraction: number, seed: number): Uint8Array {
+  const order = new Uint32Array(n).map((_, i) => i);
   const g = new Generator(seed ^ 0x5eed);
-  for (let i = order.length - 1; i > 0; i--) {
+  for (let i = n - 1; i > 0; i--) {
     const j = g.int(i + 1);
     [order[i], order[j]] = [order[j], order[i]];
   }
-  const nValid = Math.min(items.length - 1, Math.max(1, Math.round(items.length * fraction)));
-  const valid = new Set(order.slice(0, nValid));
-  return { train: items.filter((_, i) => !valid.has(i)), valid: items.filter((_, i) => valid.has(i)) };
+  const valid = new Uint8Array(n);
+  const nValid = Math.min(n - 1, Math.max(1, Math.round(n * fraction)));
+  for (let k = 0; k < nValid; k++) valid[order[k]] = 1;
+  return valid;
 }
 
 export async function prepareDataset(store: RunStorePort, args: { runId: string; recipe: RecipeName; config: RecipeConfig }): Promise<DatasetRef> {
   const keys = datasetKeys(args.runId);
   const existing = await store.getJson<DatasetRef>(keys.ref);
   if (existing) return existing;
-  const { config, recipe } = args;
-  const tok = Tokenizer.fromDir(await store.fetchInput(config.model));
-  const trainPath = await store.fetchInput(config.data.train);
-  const trainSource = path.basename(config.data.train) === path.basename(trainPath) ? config.data.train : trainPath;
-  const trainRecords = await readJsonl(trainPath).catch((e: unknown) => {
-    if (e instanceof DataError) throw new DataError(e.message.replace(trainPath, trainSource), trainSource, e.line);
-    throw e;
-  });
-  let train = tokenizeAll(recipe, config, tok, trainRecords, trainSource);
-  let valid: unknown[];
+  const { config } = args;
+  const recipe = getOfflineRecipe(args.recipe);
+  const modelDir = await store.fetchInput(config.model);
+  checkMaxLength(config.trainer, contextWindowOf(await readModelConfig(modelDir)));
+  const tok = Tokenizer.fromDir(modelDir);
+  const train = await localInput(store, config.data.train);
+  const c: Counting = { report: { records: 0, examples: 0, dropped: 0, droppedSamples: [] } };
+  let trainRef: SplitRef, validRef: SplitRef;
   if (config.data.validation) {
-    valid = tokenizeAll(recipe, config, tok, await readJsonl(await store.fetchInput(config.data.validation)), config.data.validation);
+    trainRef = await writeSplit(store, keys.train, recipe.fields(config), examplesOf(recipe, tok, config, train, c));
+    const valid = await localInput(store, config.data.validation);
+    validRef = await writeSplit(store, keys.valid, recipe.fields(config), examplesOf(recipe, tok, config, valid, c));
   } else {
-    if (train.length < 2) throw new DataError(`${trainSource}: ${train.length} record(s) cannot be split into train and validation; add data.validation`, trainSource, null);
-    ({ train, valid } = split(train, config.data.validationFraction, config.seed));
+    // The split needs the number of examples: stage them in local shards, then deal them out.
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-prep-'));
+    try {
+      const staging = openStore(`file://${tmp}/store`);
+      const w = new TokenShardWriter(staging, 'all', recipe.fields(config));
+      for await (const e of examplesOf(recipe, tok, config, train, c)) await w.add(e as Example);
+      const n = (await w.finish()).records;
+      if (n < 2) throw new DataError(`${train.source}: ${n} example(s) cannot be split into train and validation; add data.validation`, train.source, null);
+      const valid = heldOut(n, config.data.validationFraction, config.seed);
+      const all = await openTokenDataset(staging, 'all', { cacheDir: path.join(tmp, 'cache') });
+      const tw = new TokenShardWriter(store.store, keys.train, recipe.fields(config)), vw = new TokenShardWriter(store.store, keys.valid, recipe.fields(config));
+      for (let i = 0; i < n; i++) await (valid[i] ? vw : tw).add(await all.get(i));
+      await all.close();
+      const [tm, vm] = [await tw.finish(), await vw.finish()];
+      trainRef = { prefix: keys.train, uri: store.store.uriOf(`${keys.train}/`), count: tm.records, tokens: tm.tokens };
+      validRef = { prefix: keys.valid, uri: store.store.uriOf(`${keys.valid}/`), count: vm.records, tokens: vm.tokens };
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
   }
-  if (recipe === 'dpo' && (config as DpoConfig).trainer.globalBatchSize > train.length) {
-    throw new DataError(`${trainSource}: ${train.length} training pairs are fewer than trainer.globalBatchSize (${config.trainer.globalBatchSize})`, trainSource, null);
+  if (trainRef.count === 0) {
+    throw new DataError(`${train.source}: no example is left to train on (${c.report.dropped} of ${c.report.records} records dropped by data.overlong = ${config.data.overlong})`, train.source, null);
   }
-  const ref: DatasetRef = {
-    trainKey: keys.train,
-    validKey: keys.valid,
-    trainUri: await store.putJson(keys.train, train),
-    validUri: await store.putJson(keys.valid, valid),
-    trainCount: train.length,
-    validCount: valid.length,
-  };
+  const min = recipe.minTrainExamples?.(config) ?? 1;
+  if (trainRef.count < min) {
+    throw new DataError(`${train.source}: ${trainRef.count} training examples are fewer than trainer.globalBatchSize (${min})`, train.source, null);
+  }
+  const ref: DatasetRef = { train: trainRef, valid: validRef, report: c.report };
   await store.putJson(keys.ref, ref); // written last: its presence means the data is complete
   return ref;
 }

@@ -1,23 +1,29 @@
 /**
  * The activities, built by a factory that receives their dependencies (the store, this worker's
  * own task queue, its resident models), so that tests can pass fakes. Workflows import the
- * `Activities` type only.
+ * `Activities` type only. Every activity serves every recipe: each looks its recipe up in RECIPES.
  */
+import type { RunStorePort } from '../store/run-store-port.js';
 import { prepareDataset } from './dataset.js';
 import { classified } from './errors.js';
-import type { RunStorePort } from '../store/run-store-port.js';
+import { precompute } from './precompute.js';
+import { ResidentJudges, scoreResponses } from './score.js';
 import { ResidentRuns, trainChunk } from './train.js';
-import type { CheckpointRef, ChunkRequest, ChunkResult, DatasetRef, RecipeConfig, RecipeName } from './types.js';
+import type {
+  CheckpointRef, ChunkRequest, ChunkResult, DatasetRef, PrecomputedRef, RecipeConfig, RecipeName, ScoreRequest, ScoreResult,
+} from './types.js';
 
 export interface ActivityDeps {
   store: RunStorePort;
   /** The task queue only this worker listens on (model residency). */
   workerQueue: string;
   runs?: ResidentRuns;
+  judges?: ResidentJudges;
 }
 
 export function createActivities(deps: ActivityDeps) {
   const runs = deps.runs ?? new ResidentRuns();
+  const judges = deps.judges ?? new ResidentJudges();
   return classified({
     async prepareDataset(args: { runId: string; recipe: RecipeName; config: RecipeConfig }): Promise<DatasetRef> {
       return prepareDataset(deps.store, args);
@@ -26,8 +32,15 @@ export function createActivities(deps: ActivityDeps) {
     async placeRun(_args: { runId: string }): Promise<string> {
       return deps.workerQueue;
     },
+    /** Inputs the recipe computes once (reference log-probs, teacher top-K); null when it has none. */
+    async precompute(args: { runId: string; recipe: RecipeName; config: RecipeConfig; dataset: DatasetRef }): Promise<PrecomputedRef | null> {
+      return precompute(deps.store, args);
+    },
     async trainChunk(req: ChunkRequest): Promise<ChunkResult> {
       return trainChunk(deps.store, runs, req);
+    },
+    async scoreResponses(req: ScoreRequest): Promise<ScoreResult> {
+      return scoreResponses(deps.store, judges, req);
     },
     async exportModel(args: { runId: string; checkpoint: CheckpointRef }): Promise<string> {
       return deps.store.exportCheckpoint(args.runId, args.checkpoint);

@@ -1,21 +1,24 @@
 /**
- * trainChunk: advance a run from `fromStep` to `toStep` on this worker and commit a checkpoint.
- * The model stays resident between chunks (keyed by run and checkpoint lineage); a worker that
- * does not hold the run at `fromStep` loads the given checkpoint, or the base model when there
- * is none. Heartbeats carry the step, so a silent worker is noticed and the run re-placed.
+ * trainChunk: advance a run from `fromStep` to `toStep` on this worker and commit a checkpoint,
+ * for any offline recipe of the table. The model stays resident between chunks (keyed by run and
+ * checkpoint lineage); a worker that does not hold the run at `fromStep` loads the given
+ * checkpoint, or the base model when there is none. Examples are streamed from the prepared
+ * token shards. Heartbeats carry the step, so a silent worker is noticed and the run re-placed.
  */
 import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import type { DpoConfig } from '../algorithms/config/recipes.js';
-import type { PreferenceExample } from '../algorithms/data/preference.js';
-import type { SftExample } from '../algorithms/data/sft.js';
-import { dpoEvaluate, dpoStep, preferenceLogps, sftEvaluate, sftStep } from '../algorithms/train/steps.js';
-import type { DpoOptions, RefLogps, StepMetrics, TrainContext } from '../algorithms/train/steps.js';
-import { loadPretrained } from '../models/pretrained.js';
+import { getOfflineRecipe } from '../algorithms/recipes/index.js';
+import type { OfflineRecipe, RecipeConfig } from '../algorithms/recipes/index.js';
+import type { StepContext } from '../algorithms/recipes/types.js';
+import { optimizerStep } from '../algorithms/train/runner.js';
+import type { StepMetrics } from '../algorithms/train/runner.js';
 import type { RunStorePort } from '../store/run-store-port.js';
+import { openParts, openSplit } from './data-source.js';
+import type { ClosableSource } from './data-source.js';
+import { TOKENIZER_FILES } from '../store/export.js';
 import { baseTrainingState, loadTrainingState, saveTrainingState } from './training-state.js';
 import type { TrainingState } from './training-state.js';
 import type { ChunkRequest, ChunkResult, CheckpointRef, StepSummary, Validation } from './types.js';
@@ -24,9 +27,9 @@ interface Resident {
   state: TrainingState;
   /** sha256 of the checkpoint the state descends from at `state.step` (null = base model). */
   lineage: string | null;
-  train: unknown[];
-  valid: unknown[];
-  refs: { train: RefLogps[]; valid: RefLogps[] } | null;
+  train: ClosableSource<unknown>;
+  valid: ClosableSource<unknown>;
+  pre: { train: ClosableSource<unknown>; valid: ClosableSource<unknown> } | null;
 }
 
 /** Models held by this worker, by run. */
@@ -44,8 +47,10 @@ export class ResidentRuns {
 
   drop(runId: string): void {
     const r = this.runs.get(runId);
-    r?.state.model.dispose();
-    r?.state.opt.dispose();
+    if (!r) return;
+    r.state.model.dispose();
+    r.state.opt.dispose();
+    for (const s of [r.train, r.valid, r.pre?.train, r.pre?.valid]) void s?.close();
     this.runs.delete(runId);
   }
 
@@ -62,20 +67,21 @@ function heartbeat(details: unknown): void {
   }
 }
 
-async function residentFor(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest): Promise<{ r: Resident; loadedFrom: ChunkResult['loadedFrom'] }> {
+async function residentFor(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest, recipe: OfflineRecipe<RecipeConfig>): Promise<{ r: Resident; loadedFrom: ChunkResult['loadedFrom'] }> {
   const current = runs.get(req.runId);
   const lineage = req.checkpoint?.sha256 ?? null;
   if (current && current.state.step === req.fromStep && current.lineage === lineage) return { r: current, loadedFrom: 'resident' };
   let state: TrainingState;
   let loadedFrom: ChunkResult['loadedFrom'];
+  const kind = recipe.model(req.config);
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-ckpt-'));
   try {
     if (req.checkpoint) {
       await store.openCheckpoint(req.checkpoint, tmp);
-      state = await loadTrainingState(tmp, req.config.trainer);
+      state = await loadTrainingState(tmp, req.config.trainer, kind, req.config.seed);
       loadedFrom = 'checkpoint';
     } else {
-      state = await baseTrainingState(await store.fetchInput(req.config.model), req.config.trainer);
+      state = await baseTrainingState(await store.fetchInput(req.config.model), req.config.trainer, kind, req.config.seed);
       loadedFrom = 'base';
       console.log(`run ${req.runId}: no checkpoint yet, starting from the base model ${req.config.model}`);
     }
@@ -85,49 +91,33 @@ async function residentFor(store: RunStorePort, runs: ResidentRuns, req: ChunkRe
   if (state.step !== req.fromStep) {
     throw Object.assign(new Error(`run ${req.runId}: checkpoint is at step ${state.step}, the chunk starts at ${req.fromStep}`), { name: 'CheckpointError' });
   }
-  const train = (await store.getJson<unknown[]>(req.dataset.trainKey)) ?? [];
-  const valid = (await store.getJson<unknown[]>(req.dataset.validKey)) ?? [];
-  const r: Resident = { state, lineage, train, valid, refs: null };
+  const pre = req.precomputed ? { train: await openParts(store, req.precomputed.train), valid: await openParts(store, req.precomputed.valid) } : null;
+  if (recipe.precompute && !pre) throw Object.assign(new Error(`run ${req.runId}: recipe ${recipe.name} needs its precomputed ${recipe.precompute.name}, and the chunk request has none`), { name: 'CheckpointError' });
+  const r: Resident = { state, lineage, train: await openSplit(store, req.dataset.train), valid: await openSplit(store, req.dataset.valid), pre };
   runs.set(req.runId, r);
   return { r, loadedFrom };
 }
 
-/** DPO reference log-probs under the initial policy (the base model), computed once per run and stored. */
-async function referenceLogps(store: RunStorePort, req: ChunkRequest, r: Resident): Promise<{ train: RefLogps[]; valid: RefLogps[] }> {
-  if (r.refs) return r.refs;
-  const key = `runs/${req.runId}/data/ref-logps.json`;
-  let refs = await store.getJson<{ train: RefLogps[]; valid: RefLogps[] }>(key);
-  if (!refs) {
-    const cfg = req.config as DpoConfig;
-    const base = r.state.step === 0 && r.lineage === null ? r.state.model : await loadPretrained(await store.fetchInput(cfg.model));
-    const mb = cfg.trainer.microBatchSize;
-    refs = {
-      train: await preferenceLogps(base, r.train as PreferenceExample[], cfg.dpo.averageLogProbs, mb),
-      valid: await preferenceLogps(base, r.valid as PreferenceExample[], cfg.dpo.averageLogProbs, mb),
-    };
-    if (base !== r.state.model) base.dispose();
-    await store.putJson(key, refs);
-  }
-  r.refs = refs;
-  return refs;
-}
+const summary = (m: StepMetrics): StepSummary => ({ step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokens: m.tokens, metrics: m.metrics });
 
-const summary = (m: StepMetrics): StepSummary => ({ step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokens: m.tokens, ...(m.preference ? { preference: m.preference } : {}) });
+async function validate(recipe: OfflineRecipe<RecipeConfig>, ctx: StepContext<RecipeConfig>, r: Resident): Promise<Validation> {
+  const { loss, metrics } = await recipe.evaluate(ctx, r.valid, r.pre?.valid ?? null);
+  const h = recipe.headline(ctx.config);
+  return { step: r.state.step, loss, metrics, headline: { ...h, value: h.metric === 'loss' ? loss : metrics[h.metric] } };
+}
 
 export async function trainChunk(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest): Promise<ChunkResult> {
   const t0 = performance.now();
+  const recipe = getOfflineRecipe(req.recipe);
   heartbeat({ step: req.fromStep, phase: 'loading' });
-  const { r, loadedFrom } = await residentFor(store, runs, req);
-  const ctx: TrainContext = { model: r.state.model, opt: r.state.opt, trainer: req.config.trainer, seed: req.config.seed };
-  const dpo = req.recipe === 'dpo' ? (req.config as DpoConfig).dpo : null;
-  const dpoOpts: DpoOptions | null = dpo ? { beta: dpo.beta, loss: dpo.loss as DpoOptions['loss'], sftWeight: dpo.sftWeight, gtRewardScale: dpo.gtRewardScale, averageLogProbs: dpo.averageLogProbs } : null;
-  const refs = dpoOpts ? await referenceLogps(store, req, r) : null;
+  const { r, loadedFrom } = await residentFor(store, runs, req, recipe);
+  const ctx: StepContext<RecipeConfig> = { model: r.state.model, opt: r.state.opt, trainer: req.config.trainer, config: req.config, seed: req.config.seed };
   const steps: StepSummary[] = [];
+  let validationBefore: Validation | null = null;
   try {
+    if (req.validateBefore) validationBefore = await validate(recipe, ctx, r);
     for (let step = req.fromStep; step < req.toStep; step++) {
-      const m = dpoOpts
-        ? await dpoStep(ctx, r.train as PreferenceExample[], refs!.train, dpoOpts, step)
-        : await sftStep(ctx, r.train as SftExample[], step);
+      const m = await optimizerStep(recipe, ctx, r.train, r.pre?.train ?? null, step);
       r.state.step = step + 1;
       steps.push(summary(m));
       heartbeat({ step: step + 1, loss: m.loss });
@@ -136,18 +126,15 @@ export async function trainChunk(store: RunStorePort, runs: ResidentRuns, req: C
     runs.drop(req.runId); // a half-trained resident model must not be reused
     throw err;
   }
-  let validation: Validation | null = null;
-  if (req.validate) {
-    const evaluated = dpoOpts ? dpoEvaluate(ctx, r.valid as PreferenceExample[], refs!.valid, dpoOpts) : null;
-    validation = evaluated
-      ? { step: r.state.step, loss: evaluated.loss, preference: evaluated.metrics }
-      : { step: r.state.step, loss: await sftEvaluate(r.state.model, r.valid as SftExample[], req.config.trainer.microBatchSize) };
-  }
+  const validation = req.validate ? await validate(recipe, ctx, r) : null;
   heartbeat({ step: r.state.step, phase: 'checkpointing' });
   const checkpoint = await commit(store, req, r);
   // Retention in the same activity: one round trip per chunk instead of two.
   await store.pruneCheckpoints(req.runId, req.config.trainer.keepCheckpoints);
-  return { step: r.state.step, steps, checkpoint, validation, loadedFrom, seconds: (performance.now() - t0) / 1000 };
+  return {
+    step: r.state.step, steps, checkpoint, validation, loadedFrom, seconds: (performance.now() - t0) / 1000,
+    ...(req.validateBefore ? { validationBefore } : {}),
+  };
 }
 
 async function commit(store: RunStorePort, req: ChunkRequest, r: Resident): Promise<CheckpointRef> {
@@ -156,7 +143,7 @@ async function commit(store: RunStorePort, req: ChunkRequest, r: Resident): Prom
     await saveTrainingState(r.state, tmp);
     // The tokenizer travels with every checkpoint, so that an export is a complete HF folder.
     const base = await store.fetchInput(req.config.model);
-    for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+    for (const f of TOKENIZER_FILES) {
       if (existsSync(path.join(base, f))) await copyFile(path.join(base, f), path.join(tmp, f));
     }
     const ref = await store.commitCheckpoint(req.runId, r.state.step, tmp, { runId: req.runId, recipe: req.recipe, config: req.config, parent: req.checkpoint });

@@ -2,15 +2,10 @@
  * The messages between workflows and activities. Everything here is small JSON (well under
  * Temporal's 2 MB payload limit): tensors and datasets travel as store URIs.
  */
-import type { DpoConfig, SftConfig } from '../algorithms/config/recipes.js';
-import type { PreferenceMetrics } from '../algorithms/losses/dpo.js';
-
-export type RecipeName = 'sft' | 'dpo';
-export type RecipeConfig = SftConfig | DpoConfig;
-
+import type { Headline, Metrics, RecipeConfig, RecipeName } from '../algorithms/recipes/index.js';
 import type { CheckpointRef } from '../store/checkpoints.js';
 
-export type { CheckpointRef };
+export type { CheckpointRef, RecipeConfig, RecipeName };
 
 export interface RunInput {
   runId: string;
@@ -34,15 +29,36 @@ export interface Queues {
   compute: string;
 }
 
+/** One split of a prepared dataset: packed token shards under `prefix` (manifest last). */
+export interface SplitRef {
+  /** Store key of the shard folder. */
+  prefix: string;
+  uri: string;
+  count: number;
+  tokens: number;
+}
+
+/** What preparation did with the records, for the run's report. */
+export interface PreparationReport {
+  records: number;
+  examples: number;
+  /** Records skipped by data.overlong = drop (or truncate with nothing left to train on). */
+  dropped: number;
+  /** The first few dropped records, "file line N: why". */
+  droppedSamples: string[];
+}
+
 export interface DatasetRef {
-  /** Store keys of the tokenized training and validation examples (JSON). */
-  trainKey: string;
-  validKey: string;
-  /** The same, as URIs for people. */
-  trainUri: string;
-  validUri: string;
-  trainCount: number;
-  validCount: number;
+  train: SplitRef;
+  valid: SplitRef;
+  report: PreparationReport;
+}
+
+/** Inputs precomputed once (reference log-probs, teacher top-K), per split; null when the recipe has none. */
+export interface PrecomputedRef {
+  name: string;
+  train: SplitRef[];
+  valid: SplitRef[];
 }
 
 export interface StepSummary {
@@ -51,18 +67,21 @@ export interface StepSummary {
   lr: number;
   gradNorm: number;
   tokens: number;
-  preference?: PreferenceMetrics;
+  metrics: Metrics;
 }
 
 export interface Validation {
   step: number;
   loss: number;
-  preference?: PreferenceMetrics;
+  metrics: Metrics;
+  /** The recipe's headline metric and its value (the loss when the headline is the loss). */
+  headline: Headline & { value: number };
 }
 
 export interface CarriedState {
   step: number;
   dataset: DatasetRef;
+  precomputed?: PrecomputedRef | null;
   lastCheckpoint: CheckpointRef | null;
   history: StepSummary[];
   validations: Validation[];
@@ -75,12 +94,15 @@ export interface ChunkRequest {
   recipe: RecipeName;
   config: RecipeConfig;
   dataset: DatasetRef;
+  precomputed?: PrecomputedRef | null;
   /** Start here; the worker's resident model must be at this step, else it loads `checkpoint`. */
   fromStep: number;
   toStep: number;
   checkpoint: CheckpointRef | null;
   /** Validate after the last step of the chunk. */
   validate: boolean;
+  /** Validate before the first step too (the "before" of the run's metrics). */
+  validateBefore?: boolean;
 }
 
 export interface ChunkResult {
@@ -88,12 +110,14 @@ export interface ChunkResult {
   steps: StepSummary[];
   checkpoint: CheckpointRef;
   validation: Validation | null;
+  /** The validation before the chunk's first step, when asked for. */
+  validationBefore?: Validation | null;
   /** Where the weights came from at the start of the chunk. */
   loadedFrom: 'resident' | 'checkpoint' | 'base';
   seconds: number;
 }
 
-export type RunStatus = 'preparing' | 'training' | 'paused' | 'stopping' | 'exporting' | 'completed' | 'stopped';
+export type RunStatus = 'preparing' | 'precomputing' | 'training' | 'paused' | 'stopping' | 'exporting' | 'completed' | 'stopped';
 
 export interface Progress {
   runId: string;
@@ -103,6 +127,8 @@ export interface Progress {
   maxSteps: number;
   lastLoss: number | null;
   lastValidation: Validation | null;
+  /** The first validation (before training when the run validates at its start). */
+  firstValidation?: Validation | null;
   lastCheckpoint: CheckpointRef | null;
   /** Training tokens per second over the run so far (wall time of training chunks). */
   tokensPerSecond: number | null;
@@ -110,6 +136,7 @@ export interface Progress {
   recent: StepSummary[];
   parentRunId: string | null;
   exportUri: string | null;
+  report?: PreparationReport | null;
 }
 
 export interface RunResult {
@@ -119,4 +146,19 @@ export interface RunResult {
   lastCheckpoint: CheckpointRef | null;
   exportUri: string | null;
   validations: Validation[];
+}
+
+/** scoreResponses: a reward model's scores for prompt/response pairs (the online recipes' judge). */
+export interface ScoreRequest {
+  /** A reward-model folder (an export of an rm run, or any HF *ForSequenceClassification folder). */
+  model: string;
+  samples: { prompt: string; response: string }[];
+  /** Micro-batch of the forward passes. Default 8. */
+  microBatch?: number;
+}
+
+export interface ScoreResult {
+  /** scores[i] has one value per label (1 for a Bradley-Terry model). */
+  scores: number[][];
+  labelNames: string[];
 }

@@ -15,10 +15,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Client } from '@temporalio/client';
-import { parseRecipeConfig } from '../algorithms/config/recipes.js';
+import { parseRecipeConfig } from '../algorithms/recipes/index.js';
 import { readJsonl } from '../algorithms/data/jsonl.js';
 import { tokenizeSft } from '../algorithms/data/sft.js';
-import { sftStep } from '../algorithms/train/steps.js';
+import { sft } from '../algorithms/recipes/sft.js';
+import type { SftConfig } from '../algorithms/recipes/sft.js';
+import { arraySource, optimizerStep } from '../algorithms/train/runner.js';
 import { RunStore } from '../store/run-store.js';
 import { newOptimizer } from '../activities/training-state.js';
 import { openStore } from '../store/index.js';
@@ -78,10 +80,10 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
   // Plain loop: tokenize, load, train; no orchestration, no checkpoints.
   let t0 = performance.now();
   const tok = Tokenizer.fromDir(model);
-  const data = (await readJsonl(train)).map((r) => tokenizeSft(tok, r, train, { maxLength: 96 }));
+  const data = arraySource((await readJsonl(train)).map((r) => tokenizeSft(tok, r, train, { maxLength: 96 })!));
   const m = await loadPretrained(model);
-  const ctx = { model: m, opt: newOptimizer(m, config.trainer), trainer: config.trainer, seed: config.seed };
-  for (let s = 0; s < steps; s++) await sftStep(ctx, data, s);
+  const ctx = { model: m, opt: newOptimizer(m, config.trainer), trainer: config.trainer, config: config as SftConfig, seed: config.seed };
+  for (let s = 0; s < steps; s++) await optimizerStep(sft, ctx, data, null, s);
   const plain = (performance.now() - t0) / 1000;
   m.dispose();
   process.stderr.write(`  plain loop: ${plain.toFixed(2)} s\n`);
@@ -95,7 +97,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
   try {
     const runId = `overhead-${Date.now()}`;
     t0 = performance.now();
-    const result = await client.workflow.execute('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: runId, args: [{ runId, config }] });
+    const result = await client.workflow.execute('trainingWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: runId, args: [{ runId, recipe: 'sft', config }] });
     const temporal = (performance.now() - t0) / 1000;
     if (process.env.ALIGN_BENCH_TIMELINE) {
       const h = await client.workflow.getHandle(runId).fetchHistory();

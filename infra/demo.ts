@@ -10,12 +10,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Client } from '@temporalio/client';
-import { parseRecipeConfig } from '../algorithms/config/recipes.js';
-import type { SftExample } from '../algorithms/data/sft.js';
-import { sftEvaluate } from '../algorithms/train/steps.js';
+import { parseRecipeConfig } from '../algorithms/recipes/index.js';
 import { RunStore } from '../store/run-store.js';
 import type { Progress, RunResult } from '../activities/types.js';
-import { loadPretrained } from '../models/pretrained.js';
 import { CONTROL_QUEUE, progressQuery } from '../workflows/training.js';
 import { startStack, stopStack } from './dev-stack.js';
 import { progressBar, sparkline } from './progress.js';
@@ -76,12 +73,9 @@ try {
     trainer: { maxSteps: sftSteps, globalBatchSize: 8, microBatchSize: 8, lr: 1e-3, minLr: 1e-4, warmupSteps: 2, checkpointEvery: 10, valEvery: 10, maxLength: 96 },
   });
   const sftId = `demo-sft-${stamp}`;
-  await client.workflow.start('sftWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: sftId, args: [{ runId: sftId, config: sft }] });
+  await client.workflow.start('trainingWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: sftId, args: [{ runId: sftId, recipe: 'sft', config: sft }] });
   const sftResult = await follow(client, sftId, sftSteps, 'SFT');
-  const valid = (await runStore.getJson<SftExample[]>(`runs/${sftId}/data/valid.json`))!;
-  const base = await loadPretrained(sft.model);
-  const before = await sftEvaluate(base, valid, 8);
-  base.dispose();
+  const before = sftResult.validations[0].loss; // the run validates before its first step
   const sftHistory = (await client.workflow.getHandle(sftId).query(progressQuery).catch(() => null))?.recent.map((s) => s.loss) ?? [];
   console.log(`SFT  validation loss ${before.toFixed(3)} → ${sftResult.validations.at(-1)!.loss.toFixed(3)} nats/token   train loss ${sparkline(sftHistory, 30)}`);
   console.log(`     checkpoints ${storeUri}/runs/${sftId}/checkpoints/   export ${sftResult.exportUri}`);
@@ -93,10 +87,10 @@ try {
     trainer: { maxSteps: dpoSteps, globalBatchSize: 8, microBatchSize: 4, lr: 2e-3, minLr: 2e-4, warmupSteps: 0, checkpointEvery: 10, valEvery: 10, maxLength: 64 },
   });
   const dpoId = `demo-dpo-${stamp}`;
-  await client.workflow.start('dpoWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: dpoId, args: [{ runId: dpoId, config: dpo }] });
+  await client.workflow.start('trainingWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: dpoId, args: [{ runId: dpoId, recipe: 'dpo', config: dpo }] });
   const dpoResult = await follow(client, dpoId, dpoSteps, 'DPO');
-  const acc = dpoResult.validations.map((v) => v.preference!.accuracy.toFixed(2)).join(' → ');
-  console.log(`DPO  held-out reward accuracy (0.00 before training) → ${acc}   margin ${dpoResult.validations.at(-1)!.preference!.margin.toFixed(3)}`);
+  const acc = dpoResult.validations.map((v) => v.metrics.accuracy.toFixed(2)).join(' → ');
+  console.log(`DPO  held-out reward accuracy ${acc} (step ${dpoResult.validations.map((v) => v.step).join(', ')})   margin ${dpoResult.validations.at(-1)!.metrics.margin.toFixed(3)}`);
   console.log(`     checkpoints ${storeUri}/runs/${dpoId}/checkpoints/   export ${dpoResult.exportUri}`);
   console.log(`Inspect the runs in the Web UI${stack.temporal.uiUrl ? ` (${stack.temporal.uiUrl})` : ''} or with: npx tsx infra/cli/main.ts status ${dpoId}`);
 } finally {

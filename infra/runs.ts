@@ -17,12 +17,17 @@ import type { WorkflowExecutionDescription, WorkflowExecutionStatusName } from '
 import { ActivityFailure, ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import type { CheckpointRef, Progress, Queues, RecipeConfig, RecipeName, RunInput, RunResult } from '../activities/types.js';
 import { applyOverrides } from '../algorithms/config/common.js';
-import { parseRecipeConfig } from '../algorithms/config/recipes.js';
+import { checkMaxLength } from '../algorithms/config/common.js';
+import { getRecipe, isRecipeName, parseRecipeConfig, RECIPE_NAMES } from '../algorithms/recipes/index.js';
+import { contextWindowOf, readModelConfig } from '../activities/model-info.js';
 import { ConfigError } from '../algorithms/errors.js';
 import { AlignerError } from '../kernels/errors.js';
 import { CONTROL_QUEUE, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../workflows/training.js';
 import { CheckpointCorruptError, latestValidCheckpoint, listCheckpoints, readCheckpoint, readManifest, verifyCheckpoint } from '../store/checkpoints.js';
 import { openStore, StoreError, type ArtifactStore } from '../store/index.js';
+import { ExportError, exportToFolder } from '../store/export.js';
+
+export { ExportError };
 import { connectTemporal, TemporalUnavailableError } from './temporal.js';
 
 export { TemporalUnavailableError };
@@ -59,8 +64,6 @@ export class NoCheckpointError extends AlignerError {
   }
 }
 
-/** The checkpoint exists and verifies, but is not a model (no config.json or safetensors). */
-export class ExportError extends AlignerError {}
 
 export interface SkippedCheckpoint {
   step: number;
@@ -105,9 +108,17 @@ export function errorKind(e: unknown): ErrorKind {
 
 // ---- Runs
 
-export const RECIPES: readonly RecipeName[] = ['sft', 'dpo'];
-const workflowType = (recipe: RecipeName) => `${recipe}Workflow`;
-const recipeOf = (type: string): RecipeName | null => RECIPES.find((r) => workflowType(r) === type) ?? null;
+/** The workflow type a recipe runs as: every offline recipe is the one training loop. */
+const workflowType = (recipe: RecipeName) => (getRecipe(recipe).kind === 'offline' ? 'trainingWorkflow' : `${recipe}Workflow`);
+/** Workflow types of runs started before every offline recipe ran as trainingWorkflow. */
+const LEGACY_TYPES: Readonly<Record<string, RecipeName>> = { sftWorkflow: 'sft', dpoWorkflow: 'dpo' };
+const RUN_TYPES = [...new Set([...RECIPE_NAMES.map(workflowType), ...Object.keys(LEGACY_TYPES)])];
+/** A run's recipe: from its memo (set at start), else from a legacy workflow type. */
+function recipeOf(type: string, memo: Record<string, unknown> | undefined): RecipeName | null {
+  const r = memo?.recipe;
+  if (typeof r === 'string' && isRecipeName(r)) return r;
+  return LEGACY_TYPES[type] ?? null;
+}
 /** How long a progress query may wait for a worker before status reports "no answer". */
 const QUERY_DEADLINE_MS = 3_000;
 
@@ -215,7 +226,7 @@ export function checkRunId(runId: string): string {
 }
 
 export function checkRecipe(recipe: string): RecipeName {
-  if (!(RECIPES as readonly string[]).includes(recipe)) throw new ConfigError(`unknown recipe "${recipe}"; available: ${RECIPES.join(', ')}`);
+  getRecipe(recipe); // throws, listing the recipes
   return recipe as RecipeName;
 }
 
@@ -238,10 +249,24 @@ export function prepareConfig(recipe: string, raw: unknown, sets: readonly strin
     if (!existsSync(abs)) throw new ConfigError(`${field}: no such file or folder: ${abs}`);
     return isLocalPath(p) ? abs : p;
   };
-  config.model = fix('model', config.model)!;
-  config.data.train = fix('data.train', config.data.train)!;
-  config.data.validation = fix('data.validation', config.data.validation);
+  // Every path the recipe reads: the data, and the model folder of each role (model, kd.teacher, …).
+  const fields = ['data.train', 'data.validation', ...Object.values(getRecipe(r).roles).map((role) => role!.configField)];
+  for (const field of new Set(fields)) {
+    const keys = field.split('.');
+    const parent = keys.slice(0, -1).reduce<Record<string, unknown> | undefined>((o, k) => o?.[k] as Record<string, unknown> | undefined, config);
+    const last = keys.at(-1)!;
+    if (parent && typeof parent[last] === 'string') parent[last] = fix(field, parent[last] as string);
+  }
   return config;
+}
+
+/** trainer.maxLength against a local model's positions, before anything starts (remote models are checked by prepareDataset). */
+async function checkModelLimits(config: RecipeConfig): Promise<void> {
+  if (!isLocalPath(config.model)) return;
+  const model = await readModelConfig(config.model).catch((e: Error) => {
+    throw new ConfigError(`model: ${config.model} is not a Hugging Face model folder (${e.message})`);
+  });
+  checkMaxLength(config.trainer, contextWindowOf(model));
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -264,8 +289,6 @@ function isUnavailable(e: unknown): boolean {
 
 // ---- Checkpoints: where a failed run resumes from, and exports as Hugging Face folders.
 
-/** The files of a checkpoint that make a Hugging Face model folder (not optimizer or trainer state). */
-const HF_FILE = /^(config\.json|generation_config\.json|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|added_tokens\.json|vocab\.json|merges\.txt|tokenizer\.model|chat_template\.jinja)$/;
 
 /**
  * The newest valid checkpoint of a run; when it wrote none (it failed before its first
@@ -292,9 +315,8 @@ export interface ExportResult {
 }
 
 /**
- * Downloads a checkpoint (verified file by file by readCheckpoint) into a temporary sibling of
- * `outDir`, then moves its model files into `outDir`, so that a failed or partial download never
- * leaves a folder that looks like a model.
+ * Writes a checkpoint as a verified Hugging Face folder (store/export.ts, the same path as the
+ * workflow's export) into a new or empty `outDir`.
  */
 async function exportCheckpoint(store: ArtifactStore, runId: string, opts: { step?: number; outDir: string }): Promise<ExportResult> {
   const out = path.resolve(opts.outDir);
@@ -317,20 +339,8 @@ async function exportCheckpoint(store: ArtifactStore, runId: string, opts: { ste
     skipped = found.skipped;
     if (!ref) throw new NoCheckpointError(runId, skipped, `run ${runId} has no valid checkpoint in ${store.uri}; is that the store its workers write to (--store)?`);
   }
-  await mkdir(path.dirname(out), { recursive: true });
-  const tmp = await mkdtemp(path.join(path.dirname(out), `.${path.basename(out)}.partial-`));
-  try {
-    const manifest = await readCheckpoint(store, ref, tmp);
-    const files = manifest.files.map((f) => f.name).filter((n) => HF_FILE.test(n)).sort();
-    if (!files.includes('config.json') || !files.some((f) => f.endsWith('.safetensors'))) {
-      throw new ExportError(`checkpoint ${ref.uri} holds no Hugging Face model (config.json and *.safetensors); it has: ${manifest.files.map((f) => f.name).join(', ')}`);
-    }
-    await mkdir(out, { recursive: true });
-    for (const f of files) await rename(path.join(tmp, f), path.join(out, f));
-    return { runId, step: ref.step, checkpoint: ref, outDir: out, files, skipped };
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
+  const files = await exportToFolder(store, ref, out);
+  return { runId, step: ref.step, checkpoint: ref, outDir: out, files, skipped };
 }
 
 export class RunService {
@@ -387,6 +397,7 @@ export class RunService {
   /** Parses and validates the config, then starts the run (and, unless detached, waits for it). */
   async startRun(recipe: string, rawConfig: unknown, sets: readonly string[] = [], opts: StartOptions = {}): Promise<StartedRun> {
     const config = prepareConfig(recipe, rawConfig, sets, opts.baseDir);
+    await checkModelLimits(config);
     const r = recipe as RecipeName;
     const runId = opts.runId !== undefined ? checkRunId(opts.runId) : newRunId(r);
     await this.startWorkflow(r, { runId, config });
@@ -402,7 +413,7 @@ export class RunService {
         await c.workflow.start(workflowType(recipe), {
           taskQueue: queues?.control ?? CONTROL_QUEUE,
           workflowId: input.runId,
-          args: [input],
+          args: [{ ...input, recipe }],
           // A run id names one run forever: its store folder must never be shared by two runs.
           workflowIdReusePolicy: 'REJECT_DUPLICATE',
           memo: { recipe, parentRunId: input.parentRunId ?? null },
@@ -432,7 +443,7 @@ export class RunService {
     return this.withClient(async (c) => {
       const handle = c.workflow.getHandle(runId);
       const view: RunView = {
-        runId, recipe: recipeOf(d.type), state: d.status.name, startTime: d.startTime.toISOString(),
+        runId, recipe: recipeOf(d.type, d.memo), state: d.status.name, startTime: d.startTime.toISOString(),
         closeTime: d.closeTime?.toISOString() ?? null, parentRunId: (d.memo?.parentRunId as string | null) ?? null,
         progress: null, result: null, failure: null,
       };
@@ -470,13 +481,13 @@ export class RunService {
    */
   async listRuns(opts: { limit?: number } = {}): Promise<RunSummary[]> {
     const limit = opts.limit ?? 20;
-    const types = RECIPES.map((r) => `'${workflowType(r)}'`).join(', ');
+    const types = RUN_TYPES.map((t) => `'${t}'`).join(', ');
     return this.withClient(async (c) => {
       const out: RunSummary[] = [];
       const query = `WorkflowType IN (${types}) AND ExecutionStatus != 'ContinuedAsNew'`;
       for await (const w of c.workflow.list({ query, pageSize: Math.min(limit, 1000) })) {
         out.push({
-          runId: w.workflowId, recipe: recipeOf(w.type), state: w.status.name, startTime: w.startTime.toISOString(),
+          runId: w.workflowId, recipe: recipeOf(w.type, w.memo), state: w.status.name, startTime: w.startTime.toISOString(),
           closeTime: w.closeTime?.toISOString() ?? null, parentRunId: (w.memo?.parentRunId as string | null) ?? null,
         });
         if (out.length >= limit) break;
@@ -545,7 +556,7 @@ export class RunService {
     if (state === 'COMPLETED') {
       throw new RunStateError(runId, state, `run ${runId} completed, it did not fail; to get its model: align export ${runId} --out DIR`);
     }
-    const recipe = recipeOf(d.type);
+    const recipe = recipeOf(d.type, d.memo);
     if (!recipe) throw new RunStateError(runId, state, `run ${runId} is a ${d.type}, not a training run`);
     const input = await this.runInput(runId);
     const config = parseRecipeConfig(recipe, input.config); // today's schema must still accept it

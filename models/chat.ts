@@ -6,8 +6,8 @@
  * conversation once and marks the tokens of each assistant turn, as NeMo-Aligner does: render the
  * prompt before the turn (with the generation prompt), tokenize it, and check that its tokens are a
  * prefix of the conversation's tokens. See `tokenizeConversation` for the rules and fallbacks.
- * `normalizeConversation` turns NeMo-Aligner `conversations` records and TRL `messages` records
- * into one message list.
+ * `normalizeConversation` turns NeMo-Aligner `conversations` records (plain or Llama 3 header
+ * speaker names) and TRL `messages` records into one message list.
  */
 import { Template } from '@huggingface/jinja';
 import type { Tokenizer } from './tokenizer.js';
@@ -220,7 +220,22 @@ function truncate(out: TokenizedConversation, maxLength: number): TokenizedConve
 }
 
 const ROLES: readonly Role[] = ['system', 'user', 'assistant', 'tool'];
-const NEMO_SPEAKERS: Record<string, Role> = { User: 'user', Assistant: 'assistant' };
+/** NeMo-Aligner speaker names, lower-cased, by role. */
+const NEMO_SPEAKERS: Record<string, Role> = { user: 'user', assistant: 'assistant' };
+/** A Llama 3 header, as NeMo-Aligner's Llama 3 chat data names speakers: `<|start_header_id|>user<|end_header_id|>`. */
+const LLAMA3_HEADER = /^<\|start_header_id\|>\s*([^<]*?)\s*<\|end_header_id\|>$/;
+
+/**
+ * The role a NeMo-Aligner speaker name (`from`, `mask`) stands for: "User" or "Assistant", bare or
+ * inside a Llama 3 header (`<|start_header_id|>assistant<|end_header_id|>`), case-insensitive and
+ * ignoring surrounding whitespace; undefined for any other name.
+ */
+export function nemoSpeakerRole(name: unknown): Role | undefined {
+  if (typeof name !== 'string') return undefined;
+  const trimmed = name.trim();
+  const inner = LLAMA3_HEADER.exec(trimmed)?.[1] ?? trimmed;
+  return Object.hasOwn(NEMO_SPEAKERS, inner.toLowerCase()) ? NEMO_SPEAKERS[inner.toLowerCase()] : undefined;
+}
 
 /**
  * A dataset record as chat messages. Accepted:
@@ -228,7 +243,11 @@ const NEMO_SPEAKERS: Record<string, Role> = { User: 'user', Assistant: 'assistan
  *   of `{"type": "text", "text"}` parts (joined);
  * - NeMo-Aligner SFT chat: `{"system", "conversations": [{"from": "User"|"Assistant", "value"}], "mask": "User"}`.
  *   An empty system prompt is dropped (HF templates would render an empty system turn); `label`
- *   (SteerLM) is kept on the message; only `mask: "User"` (train on Assistant turns) is supported.
+ *   (SteerLM) is kept on the message; only a mask naming the user (train on Assistant turns) is
+ *   supported. Other keys (`type`, KD's `tokens`, `topk_logits`, …) are ignored.
+ * - NeMo-Aligner Llama 3 chat: the same, with speakers named by header tokens
+ *   (`"from": "<|start_header_id|>user<|end_header_id|>"`, the same `mask`, and an optional
+ *   `"system_token"`). The headers only name roles: the model's chat template renders the turns.
  */
 export function normalizeConversation(record: unknown): ChatMessage[] {
   if (Array.isArray(record)) return normalizeMessages(record, 'messages');
@@ -244,7 +263,9 @@ export function normalizeConversation(record: unknown): ChatMessage[] {
   throw new ConversationFormatError(`record has neither "messages" (TRL) nor "conversations" (NeMo-Aligner); keys: ${Object.keys(record).join(', ') || 'none'}`);
 }
 
-function normalizeMessages(list: unknown[], where: string): ChatMessage[] {
+/** A list of TRL `{"role", "content"}` messages, checked; `where` names the list in errors ("prompt", "chosen"). */
+export function normalizeMessages(list: unknown, where: string): ChatMessage[] {
+  if (!Array.isArray(list)) throw new ConversationFormatError(`"${where}" must be a list of {"role", "content"} objects`);
   if (list.length === 0) throw new ConversationFormatError(`"${where}" is empty`);
   return list.map((m, i) => {
     if (!isObject(m)) throw new ConversationFormatError(`${where}[${i}] must be an object with "role" and "content"`);
@@ -266,7 +287,8 @@ function textContent(c: unknown, where: string): string {
 function normalizeNemo(record: Record<string, unknown>): ChatMessage[] {
   const { system, conversations, mask } = record;
   if (system !== undefined && typeof system !== 'string') throw new ConversationFormatError('"system" must be a string');
-  if (mask !== undefined && mask !== 'User') {
+  if (record.system_token !== undefined && typeof record.system_token !== 'string') throw new ConversationFormatError('"system_token" must be a string');
+  if (mask !== undefined && nemoSpeakerRole(mask) !== 'user') {
     throw new ConversationFormatError(`"mask" ${JSON.stringify(mask)} is not supported: only "User" (train on the Assistant turns)`);
   }
   if (!Array.isArray(conversations) || conversations.length === 0) {
@@ -275,7 +297,7 @@ function normalizeNemo(record: Record<string, unknown>): ChatMessage[] {
   const out: ChatMessage[] = system ? [{ role: 'system', content: system }] : [];
   conversations.forEach((turn, i) => {
     if (!isObject(turn)) throw new ConversationFormatError(`conversations[${i}] must be an object with "from" and "value"`);
-    const role = typeof turn.from === 'string' ? NEMO_SPEAKERS[turn.from] : undefined;
+    const role = nemoSpeakerRole(turn.from);
     if (!role) throw new ConversationFormatError(`conversations[${i}].from must be "User" or "Assistant", got ${JSON.stringify(turn.from)}`);
     if (typeof turn.value !== 'string') throw new ConversationFormatError(`conversations[${i}].value must be a string`);
     out.push(turn.label === undefined || turn.label === null ? { role, content: turn.value } : { role, content: turn.value, label: turn.label });

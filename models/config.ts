@@ -41,6 +41,8 @@ export interface LlamaConfig {
   modelType?: 'llama' | 'mistral' | 'qwen2';
   bosTokenId?: number | null;
   eosTokenId?: number | number[] | null;
+  /** Hugging Face `pad_token_id` (sequence classifiers find the last real token with it). Default none. */
+  padTokenId?: number | null;
 }
 
 export interface Gpt2Config {
@@ -56,11 +58,26 @@ export interface Gpt2Config {
   layerNormEps?: number;
   bosTokenId?: number | null;
   eosTokenId?: number | number[] | null;
+  /** Hugging Face `pad_token_id` (sequence classifiers find the last real token with it). Default none. */
+  padTokenId?: number | null;
 }
 
 export type ModelConfig = ({ family: 'llama' } & LlamaConfig) | ({ family: 'gpt2' } & Gpt2Config);
 
 export const headDimOf = (c: LlamaConfig): number => c.headDim ?? c.hiddenSize / c.numHeads;
+
+export type HfModelType = 'llama' | 'mistral' | 'qwen2' | 'gpt2';
+
+/** Hugging Face architecture names by model_type and head: the one table that spells them. */
+export const HF_ARCHITECTURES: Readonly<Record<HfModelType, { causalLm: string; sequenceClassification: string }>> = {
+  llama: { causalLm: 'LlamaForCausalLM', sequenceClassification: 'LlamaForSequenceClassification' },
+  mistral: { causalLm: 'MistralForCausalLM', sequenceClassification: 'MistralForSequenceClassification' },
+  qwen2: { causalLm: 'Qwen2ForCausalLM', sequenceClassification: 'Qwen2ForSequenceClassification' },
+  gpt2: { causalLm: 'GPT2LMHeadModel', sequenceClassification: 'GPT2ForSequenceClassification' },
+};
+
+/** The Hugging Face model_type a configuration is written as. */
+export const hfModelType = (cfg: ModelConfig): HfModelType => (cfg.family === 'gpt2' ? 'gpt2' : (cfg.modelType ?? 'llama'));
 
 /** Reject configurations the model cannot be built from, naming the field. */
 export function validateLlamaConfig(c: LlamaConfig): void {
@@ -102,6 +119,8 @@ function ropeScalingFrom(json: Json): RopeScaling | null {
   };
 }
 
+const padTokenIdFrom = (json: Json): number | null => (typeof json.pad_token_id === 'number' ? json.pad_token_id : null);
+
 /** Parse a Hugging Face config.json object. */
 export function fromHfConfig(json: Json): ModelConfig {
   const type = json.model_type as string;
@@ -127,6 +146,7 @@ export function fromHfConfig(json: Json): ModelConfig {
       slidingWindow: type === 'qwen2' && !json.use_sliding_window ? null : ((json.sliding_window as number | null | undefined) ?? null),
       bosTokenId: (json.bos_token_id as number | null | undefined) ?? null,
       eosTokenId: (json.eos_token_id as number | number[] | null | undefined) ?? null,
+      padTokenId: padTokenIdFrom(json),
     };
     validateLlamaConfig(cfg);
     return { family: 'llama', ...cfg };
@@ -146,6 +166,7 @@ export function fromHfConfig(json: Json): ModelConfig {
       layerNormEps: (json.layer_norm_epsilon as number | undefined) ?? 1e-5,
       bosTokenId: (json.bos_token_id as number | null | undefined) ?? null,
       eosTokenId: (json.eos_token_id as number | null | undefined) ?? null,
+      padTokenId: padTokenIdFrom(json),
     };
   }
   throw new ShapeError(`config.json: model_type "${String(type)}" is not supported; supported: llama, mistral, qwen2, gpt2`);
@@ -161,14 +182,15 @@ function scalingJson(rs: RopeScaling): Json {
 export function toHfConfig(cfg: ModelConfig): Json {
   if (cfg.family === 'gpt2') {
     return {
-      architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: cfg.vocabSize, n_positions: cfg.nPositions,
+      architectures: [HF_ARCHITECTURES.gpt2.causalLm], model_type: 'gpt2', vocab_size: cfg.vocabSize, n_positions: cfg.nPositions,
       n_embd: cfg.hiddenSize, n_layer: cfg.numLayers, n_head: cfg.numHeads, n_inner: cfg.intermediateSize ?? null,
       activation_function: 'gelu_new', layer_norm_epsilon: cfg.layerNormEps ?? 1e-5, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0,
-      bos_token_id: cfg.bosTokenId ?? null, eos_token_id: cfg.eosTokenId ?? null, tie_word_embeddings: true, torch_dtype: 'float32',
+      bos_token_id: cfg.bosTokenId ?? null, eos_token_id: cfg.eosTokenId ?? null, pad_token_id: cfg.padTokenId ?? null,
+      tie_word_embeddings: true, torch_dtype: 'float32',
     };
   }
   const type = cfg.modelType ?? 'llama';
-  const arch = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' }[type];
+  const arch = HF_ARCHITECTURES[type].causalLm;
   const rs = cfg.ropeScaling;
   return {
     architectures: [arch], model_type: type, vocab_size: cfg.vocabSize, hidden_size: cfg.hiddenSize,
@@ -183,6 +205,6 @@ export function toHfConfig(cfg: ModelConfig): Json {
     ...(type === 'llama' ? { attention_bias: Boolean(cfg.qkvBias), mlp_bias: false } : {}),
     ...(type === 'mistral' ? { sliding_window: cfg.slidingWindow ?? null } : {}),
     ...(type === 'qwen2' ? { use_sliding_window: false, sliding_window: null } : {}),
-    bos_token_id: cfg.bosTokenId ?? null, eos_token_id: cfg.eosTokenId ?? null, torch_dtype: 'float32',
+    bos_token_id: cfg.bosTokenId ?? null, eos_token_id: cfg.eosTokenId ?? null, pad_token_id: cfg.padTokenId ?? null, torch_dtype: 'float32',
   };
 }

@@ -4,7 +4,8 @@
  * Parameter names follow Hugging Face's sequence-classification models (`score.weight`).
  */
 import { Linear, Module, embedding, reshape, tensor } from '../kernels/index.js';
-import type { CreateOptions, Generator, Tensor } from '../kernels/index.js';
+import type { Tensor } from '../kernels/index.js';
+import type { InitOptions } from '../kernels/module.js';
 import type { CausalLM, ForwardOptions } from './causal-lm.js';
 
 /** Index of the last 1 in each row of a 0/1 mask [B][T] (the last real token, right padding). */
@@ -22,14 +23,33 @@ export function gatherLast(hidden: Tensor, last: readonly number[]): Tensor {
   return embedding(reshape(hidden, [B * T, C]), rows); // [B, C]
 }
 
-/** A backbone plus `score` [N, C] read at the last real token: N = 1 for a reward model. */
+/**
+ * A backbone plus `score` [N, C] read at the last real token: N = 1 for a reward model.
+ *
+ * `namedParameters()` are exactly transformers' `…ForSequenceClassification` names: the
+ * backbone's (`model.*` for the Llama family, `transformer.*` for GPT-2) and `score.weight`.
+ * An untied Llama backbone's `lm_head` is not part of a sequence classifier (transformers' has
+ * none), so it is left out: it is neither trained, saved, nor loaded. `dispose()` frees the whole
+ * backbone (its cached tables and its lm_head included) and the head; so do not dispose a model
+ * whose backbone another model still uses.
+ */
 export class SequenceScoreModel extends Module {
   readonly score: Linear;
 
-  constructor(readonly backbone: CausalLM, numLabels: number, opts: CreateOptions & { gen: Generator }) {
+  /** opts.std: the head's init std (default 0.02); opts.init 'none' gives zeros, for weights about to be loaded. */
+  constructor(readonly backbone: CausalLM, numLabels: number, opts: InitOptions) {
     super();
-    this.child('', backbone as unknown as Module); // Hugging Face names: model.*, score.weight
+    this.child('', backbone as unknown as Module); // names unprefixed: model.* (Llama), transformer.* (GPT-2)
     this.score = this.child('score', new Linear(backbone.config.hiddenSize, numLabels, { ...opts, bias: false }));
+  }
+
+  /** N, the rows of `score`. */
+  get numLabels(): number {
+    return this.score.weight.shape[0];
+  }
+
+  override namedParameters(prefix = ''): [string, Tensor][] {
+    return super.namedParameters(prefix).filter(([n]) => !n.startsWith(`${prefix}lm_head.`));
   }
 
   /** ids [B, T], mask [B][T] (right padding) → scores [B, N]. */
@@ -37,15 +57,20 @@ export class SequenceScoreModel extends Module {
     const h = this.backbone.hidden(ids, opts); // [B, T, C]
     return this.score.forward(gatherLast(h, lastTokenIndex(mask))); // [B, N]
   }
+
+  override dispose(): void {
+    this.backbone.dispose();
+    this.score.dispose();
+  }
 }
 
 /** A backbone plus a value head giving one value per position (the PPO critic). */
 export class ValueModel extends Module {
   readonly valueHead: Linear;
 
-  constructor(readonly backbone: CausalLM, opts: CreateOptions & { gen: Generator }) {
+  constructor(readonly backbone: CausalLM, opts: InitOptions) {
     super();
-    this.child('', backbone as unknown as Module); // Hugging Face names: model.*, score.weight
+    this.child('', backbone as unknown as Module); // the backbone's names unprefixed, then value_head.*
     this.valueHead = this.child('value_head', new Linear(backbone.config.hiddenSize, 1, { ...opts, bias: true }));
   }
 
@@ -53,5 +78,11 @@ export class ValueModel extends Module {
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
     const [B, T] = ids.shape;
     return reshape(this.valueHead.forward(this.backbone.hidden(ids, opts)), [B, T]); // [B, T, 1] → [B, T]
+  }
+
+  /** Frees the backbone (its cached tables too) and the head. */
+  override dispose(): void {
+    this.backbone.dispose();
+    this.valueHead.dispose();
   }
 }

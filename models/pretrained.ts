@@ -11,6 +11,7 @@ import { Gpt2LMHeadModel } from './gpt2.js';
 import { loadStateDict, matchStateDict, readConfig, saveStateDict, writeConfig } from './hf/checkpoint.js';
 import { LlamaForCausalLM } from './llama.js';
 import { CheckpointError } from './hf/errors.js';
+import type { StoredTensor } from './hf/safetensors.js';
 
 export function createModel(config: ModelConfig, opts: CreateOptions & { gen?: Generator; init?: 'normal' | 'none' } = {}): CausalLM {
   const init = { ...opts, gen: opts.gen ?? new Generator(0) };
@@ -24,23 +25,46 @@ function isIgnorable(name: string, config: ModelConfig): boolean {
   return config.tieWordEmbeddings === true && name === 'lm_head.weight';
 }
 
+/** Top-level heads: never under GPT-2's `transformer.` prefix. */
+const HEAD_NAMES = new Set(['lm_head.weight', 'score.weight', 'score.bias']);
+
 /** GPT-2 checkpoints saved from GPT2Model lack the `transformer.` prefix of GPT2LMHeadModel. */
 function canonicalName(name: string, config: ModelConfig): string {
-  return config.family === 'gpt2' && !name.startsWith('transformer.') && name !== 'lm_head.weight' ? `transformer.${name}` : name;
+  return config.family === 'gpt2' && !name.startsWith('transformer.') && !HEAD_NAMES.has(name) ? `transformer.${name}` : name;
 }
 
-/** Load a Hugging Face model folder. Unknown architectures and missing/extra/mis-shaped tensors are errors that list the names. */
-export async function loadPretrained(dir: string, opts: CreateOptions = {}): Promise<CausalLM> {
+/** A Hugging Face model folder, read: config.json raw and parsed, and its tensors under our parameter names. */
+export interface PretrainedFolder {
+  /** config.json as stored. */
+  hfConfig: Record<string, unknown>;
+  config: ModelConfig;
+  /** Tensors by our names; buffers that are not parameters (see isIgnorable) are left out. */
+  state: Map<string, StoredTensor>;
+}
+
+/** Read a model folder without building a model (loadPretrained and loadSequenceClassifier share it). */
+export async function readPretrainedFolder(dir: string): Promise<PretrainedFolder> {
+  const hfConfig = await readConfig(dir);
   let config: ModelConfig;
   try {
-    config = fromHfConfig(await readConfig(dir));
+    config = fromHfConfig(hfConfig);
   } catch (err) {
     if (err instanceof CheckpointError) throw err;
     throw new CheckpointError(`${dir}: ${(err as Error).message}`, dir);
   }
-  const model = createModel(config, { ...opts, init: 'none' });
   const raw = await loadStateDict(dir);
   const state = new Map([...raw].filter(([n]) => !isIgnorable(n, config)).map(([n, t]) => [canonicalName(n, config), t]));
+  return { hfConfig, config, state };
+}
+
+/** Load a Hugging Face model folder. Unknown architectures and missing/extra/mis-shaped tensors are errors that list the names. */
+export async function loadPretrained(dir: string, opts: CreateOptions = {}): Promise<CausalLM> {
+  const { hfConfig, config, state } = await readPretrainedFolder(dir);
+  if (state.has('score.weight')) {
+    const arch = JSON.stringify(hfConfig.architectures ?? null);
+    throw new CheckpointError(`${dir}: is a sequence classifier (architectures ${arch}, score.weight present), not a causal LM: load it with loadSequenceClassifier`, dir);
+  }
+  const model = createModel(config, { ...opts, init: 'none' });
   matchStateDict(new Map(model.namedParameters().map(([n, p]) => [n, [...p.shape]])), state, dir);
   model.loadStateDict(state);
   return model;

@@ -3,6 +3,7 @@
  * fetched from a path or s3:// URI, and checkpoints committed manifest-last. `run-store.ts`
  * implements it over the ArtifactStore (filesystem or S3); tests may pass another.
  */
+import type { ArtifactStore } from './artifact-store.js';
 import type { CheckpointRef } from './checkpoints.js';
 
 export interface CheckpointMeta {
@@ -13,6 +14,10 @@ export interface CheckpointMeta {
 }
 
 export interface RunStorePort {
+  /** The store itself (token shards, the rollout ledger). */
+  readonly store: ArtifactStore;
+  /** A local folder for downloaded inputs and shards. */
+  readonly cacheDir: string;
   /** A JSON document at `key` (relative to the store root), or null when absent. */
   getJson<T>(key: string): Promise<T | null>;
   /** Write a JSON document; returns its URI. */
@@ -25,6 +30,6 @@ export interface RunStorePort {
   openCheckpoint(ref: CheckpointRef, localDir: string): Promise<void>;
   /** Keep the newest `keep` checkpoints of a run. */
   pruneCheckpoints(runId: string, keep: number): Promise<void>;
-  /** Copy a checkpoint's model files (config.json, *.safetensors) to the run's export folder; returns its URI. */
+  /** Write a checkpoint, verified, as a complete Hugging Face folder under the run's export/ (store/export.ts); returns its URI. */
   exportCheckpoint(runId: string, ref: CheckpointRef): Promise<string>;
 }

@@ -11,10 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { openStore, StoreError } from './index.js';
 import type { ArtifactStore } from './index.js';
 import { pruneCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoints.js';
+import { exportToStore } from './export.js';
 import type { CheckpointMeta, RunStorePort } from './run-store-port.js';
 import type { CheckpointRef } from './checkpoints.js';
-
-const MODEL_FILE = /^(config\.json|generation_config\.json|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|tokenizer\.json|tokenizer_config\.json)$/;
 
 export class RunStore implements RunStorePort {
   constructor(readonly store: ArtifactStore, readonly cacheDir: string) {}
@@ -73,12 +72,7 @@ export class RunStore implements RunStorePort {
   }
 
   async exportCheckpoint(runId: string, ref: CheckpointRef): Promise<string> {
-    const from = this.store.keyOf(ref.uri.endsWith('/') ? ref.uri : `${ref.uri}/`);
-    const to = `runs/${runId}/export/`;
-    for (const o of await this.store.list(from)) {
-      const name = o.key.slice(from.length);
-      if (MODEL_FILE.test(name)) await this.store.put(to + name, await this.store.get(o.key));
-    }
-    return this.store.uriOf(to);
+    await mkdir(this.cacheDir, { recursive: true });
+    return exportToStore(this.store, runId, ref, this.cacheDir);
   }
 }

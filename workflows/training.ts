@@ -1,5 +1,6 @@
 /**
- * The training loop of a recipe run, as a Temporal workflow: prepare the data once, then train
+ * The training loop of every offline recipe, as a Temporal workflow: prepare the data once,
+ * precompute what the recipe needs from fixed models (reference log-probs, teacher top-K), then train
  * in chunks that each end with a committed checkpoint (older ones pruned to trainer.keepCheckpoints
  * by the same activity), on the worker that holds the model
  * (a per-worker task queue). If that worker disappears, the run is placed on another worker,
@@ -11,7 +12,7 @@
  */
 import {
   ActivityFailure, ApplicationFailure, TimeoutFailure, condition, continueAsNew, defineQuery, defineSignal,
-  proxyActivities, setHandler, workflowInfo,
+  patched, proxyActivities, setHandler, workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { CarriedState, Progress, RunInput, RunResult, RunStatus } from '../activities/types.js';
@@ -25,6 +26,8 @@ export const CONTROL_QUEUE = 'align-control';
 export const COMPUTE_QUEUE = 'align-cpu';
 /** Times a chunk is re-placed on another worker before the run fails. */
 const MAX_REPLACEMENTS = 5;
+/** Workflow changes since the recorded histories, each behind patched() (test/workflows/histories). */
+const RECIPE_TABLE_PATCH = 'recipe-table-precompute-v1';
 
 function controlOn(taskQueue: string) {
   return proxyActivities<Activities>({
@@ -53,6 +56,17 @@ function isPlacementFailure(err: unknown): boolean {
   return cause instanceof ApplicationFailure && !cause.nonRetryable;
 }
 
+/** Runs an activity, retrying it on another worker while failures are placement failures. */
+async function withReplacement<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isPlacementFailure(err) || attempt >= MAX_REPLACEMENTS) throw err;
+    }
+  }
+}
+
 export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
   const { runId, recipe, config } = input;
   const t = config.trainer;
@@ -64,8 +78,9 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
   let exportUri: string | null = null;
   const s: CarriedState = input.carried ?? {
     step: input.resumeFrom?.step ?? 0, dataset: null as never, lastCheckpoint: input.resumeFrom ?? null,
-    history: [], validations: [], tokensSeen: 0, trainSeconds: 0,
+    history: [], validations: [], tokensSeen: 0, trainSeconds: 0, precomputed: null,
   };
+  let firstValidation: CarriedState['validations'][number] | null = s.validations[0] ?? null;
 
   setHandler(pauseSignal, () => void (paused = true));
   setHandler(resumeSignal, () => void (paused = false));
@@ -74,10 +89,15 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
     runId, recipe, status, step: s.step, maxSteps: t.maxSteps,
     lastLoss: s.history.at(-1)?.loss ?? null, lastValidation: s.validations.at(-1) ?? null, lastCheckpoint: s.lastCheckpoint,
     tokensPerSecond: s.trainSeconds > 0 ? s.tokensSeen / s.trainSeconds : null, recent: s.history.slice(-20),
-    parentRunId: input.parentRunId ?? null, exportUri,
+    parentRunId: input.parentRunId ?? null, exportUri, firstValidation, report: s.dataset?.report ?? null,
   }));
 
   if (!input.carried) s.dataset = await control.prepareDataset({ runId, recipe, config });
+  const tableAware = patched(RECIPE_TABLE_PATCH);
+  if (tableAware && !input.carried) {
+    status = 'precomputing';
+    s.precomputed = await withReplacement(() => computeOn(sharedCompute, heartbeat).precompute({ runId, recipe, config, dataset: s.dataset }));
+  }
   let queue = await computeOn(sharedCompute, heartbeat).placeRun({ runId });
   let chunks = 0, replacements = 0;
   const every = t.checkpointEvery > 0 ? t.checkpointEvery : t.maxSteps;
@@ -92,7 +112,12 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
     try {
       const r = await computeOn(queue, heartbeat).trainChunk({
         runId, recipe, config, dataset: s.dataset, fromStep: s.step, toStep, checkpoint: s.lastCheckpoint, validate,
+        ...(tableAware ? { precomputed: s.precomputed ?? null, validateBefore: s.step === 0 && s.validations.length === 0 } : {}),
       });
+      if (r.validationBefore) {
+        s.validations = [r.validationBefore, ...s.validations];
+        firstValidation = r.validationBefore;
+      }
       s.step = r.step;
       s.lastCheckpoint = r.checkpoint;
       s.history = [...s.history, ...r.steps].slice(-200);

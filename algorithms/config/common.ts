@@ -1,6 +1,7 @@
 /**
- * Recipe configuration shared by SFT and DPO, parsed with zod. Unknown keys are rejected (strict),
- * every field documents its meaning and default, and cross-field checks give actionable errors.
+ * The config sections every recipe shares (model, seed, data, trainer), parsed with zod. Unknown
+ * keys are rejected (strict), every field carries its meaning and default in `.describe()` (which
+ * `align config <recipe>` prints as comments), and cross-field checks give actionable errors.
  * The parsed config is stored in every checkpoint manifest.
  */
 import { z } from 'zod';
@@ -9,57 +10,44 @@ import { ConfigError } from '../errors.js';
 const positiveInt = z.number().int().positive();
 
 export const trainerSchema = z.object({
-  /** Optimizer steps to run. Default 100. */
-  maxSteps: positiveInt.default(100),
-  /** Sequences per optimizer step (summed over micro-batches). Default 8. */
-  globalBatchSize: positiveInt.default(8),
-  /** Sequences per forward/backward; globalBatchSize must be a multiple of it. Default 8. */
-  microBatchSize: positiveInt.default(8),
-  /** Peak learning rate (after warmup). Default 1e-4. */
-  lr: z.number().positive().default(1e-4),
-  /** Learning rate at the end of the cosine decay. Default 1e-5. */
-  minLr: z.number().nonnegative().default(1e-5),
-  /** Linear warmup steps. Default 10. */
-  warmupSteps: z.number().int().nonnegative().default(10),
-  /** AdamW decoupled weight decay. Default 0.01. */
-  weightDecay: z.number().nonnegative().default(0.01),
-  /** AdamW β1. Default 0.9. */
-  beta1: z.number().min(0).lt(1).default(0.9),
-  /** AdamW β2. Default 0.98. */
-  beta2: z.number().min(0).lt(1).default(0.98),
-  /** Global gradient-norm clip; 0 disables it. Default 1.0. */
-  maxGradNorm: z.number().nonnegative().default(1.0),
-  /** Validate every N steps (0 = only at the end). Default 20. */
-  valEvery: z.number().int().nonnegative().default(20),
-  /** Checkpoint every N steps (0 = only at the end). Default 50. */
-  checkpointEvery: z.number().int().nonnegative().default(50),
-  /** Keep the last K full checkpoints; older ones are pruned. Default 2. */
-  keepCheckpoints: positiveInt.default(2),
-  /** Start a fresh workflow history (continueAsNew) every N training chunks. Default 50. */
-  continueAsNewEvery: positiveInt.default(50),
-  /** Longest tokenized sequence; longer prompts are data errors. Default 512. */
-  maxLength: positiveInt.default(512),
+  maxSteps: positiveInt.default(100).describe('Optimizer steps to run.'),
+  globalBatchSize: positiveInt.default(8).describe('Examples per optimizer step (summed over micro-batches).'),
+  microBatchSize: positiveInt.default(8).describe('Examples per forward/backward; globalBatchSize must be a multiple of it.'),
+  lr: z.number().positive().default(1e-4).describe('Peak learning rate (after warmup).'),
+  minLr: z.number().nonnegative().default(1e-5).describe('Learning rate at the end of the cosine decay.'),
+  warmupSteps: z.number().int().nonnegative().default(10).describe('Linear warmup steps.'),
+  weightDecay: z.number().nonnegative().default(0.01).describe('AdamW decoupled weight decay (Loshchilov & Hutter 2019).'),
+  beta1: z.number().min(0).lt(1).default(0.9).describe('AdamW β1.'),
+  beta2: z.number().min(0).lt(1).default(0.98).describe('AdamW β2 (NeMo-Aligner uses 0.98).'),
+  maxGradNorm: z.number().nonnegative().default(1.0).describe('Global gradient-norm clip; 0 disables it.'),
+  valEvery: z.number().int().nonnegative().default(20).describe('Validate every N steps (0 = only at the start and the end).'),
+  checkpointEvery: z.number().int().nonnegative().default(50).describe('Checkpoint every N steps (0 = only at the end).'),
+  keepCheckpoints: positiveInt.default(2).describe('Keep the last K full checkpoints; older ones are pruned.'),
+  continueAsNewEvery: positiveInt.default(50).describe('Start a fresh workflow history (continueAsNew) every N training chunks.'),
+  maxLength: positiveInt.default(512).describe("Longest tokenized sequence; must not exceed the model's max_position_embeddings (see data.overlong)."),
 }).strict();
 
+export const OVERLONG_POLICIES = ['error', 'drop', 'truncate'] as const;
+
 export const dataSchema = z.object({
-  /** Training JSONL: a local path or an s3:// URI. */
-  train: z.string().min(1),
-  /** Validation JSONL; when absent, `validationFraction` of train is held out. */
-  validation: z.string().min(1).optional(),
-  /** Fraction of train held out for validation when no validation file is given. Default 0.1. */
-  validationFraction: z.number().min(0).lt(1).default(0.1),
+  train: z.string().min(1).describe('Training JSONL: a local path or an s3:// URI.'),
+  validation: z.string().min(1).optional().describe('Validation JSONL; when absent, validationFraction of train is held out.'),
+  validationFraction: z.number().min(0).lt(1).default(0.1).describe('Fraction of train held out for validation when no validation file is given.'),
+  overlong: z.enum(OVERLONG_POLICIES).default('error').describe(
+    'Records longer than trainer.maxLength: error (fail preparation, naming file and line), drop (skip, counted in the preparation report) or truncate (cut the response; dropped when nothing is left to train on).',
+  ),
 }).strict();
 
 export const baseSchema = z.object({
-  /** Hugging Face model folder (local path or s3:// URI) to start from. */
-  model: z.string().min(1),
-  /** Seed for data order and any sampling. Default 0. */
-  seed: z.number().int().nonnegative().default(0),
-  data: dataSchema,
-  trainer: trainerSchema.default(trainerSchema.parse({})),
+  model: z.string().min(1).describe('Hugging Face model folder (local path or s3:// URI) to start from.'),
+  seed: z.number().int().nonnegative().default(0).describe('Seed for data order, held-out split and any sampling.'),
+  data: dataSchema.describe('Where the data is, and how it is split and cut.'),
+  trainer: trainerSchema.default(trainerSchema.parse({})).describe('Optimisation and checkpointing; shared by every offline recipe.'),
 }).strict();
 
 export type TrainerConfig = z.infer<typeof trainerSchema>;
+export type DataConfig = z.infer<typeof dataSchema>;
+export type BaseConfig = z.infer<typeof baseSchema>;
 
 /** Cross-field checks every recipe shares. */
 export function checkTrainer(t: TrainerConfig): void {
@@ -68,6 +56,13 @@ export function checkTrainer(t: TrainerConfig): void {
   }
   if (t.minLr > t.lr) throw new ConfigError(`trainer.minLr (${t.minLr}) must not exceed trainer.lr (${t.lr})`);
   if (t.warmupSteps > t.maxSteps) throw new ConfigError(`trainer.warmupSteps (${t.warmupSteps}) must not exceed trainer.maxSteps (${t.maxSteps})`);
+}
+
+/** trainer.maxLength against the model's positions (config.json max_position_embeddings / n_positions). */
+export function checkMaxLength(t: TrainerConfig, contextWindow: number, modelField = 'model'): void {
+  if (t.maxLength > contextWindow) {
+    throw new ConfigError(`trainer.maxLength (${t.maxLength}) exceeds the ${modelField}'s max_position_embeddings (${contextWindow}); lower trainer.maxLength to at most ${contextWindow}`);
+  }
 }
 
 /** Parse with a schema, turning zod's issues into one ConfigError that names each failing field. */

@@ -4,7 +4,7 @@
  * run config itself is checked by the recipe's zod schema in the run service, whose message
  * names the failing field.
  */
-import { RECIPES } from '../runs.js';
+import { RECIPE_NAMES } from '../../algorithms/recipes/index.js';
 
 const runId = { type: 'string', minLength: 1, maxLength: 128, description: 'run id: letters, digits, ".", "_", "-"' } as const;
 
@@ -19,7 +19,7 @@ export const startBody = {
   required: ['recipe', 'config'],
   additionalProperties: false,
   properties: {
-    recipe: { type: 'string', enum: [...RECIPES] },
+    recipe: { type: 'string', enum: [...RECIPE_NAMES] },
     /** The recipe config, as the YAML/JSON file would hold it. */
     config: { type: 'object' },
     /** `key.path=value` overrides, applied to config before validation (as `align run --set`). */

@@ -6,11 +6,21 @@ import type { RunSummary, RunView } from '../runs.js';
 export const num = (x: number | null | undefined, digits = 4): string => (x === null || x === undefined ? '-' : Number(x.toFixed(digits)).toString());
 const rate = (x: number | null | undefined): string => (x === null || x === undefined ? '-' : Math.round(x).toLocaleString('en-US'));
 
+/** The headline first (with which way is better), then the loss and the recipe's other metrics. */
 export function formatValidation(v: Validation | null | undefined): string {
   if (!v) return '-';
-  const p = v.preference;
-  const pref = p ? `, accuracy ${num(p.accuracy, 3)}, chosen ${num(p.chosenReward)}, rejected ${num(p.rejectedReward)}, margin ${num(p.margin)}` : '';
-  return `loss ${num(v.loss)}${pref} (step ${v.step})`;
+  const h = v.headline;
+  const head = h && h.metric !== 'loss' ? `${h.metric} ${num(h.value, 4)} (${h.better} is better), ` : '';
+  const rest = Object.entries(v.metrics ?? {}).filter(([k]) => k !== h?.metric).map(([k, x]) => `${k} ${num(x)}`);
+  return `${head}loss ${num(v.loss)}${rest.length ? `, ${rest.join(', ')}` : ''} (step ${v.step})`;
+}
+
+/** `headline before → after` of a run's validations, e.g. `accuracy 0.47 → 1 (higher is better)`. */
+export function formatChange(first: Validation | null | undefined, last: Validation | null | undefined): string | null {
+  if (!first || !last || first === last || !last.headline) return null;
+  const h = last.headline;
+  const value = (v: Validation) => (h.metric === 'loss' ? v.loss : v.metrics[h.metric] ?? v.headline?.value);
+  return `${h.metric} ${num(value(first))} → ${num(value(last))} (step ${first.step} → ${last.step}; ${h.better} is better)`;
 }
 
 /** What to type next, by state. */
@@ -32,6 +42,9 @@ export function formatStatus(v: RunView, losses?: readonly number[]): string {
     const series = losses ?? p.recent.map((s: StepSummary) => s.loss);
     row('loss', `${num(p.lastLoss)}${series.length > 1 ? `   ${sparkline(series, 40)} (${losses ? `${series.length} steps` : 'recent steps'})` : ''}`);
     row('validation', formatValidation(p.lastValidation));
+    const change = formatChange(p.firstValidation, p.lastValidation);
+    if (change) row('change', change);
+    if (p.report?.dropped) row('data', `${p.report.dropped} of ${p.report.records} records dropped by data.overlong (e.g. ${p.report.droppedSamples[0]})`);
     row('throughput', `${rate(p.tokensPerSecond)} tokens/s`);
     row('checkpoint', p.lastCheckpoint ? `${p.lastCheckpoint.uri} (step ${p.lastCheckpoint.step})` : 'none yet');
   } else if (v.progressError) {
@@ -73,6 +86,8 @@ export function formatSummary(v: RunView, losses: readonly number[]): string {
   if (losses.length > 0) row('loss', `${num(losses[0])} → ${num(losses.at(-1))}   ${sparkline(losses, 60)}`);
   const lastVal = v.result?.validations.at(-1) ?? p?.lastValidation;
   if (lastVal) row('validation', formatValidation(lastVal));
+  const change = formatChange(v.result?.validations[0] ?? p?.firstValidation, lastVal);
+  if (change) row('change', change);
   if (p?.tokensPerSecond) row('throughput', `${rate(p.tokensPerSecond)} tokens/s`);
   const ckpt = v.result?.lastCheckpoint ?? p?.lastCheckpoint;
   row('checkpoint', ckpt ? ckpt.uri : 'none');

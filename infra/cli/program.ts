@@ -6,7 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { defaultTemporalAddress } from '../temporal.js';
-import { checkRecipe, defaultStoreUri, parseQueues, RECIPES, RunService } from '../runs.js';
+import { getRecipe, RECIPE_NAMES, RECIPES } from '../../algorithms/recipes/index.js';
+import { exampleConfigYaml } from '../../algorithms/recipes/example-config.js';
+import { checkRecipe, defaultStoreUri, parseQueues, RunService } from '../runs.js';
 import type { RunView, StartOptions } from '../runs.js';
 import { readConfigFile } from './config-file.js';
 import { formatList, formatStatus, formatSummary } from './format.js';
@@ -46,6 +48,29 @@ function positiveInt(v: string): number {
 
 const examples = (...lines: string[]) => `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
 
+/** One line per recipe: name, kind, summary. */
+const recipeLines = () => {
+  const w = Math.max(...RECIPE_NAMES.map((n) => n.length));
+  return RECIPE_NAMES.map((n) => `  ${n.padEnd(w)}  ${RECIPES[n].kind.padEnd(7)}  ${RECIPES[n].summary}`).join('\n');
+};
+
+/** Everything `align recipes <name>` says about one recipe. */
+function describeRecipe(name: string): string {
+  const r = getRecipe(name);
+  const h = r.headline(r.schema.parse(r.example));
+  const lines = [`${r.name} (${r.kind}): ${r.summary}`, `  paper      ${r.paper}`];
+  for (const [role, spec] of Object.entries(r.roles)) lines.push(`  ${role.padEnd(11)}${spec!.description} (config: ${spec!.configField}${spec!.trains ? ', trained' : ''})`);
+  if (r.kind === 'offline') {
+    lines.push('  data');
+    for (const f of r.dataFormats) lines.push(`    - ${f}`);
+    if (r.precompute) lines.push(`  precompute ${r.precompute.description} (once per run, from ${r.precompute.role})`);
+  }
+  lines.push(`  headline   ${h.metric} (${h.better} is better)`);
+  for (const [m, spec] of Object.entries(r.metrics)) lines.push(`    ${m}: ${spec.description}`);
+  lines.push(`  example    align config ${r.name} > ${r.name}.yaml && align run ${r.name} --config ${r.name}.yaml`);
+  return lines.join('\n');
+}
+
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('align');
   const globals = (cmd: Command) => cmd.optsWithGlobals<GlobalOptions>();
@@ -82,12 +107,12 @@ ${examples('align run sft --config sft.yaml --set trainer.lr=3e-4', 'align list'
   program
     .command('run')
     .description('start a run of a recipe with a config, and follow it with a progress bar until it ends (Ctrl-C detaches; the run goes on)')
-    .argument('<recipe>', `the recipe: ${RECIPES.join(' or ')}`)
+    .argument('<recipe>', `the recipe, one of: ${RECIPE_NAMES.join(', ')}`)
     .option('-c, --config <file>', 'config file, YAML (.yaml/.yml) or JSON (.json); relative paths in the config are taken from the current folder')
     .option('-s, --set <key=value>', 'override one config value (repeatable); the value is read as JSON when it parses (numbers, true, null), else as a string', collect)
     .option('-d, --detach', 'start the run and return at once, printing its id')
     .option('--run-id <id>', 'run id (default: <recipe>-<UTC date>-<time>-<4 hex>, e.g. sft-20261128-051200-ab12)')
-    .addHelpText('after', examples('align run sft --config sft.yaml', 'align run dpo --config dpo.yaml --set dpo.beta=0.1 --set trainer.maxSteps=500 --detach'))
+    .addHelpText('after', () => `\nRecipes:\n${recipeLines()}\n${examples('align config dpo > dpo.yaml   # a complete config with every default', 'align run sft --config sft.yaml', 'align run dpo --config dpo.yaml --set dpo.beta=0.1 --set trainer.maxSteps=500 --detach')}`)
     .action(async (recipe: string, o: { config?: string; set?: string[]; detach?: boolean; runId?: string }, cmd: Command) => {
       checkRecipe(recipe); // before reading the file: the recipe is the first thing to be wrong
       const raw = o.config ? await readConfigFile(o.config) : {};
@@ -98,6 +123,26 @@ ${examples('align run sft --config sft.yaml --set trainer.lr=3e-4', 'align list'
       } else {
         ctx.exitCode = await follow(cmd, (extra) => start({ ...extra, detach: false }).then((r) => r.final!));
       }
+    });
+
+  program
+    .command('recipes')
+    .description('list the recipes (one line each), or describe one: its roles, data formats, precomputed inputs and metrics')
+    .argument('[recipe]', 'a recipe to describe')
+    .addHelpText('after', examples('align recipes', 'align recipes kd'))
+    .action((recipe: string | undefined, _o: unknown, cmd: Command) => {
+      if (recipe) return print(cmd, describeRecipe(recipe), { ...getRecipe(recipe), schema: undefined });
+      print(cmd, `${recipeLines()}\n\nalign recipes <name> describes one; align config <name> prints a config with every default.`,
+        RECIPE_NAMES.map((n) => ({ name: n, kind: RECIPES[n].kind, summary: RECIPES[n].summary })));
+    });
+
+  program
+    .command('config')
+    .description('print a complete, commented example config of a recipe (YAML, every field with its default), runnable on the tiny fixture models from the repository root')
+    .argument('<recipe>', 'the recipe')
+    .addHelpText('after', examples('align config dpo > dpo.yaml', 'align run dpo --config dpo.yaml'))
+    .action((recipe: string) => {
+      process.stdout.write(exampleConfigYaml(getRecipe(recipe) as never));
     });
 
   program

@@ -24,7 +24,7 @@ export class LiveProgress {
     const payload = {
       loss: num(p.lastLoss),
       tps: p.tokensPerSecond === null ? '-' : Math.round(p.tokensPerSecond).toString(),
-      val: val ? (val.preference ? `acc ${num(val.preference.accuracy, 3)}` : num(val.loss)) : '-',
+      val: val ? (val.headline && val.headline.metric !== 'loss' ? `${val.headline.metric} ${num(val.headline.value, 3)}` : num(val.loss)) : '-',
       note: v.state !== 'RUNNING' ? ` | ${v.state.toLowerCase()}` : p.status === 'training' ? '' : ` | ${p.status}`,
     };
     if (!this.bar) {

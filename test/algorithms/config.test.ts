@@ -1,14 +1,15 @@
 /** Recipe configs: defaults, strict keys, range checks and --set overrides, with exact messages. */
 import { describe, expect, it } from 'vitest';
 import { applyOverrides } from '../../algorithms/config/common.js';
-import { parseRecipeConfig } from '../../algorithms/config/recipes.js';
+import { parseRecipeConfig } from '../../algorithms/recipes/index.js';
 import { ConfigError } from '../../algorithms/errors.js';
+import type { DpoConfig } from '../../algorithms/recipes/dpo.js';
 
 const base = { model: 'models/fixtures/tiny-llama', data: { train: 'train.jsonl' } };
 
 describe('recipe configs', () => {
   it('fills documented defaults', () => {
-    const c = parseRecipeConfig('dpo', base);
+    const c = parseRecipeConfig('dpo', base) as DpoConfig;
     expect(c.dpo).toEqual({ beta: 0.2, loss: 'dpo', sftWeight: 0, averageLogProbs: false, gtRewardScale: 1 });
     expect(c.trainer.globalBatchSize).toBe(8);
     expect(c.seed).toBe(0);
@@ -32,12 +33,12 @@ describe('recipe configs', () => {
       new ConfigError('trainer.globalBatchSize (6) must be a multiple of trainer.microBatchSize (4)'),
     );
     expect(() => parseRecipeConfig('dpo', { ...base, dpo: { loss: 'hinge' } })).toThrow(/dpo\.loss: /);
-    expect(() => parseRecipeConfig('ppo' as 'sft', base)).toThrow('unknown recipe "ppo"; available: sft, dpo');
+    expect(() => parseRecipeConfig('ppo', base)).toThrow('unknown recipe "ppo"; available: sft, dpo, rm, kd, kto (align recipes lists them)');
   });
 
   it('--set overrides parse JSON values and create sections', () => {
     const c = applyOverrides(base, ['dpo.beta=0.1', 'trainer.maxSteps=30', 'dpo.averageLogProbs=true', 'data.validation=v.jsonl']);
-    const parsed = parseRecipeConfig('dpo', c);
+    const parsed = parseRecipeConfig('dpo', c) as DpoConfig;
     expect(parsed.dpo.beta).toBe(0.1);
     expect(parsed.dpo.averageLogProbs).toBe(true);
     expect(parsed.trainer.maxSteps).toBe(30);

@@ -8,12 +8,16 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { trainerSchema } from '../../algorithms/config/common.js';
 import type { PreferenceExample } from '../../algorithms/data/preference.js';
 import type { SftExample } from '../../algorithms/data/sft.js';
 import { NonFiniteLossError } from '../../algorithms/errors.js';
-import { dpoEvaluate, dpoStep, preferenceLogps, sftEvaluate, sftStep } from '../../algorithms/train/steps.js';
-import type { TrainContext } from '../../algorithms/train/steps.js';
+import { dpo, preferenceLogps } from '../../algorithms/recipes/dpo.js';
+import type { DpoConfig } from '../../algorithms/recipes/dpo.js';
+import { parseRecipeConfig } from '../../algorithms/recipes/index.js';
+import { sft, sftEvaluate } from '../../algorithms/recipes/sft.js';
+import type { SftConfig } from '../../algorithms/recipes/sft.js';
+import type { StepContext } from '../../algorithms/recipes/types.js';
+import { arraySource, optimizerStep } from '../../algorithms/train/runner.js';
 import { AdamW } from '../../kernels/index.js';
 import type { CausalLM } from '../../models/causal-lm.js';
 import { loadPretrained } from '../../models/pretrained.js';
@@ -32,17 +36,19 @@ function sftData(from: number, n: number): SftExample[] {
   });
 }
 
-function context(model: CausalLM, over: Partial<ReturnType<typeof trainerSchema.parse>>): TrainContext {
-  const trainer = trainerSchema.parse({ warmupSteps: 0, ...over });
-  return { model, trainer, seed: 3, opt: new AdamW(model.parameters(), { lr: trainer.lr, beta1: trainer.beta1, beta2: trainer.beta2, weightDecay: trainer.weightDecay }) };
+function context<C extends SftConfig | DpoConfig>(recipe: 'sft' | 'dpo', model: CausalLM, over: Record<string, unknown>): StepContext<C> {
+  const config = parseRecipeConfig(recipe, { model: fixture, data: { train: 'unused.jsonl' }, trainer: { warmupSteps: 0, ...over } }) as C;
+  const trainer = config.trainer;
+  return { model, trainer, config, seed: 3, opt: new AdamW(model.parameters(), { lr: trainer.lr, beta1: trainer.beta1, beta2: trainer.beta2, weightDecay: trainer.weightDecay }) };
 }
+const sftStep = (ctx: StepContext<SftConfig>, data: SftExample[], step: number) => optimizerStep(sft, ctx, arraySource(data), null, step);
 
 describe('training steps', () => {
   it('micro-batch × accumulation gives the same step as one large batch', async () => {
     const data = sftData(0, 16);
     const run = async (mbs: number) => {
       const model = await loadPretrained(fixture);
-      const ctx = context(model, { globalBatchSize: 8, microBatchSize: mbs, lr: 1e-3, minLr: 1e-3, maxSteps: 2 });
+      const ctx = context<SftConfig>('sft', model, { globalBatchSize: 8, microBatchSize: mbs, lr: 1e-3, minLr: 1e-3, maxSteps: 2 });
       const m = [await sftStep(ctx, data, 0), await sftStep(ctx, data, 1)];
       const w = model.parameters()[3].toArraySync();
       model.dispose();
@@ -58,7 +64,7 @@ describe('training steps', () => {
   it('SFT lowers the held-out loss from ≈ 2.1 to below 0.5 nats/token in 30 steps', async () => {
     const model = await loadPretrained(fixture);
     const train = sftData(100, 64), valid = sftData(300, 16);
-    const ctx = context(model, { globalBatchSize: 8, microBatchSize: 8, lr: 1e-3, minLr: 1e-4, maxSteps: 30 });
+    const ctx = context<SftConfig>('sft', model, { globalBatchSize: 8, microBatchSize: 8, lr: 1e-3, minLr: 1e-4, maxSteps: 30 });
     const before = await sftEvaluate(model, valid, 8);
     for (let s = 0; s < 30; s++) await sftStep(ctx, train, s);
     const after = await sftEvaluate(model, valid, 8);
@@ -79,15 +85,13 @@ describe('training steps', () => {
       return { chosen: row(text.toLowerCase()), rejected: row(text.toUpperCase()), chosenReward: 1, rejectedReward: 0 };
     });
     const train = pairs(500, 64), valid = pairs(700, 32);
-    const o = { beta: 0.2, loss: 'dpo' as const, averageLogProbs: false };
-    const refTrain = await preferenceLogps(model, train, false, 8), refValid = await preferenceLogps(model, valid, false, 8);
-    const ctx = context(model, { globalBatchSize: 8, microBatchSize: 4, lr: 2e-3, minLr: 2e-4, maxSteps: 24 });
-    const before = dpoEvaluate(ctx, valid, refValid, o);
-    for (let s = 0; s < 24; s++) await dpoStep(ctx, train, refTrain, o, s);
-    const after = dpoEvaluate(ctx, valid, refValid, o);
-    // Before any update ρ_c ≈ ρ_r ≈ 0 (up to rounding between batchings): no preference yet.
-    expect(before.metrics.accuracy).toBeLessThan(0.6);
+    const refTrain = arraySource(await preferenceLogps(model, train, false, 8)), refValid = arraySource(await preferenceLogps(model, valid, false, 8));
+    const ctx = context<DpoConfig>('dpo', model, { globalBatchSize: 8, microBatchSize: 4, lr: 2e-3, minLr: 2e-4, maxSteps: 24 });
+    const before = await dpo.evaluate(ctx, arraySource(valid), refValid);
+    for (let s = 0; s < 24; s++) await optimizerStep(dpo, ctx, arraySource(train), refTrain, s);
+    const after = await dpo.evaluate(ctx, arraySource(valid), refValid);
     expect(after.metrics.accuracy).toBeGreaterThanOrEqual(0.9);
+    expect(after.metrics.margin).toBeGreaterThan(before.metrics.margin + 0.5);
     expect(after.loss).toBeLessThan(before.loss);
     model.dispose();
   });
@@ -98,7 +102,7 @@ describe('training steps', () => {
     const values = Float32Array.from(w.toArraySync());
     values.fill(NaN, 0, values.length);
     w.backend.write(w.storageFor('test'), values);
-    const ctx = context(model, { globalBatchSize: 4, microBatchSize: 4, maxSteps: 5 });
+    const ctx = context<SftConfig>('sft', model, { globalBatchSize: 4, microBatchSize: 4, maxSteps: 5 });
     await expect(sftStep(ctx, sftData(0, 8), 0)).rejects.toThrow(NonFiniteLossError);
     await expect(sftStep(ctx, sftData(0, 8), 0)).rejects.toThrow(/loss is NaN at step 1; lower trainer\.lr/);
     model.dispose();

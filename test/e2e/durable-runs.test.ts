@@ -9,9 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
-import { parseRecipeConfig } from '../../algorithms/config/recipes.js';
-import type { SftExample } from '../../algorithms/data/sft.js';
-import { sftEvaluate } from '../../algorithms/train/steps.js';
+import { parseRecipeConfig } from '../../algorithms/recipes/index.js';
 import { RunStore } from '../../store/run-store.js';
 import type { RunResult } from '../../activities/types.js';
 import { readManifest } from '../../store/checkpoints.js';
@@ -19,7 +17,6 @@ import { openStore } from '../../store/index.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
 import { startWorkers } from '../../infra/workers/worker.js';
 import type { RunningWorkers } from '../../infra/workers/worker.js';
-import { loadPretrained } from '../../models/pretrained.js';
 import { progressQuery } from '../../workflows/training.js';
 import { slowIt, spawnComputeWorker, tinyLlama, writePreferenceData, writeSftData } from './helpers.js';
 
@@ -74,7 +71,7 @@ describe('durable runs end to end', () => {
         writeFileSync(file, text);
         const config = parseRecipeConfig('sft', { model: tinyLlama, data: { train: file }, trainer: { maxSteps: 4, warmupSteps: 0 } });
         const runId = uniqueId('e2e-bad');
-        const err = await client.workflow.execute('sftWorkflow', { taskQueue: QUEUES.control, workflowId: runId, args: [{ runId, config, queues: QUEUES }] })
+        const err = await client.workflow.execute('trainingWorkflow', { taskQueue: QUEUES.control, workflowId: runId, args: [{ runId, recipe: 'sft', config, queues: QUEUES }] })
           .then(() => null, (e: Error & { cause?: { cause?: { message: string; type?: string; nonRetryable?: boolean } } }) => e.cause?.cause);
         expect(err?.message).toMatch(message);
         expect(err?.type).toBe('DataError');
@@ -102,12 +99,12 @@ describe('durable runs end to end', () => {
         trainer: { maxSteps: 6, globalBatchSize: 8, microBatchSize: 8, lr: 1e-3, warmupSteps: 0, checkpointEvery: 3, valEvery: 3, maxLength: 96 },
       });
       const runId = uniqueId('e2e-s3');
-      const result: RunResult = await client.workflow.execute('sftWorkflow', { taskQueue: queues.control, workflowId: runId, args: [{ runId, config, heartbeatSeconds: 30, queues }] });
+      const result: RunResult = await client.workflow.execute('trainingWorkflow', { taskQueue: queues.control, workflowId: runId, args: [{ runId, recipe: 'sft', config, heartbeatSeconds: 30, queues }] });
       expect(result.status).toBe('completed');
       expect(result.lastCheckpoint!.uri).toBe(`s3://${bucket}/store-e2e/runs/${runId}/checkpoints/6/`);
       expect(result.exportUri).toBe(`s3://${bucket}/store-e2e/runs/${runId}/export/`);
       const exported = (await openStore(`s3://${bucket}/store-e2e`).list(`runs/${runId}/export/`)).map((o) => o.key.split('/').at(-1));
-      expect(exported.sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+      expect(exported.sort()).toEqual(['config.json', 'export.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
     } finally {
       await workers.shutdown();
     }
@@ -121,13 +118,10 @@ describe('durable runs end to end', () => {
         trainer: { maxSteps: 20, globalBatchSize: 8, microBatchSize: 8, lr: 1e-3, minLr: 1e-4, warmupSteps: 0, checkpointEvery: 10, valEvery: 10, maxLength: 96 },
       });
       const runId = uniqueId('e2e-sft');
-      const result = await client.workflow.execute('sftWorkflow', { taskQueue: QUEUES.control, workflowId: runId, args: [{ runId, config, heartbeatSeconds: 30, queues: QUEUES }] });
-      const valid = (await runStore.getJson<SftExample[]>(`runs/${runId}/data/valid.json`))!;
-      const base = await loadPretrained(tinyLlama);
-      const before = await sftEvaluate(base, valid, 8);
-      base.dispose();
+      const result = await client.workflow.execute('trainingWorkflow', { taskQueue: QUEUES.control, workflowId: runId, args: [{ runId, recipe: 'sft', config, heartbeatSeconds: 30, queues: QUEUES }] });
+      const before = result.validations[0].loss; // validated before the first step
       expect(result.status).toBe('completed');
-      expect(result.validations.map((v: { step: number }) => v.step)).toEqual([10, 20]);
+      expect(result.validations.map((v: { step: number }) => v.step)).toEqual([0, 10, 20]);
       expect(before).toBeGreaterThan(1.0);
       expect(result.validations.at(-1)!.loss).toBeLessThan(before / 2);
       expect(result.exportUri).toMatch(/runs\/.*\/export\/$/);
@@ -143,18 +137,18 @@ describe('durable runs end to end', () => {
     // Uninterrupted run.
     const steady = await spawnComputeWorker(uniqueId('steady'), env);
     const refId = uniqueId('e2e-dpo-ref');
-    const reference: RunResult = await client.workflow.execute('dpoWorkflow', {
-      taskQueue: QUEUES.control, workflowId: refId, args: [{ runId: refId, config: dpoConfig(train), heartbeatSeconds: 5, queues: QUEUES }],
+    const reference: RunResult = await client.workflow.execute('trainingWorkflow', {
+      taskQueue: QUEUES.control, workflowId: refId, args: [{ runId: refId, recipe: 'dpo', config: dpoConfig(train), heartbeatSeconds: 5, queues: QUEUES }],
     });
     steady.kill('SIGTERM');
     expect(reference.status).toBe('completed');
-    expect(reference.validations.at(-1)!.preference!.accuracy).toBeGreaterThanOrEqual(0.9);
+    expect(reference.validations.at(-1)!.metrics.accuracy).toBeGreaterThanOrEqual(0.9);
 
     // Same config and seed; the worker is killed with SIGKILL after the second checkpoint.
     const doomed = await spawnComputeWorker(uniqueId('doomed'), env);
     const runId = uniqueId('e2e-dpo-crash');
-    const handle = await client.workflow.start('dpoWorkflow', {
-      taskQueue: QUEUES.control, workflowId: runId, args: [{ runId, config: dpoConfig(train), heartbeatSeconds: 5, queues: QUEUES }],
+    const handle = await client.workflow.start('trainingWorkflow', {
+      taskQueue: QUEUES.control, workflowId: runId, args: [{ runId, recipe: 'dpo', config: dpoConfig(train), heartbeatSeconds: 5, queues: QUEUES }],
     });
     for (let i = 0; i < 600; i++) {
       if ((await handle.query(progressQuery)).step >= 8) break;

@@ -24,7 +24,19 @@ export function fakeActivities(queue: string, script: Script = {}) {
     async prepareDataset(args) {
       calls.push({ name: 'prepareDataset', args });
       if (script.dataError) throw ApplicationFailure.create({ message: script.dataError, type: 'DataError', nonRetryable: true });
-      return { trainKey: 'runs/x/data/train.json', validKey: 'runs/x/data/valid.json', trainUri: 'file:///t', validUri: 'file:///v', trainCount: 32, validCount: 8 };
+      return {
+        train: { prefix: 'runs/x/data/train', uri: 'file:///t/', count: 32, tokens: 3200 },
+        valid: { prefix: 'runs/x/data/valid', uri: 'file:///v/', count: 8, tokens: 800 },
+        report: { records: 40, examples: 40, dropped: 0, droppedSamples: [] },
+      };
+    },
+    async precompute(args) {
+      calls.push({ name: 'precompute', args: { recipe: args.recipe } });
+      return null;
+    },
+    async scoreResponses(req) {
+      calls.push({ name: 'scoreResponses', args: { n: req.samples.length } });
+      return { scores: req.samples.map(() => [0]), labelNames: ['LABEL_0'] };
     },
     async placeRun(args) {
       calls.push({ name: 'placeRun', args });
@@ -38,10 +50,12 @@ export function fakeActivities(queue: string, script: Script = {}) {
       }
       await new Promise((r) => setTimeout(r, script.chunkMs ?? 5));
       const steps = [];
-      for (let s = req.fromStep + 1; s <= req.toStep; s++) steps.push({ step: s, loss: 1 / s, lr: 1e-3, gradNorm: 1, tokens: 100 });
+      for (let s = req.fromStep + 1; s <= req.toStep; s++) steps.push({ step: s, loss: 1 / s, lr: 1e-3, gradNorm: 1, tokens: 100, metrics: {} });
       return {
         step: req.toStep, steps, checkpoint: { uri: `file:///runs/x/checkpoints/${req.toStep}`, step: req.toStep, sha256: `sha-${req.toStep}` },
-        validation: req.validate ? { step: req.toStep, loss: 0.5 } : null, loadedFrom: req.checkpoint ? 'resident' : 'base', seconds: 0.01,
+        validation: req.validate ? { step: req.toStep, loss: 0.5, metrics: {}, headline: { metric: 'loss', better: 'lower', value: 0.5 } } : null,
+        ...(req.validateBefore ? { validationBefore: { step: req.fromStep, loss: 0.9, metrics: {}, headline: { metric: 'loss', better: 'lower', value: 0.9 } } } : {}),
+        loadedFrom: req.checkpoint ? 'resident' : 'base', seconds: 0.01,
       };
     },
     async exportModel(args) {

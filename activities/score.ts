@@ -1,0 +1,69 @@
+/**
+ * scoreResponses: a reward model's scores for prompt/response pairs, the judge that the online
+ * recipes (PPO, REINFORCE, rejection sampling) call. The classifier stays resident on the worker,
+ * keyed by its folder, so a loop pays its load once. Each response is scored at its last token,
+ * as the model was trained: prompt and response tokenized separately and joined.
+ */
+import { Context } from '@temporalio/activity';
+import { noGrad, tensor, tidy } from '../kernels/index.js';
+import type { SequenceScoreModel } from '../models/heads.js';
+import { loadSequenceClassifier, requireClassifier } from '../models/sequence-classification.js';
+import { Tokenizer } from '../models/tokenizer.js';
+import type { RunStorePort } from '../store/run-store-port.js';
+import type { ScoreRequest, ScoreResult } from './types.js';
+
+interface ResidentJudge {
+  model: SequenceScoreModel;
+  tok: Tokenizer;
+  labelNames: string[];
+}
+
+/** Reward models held by this worker, by folder URI. */
+export class ResidentJudges {
+  private readonly judges = new Map<string, Promise<ResidentJudge>>();
+
+  get(store: RunStorePort, uri: string): Promise<ResidentJudge> {
+    let j = this.judges.get(uri);
+    if (!j) {
+      j = (async () => {
+        const dir = await store.fetchInput(uri);
+        await requireClassifier(dir);
+        const { model, labelNames } = await loadSequenceClassifier(dir, {});
+        return { model, tok: Tokenizer.fromDir(dir), labelNames };
+      })();
+      j.catch(() => this.judges.delete(uri));
+      this.judges.set(uri, j);
+    }
+    return j;
+  }
+
+  async dispose(): Promise<void> {
+    for (const j of this.judges.values()) (await j.catch(() => null))?.model.dispose();
+    this.judges.clear();
+  }
+}
+
+export async function scoreResponses(store: RunStorePort, judges: ResidentJudges, req: ScoreRequest): Promise<ScoreResult> {
+  const judge = await judges.get(store, req.model);
+  const mb = req.microBatch ?? 8;
+  const scores: number[][] = [];
+  for (let i = 0; i < req.samples.length; i += mb) {
+    const rows = req.samples.slice(i, i + mb).map((s) => [
+      ...judge.tok.encode(s.prompt, { addSpecialTokens: false }), ...judge.tok.encode(s.response, { addSpecialTokens: false }),
+    ]);
+    const T = Math.max(...rows.map((r) => r.length));
+    const ids = rows.flatMap((r) => [...r, ...new Array<number>(T - r.length).fill(0)]);
+    const mask = rows.map((r) => Array.from({ length: T }, (_, t) => (t < r.length ? 1 : 0)));
+    const out = tidy(() => noGrad(() => judge.model.forward(tensor(ids, [rows.length, T], { dtype: 'i32' }), mask))); // [b, N]
+    const v = await out.data();
+    out.dispose();
+    const N = out.shape[1];
+    for (let b = 0; b < rows.length; b++) scores.push(Array.from(v.subarray(b * N, (b + 1) * N)));
+    try {
+      Context.current().heartbeat({ scored: scores.length, of: req.samples.length });
+    } catch {
+      // Outside an activity.
+    }
+  }
+  return { scores, labelNames: judge.labelNames };
+}

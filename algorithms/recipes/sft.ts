@@ -1,0 +1,101 @@
+/**
+ * SFT: supervised fine-tuning, the masked NLL of the response tokens (Ouyang et al. 2022, §3.5;
+ * NeMo-Aligner gpt_sft.yaml). The loss of a step is the mean NLL over the global batch's trained
+ * tokens, accumulated over micro-batches so that any micro-batch size gives the same step.
+ */
+import { z } from 'zod';
+import { noGrad, tidy } from '../../kernels/index.js';
+import type { CausalLM } from '../../models/causal-lm.js';
+import { logprobs } from '../../models/logprobs.js';
+import { baseSchema } from '../config/common.js';
+import { tokenizeSft } from '../data/sft.js';
+import type { SftExample } from '../data/sft.js';
+import { sftLoss } from '../losses/sft.js';
+import { microBatches, padRows, trainedTokens } from '../train/batching.js';
+import { asCausalLM } from './model.js';
+import { chunksOf, mapRecords } from './prepare.js';
+import type { ExampleSource, OfflineRecipe } from './types.js';
+
+export const sftSection = z.object({
+  chatTemplate: z.string().optional().describe("Chat template override (Jinja); default the tokenizer's own, else ChatML."),
+}).strict();
+
+export const sftConfigSchema = baseSchema.extend({
+  sft: sftSection.default({}).describe('SFT options.'),
+}).strict();
+
+export type SftConfig = z.infer<typeof sftConfigSchema>;
+
+export const SFT_FIELDS = { ids: 'u32[]', lossMask: 'u8[]' } as const;
+
+/** Summed NLL of the trained tokens of `data` and their count, no gradients. */
+async function nllSum(model: CausalLM, data: readonly SftExample[], microBatch: number): Promise<{ nll: number; tokens: number }> {
+  let nll = 0;
+  for (const micro of microBatches(data, microBatch)) {
+    const l = tidy(() => noGrad(() => sftLoss(logprobs(model, padRows(micro)), 1))); // []
+    nll += await l.item();
+    l.dispose();
+  }
+  return { nll, tokens: data.reduce((s, r) => s + trainedTokens(r), 0) };
+}
+
+/** Mean NLL per trained token of `data`, no gradients. */
+export async function sftEvaluate(model: CausalLM, data: readonly SftExample[] | ExampleSource<SftExample>, microBatch: number): Promise<number> {
+  let nll = 0, tokens = 0;
+  const chunks = Array.isArray(data) ? [{ items: data as SftExample[] }] : chunksOf(data as ExampleSource<SftExample>);
+  for await (const { items } of chunks) {
+    const r = await nllSum(model, items, microBatch);
+    nll += r.nll;
+    tokens += r.tokens;
+  }
+  return nll / Math.max(1, tokens);
+}
+
+export const sft: OfflineRecipe<SftConfig, SftExample> = {
+  name: 'sft',
+  kind: 'offline',
+  summary: 'supervised fine-tuning: masked NLL on the assistant tokens',
+  paper: 'Ouyang et al. 2022, Training language models to follow instructions (InstructGPT), §3.5 — https://arxiv.org/abs/2203.02155',
+  schema: sftConfigSchema,
+  example: {
+    model: 'models/fixtures/tiny-llama',
+    data: { train: 'data/demo/sft.jsonl', validationFraction: 0.2 },
+    trainer: { maxSteps: 20, globalBatchSize: 8, microBatchSize: 8, lr: 1e-3, minLr: 1e-4, warmupSteps: 0, checkpointEvery: 10, valEvery: 10, maxLength: 128 },
+  },
+  roles: { policy: { description: 'the model being fine-tuned', configField: 'model', trains: true } },
+  metrics: {},
+  headline: () => ({ metric: 'loss', better: 'lower' }),
+  dataFormats: [
+    'NeMo-Aligner prompt/response {"input", "output"}',
+    'NeMo-Aligner chat {"system", "conversations": [{"from", "value"}], "mask"} (also the Llama 3 header-token spelling)',
+    'TRL conversational {"messages": [{"role", "content"}]}',
+    'TRL prompt-completion {"prompt", "completion"}, strings or messages',
+  ],
+  fields: () => SFT_FIELDS,
+  model: () => ({ kind: 'causal-lm' }),
+  prepare: (records, ctx) => mapRecords(records, (rec) => tokenizeSft(ctx.tok, rec, ctx.source, {
+    maxLength: ctx.config.trainer.maxLength, template: ctx.config.sft.chatTemplate, overlong: ctx.config.data.overlong,
+  })),
+  tokensOf: (e) => trainedTokens(e),
+
+  async step(ctx, batch) {
+    const model = asCausalLM(ctx.model);
+    const total = batch.reduce((s, r) => s + trainedTokens(r), 0);
+    let loss = 0;
+    for (const micro of microBatches(batch, ctx.trainer.microBatchSize)) {
+      const l = tidy(() => {
+        const lp = logprobs(model, padRows(micro)); // [m, T−1], 0 off the mask
+        const part = sftLoss(lp, total); // this micro-batch's share of the global mean
+        part.backward();
+        return part;
+      });
+      loss += await l.item();
+      l.dispose();
+    }
+    return { loss, tokens: total, metrics: {} };
+  },
+
+  async evaluate(ctx, data) {
+    return { loss: await sftEvaluate(asCausalLM(ctx.model), data, ctx.trainer.microBatchSize), metrics: {} };
+  },
+};

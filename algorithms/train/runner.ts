@@ -1,0 +1,57 @@
+/**
+ * One optimizer step of any offline recipe: the batch of step k (a function of seed and k only,
+ * see batching.ts), the recipe's forward/backward, a finite-loss check, global-norm clipping,
+ * the cosine schedule and AdamW. Pure compute: activities and tests call it alike.
+ */
+import { clipGradNorm } from '../../kernels/index.js';
+import type { BaseConfig } from '../config/common.js';
+import { NonFiniteLossError } from '../errors.js';
+import type { ExampleSource, Metrics, OfflineRecipe, StepContext } from '../recipes/types.js';
+import { lrAt } from '../schedule.js';
+import { batchIndices } from './batching.js';
+
+export interface StepMetrics {
+  /** 1-based: the step this update completes. */
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  metrics: Metrics;
+}
+
+/** Finish a step: clip, schedule, update; returns the norm before clipping. */
+export async function applyUpdate(ctx: Pick<StepContext<unknown>, 'opt' | 'trainer'>, step: number): Promise<{ gradNorm: number; lr: number }> {
+  const t = ctx.trainer;
+  const norm = clipGradNorm(ctx.opt.params, t.maxGradNorm > 0 ? t.maxGradNorm : Infinity);
+  const gradNorm = await norm.item();
+  norm.dispose();
+  ctx.opt.lr = lrAt(step, { lr: t.lr, minLr: t.minLr, warmupSteps: t.warmupSteps, totalSteps: t.maxSteps });
+  ctx.opt.update();
+  ctx.opt.zeroGrad();
+  return { gradNorm, lr: ctx.opt.lr };
+}
+
+export function checkFinite(loss: number, step: number): void {
+  if (!Number.isFinite(loss)) {
+    throw new NonFiniteLossError(`loss is ${loss} at step ${step + 1}; lower trainer.lr or check the data (the last checkpoint is unaffected)`);
+  }
+}
+
+/** Optimizer step `step` (0-based) of `recipe` over `data` (and its precomputed inputs). */
+export async function optimizerStep<C extends BaseConfig, E, P>(
+  recipe: OfflineRecipe<C, E, P>, ctx: StepContext<C>, data: ExampleSource<E>, pre: ExampleSource<P> | null, step: number,
+): Promise<StepMetrics> {
+  const idx = batchIndices(data.count, ctx.trainer.globalBatchSize, ctx.seed, step);
+  const batch = await data.getMany(idx);
+  const extra = pre ? await pre.getMany(idx) : null;
+  const out = await recipe.step(ctx, batch, extra);
+  if (!Number.isFinite(out.loss)) ctx.opt.zeroGrad();
+  checkFinite(out.loss, step);
+  return { step: step + 1, loss: out.loss, tokens: out.tokens, metrics: out.metrics, ...(await applyUpdate(ctx, step)) };
+}
+
+/** An in-memory example source (tests, the plain loop, small precomputed sets). */
+export function arraySource<E>(items: readonly E[]): ExampleSource<E> {
+  return { count: items.length, getMany: async (idx) => idx.map((i) => items[i]) };
+}
