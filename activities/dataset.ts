@@ -18,9 +18,9 @@ import type { OfflineRecipe, RecipeConfig } from '../algorithms/recipes/index.js
 import type { FieldSpec } from '../algorithms/recipes/fields.js';
 import { Generator } from '../kernels/index.js';
 import { Tokenizer } from '../models/tokenizer.js';
-import { openStore } from '../store/index.js';
+import { openStore, StoreError } from '../store/index.js';
 import type { RunStorePort } from '../store/run-store-port.js';
-import { openTokenDataset, TokenShardWriter } from '../store/token-shards.js';
+import { openTokenDataset, readTokenManifest, TokenShardWriter } from '../store/token-shards.js';
 import { contextWindowOf, readModelConfig } from './model-info.js';
 import type { DatasetRef, PreparationReport, RecipeName, SplitRef } from './types.js';
 
@@ -70,11 +70,30 @@ async function* examplesOf(recipe: OfflineRecipe<RecipeConfig>, tok: Tokenizer, 
 
 type Example = Record<string, unknown>;
 
-async function writeSplit(store: RunStorePort, prefix: string, fields: FieldSpec, examples: AsyncIterable<unknown>): Promise<SplitRef> {
+interface SplitSink {
+  add(e: Example): Promise<void>;
+  finish(): Promise<SplitRef>;
+}
+
+/**
+ * Where a split's examples go: a new shard writer, or, when an earlier attempt of this activity
+ * already committed the split (its manifest exists), nowhere: the committed split is kept.
+ */
+async function splitSink(store: RunStorePort, prefix: string, fields: FieldSpec): Promise<SplitSink> {
+  const ref = (records: number, tokens: number): SplitRef => ({ prefix, uri: store.store.uriOf(`${prefix}/`), count: records, tokens });
+  const done = await readTokenManifest(store.store, prefix).catch((e: unknown) => {
+    if (e instanceof StoreError && e.code === 'NotFound') return null;
+    throw e;
+  });
+  if (done) return { add: async () => {}, finish: async () => ref(done.ref.records, done.ref.tokens) };
   const w = new TokenShardWriter(store.store, prefix, fields);
-  for await (const e of examples) await w.add(e as Example);
-  const m = await w.finish();
-  return { prefix, uri: store.store.uriOf(`${prefix}/`), count: m.records, tokens: m.tokens };
+  return { add: (e) => w.add(e), finish: async () => ((m) => ref(m.records, m.tokens))(await w.finish()) };
+}
+
+async function writeSplit(store: RunStorePort, prefix: string, fields: FieldSpec, examples: AsyncIterable<unknown>): Promise<SplitRef> {
+  const sink = await splitSink(store, prefix, fields);
+  for await (const e of examples) await sink.add(e as Example);
+  return sink.finish();
 }
 
 /** Indices of the held-out examples: a seeded shuffle of 0…n−1, its first round(n·fraction) (at least 1). */
@@ -118,12 +137,10 @@ export async function prepareDataset(store: RunStorePort, args: { runId: string;
       if (n < 2) throw new DataError(`${train.source}: ${n} example(s) cannot be split into train and validation; add data.validation`, train.source, null);
       const valid = heldOut(n, config.data.validationFraction, config.seed);
       const all = await openTokenDataset(staging, 'all', { cacheDir: path.join(tmp, 'cache') });
-      const tw = new TokenShardWriter(store.store, keys.train, recipe.fields(config)), vw = new TokenShardWriter(store.store, keys.valid, recipe.fields(config));
+      const tw = await splitSink(store, keys.train, recipe.fields(config)), vw = await splitSink(store, keys.valid, recipe.fields(config));
       for (let i = 0; i < n; i++) await (valid[i] ? vw : tw).add(await all.get(i));
       await all.close();
-      const [tm, vm] = [await tw.finish(), await vw.finish()];
-      trainRef = { prefix: keys.train, uri: store.store.uriOf(`${keys.train}/`), count: tm.records, tokens: tm.tokens };
-      validRef = { prefix: keys.valid, uri: store.store.uriOf(`${keys.valid}/`), count: vm.records, tokens: vm.tokens };
+      [trainRef, validRef] = [await tw.finish(), await vw.finish()];
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }

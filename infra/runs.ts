@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, isGrpcServiceError, ServiceError, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
@@ -23,7 +23,7 @@ import { contextWindowOf, readModelConfig } from '../activities/model-info.js';
 import { ConfigError } from '../algorithms/errors.js';
 import { AlignerError } from '../kernels/errors.js';
 import { CONTROL_QUEUE, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../workflows/training.js';
-import { CheckpointCorruptError, latestValidCheckpoint, listCheckpoints, readCheckpoint, readManifest, verifyCheckpoint } from '../store/checkpoints.js';
+import { CheckpointCorruptError, latestValidCheckpoint, listCheckpoints, readManifest, verifyCheckpoint } from '../store/checkpoints.js';
 import { openStore, StoreError, type ArtifactStore } from '../store/index.js';
 import { ExportError, exportToFolder } from '../store/export.js';
 

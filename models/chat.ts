@@ -220,7 +220,7 @@ function truncate(out: TokenizedConversation, maxLength: number): TokenizedConve
 }
 
 const ROLES: readonly Role[] = ['system', 'user', 'assistant', 'tool'];
-/** NeMo-Aligner speaker names, lower-cased, by role. */
+/** The role of each NeMo-Aligner speaker name, lower-cased. */
 const NEMO_SPEAKERS: Record<string, Role> = { user: 'user', assistant: 'assistant' };
 /** A Llama 3 header, as NeMo-Aligner's Llama 3 chat data names speakers: `<|start_header_id|>user<|end_header_id|>`. */
 const LLAMA3_HEADER = /^<\|start_header_id\|>\s*([^<]*?)\s*<\|end_header_id\|>$/;
@@ -233,8 +233,8 @@ const LLAMA3_HEADER = /^<\|start_header_id\|>\s*([^<]*?)\s*<\|end_header_id\|>$/
 export function nemoSpeakerRole(name: unknown): Role | undefined {
   if (typeof name !== 'string') return undefined;
   const trimmed = name.trim();
-  const inner = LLAMA3_HEADER.exec(trimmed)?.[1] ?? trimmed;
-  return Object.hasOwn(NEMO_SPEAKERS, inner.toLowerCase()) ? NEMO_SPEAKERS[inner.toLowerCase()] : undefined;
+  const speaker = (LLAMA3_HEADER.exec(trimmed)?.[1] ?? trimmed).toLowerCase();
+  return Object.hasOwn(NEMO_SPEAKERS, speaker) ? NEMO_SPEAKERS[speaker] : undefined;
 }
 
 /**

@@ -76,7 +76,7 @@ let cachedVersion: string | undefined;
 export function codeVersion(): string {
   if (process.env.ALIGN_CODE_VERSION) return process.env.ALIGN_CODE_VERSION;
   if (cachedVersion) return cachedVersion;
-  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const root = fileURLToPath(new URL('..', import.meta.url));
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
   let sha = '';
   try {

@@ -37,7 +37,7 @@ export interface SftTokenizeOptions extends LengthOptions {
   template?: string;
 }
 
-interface SftFormat {
+export interface SftFormat {
   /** Who defines it, and its keys, for errors and the README. */
   name: string;
   matches: (v: Record<string, unknown>) => boolean;
@@ -96,8 +96,8 @@ export const SFT_FORMATS: readonly SftFormat[] = [
     messages: promptCompletionMessages,
     tokenize: (tok, rec, source, opts) => {
       if (typeof rec.value.prompt !== 'string') {
-        const prompt = promptValue(rec.value.prompt);
-        return chatExample(tok, rec, source, promptCompletionMessages(rec, source), opts, prompt.length);
+        const messages = promptCompletionMessages(rec, source); // checks that "prompt" is a list of messages
+        return chatExample(tok, rec, source, messages, opts, (rec.value.prompt as unknown[]).length);
       }
       const p = tokenizePromptResponse(tok, rec.value.prompt, responseValue(rec.value.completion, 'completion'), { style: 'trl', template: opts.template });
       const fitted = fitPromptResponse(p, opts, rec, source);

@@ -18,7 +18,7 @@ import type { PreferenceLoss, PreferenceMetrics } from '../losses/dpo.js';
 import { microBatches, padRows, trainedTokens } from '../train/batching.js';
 import { asCausalLM } from './model.js';
 import { chunksOf, mapRecords } from './prepare.js';
-import type { ExampleSource, OfflineRecipe } from './types.js';
+import type { OfflineRecipe } from './types.js';
 
 export const dpoSection = z.object({
   beta: z.number().positive().default(0.2).describe('β, the KL penalty strength (NeMo-Aligner ref_policy_kl_penalty). Rafailov et al. 2023, eq. 7.'),

@@ -1,8 +1,8 @@
 /**
  * Writes the demo data sets of the reward-model and KTO recipes from nlp-corpus sentences
  * (deterministic; run from the repository root: npx tsx data/demo/make-extra.ts):
- *  - rm.jsonl: preference pairs where the chosen answer is the sentence and the rejected one the
- *    same words in reverse order, both in the same random letter case (case tells nothing);
+ *  - rm.jsonl: preference pairs where the chosen answer is a sentence and the rejected one the same
+ *    characters in reverse order, both in the same random letter case (case tells nothing);
  *  - rm-regression.jsonl: NeMo-Aligner regression records with two attributes computed from the
  *    text (upper-case share and word count, on 0…4), the second masked (−100) in every fifth record;
  *  - kto.jsonl: TRL unpaired records, lower-case completions desirable, upper-case undesirable.
@@ -34,7 +34,8 @@ export function rewardPairs(n: number, seed = 1): string[] {
   const r = rng(seed);
   return sentences(9).filter((s) => fewWords(s).length >= 4).slice(0, n).map((s) => {
     const words = fewWords(s), style = r();
-    return JSON.stringify({ prompt: 'Say it: ', chosen: cased(words.join(' '), style), rejected: cased([...words].reverse().join(' '), style) });
+    const text = words.join(' ');
+    return JSON.stringify({ prompt: 'Say it: ', chosen: cased(text, style), rejected: cased([...text].reverse().join(''), style) });
   });
 }
 

@@ -57,3 +57,14 @@ export function spawnComputeWorker(id: string, env: Record<string, string>): Pro
     child.once('exit', (code) => reject(new Error(`worker ${id} exited with ${code}: ${out}`)));
   });
 }
+
+/** A JSONL file of the given lines. */
+export function writeLines(dir: string, name: string, lines: readonly string[]): string {
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, name);
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  return file;
+}
+
+/** The next unique id with a prefix (run ids, worker ids). */
+export const uniqueId = (name: string) => `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;

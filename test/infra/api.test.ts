@@ -33,7 +33,7 @@ const auth = { authorization: `Bearer ${TOKEN}` };
 const script: Script = {};
 const config = {
   model: path.join(root, 'models/fixtures/tiny-llama'), data: { train: path.join(root, 'data/demo/sft.jsonl') },
-  trainer: { maxSteps: 10, checkpointEvery: 2, valEvery: 4, warmupSteps: 0 },
+  trainer: { maxSteps: 10, checkpointEvery: 2, valEvery: 4, warmupSteps: 0, maxLength: 128 },
 };
 let client: Client;
 let fake: Awaited<ReturnType<typeof startFakeWorkers>>;
@@ -139,7 +139,7 @@ describe('HTTP API (real Temporal server, mocked activities)', () => {
     const before = await startedOnOurQueue();
     const cases: [object, number, object][] = [
       [{ config }, 400, { error: 'ValidationError', message: 'body.recipe is required', fields: ['body.recipe'] }],
-      [{ recipe: 'ppo', config }, 400, { error: 'ValidationError', message: 'body.recipe must be one of: sft, dpo', fields: ['body.recipe'] }],
+      [{ recipe: 'sftt', config }, 400, { error: 'ValidationError', message: 'body.recipe must be one of: sft, dpo, rm, kd, kto', fields: ['body.recipe'] }],
       [{ recipe: 'sft', config, extra: 1 }, 400, { error: 'ValidationError', message: 'body.extra is not a known field', fields: ['body.extra'] }],
       [{ recipe: 'sft', config: 'sft.yaml' }, 400, { error: 'ValidationError', message: 'body.config must be object', fields: ['body.config'] }],
       [{ recipe: 'sft', config, set: ['trainer.lr'] }, 400, { error: 'ValidationError', message: 'body.set.0 must look like key.path=value', fields: ['body.set.0'] }],

@@ -17,6 +17,8 @@ import { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../infra/cli/program.js';
 import { RunService, type RunView } from '../../infra/runs.js';
+import { parseRecipeConfig, RECIPE_NAMES, RECIPES } from '../../algorithms/recipes/index.js';
+import YAML from 'yaml';
 import { writeCheckpoint } from '../../store/checkpoints.js';
 import { openStore } from '../../store/index.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
@@ -45,7 +47,7 @@ beforeAll(async () => {
   // A config file as a user writes it: YAML, with paths relative to the current folder.
   writeFileSync(path.join(tmp, 'sft.yaml'), [
     'model: models/fixtures/tiny-llama', 'data:', '  train: data/demo/sft.jsonl',
-    'trainer:', '  maxSteps: 10', '  checkpointEvery: 2', '  valEvery: 4', '  warmupSteps: 0', '',
+    'trainer:', '  maxSteps: 10', '  checkpointEvery: 2', '  valEvery: 4', '  warmupSteps: 0', '  maxLength: 128', '',
   ].join('\n'));
 });
 afterAll(async () => {
@@ -157,11 +159,29 @@ describe('align CLI (real Temporal server, mocked activities)', () => {
     expect(await count(`WorkflowId = '${runId}'`)).toBe(0);
   });
 
+  it('run --help and recipes list every recipe of the table in one line each; config prints a runnable commented YAML', async () => {
+    const help = await align(['run', '--help']);
+    const list = await align(['recipes']);
+    for (const name of RECIPE_NAMES) {
+      expect(help.stdout).toMatch(new RegExp(`\\n  ${name} +(offline|online) +\\S`));
+      expect(list.stdout).toMatch(new RegExp(`^  ${name} +(offline|online) +${RECIPES[name].summary.slice(0, 20).replace(/[()]/g, '.')}`, 'm'));
+    }
+    const one = await align(['recipes', 'kd']);
+    expect(one.stdout).toContain('teacher    runs once over the data');
+    expect(one.stdout).toContain('headline   teacherKl (lower is better)');
+    const config = await align(['config', 'kd']);
+    expect(config.code).toBe(0);
+    expect(parseRecipeConfig('kd', YAML.parse(config.stdout)).kd).toMatchObject({ topK: 16, loss: 'fwd_kl', kdWeight: 1, sftWeight: 0 });
+    expect(config.stdout).toContain('# Teacher logits kept per token');
+    const unknown = await align(['config', 'sftt']);
+    expect([unknown.code, unknown.stderr]).toEqual([2, 'align: error: unknown recipe "sftt"; available: sft, dpo, rm, kd, kto (align recipes lists them)\n']);
+  });
+
   it('rejects an unknown recipe, a missing config file and bad arguments with exit 2', async () => {
-    const recipe = await align(['run', 'ppo', '--config', path.join(tmp, 'sft.yaml')]);
-    expect([recipe.code, recipe.stderr]).toEqual([2, 'align: error: unknown recipe "ppo"; available: sft, dpo\n']);
-    const asJson = await align(['--json', 'run', 'ppo']);
-    expect([asJson.code, JSON.parse(asJson.stderr)]).toEqual([2, { error: { kind: 'usage', type: 'ConfigError', message: 'unknown recipe "ppo"; available: sft, dpo' } }]);
+    const recipe = await align(['run', 'sftt', '--config', path.join(tmp, 'sft.yaml')]);
+    expect([recipe.code, recipe.stderr]).toEqual([2, 'align: error: unknown recipe "sftt"; available: sft, dpo, rm, kd, kto (align recipes lists them)\n']);
+    const asJson = await align(['--json', 'run', 'sftt']);
+    expect([asJson.code, JSON.parse(asJson.stderr)]).toEqual([2, { error: { kind: 'usage', type: 'ConfigError', message: 'unknown recipe "sftt"; available: sft, dpo, rm, kd, kto (align recipes lists them)' } }]);
     const missing = await align(['run', 'sft', '--config', 'missing.yaml']);
     expect([missing.code, missing.stderr]).toEqual([2, `align: error: config file not found: ${path.join(root, 'missing.yaml')}\n`]);
     const step = await align(['export', 'some-run', '--step', 'last', '--out', path.join(tmp, 'x')]);
@@ -261,7 +281,7 @@ describe('align CLI (real Temporal server, mocked activities)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('Usage: align [options] [command]');
     const program = buildProgram({ exitCode: 0, json: false });
-    expect(program.commands.map((c) => c.name()).sort()).toEqual(['cancel', 'export', 'list', 'pause', 'resume', 'resume-failed', 'run', 'status', 'terminate']);
+    expect(program.commands.map((c) => c.name()).sort()).toEqual(['cancel', 'config', 'export', 'list', 'pause', 'recipes', 'resume', 'resume-failed', 'run', 'status', 'terminate']);
     for (const cmd of program.commands) {
       let help = '';
       cmd.configureOutput({ writeOut: (s) => (help += s) });

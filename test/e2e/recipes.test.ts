@@ -1,0 +1,172 @@
+/**
+ * Every offline recipe of the table, end to end on a real Temporal server with real activities
+ * and the tiny fixture models: each one moves its headline metric past a stated threshold, and
+ * each one survives a kill -9 of its compute worker mid-run with final weights bit-identical to
+ * the uninterrupted run (the uninterrupted run is the one whose metrics are checked).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { getRecipe, parseRecipeConfig, RECIPE_NAMES } from '../../algorithms/recipes/index.js';
+import type { RecipeConfig } from '../../algorithms/recipes/index.js';
+import type { KdConfig } from '../../algorithms/recipes/kd.js';
+import { openParts, openSplit } from '../../activities/data-source.js';
+import { newOptimizer } from '../../activities/training-state.js';
+import type { PrecomputedRef, RunResult, Validation } from '../../activities/types.js';
+import { regressionRecords, ktoRecords, rewardPairs } from '../../data/demo/make-extra.js';
+import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
+import { startWorkers } from '../../infra/workers/worker.js';
+import type { RunningWorkers } from '../../infra/workers/worker.js';
+import { loadPretrained } from '../../models/pretrained.js';
+import { readManifest } from '../../store/checkpoints.js';
+import { openStore } from '../../store/index.js';
+import { RunStore } from '../../store/run-store.js';
+import { progressQuery } from '../../workflows/training.js';
+import { root, slowIt, spawnComputeWorker, tinyLlama, uniqueId, writeLines, writePreferenceData, writeSftData } from './helpers.js';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'aligner-recipes-'));
+const storeUri = `file://${path.join(tmp, 'store')}`;
+const runStore = new RunStore(openStore(storeUri), path.join(tmp, 'cache'));
+// Reference runs on an in-process compute worker; crash runs on worker processes of their own.
+const REF = { control: 'align-control-recipes', compute: 'align-cpu-recipes' };
+const CRASH = { control: 'align-control-recipes-crash', compute: 'align-cpu-recipes-crash' };
+let client: Client;
+let workers: RunningWorkers[] = [];
+
+beforeAll(async () => {
+  client = new Client({ connection: await connectTemporal(defaultTemporalAddress()) });
+  const address = defaultTemporalAddress();
+  workers = await Promise.all([
+    startWorkers({ address, store: runStore, role: 'all', workerId: uniqueId('recipes'), queues: REF }),
+    startWorkers({ address, store: runStore, role: 'control', queues: CRASH }),
+  ]);
+});
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.shutdown()));
+  await client?.connection.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const trainer = (over: Record<string, unknown>) => ({ globalBatchSize: 8, microBatchSize: 4, lr: 2e-3, minLr: 2e-4, warmupSteps: 0, checkpointEvery: 4, valEvery: 0, keepCheckpoints: 2, maxLength: 64, ...over });
+
+interface Case {
+  recipe: string;
+  config: () => Record<string, unknown>;
+  /** What the uninterrupted run must reach: first validation (before training) → last. */
+  check: (first: Validation, last: Validation, result: RunResult) => Promise<void> | void;
+}
+
+const value = (v: Validation, metric: string) => (metric === 'loss' ? v.loss : v.metrics[metric]);
+
+const CASES: Record<string, Case> = {
+  sft: {
+    recipe: 'sft',
+    config: () => ({ model: tinyLlama, data: { train: writeSftData(path.join(tmp, 'sft'), 80), validationFraction: 0.2 }, trainer: trainer({ maxSteps: 16, microBatchSize: 8, lr: 1e-3, minLr: 1e-4, maxLength: 96 }) }),
+    check: (first, last) => expect(last.loss).toBeLessThan(first.loss / 2),
+  },
+  dpo: {
+    recipe: 'dpo',
+    config: () => ({ model: tinyLlama, seed: 1, data: { train: writePreferenceData(path.join(tmp, 'dpo'), 96), validationFraction: 0.25 }, trainer: trainer({ maxSteps: 24 }) }),
+    check: (_first, last) => expect(last.metrics.accuracy).toBeGreaterThanOrEqual(0.9),
+  },
+  rm: {
+    // Chosen: a sentence; rejected: its characters reversed; both in the same random case.
+    recipe: 'rm',
+    config: () => ({
+      model: tinyLlama, data: { train: writeLines(path.join(tmp, 'rm'), 'rm.jsonl', rewardPairs(800)), validationFraction: 0.2, overlong: 'drop' },
+      trainer: trainer({ maxSteps: 100, globalBatchSize: 16, microBatchSize: 8, checkpointEvery: 20 }),
+    }),
+    check: (_first, last) => expect(last.metrics.accuracy).toBeGreaterThanOrEqual(0.9),
+  },
+  'rm-regression': {
+    recipe: 'rm',
+    config: () => ({
+      model: tinyLlama, data: { train: writeLines(path.join(tmp, 'rmr'), 'rm-regression.jsonl', regressionRecords(160)), validationFraction: 0.25 },
+      rm: { type: 'regression', numAttributes: 2 }, trainer: trainer({ maxSteps: 30, microBatchSize: 8, checkpointEvery: 6 }),
+    }),
+    check: (first, last) => expect(last.metrics.mse).toBeLessThanOrEqual(0.5 * first.metrics.mse),
+  },
+  kd: {
+    recipe: 'kd',
+    config: () => ({
+      model: tinyLlama, data: { train: writeSftData(path.join(tmp, 'kd'), 80), validationFraction: 0.2 },
+      kd: { teacher: path.join(root, 'models/fixtures/tiny-gpt2'), topK: 16 }, trainer: trainer({ maxSteps: 16, microBatchSize: 8, lr: 1e-3, minLr: 1e-4, maxLength: 96 }),
+    }),
+    async check(first, last, result) {
+      expect(last.metrics.teacherKl).toBeLessThanOrEqual(0.5 * first.metrics.teacherKl);
+      // Plain SFT of the same student, same data and steps: its KL to the teacher must be worse.
+      const kdConfig = (await readManifest(openStore(storeUri), result.runId, result.step)).manifest.config as KdConfig;
+      const sftConfig = { model: kdConfig.model, seed: kdConfig.seed, data: kdConfig.data, trainer: kdConfig.trainer };
+      const sftRun = await execute('sft', sftConfig, REF);
+      const sftModel = await loadPretrained(path.join(tmp, 'store', 'runs', sftRun.runId, 'export'));
+      const dataset = (await runStore.getJson<{ valid: Parameters<typeof openSplit>[1] }>(`runs/${result.runId}/data/dataset.json`))!;
+      const pre = (await runStore.getJson<PrecomputedRef>(`runs/${result.runId}/precompute/teacher-topk/index.json`))!;
+      const [valid, teacher] = [await openSplit(runStore, dataset.valid), await openParts(runStore, pre.valid)];
+      const kd = getRecipe('kd');
+      if (kd.kind !== 'offline') throw new Error('kd is offline');
+      const sftEval = await kd.evaluate({ model: sftModel, opt: newOptimizer(sftModel, kdConfig.trainer), trainer: kdConfig.trainer, config: kdConfig, seed: 0 }, valid, teacher);
+      await Promise.all([valid.close(), teacher.close()]);
+      sftModel.dispose();
+      expect(last.metrics.teacherKl).toBeLessThan(sftEval.metrics.teacherKl);
+    },
+  },
+  kto: {
+    recipe: 'kto',
+    config: () => ({ model: tinyLlama, data: { train: writeLines(path.join(tmp, 'kto'), 'kto.jsonl', ktoRecords(160)), validationFraction: 0.25 }, trainer: trainer({ maxSteps: 24, microBatchSize: 8 }) }),
+    check: (first, last) => expect(last.metrics.margin).toBeGreaterThan(first.metrics.margin + 1),
+  },
+};
+
+async function execute(recipe: string, raw: Record<string, unknown>, queues: typeof REF): Promise<RunResult> {
+  const runId = uniqueId(`e2e-${recipe}`);
+  const config: RecipeConfig = parseRecipeConfig(recipe, raw);
+  return client.workflow.execute('trainingWorkflow', { taskQueue: queues.control, workflowId: runId, args: [{ runId, recipe, config, heartbeatSeconds: 5, queues }] });
+}
+
+async function weightsSha(result: RunResult): Promise<string> {
+  const { manifest } = await readManifest(openStore(storeUri), result.runId, result.step);
+  return manifest.files.find((f) => f.name === 'model.safetensors')!.sha256;
+}
+
+describe('every offline recipe end to end', () => {
+  slowIt('the cases cover every offline recipe of the table', () => {
+    const offline = RECIPE_NAMES.filter((n) => getRecipe(n).kind === 'offline');
+    expect(new Set(Object.values(CASES).map((c) => c.recipe))).toEqual(new Set(offline));
+  });
+
+  for (const [name, c] of Object.entries(CASES)) {
+    slowIt(`${name}: the headline metric moves past its threshold, and a kill -9 of the compute worker mid-run changes nothing`, async () => {
+      const raw = c.config();
+      const config = parseRecipeConfig(c.recipe, raw);
+      const reference = await execute(c.recipe, raw, REF);
+      expect(reference.status).toBe('completed');
+      const h = getRecipe(c.recipe).headline(config);
+      const [first, last] = [reference.validations[0], reference.validations.at(-1)!];
+      expect(first.step).toBe(0);
+      expect(last.step).toBe(config.trainer.maxSteps);
+      console.log(`${name}: ${h.metric} ${value(first, h.metric).toFixed(4)} → ${value(last, h.metric).toFixed(4)} (${h.better} is better)`);
+      await c.check(first, last, reference);
+
+      const env = { TEMPORAL_ADDRESS: defaultTemporalAddress(), ALIGN_STORE_URI: storeUri, ALIGN_QUEUES: `${CRASH.control},${CRASH.compute}` };
+      const doomed = await spawnComputeWorker(uniqueId(`${name}-doomed`), env);
+      const runId = uniqueId(`e2e-${name}-crash`);
+      const handle = await client.workflow.start('trainingWorkflow', { taskQueue: CRASH.control, workflowId: runId, args: [{ runId, recipe: c.recipe, config, heartbeatSeconds: 5, queues: CRASH }] });
+      const killAt = 2 * config.trainer.checkpointEvery;
+      for (let i = 0; i < 1200; i++) {
+        if ((await handle.query(progressQuery)).step >= killAt) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const stepAtKill = (await handle.query(progressQuery)).step;
+      doomed.kill('SIGKILL');
+      const rescuer = await spawnComputeWorker(uniqueId(`${name}-rescuer`), env);
+      const result: RunResult = await handle.result();
+      rescuer.kill('SIGTERM');
+      expect(stepAtKill).toBeGreaterThanOrEqual(killAt);
+      expect(stepAtKill).toBeLessThan(config.trainer.maxSteps);
+      expect(result.status).toBe('completed');
+      expect(await weightsSha(result)).toBe(await weightsSha(reference));
+    });
+  }
+});
