@@ -9,6 +9,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 const NON_RETRYABLE = new Set([
   'DataError', 'ConfigError', 'NonFiniteLossError', 'CheckpointError', 'CheckpointCorruptError',
   'ShapeError', 'DTypeError', 'IndexError', 'TokenizerError', 'ChatTemplateError', 'ConversationFormatError', 'PromptTooLongError',
+  'NotARewardModelError', 'ExportError', 'RecordCodecError', 'TokenDatasetCorruptError',
 ]);
 
 export function classify(err: unknown): unknown {

@@ -2,9 +2,12 @@
  * scoreResponses: a reward model's scores for prompt/response pairs, the judge that the online
  * recipes (PPO, REINFORCE, rejection sampling) call. The classifier stays resident on the worker,
  * keyed by its folder, so a loop pays its load once. Each response is scored at its last token,
- * as the model was trained: prompt and response tokenized separately and joined.
+ * tokenized exactly as the reward model's training pairs were (algorithms/data/pair.ts: chat
+ * prompts through the template; plain text by TRL's rule, with BOS and EOS, or NeMo-Aligner's,
+ * verbatim).
  */
 import { Context } from '@temporalio/activity';
+import { tokenizePromptResponse } from '../algorithms/data/pair.js';
 import { noGrad, tensor, tidy } from '../kernels/index.js';
 import type { SequenceScoreModel } from '../models/heads.js';
 import { loadSequenceClassifier, requireClassifier } from '../models/sequence-classification.js';
@@ -48,9 +51,10 @@ export async function scoreResponses(store: RunStorePort, judges: ResidentJudges
   const mb = req.microBatch ?? 8;
   const scores: number[][] = [];
   for (let i = 0; i < req.samples.length; i += mb) {
-    const rows = req.samples.slice(i, i + mb).map((s) => [
-      ...judge.tok.encode(s.prompt, { addSpecialTokens: false }), ...judge.tok.encode(s.response, { addSpecialTokens: false }),
-    ]);
+    const rows = req.samples.slice(i, i + mb).map((s) => {
+      const t = tokenizePromptResponse(judge.tok, s.prompt, s.response, { style: req.style ?? 'trl' });
+      return [...t.prompt, ...t.response];
+    });
     const T = Math.max(...rows.map((r) => r.length));
     const ids = rows.flatMap((r) => [...r, ...new Array<number>(T - r.length).fill(0)]);
     const mask = rows.map((r) => Array.from({ length: T }, (_, t) => (t < r.length ? 1 : 0)));

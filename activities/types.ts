@@ -152,7 +152,10 @@ export interface RunResult {
 export interface ScoreRequest {
   /** A reward-model folder (an export of an rm run, or any HF *ForSequenceClassification folder). */
   model: string;
-  samples: { prompt: string; response: string }[];
+  /** A prompt is plain text or chat messages ({role, content}), as in the training data. */
+  samples: { prompt: string | { role: 'system' | 'user' | 'assistant'; content: string }[]; response: string }[];
+  /** How plain-text samples are tokenized: 'trl' (BOS + EOS, the default) or 'nemo' (verbatim), as the RM's training data was. */
+  style?: 'trl' | 'nemo';
   /** Micro-batch of the forward passes. Default 8. */
   microBatch?: number;
 }

@@ -4,7 +4,7 @@
  * each one survives a kill -9 of its compute worker mid-run with final weights bit-identical to
  * the uninterrupted run (the uninterrupted run is the one whose metrics are checked).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
@@ -13,6 +13,7 @@ import { getRecipe, parseRecipeConfig, RECIPE_NAMES } from '../../algorithms/rec
 import type { RecipeConfig } from '../../algorithms/recipes/index.js';
 import type { KdConfig } from '../../algorithms/recipes/kd.js';
 import { openParts, openSplit } from '../../activities/data-source.js';
+import { createActivities } from '../../activities/index.js';
 import { newOptimizer } from '../../activities/training-state.js';
 import type { PrecomputedRef, RunResult, Validation } from '../../activities/types.js';
 import { regressionRecords, ktoRecords, rewardPairs } from '../../data/demo/make-extra.js';
@@ -78,7 +79,20 @@ const CASES: Record<string, Case> = {
       model: tinyLlama, data: { train: writeLines(path.join(tmp, 'rm'), 'rm.jsonl', rewardPairs(800)), validationFraction: 0.2, overlong: 'drop' },
       trainer: trainer({ maxSteps: 100, globalBatchSize: 16, microBatchSize: 8, checkpointEvery: 20 }),
     }),
-    check: (_first, last) => expect(last.metrics.accuracy).toBeGreaterThanOrEqual(0.9),
+    async check(_first, last, result) {
+      expect(last.metrics.accuracy).toBeGreaterThanOrEqual(0.9);
+      // The export is a Hugging Face sequence classifier, and scoreResponses ranks unseen pairs with it.
+      const exported = JSON.parse(readFileSync(path.join(tmp, 'store', 'runs', result.runId, 'export', 'config.json'), 'utf8')) as Record<string, unknown>;
+      expect(exported).toMatchObject({ architectures: ['LlamaForSequenceClassification'], num_labels: 1 });
+      const unseen = rewardPairs(900).slice(800).map((l) => JSON.parse(l) as { prompt: string; chosen: string; rejected: string });
+      const acts = createActivities({ store: runStore, workerQueue: 'unused' });
+      const { scores } = await acts.scoreResponses({
+        model: result.exportUri!, samples: unseen.flatMap((p) => [{ prompt: p.prompt, response: p.chosen }, { prompt: p.prompt, response: p.rejected }]),
+      });
+      const ranked = unseen.filter((_, i) => scores[2 * i][0] > scores[2 * i + 1][0]).length / unseen.length;
+      console.log(`rm: scoreResponses ranks ${(100 * ranked).toFixed(1)}% of ${unseen.length} unseen pairs right`);
+      expect(ranked).toBeGreaterThanOrEqual(0.85);
+    },
   },
   'rm-regression': {
     recipe: 'rm',
