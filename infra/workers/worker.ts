@@ -4,13 +4,13 @@
  * `align-cpu-<id>`, where the run's model stays resident between chunks.
  */
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import type { RunStorePort } from '../../store/run-store-port.js';
 import type { Queues } from '../../activities/types.js';
 import { ResidentRuns } from '../../activities/train.js';
 import { COMPUTE_QUEUE, CONTROL_QUEUE } from '../../workflows/training.js';
+import { workflowCode } from './workflow-code.js';
 
 export type WorkerRole = 'control' | 'compute' | 'all';
 
@@ -32,7 +32,6 @@ export interface RunningWorkers {
   shutdown(): Promise<void>;
 }
 
-const workflowsPath = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
 
 let runtimeInstalled = false;
 
@@ -57,7 +56,7 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   const activities = createActivities({ store: o.store, workerQueue, runs: new ResidentRuns() });
   const workers: Worker[] = [];
   if (o.role !== 'compute') {
-    workers.push(await Worker.create({ connection, namespace, taskQueue: queues.control, workflowsPath, activities }));
+    workers.push(await Worker.create({ connection, namespace, taskQueue: queues.control, ...workflowCode(), activities }));
   }
   if (o.role !== 'control') {
     // One training chunk at a time per worker: chunks saturate the cores already.

@@ -2,11 +2,11 @@
  * Mock activities for workflow tests: the real Temporal server runs the real workflow code, and
  * these stand in for data, training and storage with instant, scripted results.
  */
-import { fileURLToPath } from 'node:url';
 import { ApplicationFailure } from '@temporalio/activity';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities/index.js';
 import type { ChunkRequest, ChunkResult } from '../../activities/types.js';
+import { workflowCode } from '../../infra/workers/workflow-code.js';
 
 export interface Script {
   /** Throw this non-retryable DataError from prepareDataset. */
@@ -80,9 +80,8 @@ export async function startFakeWorkers(address: string, queues: { control: strin
   const connection = await NativeConnection.connect({ address });
   const own = `${queues.compute}-own`;
   const { acts, calls } = fakeActivities(own, script);
-  const workflowsPath = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
   const workers = await Promise.all([
-    Worker.create({ connection, taskQueue: queues.control, workflowsPath, activities: acts }),
+    Worker.create({ connection, taskQueue: queues.control, ...workflowCode(), activities: acts }),
     Worker.create({ connection, taskQueue: queues.compute, activities: acts }),
     Worker.create({ connection, taskQueue: own, activities: acts }),
   ]);

@@ -14,6 +14,7 @@ import type { RunInput } from '../../activities/types.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
 import { COMPUTE_QUEUE, CONTROL_QUEUE, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../../workflows/training.js';
 import { fakeActivities } from './fake-activities.js';
+import { workflowCode } from '../../infra/workers/workflow-code.js';
 import type { Script } from './fake-activities.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -45,7 +46,7 @@ async function withWorkers<T>(script: Script, fn: (calls: { name: string; args: 
   const control = QUEUES.control, shared = QUEUES.compute, own = `${QUEUES.compute}-${suffix}`;
   const { acts, calls } = fakeActivities(own, script);
   const workers = await Promise.all([
-    Worker.create({ connection, taskQueue: control, workflowsPath, activities: acts }),
+    Worker.create({ connection, taskQueue: control, ...workflowCode(), activities: acts }),
     Worker.create({ connection, taskQueue: shared, activities: acts }),
     Worker.create({ connection, taskQueue: own, activities: acts }),
   ]);
