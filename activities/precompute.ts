@@ -32,7 +32,7 @@ const partKey = (runId: string, name: string, split: string, k: number) => `runs
 export async function precompute(store: RunStorePort, args: { runId: string; recipe: RecipeName; config: RecipeConfig; dataset: DatasetRef }): Promise<PrecomputedRef | null> {
   const recipe = getOfflineRecipe(args.recipe);
   const spec = recipe.precompute;
-  if (!spec) return null;
+  if (!spec || !(spec.needed?.(args.config) ?? true)) return null;
   const indexKey = `runs/${args.runId}/precompute/${spec.name}/index.json`;
   const done = await store.getJson<PrecomputedRef>(indexKey);
   if (done) return done;

@@ -20,7 +20,7 @@ import { openParts, openSplit } from './data-source.js';
 import type { ClosableSource } from './data-source.js';
 import { TOKENIZER_FILES } from '../store/export.js';
 import { baseTrainingState, loadTrainingState, saveTrainingState } from './training-state.js';
-import type { TrainingState } from './training-state.js';
+import type { ModelSetup, TrainingState } from './training-state.js';
 import type { ChunkRequest, ChunkResult, CheckpointRef, StepSummary, Validation } from './types.js';
 
 interface Resident {
@@ -67,21 +67,25 @@ function heartbeat(details: unknown): void {
   }
 }
 
+async function modelSetup(store: RunStorePort, req: ChunkRequest, recipe: OfflineRecipe<RecipeConfig>): Promise<ModelSetup> {
+  return { kind: recipe.model(req.config), seed: req.config.seed, lora: req.config.lora ?? null, baseDir: await store.fetchInput(req.config.model) };
+}
+
 async function residentFor(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest, recipe: OfflineRecipe<RecipeConfig>): Promise<{ r: Resident; loadedFrom: ChunkResult['loadedFrom'] }> {
   const current = runs.get(req.runId);
   const lineage = req.checkpoint?.sha256 ?? null;
   if (current && current.state.step === req.fromStep && current.lineage === lineage) return { r: current, loadedFrom: 'resident' };
   let state: TrainingState;
   let loadedFrom: ChunkResult['loadedFrom'];
-  const kind = recipe.model(req.config);
+  const setup = await modelSetup(store, req, recipe);
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-ckpt-'));
   try {
     if (req.checkpoint) {
       await store.openCheckpoint(req.checkpoint, tmp);
-      state = await loadTrainingState(tmp, req.config.trainer, kind, req.config.seed);
+      state = await loadTrainingState(tmp, req.config.trainer, setup);
       loadedFrom = 'checkpoint';
     } else {
-      state = await baseTrainingState(await store.fetchInput(req.config.model), req.config.trainer, kind, req.config.seed);
+      state = await baseTrainingState(req.config.trainer, setup);
       loadedFrom = 'base';
       console.log(`run ${req.runId}: no checkpoint yet, starting from the base model ${req.config.model}`);
     }
@@ -92,7 +96,7 @@ async function residentFor(store: RunStorePort, runs: ResidentRuns, req: ChunkRe
     throw Object.assign(new Error(`run ${req.runId}: checkpoint is at step ${state.step}, the chunk starts at ${req.fromStep}`), { name: 'CheckpointError' });
   }
   const pre = req.precomputed ? { train: await openParts(store, req.precomputed.train), valid: await openParts(store, req.precomputed.valid) } : null;
-  if (recipe.precompute && !pre) throw Object.assign(new Error(`run ${req.runId}: recipe ${recipe.name} needs its precomputed ${recipe.precompute.name}, and the chunk request has none`), { name: 'CheckpointError' });
+  if (recipe.precompute && (recipe.precompute.needed?.(req.config) ?? true) && !pre) throw Object.assign(new Error(`run ${req.runId}: recipe ${recipe.name} needs its precomputed ${recipe.precompute.name}, and the chunk request has none`), { name: 'CheckpointError' });
   const r: Resident = { state, lineage, train: await openSplit(store, req.dataset.train), valid: await openSplit(store, req.dataset.valid), pre };
   runs.set(req.runId, r);
   return { r, loadedFrom };
@@ -111,7 +115,7 @@ export async function trainChunk(store: RunStorePort, runs: ResidentRuns, req: C
   const recipe = getOfflineRecipe(req.recipe);
   heartbeat({ step: req.fromStep, phase: 'loading' });
   const { r, loadedFrom } = await residentFor(store, runs, req, recipe);
-  const ctx: StepContext<RecipeConfig> = { model: r.state.model, opt: r.state.opt, trainer: req.config.trainer, config: req.config, seed: req.config.seed };
+  const ctx: StepContext<RecipeConfig> = { model: r.state.model, lora: r.state.lora, opt: r.state.opt, trainer: req.config.trainer, config: req.config, seed: req.config.seed };
   const steps: StepSummary[] = [];
   let validationBefore: Validation | null = null;
   try {
@@ -140,7 +144,7 @@ export async function trainChunk(store: RunStorePort, runs: ResidentRuns, req: C
 async function commit(store: RunStorePort, req: ChunkRequest, r: Resident): Promise<CheckpointRef> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-save-'));
   try {
-    await saveTrainingState(r.state, tmp);
+    await saveTrainingState(r.state, tmp, { ...(await modelSetup(store, req, getOfflineRecipe(req.recipe))), baseUri: req.config.model });
     // The tokenizer travels with every checkpoint, so that an export is a complete HF folder.
     const base = await store.fetchInput(req.config.model);
     for (const f of TOKENIZER_FILES) {

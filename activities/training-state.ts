@@ -1,28 +1,48 @@
 /**
  * A run's training state on disk, in the checkpoint folder layout: the model as a Hugging Face
- * folder (a causal LM, or a sequence classifier for reward models), the AdamW moments as
- * optimizer.safetensors (names `m.<param>` / `v.<param>`, f32), and trainer_state.json (step,
- * optimizer step). Loading it back restores the run exactly: f32 values are stored bit for bit.
+ * folder (a causal LM, or a sequence classifier for reward models), the AdamW moments of the
+ * trained parameters as optimizer.safetensors (names `m.<param>` / `v.<param>`, f32), and
+ * trainer_state.json (step, optimizer step). With LoRA the folder holds the merged model (what an
+ * export is) and the adapters in PEFT's layout; the base weights, which LoRA never changes, are
+ * reloaded from the run's `model`. Loading restores the run exactly: f32 values bit for bit.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AdamW, Generator } from '../kernels/index.js';
+import type { Tensor } from '../kernels/index.js';
 import { isClassifier } from '../algorithms/recipes/model.js';
 import type { TrainableModel } from '../algorithms/recipes/model.js';
 import type { ModelKind } from '../algorithms/recipes/types.js';
+import type { LoraSettings, TrainerConfig } from '../algorithms/config/common.js';
+import { ConfigError } from '../algorithms/errors.js';
 import { readSafetensors, writeSafetensors } from '../models/hf/safetensors.js';
+import { applyLora } from '../models/lora.js';
+import type { LoraHandle } from '../models/lora.js';
+import { loadAdapters, saveAdapters, saveMerged } from '../models/lora-io.js';
 import { loadPretrained, savePretrained } from '../models/pretrained.js';
 import { loadSequenceClassifier, saveSequenceClassifier } from '../models/sequence-classification.js';
-import type { TrainerConfig } from '../algorithms/config/common.js';
 
 export interface TrainingState {
   model: TrainableModel;
   opt: AdamW;
   step: number;
+  lora: LoraHandle | null;
 }
 
+/** How a run builds its model: the recipe's kind, the seed of fresh parameters, LoRA, and the base folder. */
+export interface ModelSetup {
+  kind: ModelKind;
+  seed: number;
+  lora?: LoraSettings | null;
+  /** The run's `model`, fetched (LoRA reloads the base from it). */
+  baseDir: string;
+}
+
+/** The parameters the run trains (all of them, or the adapters under LoRA), with their names. */
+const trained = (model: TrainableModel): [string, Tensor][] => model.namedParameters().filter(([, p]) => p.requiresGrad);
+
 export function newOptimizer(model: TrainableModel, t: TrainerConfig): AdamW {
-  return new AdamW(model.parameters(), { lr: t.lr, beta1: t.beta1, beta2: t.beta2, weightDecay: t.weightDecay });
+  return new AdamW(trained(model).map(([, p]) => p), { lr: t.lr, beta1: t.beta1, beta2: t.beta2, weightDecay: t.weightDecay });
 }
 
 /** A model folder as the recipe's model kind; a fresh score head is seeded from `seed`. */
@@ -32,17 +52,26 @@ export async function loadModel(dir: string, kind: ModelKind, seed: number): Pro
   return model;
 }
 
-export async function saveModel(model: TrainableModel, dir: string): Promise<void> {
-  if (isClassifier(model)) await saveSequenceClassifier(model, dir);
-  else await savePretrained(model, dir);
+/** The base model, with fresh adapters when the run trains LoRA (A from the seed, B zero). */
+async function baseModel(setup: ModelSetup): Promise<{ model: TrainableModel; lora: LoraHandle | null }> {
+  const model = await loadModel(setup.baseDir, setup.kind, setup.seed);
+  if (!setup.lora) return { model, lora: null };
+  if (isClassifier(model)) {
+    model.dispose();
+    throw new ConfigError('lora: reward models (rm) train every weight; LoRA is for the causal-LM recipes');
+  }
+  return { model, lora: applyLora(model, { rank: setup.lora.rank, alpha: setup.lora.alpha, targetModules: setup.lora.targetModules }, new Generator(setup.seed ^ 0x10a)) };
 }
 
-export async function saveTrainingState(s: TrainingState, dir: string): Promise<void> {
-  await saveModel(s.model, dir);
+export async function saveTrainingState(s: TrainingState, dir: string, setup: ModelSetup & { baseUri: string }): Promise<void> {
+  if (s.lora && !isClassifier(s.model)) {
+    await saveMerged(s.model, s.lora, dir);
+    await saveAdapters(s.model, setup.lora!, dir, setup.baseUri);
+  } else if (isClassifier(s.model)) await saveSequenceClassifier(s.model, dir);
+  else await savePretrained(s.model, dir);
   const { m, v } = s.opt.state();
-  const names = s.model.namedParameters().map(([n]) => n);
   const tensors = new Map<string, { dtype: 'F32'; shape: number[]; data: ArrayLike<number> }>();
-  names.forEach((n, i) => {
+  trained(s.model).forEach(([n], i) => {
     tensors.set(`m.${n}`, { dtype: 'F32', shape: [...m[i].shape], data: m[i].toArraySync() });
     tensors.set(`v.${n}`, { dtype: 'F32', shape: [...v[i].shape], data: v[i].toArraySync() });
   });
@@ -50,11 +79,15 @@ export async function saveTrainingState(s: TrainingState, dir: string): Promise<
   await writeFile(path.join(dir, 'trainer_state.json'), JSON.stringify({ step: s.step, optimizerStep: s.opt.step }, null, 2));
 }
 
-export async function loadTrainingState(dir: string, t: TrainerConfig, kind: ModelKind, seed: number): Promise<TrainingState> {
-  const model = await loadModel(dir, kind, seed);
+export async function loadTrainingState(dir: string, t: TrainerConfig, setup: ModelSetup): Promise<TrainingState> {
+  let model: TrainableModel, lora: LoraHandle | null = null;
+  if (setup.lora) {
+    ({ model, lora } = await baseModel(setup));
+    await loadAdapters(model, dir);
+  } else model = await loadModel(dir, setup.kind, setup.seed);
   const opt = newOptimizer(model, t);
   const { tensors } = await readSafetensors(path.join(dir, 'optimizer.safetensors'));
-  const names = model.namedParameters().map(([n]) => n);
+  const names = trained(model).map(([n]) => n);
   const get = (k: string) => {
     const x = tensors.get(k);
     if (!x) throw Object.assign(new Error(`${dir}/optimizer.safetensors: missing ${k}`), { name: 'CheckpointError' });
@@ -62,10 +95,10 @@ export async function loadTrainingState(dir: string, t: TrainerConfig, kind: Mod
   };
   const state = JSON.parse(await readFile(path.join(dir, 'trainer_state.json'), 'utf8')) as { step: number; optimizerStep: number };
   opt.loadState({ step: state.optimizerStep, m: names.map((n) => get(`m.${n}`)), v: names.map((n) => get(`v.${n}`)) });
-  return { model, opt, step: state.step };
+  return { model, opt, step: state.step, lora };
 }
 
-export async function baseTrainingState(modelDir: string, t: TrainerConfig, kind: ModelKind, seed: number): Promise<TrainingState> {
-  const model = await loadModel(modelDir, kind, seed);
-  return { model, opt: newOptimizer(model, t), step: 0 };
+export async function baseTrainingState(t: TrainerConfig, setup: ModelSetup): Promise<TrainingState> {
+  const { model, lora } = await baseModel(setup);
+  return { model, opt: newOptimizer(model, t), step: 0, lora };
 }

@@ -25,7 +25,7 @@ export const VARIANTS: Record<string, { recipe: string; example: Record<string, 
   },
   'dpo-ipo': {
     recipe: 'dpo',
-    example: { ...getRecipe('dpo').example, dpo: { beta: 0.2, loss: 'ipo' } },
+    example: { ...getRecipe('dpo').example, dpo: { beta: 0.2, loss: 'ipo', averageLogProbs: true }, trainer: { ...(getRecipe('dpo').example.trainer as object), lr: 1e-3, minLr: 1e-4 } },
   },
 };
 

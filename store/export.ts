@@ -20,7 +20,9 @@ export const TOKENIZER_FILES = [
 
 /** The files of a checkpoint that make a Hugging Face model folder. */
 const MODEL_FILE = /^(config\.json|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json)$/;
-const isHfFile = (name: string) => MODEL_FILE.test(name) || (TOKENIZER_FILES as readonly string[]).includes(name);
+/** LoRA runs also export their adapters in PEFT's layout, next to the merged model. */
+const ADAPTER_FILES = ['adapter_model.safetensors', 'adapter_config.json'];
+const isHfFile = (name: string) => MODEL_FILE.test(name) || (TOKENIZER_FILES as readonly string[]).includes(name) || ADAPTER_FILES.includes(name);
 
 /** The checkpoint verifies, but it is not a model (no config.json or safetensors). */
 export class ExportError extends Error {

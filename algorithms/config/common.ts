@@ -38,16 +38,26 @@ export const dataSchema = z.object({
   ),
 }).strict();
 
+export const loraSchema = z.object({
+  rank: positiveInt.default(8).describe('Rank r of the adapters (Hu et al. 2021, LoRA, eq. 3).'),
+  alpha: z.number().positive().default(16).describe('Scale numerator α: the update is scaled by α/r.'),
+  targetModules: z.array(z.string().min(1)).min(1).default(['q_proj', 'v_proj']).describe('Linears to adapt, by the last part of their Hugging Face name (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; c_attn for GPT-2).'),
+}).strict();
+
 export const baseSchema = z.object({
   model: z.string().min(1).describe('Hugging Face model folder (local path or s3:// URI) to start from.'),
   seed: z.number().int().nonnegative().default(0).describe('Seed for data order, held-out split and any sampling.'),
   data: dataSchema.describe('Where the data is, and how it is split and cut.'),
   trainer: trainerSchema.default(trainerSchema.parse({})).describe('Optimisation and checkpointing; shared by every offline recipe.'),
+  lora: loraSchema.optional().describe(
+    'Train LoRA adapters instead of every weight (causal-LM recipes). The reference policy of dpo and kto is then the model with its adapters off, computed in each step: no second copy, nothing precomputed. Checkpoints keep the adapters (PEFT layout) and the merged model, which is what exports hold.',
+  ),
 }).strict();
 
 export type TrainerConfig = z.infer<typeof trainerSchema>;
 export type DataConfig = z.infer<typeof dataSchema>;
 export type BaseConfig = z.infer<typeof baseSchema>;
+export type LoraSettings = z.infer<typeof loraSchema>;
 
 /** Cross-field checks every recipe shares. */
 export function checkTrainer(t: TrainerConfig): void {

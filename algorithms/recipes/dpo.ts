@@ -18,7 +18,7 @@ import type { PreferenceLoss, PreferenceMetrics } from '../losses/dpo.js';
 import { microBatches, padRows, trainedTokens } from '../train/batching.js';
 import { asCausalLM } from './model.js';
 import { chunksOf, mapRecords } from './prepare.js';
-import type { OfflineRecipe } from './types.js';
+import type { OfflineRecipe, StepContext } from './types.js';
 
 export const dpoSection = z.object({
   beta: z.number().positive().default(0.2).describe('β, the KL penalty strength (NeMo-Aligner ref_policy_kl_penalty). Rafailov et al. 2023, eq. 7.'),
@@ -49,6 +49,27 @@ export function sequenceLogps(lp: Tensor, rows: readonly { lossMask: number[] }[
   const sums = sum(lp, 1); // [B]
   if (!average) return sums;
   return mul(sums, tensor(rows.map((r) => 1 / Math.max(1, trainedTokens(r))), [rows.length], { backend: lp.backend })); // [B]
+}
+
+/**
+ * The same, synchronously (reads block): for the reference policy of a LoRA run, which must be
+ * computed with the adapters off inside one synchronous `asBase` call.
+ */
+export function preferenceLogpsNow(model: CausalLM, data: readonly PreferenceExample[], average: boolean, microBatch: number): RefLogps[] {
+  const out: RefLogps[] = [];
+  for (const micro of microBatches(data, microBatch)) {
+    const rows = [...micro.map((p) => p.chosen), ...micro.map((p) => p.rejected)];
+    const values = tidy(() => noGrad(() => sequenceLogps(logprobs(model, padRows(rows)), rows, average)).toArraySync()); // [2m]
+    micro.forEach((_, i) => out.push({ chosen: values[i], rejected: values[micro.length + i] }));
+  }
+  return out;
+}
+
+/** Reference log-probs of a batch: precomputed, or (LoRA) the model with its adapters off. */
+function referenceOf(ctx: StepContext<DpoConfig>, batch: readonly PreferenceExample[], pre: readonly RefLogps[] | null): readonly RefLogps[] {
+  if (pre) return pre;
+  if (!ctx.lora) throw new Error('dpo: no reference log-probs were precomputed and the run has no LoRA adapters to turn off');
+  return ctx.lora.asBase(() => preferenceLogpsNow(asCausalLM(ctx.model), batch, ctx.config.dpo.averageLogProbs, ctx.trainer.microBatchSize));
 }
 
 /** log π of every chosen and rejected response under the model, without gradients (reference log-probs). */
@@ -118,7 +139,7 @@ export const dpo: OfflineRecipe<DpoConfig, PreferenceExample, RefLogps> = {
   },
   roles: {
     policy: { description: 'the model being aligned', configField: 'model', trains: true },
-    reference: { description: 'the initial policy; its log-probs are precomputed once', configField: 'model', trains: false },
+    reference: { description: 'the initial policy; its log-probs are precomputed once (with lora: the adapters-off model, each step)', configField: 'model', trains: false },
   },
   metrics: {
     accuracy: { description: 'fraction of pairs with ρ(chosen) > ρ(rejected)' },
@@ -141,13 +162,14 @@ export const dpo: OfflineRecipe<DpoConfig, PreferenceExample, RefLogps> = {
     name: 'reference-logps',
     description: 'log-probs of every chosen and rejected response under the initial policy',
     role: 'reference',
+    needed: (c) => !c.lora,
     modelUri: (c) => c.model,
     fields: { chosen: 'f64', rejected: 'f64' },
     compute: (model, examples, c) => preferenceLogps(asCausalLM(model), examples, c.dpo.averageLogProbs, c.trainer.microBatchSize),
   },
 
   async step(ctx, batch, pre) {
-    const r = preferencePass(asCausalLM(ctx.model), batch, pre!, ctx.config.dpo, ctx.trainer.microBatchSize, true);
+    const r = preferencePass(asCausalLM(ctx.model), batch, referenceOf(ctx, batch, pre), ctx.config.dpo, ctx.trainer.microBatchSize, true);
     return { ...r, tokens: batch.reduce((s, e) => s + e.chosen.ids.length + e.rejected.ids.length, 0) };
   },
 
@@ -155,7 +177,7 @@ export const dpo: OfflineRecipe<DpoConfig, PreferenceExample, RefLogps> = {
     let loss = 0;
     const sums: Record<string, number> = {};
     for await (const { from, items } of chunksOf(data)) {
-      const refs = await pre!.getMany(items.map((_, i) => from + i));
+      const refs = referenceOf(ctx, items, pre ? await pre.getMany(items.map((_, i) => from + i)) : null);
       const { loss: l, metrics } = noGrad(() => preferencePass(asCausalLM(ctx.model), items, refs, ctx.config.dpo, ctx.trainer.microBatchSize, false));
       const w = items.length / data.count;
       loss += l * w;

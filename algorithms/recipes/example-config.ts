@@ -51,6 +51,11 @@ function render(schema: JsonSchema, example: Record<string, unknown> | undefined
     if (prop.properties) {
       const inner: string[] = [];
       render(prop, (ex ?? prop.default) as Record<string, unknown> | undefined, `${indent}  `, inner);
+      if (ex === undefined && prop.default === undefined && !required.has(key)) {
+        // An optional section that is off unless given: shown commented out, with its defaults.
+        lines.push(`${indent}# ${key}:`, ...inner.map((l) => (l.trim().startsWith('#') ? l : `${indent}#${l.slice(indent.length)}`)));
+        continue;
+      }
       // A section whose fields are all optional and unset is an empty mapping, not null.
       const empty = inner.every((l) => l.trim() === '' || l.trim().startsWith('#'));
       lines.push(`${indent}${key}:${empty ? ' {}' : ''}`, ...inner);

@@ -17,7 +17,7 @@ import { microBatches, padRows } from '../train/batching.js';
 import { sequenceLogps } from './dpo.js';
 import { asCausalLM } from './model.js';
 import { chunksOf } from './prepare.js';
-import type { Metrics, OfflineRecipe, StepOutput } from './types.js';
+import type { Metrics, OfflineRecipe, StepContext, StepOutput } from './types.js';
 
 export const ktoSection = z.object({
   beta: z.number().positive().default(0.2).describe('β, the strength of the KL regulariser (NeMo-Aligner gpt_kto.yaml 0.2; TRL 0.1). Ethayarajh et al. 2024, eq. 8.'),
@@ -58,6 +58,23 @@ async function completionLogps(model: CausalLM, rows: readonly { ids: number[]; 
     t.dispose();
   }
   return out;
+}
+
+/** The same, synchronously: the LoRA reference inside one `asBase` call. */
+function completionLogpsNow(model: CausalLM, rows: readonly { ids: number[]; lossMask: number[] }[], microBatch: number): number[] {
+  return microBatches(rows, microBatch).flatMap((micro) => Array.from(tidy(() => noGrad(() => sequenceLogps(logprobs(model, padRows(micro)), micro, false)).toArraySync()))); // [m] each
+}
+
+/** Reference log-probs of a batch: precomputed, or (LoRA) the model with its adapters off. */
+function referenceOf(ctx: StepContext<KtoConfig>, batch: readonly KtoExample[], pre: readonly KtoRef[] | null): readonly KtoRef[] {
+  if (pre) return pre;
+  if (!ctx.lora) throw new Error('kto: no reference log-probs were precomputed and the run has no LoRA adapters to turn off');
+  const model = asCausalLM(ctx.model), mb = ctx.trainer.microBatchSize;
+  return ctx.lora.asBase(() => {
+    const ref = completionLogpsNow(model, batch.map((e) => join(e.prompt, e.completion)), mb);
+    const refKl = completionLogpsNow(model, batch.map((e) => join(e.prompt, e.klCompletion)), mb);
+    return ref.map((r, i) => ({ ref: r, refKl: refKl[i] }));
+  });
 }
 
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -151,6 +168,7 @@ export const kto: OfflineRecipe<KtoConfig, KtoExample, KtoRef> = {
     name: 'reference-logps',
     description: 'log-probs of every completion and of its mismatched KL pair under the initial policy',
     role: 'reference',
+    needed: (c) => !c.lora,
     modelUri: (c) => c.model,
     fields: { ref: 'f64', refKl: 'f64' },
     async compute(model, examples, c) {
@@ -161,13 +179,13 @@ export const kto: OfflineRecipe<KtoConfig, KtoExample, KtoRef> = {
     },
   },
 
-  step: (ctx, batch, pre) => ktoPass(asCausalLM(ctx.model), batch, pre!, ctx.config, true),
+  step: (ctx, batch, pre) => ktoPass(asCausalLM(ctx.model), batch, referenceOf(ctx, batch, pre), ctx.config, true),
 
   async evaluate(ctx, data, pre) {
     const all: KtoExample[] = [], refs: KtoRef[] = [];
     for await (const { from, items } of chunksOf(data)) {
       all.push(...items);
-      refs.push(...(await pre!.getMany(items.map((_, i) => from + i))));
+      refs.push(...referenceOf(ctx, items, pre ? await pre.getMany(items.map((_, i) => from + i)) : null));
     }
     const r = await ktoPass(asCausalLM(ctx.model), all, refs, ctx.config, false);
     return { loss: r.loss, metrics: r.metrics };

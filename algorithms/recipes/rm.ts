@@ -112,6 +112,7 @@ export const rm: OfflineRecipe<RmConfig, RmExample> = {
   paper: 'Ouyang et al. 2022, eq. 1 — https://arxiv.org/abs/2203.02155; SteerLM, Dong et al. 2023 — https://arxiv.org/abs/2310.05344',
   schema: rmConfigSchema,
   check(c) {
+    if (c.lora) throw new ConfigError('lora: reward models train every weight (backbone and score head); remove the lora section');
     if (c.rm.attributes && c.rm.attributes.length !== c.rm.numAttributes) {
       throw new ConfigError(`rm.attributes names ${c.rm.attributes.length} attributes but rm.numAttributes is ${c.rm.numAttributes}`);
     }

@@ -11,6 +11,7 @@
  */
 import type { z } from 'zod';
 import type { AdamW } from '../../kernels/index.js';
+import type { LoraHandle } from '../../models/lora.js';
 import type { Tokenizer } from '../../models/tokenizer.js';
 import type { BaseConfig, TrainerConfig } from '../config/common.js';
 import type { JsonlRecord } from '../data/jsonl.js';
@@ -62,6 +63,8 @@ export type Prepared<E> = { example: E } | { dropped: string };
 
 export interface StepContext<C> {
   model: TrainableModel;
+  /** The adapters when the run trains LoRA (config.lora); `lora.asBase` is the reference policy. */
+  lora?: LoraHandle | null;
   opt: AdamW;
   trainer: TrainerConfig;
   config: C;
@@ -88,6 +91,8 @@ export interface EvalOutput {
 export interface Precompute<C, E, P> {
   /** Store folder name under runs/<id>/precompute/. */
   name: string;
+  /** Whether this config needs it (DPO and KTO with LoRA take the reference from the adapters-off model instead). Default yes. */
+  needed?(config: C): boolean;
   description: string;
   /** The role whose model computes it (reference = the initial policy, teacher = kd.teacher). */
   role: RoleName;
