@@ -14,6 +14,12 @@ export const runParams = {
   properties: { id: runId },
 } as const;
 
+export const recipeParams = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: { type: 'string', enum: [...RECIPE_NAMES] } },
+} as const;
+
 export const startBody = {
   type: 'object',
   required: ['recipe', 'config'],

@@ -8,6 +8,8 @@
  *   POST /runs/:id/terminate {reason?}            202 {runId, requested}
  *   POST /runs/:id/resume-failed {runId?}         201 {runId, parentRunId, resumeFrom, skipped}
  *   POST /runs/:id/export {step?, outDir}         200 {runId, step, checkpoint, outDir, files}
+ *   GET  /recipes                                 200 {recipes: [{name, kind, summary}]}
+ *   GET  /recipes/:name                           200 the recipe: roles, data formats, metrics, headline, config JSON schema, example YAML
  *
  * Errors are JSON `{error, message}`: 401 without a valid token, 400 for a bad body (naming each
  * failing field) or an invalid config (the ConfigError's message names the field), 404 for an
@@ -18,7 +20,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { errorKind, UsageError, type ErrorKind, type RunService } from '../runs.js';
-import { describeValidation, exportBody, listQuery, resumeFailedBody, runParams, startBody, terminateBody, type StartBody } from './schemas.js';
+import { z } from 'zod';
+import { exampleConfigYaml } from '../../algorithms/recipes/example-config.js';
+import { getRecipe, parseRecipeConfig, RECIPE_NAMES, RECIPES } from '../../algorithms/recipes/index.js';
+import { describeValidation, exportBody, listQuery, recipeParams, resumeFailedBody, runParams, startBody, terminateBody, type StartBody } from './schemas.js';
 
 export interface ApiOptions {
   service: RunService;
@@ -67,6 +72,19 @@ export function buildApi(o: ApiOptions): FastifyInstance {
     const kind = errorKind(err);
     if (kind === 'internal') req.log.error(err);
     return reply.code(STATUS[kind]).send({ error: err.name, message: err.message });
+  });
+
+  app.get('/recipes', async () => ({ recipes: RECIPE_NAMES.map((name) => ({ name, kind: RECIPES[name].kind, summary: RECIPES[name].summary })) }));
+
+  app.get('/recipes/:name', { schema: { params: recipeParams } }, async (req: FastifyRequest<{ Params: { name: string } }>) => {
+    const r = getRecipe(req.params.name);
+    return {
+      name: r.name, kind: r.kind, summary: r.summary, paper: r.paper, roles: r.roles, metrics: r.metrics,
+      headline: r.headline(parseRecipeConfig(r.name, r.example)),
+      ...(r.kind === 'offline' ? { dataFormats: r.dataFormats, precompute: r.precompute ? { name: r.precompute.name, description: r.precompute.description, role: r.precompute.role } : null } : {}),
+      configSchema: z.toJSONSchema(r.schema, { io: 'input', unrepresentable: 'any' }),
+      exampleYaml: exampleConfigYaml(r as never),
+    };
   });
 
   app.post('/runs', { schema: { body: startBody } }, async (req: FastifyRequest<{ Body: StartBody }>, reply) => {

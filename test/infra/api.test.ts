@@ -86,6 +86,18 @@ describe('HTTP API (real Temporal server, mocked activities)', () => {
     expect((await app.inject({ method: 'GET', url: '/runs', headers: { authorization: TOKEN } })).statusCode).toBe(401); // no scheme
   });
 
+  it('GET /recipes lists the table; GET /recipes/:name gives its roles, metrics, config schema and example; an unknown one is a 400 listing the recipes', async () => {
+    const list = await get('/recipes') as { recipes: { name: string; kind: string; summary: string }[] };
+    expect(list.recipes.map((r) => r.name)).toEqual(['sft', 'dpo', 'rm', 'kd', 'kto']);
+    const kd = await get('/recipes/kd') as Record<string, unknown> & { configSchema: { properties: Record<string, unknown> }; exampleYaml: string };
+    expect(kd).toMatchObject({ name: 'kd', kind: 'offline', headline: { metric: 'teacherKl', better: 'lower' }, precompute: { name: 'teacher-topk', role: 'teacher' } });
+    expect(Object.keys(kd.configSchema.properties)).toEqual(['model', 'seed', 'data', 'trainer', 'lora', 'kd']);
+    expect(kd.exampleYaml).toMatch(/^# align run kd /);
+    const bad = await app.inject({ method: 'GET', url: '/recipes/sftt', headers: auth });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().message).toBe('params.name must be one of: sft, dpo, rm, kd, kto');
+  });
+
   it('start → status → pause → resume → cancel → list', async () => {
     script.chunkMs = 300;
     try {
