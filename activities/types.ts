@@ -3,6 +3,7 @@
  * Temporal's 2 MB payload limit): tensors and datasets travel as store URIs.
  */
 import type { Headline, Metrics, RecipeConfig, RecipeName } from '../algorithms/recipes/index.js';
+import type { StepMetrics } from '../algorithms/train/runner.js';
 import type { CheckpointRef } from '../store/checkpoints.js';
 
 export type { CheckpointRef, RecipeConfig, RecipeName };
@@ -61,14 +62,8 @@ export interface PrecomputedRef {
   valid: SplitRef[];
 }
 
-export interface StepSummary {
-  step: number;
-  loss: number;
-  lr: number;
-  gradNorm: number;
-  tokens: number;
-  metrics: Metrics;
-}
+/** One optimizer step, as the runner reports it (algorithms/train/runner.ts). */
+export type StepSummary = StepMetrics;
 
 export interface Validation {
   step: number;

@@ -1,11 +1,11 @@
 /** Top-K knowledge-distillation loss against hand-computed numbers, its gradients, and the teacher's top-K. */
 import { describe, expect, it } from 'vitest';
+import { numericGrad } from './numeric-grad.js';
 import { ShapeError, referenceBackend, tensor, tidy } from '../../kernels/index.js';
 import { DISTILLATION_KINDS, kdObjective, teacherTopK, topKDistillationLoss } from '../../algorithms/losses/kd.js';
 import type { DistillationKind, DistillationOptions } from '../../algorithms/losses/kd.js';
 
 const F64 = { backend: referenceBackend, dtype: 'f64' as const };
-const H = 1e-6;
 
 // Two tokens, V = 4, K = 2 (row-major ids and logits).
 // Token 0: student [0, 1, 2, 3], teacher ids [3, 1] with logits [1, 0].
@@ -23,15 +23,6 @@ const TOKEN0: Record<DistillationKind, number> = { fwd_kl: 0.0826077448947449, b
 
 function kdAt(student: number[], opts: DistillationOptions, ids = IDS, teacher = TEACHER, N = 2, V = 4, K = 2): number {
   return tidy(() => topKDistillationLoss(tensor(student, [N, V], F64), ids, teacher, K, opts).loss.itemSync());
-}
-
-function numericGrad(f: (x: number[]) => number, x: readonly number[]): number[] {
-  return x.map((_, i) => {
-    const plus = [...x], minus = [...x];
-    plus[i] += H;
-    minus[i] -= H;
-    return (f(plus) - f(minus)) / (2 * H);
-  });
 }
 
 describe('top-K distillation loss', () => {

@@ -1,11 +1,11 @@
 /** Reward-model losses against hand-computed numbers, and their gradients by finite differences. */
 import { describe, expect, it } from 'vitest';
+import { numericGrad } from './numeric-grad.js';
 import { ShapeError, referenceBackend, tensor, tidy } from '../../kernels/index.js';
 import { BRADLEY_TERRY_KINDS, REGRESSION_MASK, bradleyTerryLoss, regressionLoss } from '../../algorithms/losses/reward.js';
 import type { BradleyTerryKind } from '../../algorithms/losses/reward.js';
 
 const F64 = { backend: referenceBackend, dtype: 'f64' as const };
-const H = 1e-6;
 
 // Two pairs: r_c = [1.5, 0], r_r = [0.5, 1] → d = [1, −1]; margins m = [2, 1].
 // Let a = −log σ(1) = log(1 + e^−1) = 0.31326168751822286; then −log σ(−1) = log(1 + e) = 1 + a.
@@ -21,16 +21,6 @@ function btAt(kind: BradleyTerryKind, chosen: number[], rejected: number[]): num
   return tidy(() => bradleyTerryLoss(
     tensor(chosen, [chosen.length], F64), tensor(rejected, [rejected.length], F64), { kind, margin: MARGIN }, { chosen, rejected },
   ).loss.itemSync());
-}
-
-/** Central differences of f at x, one coordinate at a time. */
-function numericGrad(f: (x: number[]) => number, x: readonly number[]): number[] {
-  return x.map((_, i) => {
-    const plus = [...x], minus = [...x];
-    plus[i] += H;
-    minus[i] -= H;
-    return (f(plus) - f(minus)) / (2 * H);
-  });
 }
 
 describe('Bradley-Terry reward losses', () => {
