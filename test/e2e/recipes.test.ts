@@ -125,6 +125,7 @@ const CASES: Record<string, Case> = {
       const sftEval = await kd.evaluate({ model: sftModel, opt: newOptimizer(sftModel, kdConfig.trainer), trainer: kdConfig.trainer, config: kdConfig, seed: 0 }, valid, teacher);
       await Promise.all([valid.close(), teacher.close()]);
       sftModel.dispose();
+      console.log(`kd: teacherKl after ${kdConfig.trainer.maxSteps} steps: KD ${last.metrics.teacherKl.toFixed(4)}, plain SFT ${sftEval.metrics.teacherKl.toFixed(4)}`);
       expect(last.metrics.teacherKl).toBeLessThan(sftEval.metrics.teacherKl);
     },
   },
