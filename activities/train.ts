@@ -17,6 +17,7 @@ import { optimizerStep } from '../algorithms/train/runner.js';
 import type { StepMetrics } from '../algorithms/train/runner.js';
 import type { RunStorePort } from '../store/run-store-port.js';
 import { openParts, openSplit } from './data-source.js';
+import { precompute } from './precompute.js';
 import type { ClosableSource } from './data-source.js';
 import { TOKENIZER_FILES } from '../store/export.js';
 import { baseTrainingState, loadTrainingState, saveTrainingState } from './training-state.js';
@@ -95,8 +96,10 @@ async function residentFor(store: RunStorePort, runs: ResidentRuns, req: ChunkRe
   if (state.step !== req.fromStep) {
     throw Object.assign(new Error(`run ${req.runId}: checkpoint is at step ${state.step}, the chunk starts at ${req.fromStep}`), { name: 'CheckpointError' });
   }
-  const pre = req.precomputed ? { train: await openParts(store, req.precomputed.train), valid: await openParts(store, req.precomputed.valid) } : null;
-  if (recipe.precompute && (recipe.precompute.needed?.(req.config) ?? true) && !pre) throw Object.assign(new Error(`run ${req.runId}: recipe ${recipe.name} needs its precomputed ${recipe.precompute.name}, and the chunk request has none`), { name: 'CheckpointError' });
+  // A request without its precomputed inputs (a run started before the precompute stage existed)
+  // computes them here, once: the activity is idempotent and stores what it computes.
+  const precomputed = req.precomputed ?? (await precompute(store, { runId: req.runId, recipe: req.recipe, config: req.config, dataset: req.dataset }));
+  const pre = precomputed ? { train: await openParts(store, precomputed.train), valid: await openParts(store, precomputed.valid) } : null;
   const r: Resident = { state, lineage, train: await openSplit(store, req.dataset.train), valid: await openSplit(store, req.dataset.valid), pre };
   runs.set(req.runId, r);
   return { r, loadedFrom };
