@@ -9,7 +9,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
 import { checkMaxLength } from '../algorithms/config/common.js';
 import { streamJsonl } from '../algorithms/data/jsonl.js';
 import { DataError } from '../algorithms/errors.js';
@@ -20,6 +19,7 @@ import { Generator } from '../kernels/index.js';
 import { Tokenizer } from '../models/tokenizer.js';
 import { openStore, StoreError } from '../store/index.js';
 import type { RunStorePort } from '../store/run-store-port.js';
+import { heartbeat, keepAlive } from './heartbeat.js';
 import { openTokenDataset, readTokenManifest, TokenShardWriter } from '../store/token-shards.js';
 import { contextWindowOf, readModelConfig } from './model-info.js';
 import type { DatasetRef, PreparationReport, RecipeName, SplitRef } from './types.js';
@@ -30,13 +30,6 @@ export const datasetKeys = (runId: string) => ({
   ref: `runs/${runId}/data/dataset.json`,
 });
 
-function heartbeat(details: unknown): void {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    // Outside an activity (direct calls in tests).
-  }
-}
 
 /** The file as the user named it (for messages), and where it is on this machine. */
 async function localInput(store: RunStorePort, uri: string): Promise<{ local: string; source: string }> {
@@ -110,7 +103,11 @@ function heldOut(n: number, fraction: number, seed: number): Uint8Array {
   return valid;
 }
 
-export async function prepareDataset(store: RunStorePort, args: { runId: string; recipe: RecipeName; config: RecipeConfig }): Promise<DatasetRef> {
+export function prepareDataset(store: RunStorePort, args: { runId: string; recipe: RecipeName; config: RecipeConfig }): Promise<DatasetRef> {
+  return keepAlive(() => prepareOnce(store, args));
+}
+
+async function prepareOnce(store: RunStorePort, args: { runId: string; recipe: RecipeName; config: RecipeConfig }): Promise<DatasetRef> {
   const keys = datasetKeys(args.runId);
   const existing = await store.getJson<DatasetRef>(keys.ref);
   if (existing) return existing;

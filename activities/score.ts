@@ -6,13 +6,13 @@
  * prompts through the template; plain text by TRL's rule, with BOS and EOS, or NeMo-Aligner's,
  * verbatim).
  */
-import { Context } from '@temporalio/activity';
 import { tokenizePromptResponse } from '../algorithms/data/pair.js';
 import { noGrad, tensor, tidy } from '../kernels/index.js';
 import type { SequenceScoreModel } from '../models/heads.js';
 import { loadSequenceClassifier, requireClassifier } from '../models/sequence-classification.js';
 import { Tokenizer } from '../models/tokenizer.js';
 import type { RunStorePort } from '../store/run-store-port.js';
+import { heartbeat } from './heartbeat.js';
 import type { ScoreRequest, ScoreResult } from './types.js';
 
 interface ResidentJudge {
@@ -63,11 +63,7 @@ export async function scoreResponses(store: RunStorePort, judges: ResidentJudges
     out.dispose();
     const N = out.shape[1];
     for (let b = 0; b < rows.length; b++) scores.push(Array.from(v.subarray(b * N, (b + 1) * N)));
-    try {
-      Context.current().heartbeat({ scored: scores.length, of: req.samples.length });
-    } catch {
-      // Outside an activity.
-    }
+    heartbeat({ scored: scores.length, of: req.samples.length });
   }
   return { scores, labelNames: judge.labelNames };
 }

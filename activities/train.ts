@@ -9,20 +9,20 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
 import { getOfflineRecipe } from '../algorithms/recipes/index.js';
 import type { OfflineRecipe, RecipeConfig } from '../algorithms/recipes/index.js';
 import type { StepContext } from '../algorithms/recipes/types.js';
 import { optimizerStep } from '../algorithms/train/runner.js';
 import type { StepMetrics } from '../algorithms/train/runner.js';
 import type { RunStorePort } from '../store/run-store-port.js';
+import { heartbeat, keepAlive } from './heartbeat.js';
 import { openParts, openSplit } from './data-source.js';
 import { precompute } from './precompute.js';
 import type { ClosableSource } from './data-source.js';
 import { TOKENIZER_FILES } from '../store/export.js';
 import { baseTrainingState, loadTrainingState, saveTrainingState } from './training-state.js';
 import type { ModelSetup, TrainingState } from './training-state.js';
-import type { ChunkRequest, ChunkResult, CheckpointRef, StepSummary, Validation } from './types.js';
+import type { ChunkRequest, ChunkResult, CheckpointRef, PrecomputedIndex, StepSummary, Validation } from './types.js';
 
 interface Resident {
   state: TrainingState;
@@ -60,13 +60,6 @@ export class ResidentRuns {
   }
 }
 
-function heartbeat(details: unknown): void {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    // Outside an activity (direct calls in tests): nothing to report to.
-  }
-}
 
 async function modelSetup(store: RunStorePort, req: ChunkRequest, recipe: OfflineRecipe<RecipeConfig>): Promise<ModelSetup> {
   return { kind: recipe.model(req.config), seed: req.config.seed, lora: req.config.lora ?? null, baseDir: await store.fetchInput(req.config.model) };
@@ -93,16 +86,25 @@ async function residentFor(store: RunStorePort, runs: ResidentRuns, req: ChunkRe
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
-  if (state.step !== req.fromStep) {
-    throw Object.assign(new Error(`run ${req.runId}: checkpoint is at step ${state.step}, the chunk starts at ${req.fromStep}`), { name: 'CheckpointError' });
+  try {
+    if (state.step !== req.fromStep) {
+      throw Object.assign(new Error(`run ${req.runId}: checkpoint is at step ${state.step}, the chunk starts at ${req.fromStep}`), { name: 'CheckpointError' });
+    }
+    // A request without its precomputed inputs (a run started before the precompute stage existed)
+    // computes them here, once: the activity is idempotent and stores what it computes.
+    const precomputed = req.precomputed ?? (await precompute(store, { runId: req.runId, recipe: req.recipe, config: req.config, dataset: req.dataset }));
+    const index = precomputed ? await store.getJson<PrecomputedIndex>(precomputed.indexKey) : null;
+    if (precomputed && !index) throw Object.assign(new Error(`run ${req.runId}: the precomputed ${precomputed.name} has no index at ${precomputed.indexKey}`), { name: 'CheckpointError' });
+    const pre = index ? { train: openParts(store, index.train), valid: openParts(store, index.valid) } : null;
+    const r: Resident = { state, lineage, train: await openSplit(store, req.dataset.train), valid: await openSplit(store, req.dataset.valid), pre };
+    runs.set(req.runId, r);
+    return { r, loadedFrom };
+  } catch (err) {
+    // Not resident yet: nobody else will free what was loaded.
+    state.model.dispose();
+    state.opt.dispose();
+    throw err;
   }
-  // A request without its precomputed inputs (a run started before the precompute stage existed)
-  // computes them here, once: the activity is idempotent and stores what it computes.
-  const precomputed = req.precomputed ?? (await precompute(store, { runId: req.runId, recipe: req.recipe, config: req.config, dataset: req.dataset }));
-  const pre = precomputed ? { train: await openParts(store, precomputed.train), valid: await openParts(store, precomputed.valid) } : null;
-  const r: Resident = { state, lineage, train: await openSplit(store, req.dataset.train), valid: await openSplit(store, req.dataset.valid), pre };
-  runs.set(req.runId, r);
-  return { r, loadedFrom };
 }
 
 const summary = (m: StepMetrics): StepSummary => ({ step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokens: m.tokens, metrics: m.metrics });
@@ -113,7 +115,11 @@ async function validate(recipe: OfflineRecipe<RecipeConfig>, ctx: StepContext<Re
   return { step: r.state.step, loss, metrics, headline: { ...h, value: h.metric === 'loss' ? loss : metrics[h.metric] } };
 }
 
-export async function trainChunk(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest): Promise<ChunkResult> {
+export function trainChunk(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest): Promise<ChunkResult> {
+  return keepAlive(() => runChunk(store, runs, req));
+}
+
+async function runChunk(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest): Promise<ChunkResult> {
   const t0 = performance.now();
   const recipe = getOfflineRecipe(req.recipe);
   heartbeat({ step: req.fromStep, phase: 'loading' });

@@ -21,6 +21,7 @@ import type { LoraHandle } from '../models/lora.js';
 import { loadAdapters, saveAdapters, saveMerged } from '../models/lora-io.js';
 import { loadPretrained, savePretrained } from '../models/pretrained.js';
 import { loadSequenceClassifier, saveSequenceClassifier } from '../models/sequence-classification.js';
+import { Tokenizer } from '../models/tokenizer.js';
 
 export interface TrainingState {
   model: TrainableModel;
@@ -60,14 +61,26 @@ async function baseModel(setup: ModelSetup): Promise<{ model: TrainableModel; lo
     model.dispose();
     throw new ConfigError('lora: reward models (rm) train every weight; LoRA is for the causal-LM recipes');
   }
-  return { model, lora: applyLora(model, { rank: setup.lora.rank, alpha: setup.lora.alpha, targetModules: setup.lora.targetModules }, new Generator(setup.seed ^ 0x10a)) };
+  try {
+    return { model, lora: applyLora(model, { rank: setup.lora.rank, alpha: setup.lora.alpha, targetModules: setup.lora.targetModules }, new Generator(setup.seed ^ 0x10a)) };
+  } catch (err) {
+    model.dispose();
+    // No linear matches lora.targetModules (or GPT-2, whose projections are Conv1D): a config error.
+    throw new ConfigError(`lora.targetModules: ${(err as Error).message}`);
+  }
 }
 
 export async function saveTrainingState(s: TrainingState, dir: string, setup: ModelSetup & { baseUri: string }): Promise<void> {
   if (s.lora && !isClassifier(s.model)) {
     await saveMerged(s.model, s.lora, dir);
     await saveAdapters(s.model, setup.lora!, dir, setup.baseUri);
-  } else if (isClassifier(s.model)) await saveSequenceClassifier(s.model, dir);
+  } else if (isClassifier(s.model)) {
+    // transformers' classifiers score the last token that is not pad_token_id: write the
+    // tokenizer's own pad token (our sequences never contain it), not the eos fallback (every
+    // reward-model sequence ends with eos, which transformers would then skip).
+    const pad = Tokenizer.fromDir(setup.baseDir).padTokenId;
+    await saveSequenceClassifier(s.model, dir, pad === null ? {} : { padTokenId: pad });
+  }
   else await savePretrained(s.model, dir);
   const { m, v } = s.opt.state();
   const tensors = new Map<string, { dtype: 'F32'; shape: number[]; data: ArrayLike<number> }>();

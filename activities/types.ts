@@ -55,8 +55,17 @@ export interface DatasetRef {
   report: PreparationReport;
 }
 
-/** Inputs precomputed once (reference log-probs, teacher top-K), per split; null when the recipe has none. */
+/** Inputs precomputed once (reference log-probs, teacher top-K): what the workflow carries (small, whatever the dataset's size). */
 export interface PrecomputedRef {
+  name: string;
+  /** Store key of the index of parts (PrecomputedIndex). */
+  indexKey: string;
+  trainCount: number;
+  validCount: number;
+}
+
+/** The parts of a precompute, per split, in example order (each part a token dataset of its own). */
+export interface PrecomputedIndex {
   name: string;
   train: SplitRef[];
   valid: SplitRef[];

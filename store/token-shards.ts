@@ -220,8 +220,9 @@ export class TokenShardWriter<T = Record<string, unknown>> {
   }
 
   /**
-   * Uploads the last shard, then commits manifest.json (putIfAbsent). Throws StoreError('Invalid')
-   * if a dataset was committed at this prefix meanwhile. `extra` is small JSON (≤ 1 MiB).
+   * Uploads the last shard, then commits manifest.json (putIfAbsent). When a dataset was committed
+   * at this prefix meanwhile (a concurrent attempt of the same step), returns that dataset's ref.
+   * `extra` is small JSON (≤ 1 MiB).
    */
   async finish(extra: unknown = null): Promise<TokenDatasetRef> {
     this.enter('finish');
@@ -245,7 +246,15 @@ export class TokenShardWriter<T = Record<string, unknown>> {
         extra: JSON.parse(extraJson),
       };
       const bytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
-      if (!(await this.store.putIfAbsent(this.dir + TOKENS_MANIFEST, bytes))) throw this.exists();
+      if (!(await this.store.putIfAbsent(this.dir + TOKENS_MANIFEST, bytes))) {
+        // Another attempt of the same durable step committed first (a timed-out activity that
+        // went on running): its dataset stands, as writeCheckpoint keeps the first commit of a
+        // step. Its shards have the same names; a deterministic step wrote the same bytes, and
+        // anything else fails the manifest's sha256 on read.
+        await this.cleanup();
+        this.state = 'finished';
+        return (await readTokenManifest(this.store, this.dir)).ref;
+      }
       await this.cleanup();
       this.state = 'finished';
       return { uri: this.uri, sha256: sha256Hex(bytes), records: this.records, tokens: this.tokens };

@@ -41,7 +41,7 @@ export const dataSchema = z.object({
 export const loraSchema = z.object({
   rank: positiveInt.default(8).describe('Rank r of the adapters (Hu et al. 2021, LoRA, eq. 3).'),
   alpha: z.number().positive().default(16).describe('Scale numerator α: the update is scaled by α/r.'),
-  targetModules: z.array(z.string().min(1)).min(1).default(['q_proj', 'v_proj']).describe('Linears to adapt, by the last part of their Hugging Face name (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; c_attn for GPT-2).'),
+  targetModules: z.array(z.string().min(1)).min(1).default(['q_proj', 'v_proj']).describe('Linears to adapt, by the last part of their Hugging Face name: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (Llama family; GPT-2\'s Conv1D projections are not supported yet).'),
 }).strict();
 
 export const baseSchema = z.object({

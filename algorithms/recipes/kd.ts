@@ -7,7 +7,7 @@
  * averaged over the trained tokens.
  */
 import { z } from 'zod';
-import { add, embedding, mulScalar, neg, noGrad, reshape, sum, tensor, tidy, tokenLogprobs } from '../../kernels/index.js';
+import { add, embedding, mulScalar, neg, noGrad, reshape, slice, sum, tensor, tidy, tokenLogprobs } from '../../kernels/index.js';
 import type { Tensor } from '../../kernels/index.js';
 import type { CausalLM } from '../../models/causal-lm.js';
 import { baseSchema } from '../config/common.js';
@@ -59,28 +59,38 @@ function trainedRows(rows: readonly SftExample[], T: number): number[] {
 /** Targets of those rows: the trained tokens themselves. */
 const trainedTargets = (rows: readonly SftExample[]): number[] => rows.flatMap((r) => r.ids.filter((_, t) => t > 0 && r.lossMask[t] === 1));
 
-/** Teacher top-K of every example, a few rows at a time (logits are read to the host). */
-async function teacherOutputs(teacher: CausalLM, data: readonly SftExample[], K: number): Promise<TeacherTopK[]> {
+/** Logits read to the host at once while precomputing (a few rows, or a few positions of one row). */
+const HOST_LOGITS = 16 << 20;
+
+/** Teacher top-K of every example: rows batched while small, long rows read a few positions at a time. */
+async function teacherOutputs(teacher: CausalLM, data: readonly SftExample[], K: number, beat?: () => void): Promise<TeacherTopK[]> {
   const V = teacher.config.vocabSize, T = Math.max(...data.map((r) => r.ids.length));
-  const perBatch = Math.max(1, Math.floor((16 << 20) / (T * V))); // ≤ 16 M logits on the host at once
+  const perBatch = Math.max(1, Math.floor(HOST_LOGITS / (T * V)));
+  const perRead = Math.max(1, Math.floor(HOST_LOGITS / V)); // positions of one row per host read
   const out: TeacherTopK[] = [];
   for (const micro of microBatches(data, perBatch)) {
     const padded = padRows(micro);
     const Tm = padded.ids[0].length;
     const logits = tidy(() => noGrad(() => teacher.forward(tensor(padded.ids.flat(), [micro.length, Tm], { dtype: 'i32' })))); // [m, Tm, V]
-    const values = await logits.data();
+    const tops: TeacherTopK[] = micro.map(() => ({ ids: [], logits: [] }));
+    for (let t0 = 0; t0 < Tm - 1; t0 += perRead) {
+      const t1 = Math.min(Tm - 1, t0 + perRead);
+      const part = slice(logits, 1, t0, t1); // [m, t1 − t0, V]: the logits that predict tokens t0+1 … t1
+      const values = await part.data();
+      part.dispose();
+      micro.forEach((r, b) => {
+        for (let t = t0 + 1; t <= t1 && t < r.lossMask.length; t++) {
+          if (!r.lossMask[t]) continue;
+          const at = (b * (t1 - t0) + (t - 1 - t0)) * V;
+          const top = teacherTopK(values.subarray(at, at + V), V, K);
+          tops[b].ids.push(...top.ids);
+          tops[b].logits.push(...top.logits);
+        }
+      });
+      beat?.();
+    }
     logits.dispose();
-    micro.forEach((r, b) => {
-      const e: TeacherTopK = { ids: [], logits: [] };
-      for (let t = 1; t < r.lossMask.length; t++) {
-        if (!r.lossMask[t]) continue;
-        const row = values.subarray((b * Tm + t - 1) * V, (b * Tm + t) * V);
-        const top = teacherTopK(row, V, K);
-        e.ids.push(...top.ids);
-        e.logits.push(...top.logits);
-      }
-      out.push(e);
-    });
+    out.push(...tops);
   }
   return out;
 }
@@ -138,7 +148,7 @@ export const kd: OfflineRecipe<KdConfig, SftExample, TeacherTopK> = {
     teacher: { description: 'runs once over the data; its top-K logits are stored', configField: 'kd.teacher', trains: false },
   },
   metrics: {
-    teacherKl: { description: 'forward KL(teacher ‖ student) over the top-K ids, mean per trained token' },
+    teacherKl: { description: 'forward KL(teacher ‖ student) over the top-K ids, mean per trained token (validation; in training only when kd.loss is fwd_kl)' },
     kl: { description: 'the configured KD term (fwd or bwd KL), mean per trained token' },
     nll: { description: 'cross-entropy of the data tokens, mean per trained token' },
   },
@@ -159,35 +169,43 @@ export const kd: OfflineRecipe<KdConfig, SftExample, TeacherTopK> = {
     modelUri: (c) => c.kd.teacher,
     fields: { ids: 'u32[]', logits: 'f32[]' },
     check(teacher, student, c) {
-      const V = asCausalLM(teacher).config.vocabSize;
+      const t = asCausalLM(teacher), V = t.config.vocabSize;
       if (V !== student.vocabSize) {
         throw new ConfigError(`kd.teacher: the teacher's vocabulary has ${V} tokens and the student's (model) ${student.vocabSize}; top-K distillation needs the same tokenizer`);
       }
+      if (student.sameTokenizer === false) {
+        throw new ConfigError(`kd.teacher: the teacher's tokenizer gives other ids than the student's (model) on the same text; top-K distillation needs the same tokenizer`);
+      }
       if (c.kd.topK > V) throw new ConfigError(`kd.topK (${c.kd.topK}) exceeds the vocabulary size (${V})`);
+      if (t.contextWindow < c.trainer.maxLength) {
+        throw new ConfigError(`kd.teacher: the teacher's max_position_embeddings (${t.contextWindow}) is less than trainer.maxLength (${c.trainer.maxLength})`);
+      }
     },
-    compute: (teacher, examples, c) => teacherOutputs(asCausalLM(teacher), examples, c.kd.topK),
+    compute: (teacher, examples, c, beat) => teacherOutputs(asCausalLM(teacher), examples, c.kd.topK, beat),
   },
 
   async step(ctx, batch, pre): Promise<StepOutput> {
     const total = batch.reduce((s, r) => s + trainedTokens(r), 0);
     const r = kdPass(asCausalLM(ctx.model), batch, pre!, ctx.config, true, Math.max(1, total));
-    return { loss: r.loss, tokens: total, metrics: { kl: r.kl / Math.max(1, total), nll: r.nll / Math.max(1, total) } };
+    const kl = r.kl / Math.max(1, total);
+    return { loss: r.loss, tokens: total, metrics: { kl, ...(ctx.config.kd.loss === 'fwd_kl' ? { teacherKl: kl } : {}), nll: r.nll / Math.max(1, total) } };
   },
 
   async evaluate(ctx, data, pre) {
     const fwd = { ...ctx.config, kd: { ...ctx.config.kd, loss: 'fwd_kl' as const, kdWeight: 1, sftWeight: 0 } };
-    let kl = 0, nll = 0, loss = 0, tokens = 0;
+    let kl = 0, configuredKl = 0, nll = 0, loss = 0, tokens = 0;
     for await (const { from, items } of chunksOf(data)) {
       const teacher = await pre!.getMany(items.map((_, i) => from + i));
       const n = items.reduce((s, r) => s + trainedTokens(r), 0);
       const r = noGrad(() => kdPass(asCausalLM(ctx.model), items, teacher, fwd, false, 1));
       const configured = ctx.config.kd.loss === 'fwd_kl' ? r : noGrad(() => kdPass(asCausalLM(ctx.model), items, teacher, ctx.config, false, 1));
       kl += r.kl;
+      configuredKl += configured.kl;
       nll += r.nll;
       loss += configured.loss;
       tokens += n;
     }
     const t = Math.max(1, tokens);
-    return { loss: loss / t, metrics: { teacherKl: kl / t, nll: nll / t } };
+    return { loss: loss / t, metrics: { teacherKl: kl / t, kl: configuredKl / t, nll: nll / t } };
   },
 };

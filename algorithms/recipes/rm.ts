@@ -10,6 +10,8 @@ import { z } from 'zod';
 import { mulScalar, noGrad, reshape, slice, tensor, tidy } from '../../kernels/index.js';
 import { baseSchema } from '../config/common.js';
 import { ConfigError } from '../errors.js';
+import { recordError } from '../data/jsonl.js';
+import type { JsonlRecord } from '../data/jsonl.js';
 import { tokenizeRegression, tokenizeRewardPairs } from '../data/reward.js';
 import type { RegressionExample, RewardPair } from '../data/reward.js';
 import { BRADLEY_TERRY_KINDS, bradleyTerryLoss, REGRESSION_MASK, regressionLoss } from '../losses/reward.js';
@@ -105,6 +107,20 @@ function regressionPass(model: SequenceScoreModel, batch: readonly RegressionExa
 
 const isPair = (e: RmExample): e is RewardPair => 'chosen' in e;
 
+/** margin_bt and scaled_bt need a margin on every pair: a missing one would silently train as bt (or on nothing). */
+async function* requireMargins(records: AsyncIterable<JsonlRecord>, source: string, loss: string): AsyncIterable<JsonlRecord> {
+  for await (const rec of records) {
+    const v = rec.value;
+    if ('text' in v && !('chosen' in v || 'chosen_response' in v)) {
+      throw recordError(rec, source, `rm.loss ${loss} needs a "margin" on every pair, and NeMo-Aligner's alternating {"text"} lines carry none; give preference records with "margin", or use rm.loss bt`);
+    }
+    if (typeof v.margin !== 'number' || !Number.isFinite(v.margin)) {
+      throw recordError(rec, source, `rm.loss ${loss} needs a finite number "margin" on every pair, got ${v.margin === undefined ? 'none' : JSON.stringify(v.margin)}`);
+    }
+    yield rec;
+  }
+}
+
 export const rm: OfflineRecipe<RmConfig, RmExample> = {
   name: 'rm',
   kind: 'offline',
@@ -150,7 +166,8 @@ export const rm: OfflineRecipe<RmConfig, RmExample> = {
       }
       return;
     }
-    for await (const p of tokenizeRewardPairs(ctx.tok, records, ctx.source, limits)) {
+    const pairs = ctx.config.rm.loss === 'bt' ? records : requireMargins(records, ctx.source, ctx.config.rm.loss);
+    for await (const p of tokenizeRewardPairs(ctx.tok, pairs, ctx.source, limits)) {
       yield p;
     }
   },

@@ -83,6 +83,13 @@ export interface EvalOutput {
   metrics: Metrics;
 }
 
+/** What a precompute's model is checked against: the student (the run's `model`). */
+export interface StudentFacts {
+  vocabSize: number;
+  /** Whether the model's tokenizer gives the student's ids on a probe text (null: the model folder has no tokenizer). */
+  sameTokenizer: boolean | null;
+}
+
 /**
  * Inputs computed once per run from a fixed model and stored next to the dataset, one record per
  * example (same index), in shards that are each durable on their own: a crashed precompute
@@ -99,10 +106,13 @@ export interface Precompute<C, E, P> {
   /** The model folder of that role. */
   modelUri(config: C): string;
   fields: FieldSpec;
-  /** Checks against the model before any work (a teacher with another vocabulary): ConfigError naming the field. */
-  check?(model: TrainableModel, student: { vocabSize: number }, config: C): void;
-  /** No gradients: one record per example, in order. */
-  compute(model: TrainableModel, examples: readonly E[], config: C): Promise<P[]>;
+  /**
+   * Checks against the model before any work (a teacher with another vocabulary or tokenizer, or
+   * fewer positions than trainer.maxLength): ConfigError naming the field.
+   */
+  check?(model: TrainableModel, student: StudentFacts, config: C): void;
+  /** No gradients: one record per example, in order; `beat` reports progress on long parts. */
+  compute(model: TrainableModel, examples: readonly E[], config: C, beat?: () => void): Promise<P[]>;
 }
 
 interface RecipeHeader<C extends BaseConfig> {

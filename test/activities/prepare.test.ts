@@ -17,6 +17,7 @@ import type { ArtifactStore } from '../../store/artifact-store.js';
 import { StoreError } from '../../store/artifact-store.js';
 import { openStore } from '../../store/index.js';
 import { RunStore } from '../../store/run-store.js';
+import type { PrecomputedIndex } from '../../activities/types.js';
 import { root, slowIt, tinyLlama, writePreferenceData } from '../e2e/helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -61,15 +62,16 @@ describe('prepareDataset at scale', () => {
 });
 
 describe('precompute', () => {
-  /** A store whose first write of one key fails, as an outage in the middle of a precompute would. */
+  /** A store whose first write of one key fails (its shards are uploaded, its manifest is not), as an outage in the middle of a precompute would. */
   function failingOnce(store: ArtifactStore, key: string): ArtifactStore {
     let failed = false;
     return new Proxy(store, {
       get(target, prop, receiver) {
         const value = Reflect.get(target, prop, receiver) as unknown;
         if (typeof value !== 'function') return value;
+        const write = prop === 'put' || prop === 'putIfAbsent';
         return (...args: unknown[]) => {
-          if (!failed && typeof args[0] === 'string' && args[0] === key) {
+          if (write && !failed && args[0] === key) {
             failed = true;
             return Promise.reject(new StoreError('Unavailable', `injected outage writing ${key}`, true));
           }
@@ -92,12 +94,13 @@ describe('precompute', () => {
     expect(await clean.getJson('runs/p/precompute/reference-logps/index.json')).toBeNull(); // not done: no index
     const resumed = (await precompute(clean, { runId: 'p', recipe: 'dpo', config, dataset }))!;
     expect(Buffer.compare(await clean.store.get(part(0)), firstPart)).toBe(0); // part 0 was kept, not redone
-    expect(resumed.train).toHaveLength(3);
+    const index = (await clean.getJson<PrecomputedIndex>(resumed.indexKey))!;
+    expect(index.train).toHaveLength(3);
     // The same numbers as a run that never failed.
     const other = new RunStore(openStore(`file://${path.join(tmp, 'pre-clean')}`), path.join(tmp, 'cache-pre2'));
     const d2 = await prepareDataset(other, { runId: 'p', recipe: 'dpo', config });
     const p2 = (await precompute(other, { runId: 'p', recipe: 'dpo', config, dataset: d2 }))!;
-    const [a, b] = [await openParts(clean, resumed.train), await openParts(other, p2.train)];
+    const [a, b] = [openParts(clean, index.train, 2), openParts(other, (await other.getJson<PrecomputedIndex>(p2.indexKey))!.train)]; // 2 open parts of 3: the LRU closes and reopens
     const all = Array.from({ length: a.count }, (_, i) => i);
     expect(await a.getMany(all)).toEqual(await b.getMany(all));
     await Promise.all([a.close(), b.close()]);

@@ -58,6 +58,7 @@ describe('durable runs end to end', () => {
       ['sft', 'missing.jsonl', '{"input": "a", "output": "b"}\n{"input": "c"}\n', {}, /missing\.jsonl:2: missing key "output"/, 'DataError'],
       ['sft', 'empty.jsonl', '\n', {}, /empty\.jsonl: the dataset is empty/, 'DataError'],
       ['rm', 'arity.jsonl', '{"text": "a", "label": [1, 2]}\n{"text": "b", "label": [1, 2, 3]}\n', { rm: { type: 'regression', numAttributes: 2 } }, /arity\.jsonl:2: "label" has 3 values, expected 2 \(numAttributes\)/, 'DataError'],
+      ['rm', 'nomargin.jsonl', '{"prompt": "a", "chosen": "b", "rejected": "c", "margin": 1}\n{"prompt": "d", "chosen": "e", "rejected": "f"}\n', { rm: { loss: 'margin_bt' } }, /nomargin\.jsonl:2: rm\.loss margin_bt needs a finite number "margin" on every pair, got none/, 'DataError'],
       ['kto', 'unlabelled.jsonl', '{"prompt": "a", "completion": "b", "label": true}\n{"prompt": "c", "completion": "d"}\n', {}, /unlabelled\.jsonl:2: missing key "label"/, 'DataError'],
       ['kd', 'kd.jsonl', sft, { kd: { teacher } }, /kd\.teacher: the teacher's vocabulary has 300 tokens and the student's \(model\) 259/, 'ConfigError'],
     ];

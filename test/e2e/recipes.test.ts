@@ -15,12 +15,14 @@ import type { KdConfig } from '../../algorithms/recipes/kd.js';
 import { openParts, openSplit } from '../../activities/data-source.js';
 import { createActivities } from '../../activities/index.js';
 import { newOptimizer } from '../../activities/training-state.js';
-import type { PrecomputedRef, RunResult, Validation } from '../../activities/types.js';
+import type { PrecomputedIndex, RunResult, Validation } from '../../activities/types.js';
 import { regressionRecords, ktoRecords, rewardPairs } from '../../data/demo/make-extra.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
 import { startWorkers } from '../../infra/workers/worker.js';
 import type { RunningWorkers } from '../../infra/workers/worker.js';
 import { loadPretrained } from '../../models/pretrained.js';
+import { Tokenizer } from '../../models/tokenizer.js';
+import { tokenizePromptResponse } from '../../algorithms/data/pair.js';
 import { readManifest } from '../../store/checkpoints.js';
 import { openStore } from '../../store/index.js';
 import { RunStore } from '../../store/run-store.js';
@@ -92,6 +94,18 @@ const CASES: Record<string, Case> = {
         model: result.exportUri!, samples: unseen.flatMap((p) => [{ prompt: p.prompt, response: p.chosen }, { prompt: p.prompt, response: p.rejected }]),
       });
       const ranked = unseen.filter((_, i) => scores[2 * i][0] > scores[2 * i + 1][0]).length / unseen.length;
+      // transformers reads the score at the last token that is not pad_token_id: for every scored
+      // sequence that must be its last real token, where we trained and scored.
+      const pad = exported.pad_token_id as number;
+      const tok = Tokenizer.fromDir(tinyLlama);
+      for (const p of unseen) {
+        for (const response of [p.chosen, p.rejected]) {
+          const t = tokenizePromptResponse(tok, p.prompt, response, { style: 'trl' });
+          const ids = [...t.prompt, ...t.response, pad, pad]; // right-padded as a batch would be
+          const hfLast = ids.reduce((last, id, i) => (id !== pad ? i : last), -1);
+          expect(hfLast).toBe(t.prompt.length + t.response.length - 1);
+        }
+      }
       console.log(`rm: scoreResponses ranks ${(100 * ranked).toFixed(1)}% of ${unseen.length} unseen pairs right`);
       expect(ranked).toBeGreaterThanOrEqual(0.85);
     },
@@ -118,8 +132,8 @@ const CASES: Record<string, Case> = {
       const sftRun = await execute('sft', sftConfig, REF);
       const sftModel = await loadPretrained(path.join(tmp, 'store', 'runs', sftRun.runId, 'export'));
       const dataset = (await runStore.getJson<{ valid: Parameters<typeof openSplit>[1] }>(`runs/${result.runId}/data/dataset.json`))!;
-      const pre = (await runStore.getJson<PrecomputedRef>(`runs/${result.runId}/precompute/teacher-topk/index.json`))!;
-      const [valid, teacher] = [await openSplit(runStore, dataset.valid), await openParts(runStore, pre.valid)];
+      const pre = (await runStore.getJson<PrecomputedIndex>(`runs/${result.runId}/precompute/teacher-topk/index.json`))!;
+      const [valid, teacher] = [await openSplit(runStore, dataset.valid), openParts(runStore, pre.valid)];
       const kd = getRecipe('kd');
       if (kd.kind !== 'offline') throw new Error('kd is offline');
       const sftEval = await kd.evaluate({ model: sftModel, opt: newOptimizer(sftModel, kdConfig.trainer), trainer: kdConfig.trainer, config: kdConfig, seed: 0 }, valid, teacher);
