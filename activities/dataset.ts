@@ -89,6 +89,9 @@ async function writeSplit(store: RunStorePort, prefix: string, fields: FieldSpec
   return sink.finish();
 }
 
+/** Whether a dataset ref is of the packed-shard kind (runs started before it carry JSON-array refs). */
+export const isShardedDataset = (ref: unknown): ref is DatasetRef => typeof ref === 'object' && ref !== null && 'train' in ref && typeof (ref as DatasetRef).train?.prefix === 'string';
+
 /** Indices of the held-out examples: a seeded shuffle of 0…n−1, its first round(n·fraction) (at least 1). */
 function heldOut(n: number, fraction: number, seed: number): Uint8Array {
   const order = new Uint32Array(n).map((_, i) => i);
@@ -110,7 +113,7 @@ export function prepareDataset(store: RunStorePort, args: { runId: string; recip
 async function prepareOnce(store: RunStorePort, args: { runId: string; recipe: RecipeName; config: RecipeConfig }): Promise<DatasetRef> {
   const keys = datasetKeys(args.runId);
   const existing = await store.getJson<DatasetRef>(keys.ref);
-  if (existing) return existing;
+  if (existing && isShardedDataset(existing)) return existing; // a JSON-array dataset of old is prepared again, as shards
   const { config } = args;
   const recipe = getOfflineRecipe(args.recipe);
   const modelDir = await store.fetchInput(config.model);

@@ -17,6 +17,7 @@ import type { StepMetrics } from '../algorithms/train/runner.js';
 import type { RunStorePort } from '../store/run-store-port.js';
 import { heartbeat, keepAlive } from './heartbeat.js';
 import { openParts, openSplit } from './data-source.js';
+import { isShardedDataset, prepareDataset } from './dataset.js';
 import { precompute } from './precompute.js';
 import type { ClosableSource } from './data-source.js';
 import { TOKENIZER_FILES } from '../store/export.js';
@@ -119,7 +120,9 @@ export function trainChunk(store: RunStorePort, runs: ResidentRuns, req: ChunkRe
   return keepAlive(() => runChunk(store, runs, req));
 }
 
-async function runChunk(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest): Promise<ChunkResult> {
+async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkRequest): Promise<ChunkResult> {
+  // A run in flight since before token shards carries a JSON-array dataset: prepare it as shards (once).
+  const req = isShardedDataset(request.dataset) ? request : { ...request, dataset: await prepareDataset(store, request) };
   const t0 = performance.now();
   const recipe = getOfflineRecipe(req.recipe);
   heartbeat({ step: req.fromStep, phase: 'loading' });

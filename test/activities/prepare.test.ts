@@ -51,6 +51,16 @@ describe('prepareDataset at scale', () => {
     expect(held.out).toMatch(/heap out of memory|Allocation failed/i);
   });
 
+  it('a run in flight since before token shards (a JSON-array dataset ref) is prepared again, as shards', async () => {
+    const store = new RunStore(openStore(`file://${path.join(tmp, 'legacy')}`), path.join(tmp, 'cache-legacy'));
+    const config = parseRecipeConfig('dpo', { model: tinyLlama, data: { train: writePreferenceData(path.join(tmp, 'legacy-data'), 40) }, trainer: { maxLength: 64 } });
+    await store.putJson('runs/old/data/dataset.json', { trainKey: 'runs/old/data/train.json', validKey: 'runs/old/data/valid.json', trainUri: 'x', validUri: 'y', trainCount: 36, validCount: 4 });
+    const ref = await prepareDataset(store, { runId: 'old', recipe: 'dpo', config });
+    expect(ref.train.prefix).toBe('runs/old/data/train');
+    expect(ref.train.count + ref.valid.count).toBe(40);
+    expect(await store.getJson('runs/old/data/dataset.json')).toEqual(ref);
+  });
+
   it('a retried preparation keeps the splits an earlier attempt committed', async () => {
     const store = new RunStore(openStore(`file://${path.join(tmp, 'retry')}`), path.join(tmp, 'cache-retry'));
     const config = parseRecipeConfig('dpo', { model: tinyLlama, data: { train: writePreferenceData(path.join(tmp, 'retry-data'), 40) }, trainer: { maxLength: 64 } });

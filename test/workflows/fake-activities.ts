@@ -15,11 +15,13 @@ export interface Script {
   failOnceAt?: number;
   /** Milliseconds each chunk takes. */
   chunkMs?: number;
+  /** precompute returns a reference (as DPO's does) and fails its first attempt with a retryable error. */
+  precomputeFailsOnce?: boolean;
 }
 
 export function fakeActivities(queue: string, script: Script = {}) {
   const calls: { name: string; args: unknown }[] = [];
-  let failed = false;
+  let failed = false, precomputeFailed = false;
   const acts: Activities = {
     async prepareDataset(args) {
       calls.push({ name: 'prepareDataset', args });
@@ -32,7 +34,12 @@ export function fakeActivities(queue: string, script: Script = {}) {
     },
     async precompute(args) {
       calls.push({ name: 'precompute', args: { recipe: args.recipe } });
-      return null;
+      if (!script.precomputeFailsOnce) return null;
+      if (!precomputeFailed) {
+        precomputeFailed = true;
+        throw ApplicationFailure.create({ message: 'worker lost while precomputing', type: 'TransientError', nonRetryable: false });
+      }
+      return { name: 'reference-logps', indexKey: 'runs/x/precompute/reference-logps/index.json', trainCount: 32, validCount: 8 };
     },
     async scoreResponses(req) {
       calls.push({ name: 'scoreResponses', args: { n: req.samples.length } });
@@ -43,7 +50,7 @@ export function fakeActivities(queue: string, script: Script = {}) {
       return queue;
     },
     async trainChunk(req: ChunkRequest): Promise<ChunkResult> {
-      calls.push({ name: 'trainChunk', args: { from: req.fromStep, to: req.toStep, checkpoint: req.checkpoint?.step ?? null } });
+      calls.push({ name: 'trainChunk', args: { from: req.fromStep, to: req.toStep, checkpoint: req.checkpoint?.step ?? null, ...(req.precomputed ? { precomputed: req.precomputed.indexKey } : {}) } });
       if (script.failOnceAt === req.fromStep && !failed) {
         failed = true;
         throw ApplicationFailure.create({ message: 'worker lost its GPU', type: 'TransientError', nonRetryable: false });

@@ -115,6 +115,18 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
     });
   });
 
+  it('precompute runs once before training; a lost worker there re-places it, and every chunk gets its reference', async () => {
+    await withWorkers({ precomputeFailsOnce: true }, async (calls) => {
+      const inp = { ...input({ continueAsNewEvery: 100, maxSteps: 4 }), recipe: 'dpo' as const };
+      const result = await client.workflow.execute('trainingWorkflow', { taskQueue: QUEUES.control, workflowId: inp.runId, args: [inp] });
+      expect(result.status).toBe('completed');
+      expect(calls.filter((c) => c.name === 'precompute')).toEqual([{ name: 'precompute', args: { recipe: 'dpo' } }, { name: 'precompute', args: { recipe: 'dpo' } }]);
+      const chunks = calls.filter((c) => c.name === 'trainChunk').map((c) => c.args as { precomputed?: string });
+      expect(chunks.map((c) => c.precomputed)).toEqual(['runs/x/precompute/reference-logps/index.json', 'runs/x/precompute/reference-logps/index.json']);
+      expect(calls.findIndex((c) => c.name === 'precompute')).toBeLessThan(calls.findIndex((c) => c.name === 'trainChunk'));
+    });
+  });
+
   it('a data error fails the run at once, non-retryable, with its file and line', async () => {
     await withWorkers({ dataError: 'train.jsonl:3: missing key "output"' }, async (calls) => {
       const inp = input();
