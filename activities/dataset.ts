@@ -50,7 +50,12 @@ async function* examplesOf(recipe: OfflineRecipe<RecipeConfig>, tok: Tokenizer, 
       yield rec;
     }
   }
-  for await (const p of recipe.prepare(records(), { tok, config, source: file.source })) {
+  let lastCut = -1;
+  const onTruncate = (line: number) => {
+    if (line !== lastCut) c.report.truncated++; // a pair cut on both sides counts once
+    lastCut = line;
+  };
+  for await (const p of recipe.prepare(records(), { tok, config, source: file.source, onTruncate })) {
     if ('dropped' in p) {
       c.report.dropped++;
       if (c.report.droppedSamples.length < 5) c.report.droppedSamples.push(`${file.source} ${p.dropped}`);
@@ -120,7 +125,7 @@ async function prepareOnce(store: RunStorePort, args: { runId: string; recipe: R
   checkMaxLength(config.trainer, contextWindowOf(await readModelConfig(modelDir)));
   const tok = Tokenizer.fromDir(modelDir);
   const train = await localInput(store, config.data.train);
-  const c: Counting = { report: { records: 0, examples: 0, dropped: 0, droppedSamples: [] } };
+  const c: Counting = { report: { records: 0, examples: 0, dropped: 0, droppedSamples: [], truncated: 0 } };
   let trainRef: SplitRef, validRef: SplitRef;
   if (config.data.validation) {
     trainRef = await writeSplit(store, keys.train, recipe.fields(config), examplesOf(recipe, tok, config, train, c));

@@ -47,6 +47,8 @@ export interface PreparationReport {
   dropped: number;
   /** The first few dropped records, "file line N: why". */
   droppedSamples: string[];
+  /** Records cut to trainer.maxLength by data.overlong = truncate. */
+  truncated: number;
 }
 
 export interface DatasetRef {

@@ -22,6 +22,8 @@ export interface LengthOptions {
   maxLength: number;
   /** What to do with a longer one; default 'error'. */
   overlong?: OverlongPolicy;
+  /** Told the record's line when 'truncate' cuts it (for the preparation report). */
+  onTruncate?: (line: number) => void;
 }
 
 /**
@@ -40,6 +42,7 @@ export function keptLength(n: number, limits: LengthOptions, rec: JsonlRecord, s
     case 'drop':
       return null;
     case 'truncate':
+      limits.onTruncate?.(rec.line);
       return maxLength;
     default:
       throw new RangeError(`overlong must be one of error, drop, truncate, got ${JSON.stringify(policy)}`);

@@ -155,7 +155,7 @@ export const dpo: OfflineRecipe<DpoConfig, PreferenceExample, RefLogps> = {
   ],
   fields: () => PREFERENCE_FIELDS,
   model: () => ({ kind: 'causal-lm' }),
-  prepare: (records, ctx) => mapRecords(records, (rec) => tokenizePreference(ctx.tok, rec, ctx.source, { maxLength: ctx.config.trainer.maxLength, overlong: ctx.config.data.overlong })),
+  prepare: (records, ctx) => mapRecords(records, (rec) => tokenizePreference(ctx.tok, rec, ctx.source, { maxLength: ctx.config.trainer.maxLength, overlong: ctx.config.data.overlong, onTruncate: ctx.onTruncate })),
   minTrainExamples: (c) => c.trainer.globalBatchSize,
   tokensOf: (e) => e.chosen.ids.length + e.rejected.ids.length,
   precompute: {

@@ -159,7 +159,7 @@ export const kd: OfflineRecipe<KdConfig, SftExample, TeacherTopK> = {
   fields: () => SFT_FIELDS,
   model: () => ({ kind: 'causal-lm' }),
   prepare: (records, ctx) => mapRecords(records, (rec) => tokenizeSft(ctx.tok, rec, ctx.source, {
-    maxLength: ctx.config.trainer.maxLength, template: ctx.config.kd.chatTemplate, overlong: ctx.config.data.overlong,
+    maxLength: ctx.config.trainer.maxLength, template: ctx.config.kd.chatTemplate, overlong: ctx.config.data.overlong, onTruncate: ctx.onTruncate,
   })),
   tokensOf: (e) => trainedTokens(e),
   precompute: {

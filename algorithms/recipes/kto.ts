@@ -147,7 +147,7 @@ export const kto: OfflineRecipe<KtoConfig, KtoExample, KtoRef> = {
   model: () => ({ kind: 'causal-lm' }),
   async *prepare(records, ctx) {
     const maxLength = ctx.config.trainer.maxLength;
-    const limits = { maxLength, overlong: ctx.config.data.overlong };
+    const limits = { maxLength, overlong: ctx.config.data.overlong, onTruncate: ctx.onTruncate };
     let first: KtoExample | null = null, prev: KtoExample | null = null;
     const kl = (e: KtoExample, other: KtoExample) => ({ ...e, klCompletion: other.completion.slice(0, Math.max(1, maxLength - e.prompt.length)) });
     for await (const rec of records) {

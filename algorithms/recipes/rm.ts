@@ -158,7 +158,7 @@ export const rm: OfflineRecipe<RmConfig, RmExample> = {
   fields: (c): FieldSpec => (c.rm.type === 'regression' ? { ids: 'u32[]', labels: 'f32[]' } : { chosen: 'u32[]', rejected: 'u32[]', margin: 'f64' }),
   model: (c) => ({ kind: 'classifier', numLabels: c.rm.type === 'regression' ? c.rm.numAttributes : 1, ...(c.rm.attributes ? { labelNames: c.rm.attributes } : {}) }),
   async *prepare(records, ctx) {
-    const limits = { maxLength: ctx.config.trainer.maxLength, overlong: ctx.config.data.overlong };
+    const limits = { maxLength: ctx.config.trainer.maxLength, overlong: ctx.config.data.overlong, onTruncate: ctx.onTruncate };
     if (ctx.config.rm.type === 'regression') {
       for await (const rec of records) {
         const e = tokenizeRegression(ctx.tok, rec, ctx.source, { ...limits, numAttributes: ctx.config.rm.numAttributes });

@@ -56,6 +56,8 @@ export interface TokenizeContext<C> {
   config: C;
   /** The data file as the user named it, for error messages. */
   source: string;
+  /** Told the line of each record that data.overlong = truncate cut (pass it on in the tokenizers' length options). */
+  onTruncate?: (line: number) => void;
 }
 
 /** What preparation produced from one record: an example, or a record dropped by data.overlong. */

@@ -45,6 +45,7 @@ export function formatStatus(v: RunView, losses?: readonly number[]): string {
     const change = formatChange(p.firstValidation, p.lastValidation);
     if (change) row('change', change);
     if (p.report?.dropped) row('data', `${p.report.dropped} of ${p.report.records} records dropped by data.overlong (e.g. ${p.report.droppedSamples[0]})`);
+    if (p.report?.truncated) row('data', `${p.report.truncated} of ${p.report.records} records cut to trainer.maxLength by data.overlong = truncate`);
     row('throughput', `${rate(p.tokensPerSecond)} tokens/s`);
     row('checkpoint', p.lastCheckpoint ? `${p.lastCheckpoint.uri} (step ${p.lastCheckpoint.step})` : 'none yet');
   } else if (v.progressError) {

@@ -61,6 +61,20 @@ describe('prepareDataset at scale', () => {
     expect(await store.getJson('runs/old/data/dataset.json')).toEqual(ref);
   });
 
+  it.each([['drop', { dropped: 3, truncated: 0, examples: 7 }], ['truncate', { dropped: 0, truncated: 3, examples: 10 }]] as const)(
+    'data.overlong = %s: the preparation report counts what it did',
+    async (overlong, expected) => {
+      const { writeFileSync } = await import('node:fs');
+      const file = path.join(tmp, `overlong-${overlong}.jsonl`);
+      writeFileSync(file, Array.from({ length: 10 }, (_, i) => JSON.stringify({ input: `q${i}`, output: i % 3 === 0 && i > 0 ? 'x'.repeat(200) : 'short' })).join('\n'));
+      const store = new RunStore(openStore(`file://${path.join(tmp, `overlong-${overlong}`)}`), path.join(tmp, `cache-overlong-${overlong}`));
+      const config = parseRecipeConfig('sft', { model: tinyLlama, data: { train: file, validationFraction: 0.2, overlong }, trainer: { maxLength: 64 } });
+      const ref = await prepareDataset(store, { runId: 'o', recipe: 'sft', config });
+      expect(ref.report).toMatchObject({ records: 10, ...expected });
+      if (overlong === 'drop') expect(ref.report.droppedSamples).toEqual([3, 6, 9].map((i) => `${file} line ${i + 1}: longer than trainer.maxLength`));
+    },
+  );
+
   it('a retried preparation keeps the splits an earlier attempt committed', async () => {
     const store = new RunStore(openStore(`file://${path.join(tmp, 'retry')}`), path.join(tmp, 'cache-retry'));
     const config = parseRecipeConfig('dpo', { model: tinyLlama, data: { train: writePreferenceData(path.join(tmp, 'retry-data'), 40) }, trainer: { maxLength: 64 } });

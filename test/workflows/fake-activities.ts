@@ -29,7 +29,7 @@ export function fakeActivities(queue: string, script: Script = {}) {
       return {
         train: { prefix: 'runs/x/data/train', uri: 'file:///t/', count: 32, tokens: 3200 },
         valid: { prefix: 'runs/x/data/valid', uri: 'file:///v/', count: 8, tokens: 800 },
-        report: { records: 40, examples: 40, dropped: 0, droppedSamples: [] },
+        report: { records: 40, examples: 40, dropped: 0, droppedSamples: [], truncated: 0 },
       };
     },
     async precompute(args) {
