@@ -60,6 +60,7 @@ export type StoreErrorCode =
   | 'Invalid' // a bad key, URI or argument: a bug or a bad config
   | 'Aborted' // the caller aborted the operation
   | 'Corrupt' // the bytes read back do not match the checksum the server stored with them
+  | 'NoSpace' // the disk is full: retrying does not help until space is freed
   | 'Failed'; // anything else the server said
 
 /**

@@ -24,7 +24,7 @@ import {
 
 const TMP = /\.aligner-tmp-[0-9a-f]+$/;
 const tmpName = (path: string) => `${path}.aligner-tmp-${randomBytes(6).toString('hex')}`;
-const RETRYABLE = new Set(['EIO', 'EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'ENOSPC', 'ETIMEDOUT']);
+const RETRYABLE = new Set(['EIO', 'EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'ETIMEDOUT']);
 
 /** Maps a Node fs error to a StoreError that names the URI. */
 function fsError(e: unknown, op: string, uri: string): StoreError {
@@ -33,8 +33,14 @@ function fsError(e: unknown, op: string, uri: string): StoreError {
   if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') {
     return new StoreError('NotFound', `${op}: no object at ${uri}`, false, { cause: e });
   }
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+  if (code === 'EROFS') return new StoreError('Denied', `${op} ${uri}: the filesystem is read-only (EROFS)`, false, { cause: e });
+  if (code === 'EACCES' || code === 'EPERM') {
     return new StoreError('Denied', `${op} ${uri}: permission denied (${code})`, false, { cause: e });
+  }
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    // Retrying would redo the work and fail the same way: say so once, with what was needed.
+    const need = (e as { neededBytes?: number }).neededBytes;
+    return new StoreError('NoSpace', `${op} ${uri}: no space left on the device (${code})${need !== undefined ? ` with ${need} bytes to write` : ''}; free space there or use another store (--store / ALIGN_STORE_URI)`, false, { cause: e });
   }
   if ((e as Error).name === 'AbortError') return new StoreError('Aborted', `${op} ${uri}: aborted`, false, { cause: e });
   const retryable = RETRYABLE.has(code);
@@ -43,8 +49,28 @@ function fsError(e: unknown, op: string, uri: string): StoreError {
   });
 }
 
-/** Writes all chunks to `tmp`, hashing them, fsyncs, and returns size and sha256. */
-async function writeTemp(tmp: string, chunks: AsyncIterable<Uint8Array> | Uint8Array[], signal?: AbortSignal) {
+/** Writes all of `chunk` at `position`, however many calls the kernel takes (write(2) may write less). */
+async function writeFully(fh: fsp.FileHandle, chunk: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < chunk.length;) {
+    const { bytesWritten } = await fh.write(chunk, done, chunk.length - done, position + done);
+    if (bytesWritten <= 0) throw Object.assign(new Error(`wrote ${position + done} bytes, then the device took no more`), { code: 'ENOSPC' });
+    done += bytesWritten;
+  }
+}
+
+/** sha256 of a file as it is on disk. */
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * Writes all chunks to `tmp`, hashing them, fsyncs, then checks that the file on disk has every
+ * byte and the same sha256 before anyone may rename it into place: a full disk, a short write or
+ * a device that drops data is an error here, never an object that claims to be complete.
+ */
+async function writeTemp(tmp: string, chunks: AsyncIterable<Uint8Array> | Uint8Array[], signal?: AbortSignal, expectedBytes?: number) {
   const fh = await fsp.open(tmp, 'wx');
   const hash = createHash('sha256');
   let size = 0;
@@ -52,21 +78,35 @@ async function writeTemp(tmp: string, chunks: AsyncIterable<Uint8Array> | Uint8A
     for await (const chunk of chunks) {
       signal?.throwIfAborted();
       hash.update(chunk);
+      await writeFully(fh, chunk, size);
       size += chunk.length;
-      await fh.write(chunk);
     }
     signal?.throwIfAborted();
     await fh.sync(); // the data must be on disk before the rename makes it visible
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOSPC') Object.assign(e as object, { neededBytes: expectedBytes ?? size });
+    throw e;
   } finally {
     await fh.close();
   }
-  return { size, sha256: hash.digest('hex') };
+  const sha256 = hash.digest('hex');
+  const onDisk = (await fsp.stat(tmp)).size;
+  if (onDisk !== size) throw Object.assign(new Error(`${tmp}: ${onDisk} of ${size} bytes reached the disk`), { code: 'EIO' });
+  if ((await hashFile(tmp)) !== sha256) throw Object.assign(new Error(`${tmp}: the bytes on disk differ from the bytes written (sha256)`), { code: 'EIO' });
+  return { size, sha256 };
 }
 
 function sourceChunks(src: PutSource): AsyncIterable<Uint8Array> | Uint8Array[] {
   if (src instanceof Uint8Array) return [src];
   if ('file' in src) return createReadStream(src.file, { highWaterMark: 1 << 20 });
   return src;
+}
+
+/** How many bytes a source holds, when that is known before reading it. */
+async function sourceBytes(src: PutSource): Promise<number | undefined> {
+  if (src instanceof Uint8Array) return src.length;
+  if ('file' in src) return (await fsp.stat(src.file).catch(() => undefined))?.size;
+  return undefined;
 }
 
 export class FsStore implements ArtifactStore {
@@ -98,7 +138,7 @@ export class FsStore implements ArtifactStore {
     const tmp = tmpName(path);
     try {
       await fsp.mkdir(dirname(path), { recursive: true });
-      const res = await writeTemp(tmp, sourceChunks(src), opts.signal);
+      const res = await writeTemp(tmp, sourceChunks(src), opts.signal, await sourceBytes(src));
       await fsp.rename(tmp, path);
       return { key, ...res };
     } catch (e) {
@@ -116,7 +156,7 @@ export class FsStore implements ArtifactStore {
     const tmp = tmpName(path);
     try {
       await fsp.mkdir(dirname(path), { recursive: true });
-      await writeTemp(tmp, [bytes]);
+      await writeTemp(tmp, [bytes], undefined, bytes.length);
       // link() fails with EEXIST when the target exists, and otherwise makes the complete file
       // visible at once (an `open(wx)` + write would expose a partial file to readers).
       await fsp.link(tmp, path);
