@@ -398,6 +398,7 @@ export class RunService {
   async startRun(recipe: string, rawConfig: unknown, sets: readonly string[] = [], opts: StartOptions = {}): Promise<StartedRun> {
     const config = prepareConfig(recipe, rawConfig, sets, opts.baseDir);
     await checkModelLimits(config);
+    await this.store.probe(); // the store the workers write to must work before a run is started
     const r = recipe as RecipeName;
     const runId = opts.runId !== undefined ? checkRunId(opts.runId) : newRunId(r);
     await this.startWorkflow(r, { runId, config });

@@ -51,6 +51,12 @@ export interface ArtifactStore {
   list(prefix: string): Promise<ObjectInfo[]>;
   /** Deletes the keys, in order; keys that do not exist are ignored. */
   delete(keys: string[]): Promise<void>;
+  /**
+   * Checks that objects can be written, read and deleted here (a worker starting, a run
+   * starting): a StoreError that says what is wrong (a virtual or read-only filesystem, no
+   * permission, a missing bucket, an unreachable endpoint), instead of a run that hangs or fails late.
+   */
+  probe(): Promise<void>;
 }
 
 export type StoreErrorCode =

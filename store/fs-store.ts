@@ -7,7 +7,7 @@
  * `.aligner-tmp-<hex>` and are invisible to `list`.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { constants as fsConstants, createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -23,6 +23,8 @@ import {
 } from './artifact-store.js';
 
 const TMP = /\.aligner-tmp-[0-9a-f]+$/;
+/** statfs(2) magic numbers of filesystems that only look like folders. */
+const VIRTUAL_FILESYSTEMS = new Map([[0x9fa0, 'procfs (/proc)'], [0x62656572, 'sysfs (/sys)'], [0x64626720, 'debugfs'], [0x27e0eb, 'cgroupfs'], [0x63677270, 'cgroup2fs']]);
 const tmpName = (path: string) => `${path}.aligner-tmp-${randomBytes(6).toString('hex')}`;
 const RETRYABLE = new Set(['EIO', 'EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'ETIMEDOUT']);
 
@@ -240,6 +242,36 @@ export class FsStore implements ArtifactStore {
     };
     await walk(base);
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async probe(): Promise<void> {
+    // The nearest folder that exists: mkdir -p under /proc or /sys spins or fails obscurely, so look first.
+    let existing = this.root;
+    while (!(await fsp.stat(existing).catch(() => null))) {
+      const up = dirname(existing);
+      if (up === existing) break;
+      existing = up;
+    }
+    const st = await fsp.stat(existing);
+    if (!st.isDirectory()) throw new StoreError('Invalid', `store ${this.uri}: ${existing} is a file, not a folder`, false);
+    const fs = await fsp.statfs(existing);
+    const virtual = VIRTUAL_FILESYSTEMS.get(Number(fs.type));
+    if (virtual) throw new StoreError('Invalid', `store ${this.uri}: ${existing} is on ${virtual}, a virtual filesystem that cannot hold files; choose a folder on a disk (--store / ALIGN_STORE_URI)`, false);
+    // Writability first: a recursive mkdir on a read-only filesystem reports a misleading ENOENT.
+    await fsp.access(existing, fsConstants.W_OK).catch((e: unknown) => {
+      throw new StoreError(fsError(e, 'probe', this.uri).code, `store ${this.uri} is not usable: ${existing} is not writable (${(e as NodeJS.ErrnoException).code === 'EROFS' ? 'the filesystem is read-only (EROFS)' : (e as NodeJS.ErrnoException).code})`, false, { cause: e });
+    });
+    const key = `.aligner-probe-${randomBytes(4).toString('hex')}`;
+    try {
+      await fsp.mkdir(this.root, { recursive: true });
+      await this.put(key, Buffer.from('probe'));
+      if ((await this.get(key)).toString() !== 'probe') throw new StoreError('Corrupt', `store ${this.uri}: a probe object read back differently`, false);
+    } catch (e) {
+      if (e instanceof StoreError) throw new StoreError(e.code, `store ${this.uri} is not usable: ${e.message}`, e.retryable, { cause: e });
+      throw fsError(e, 'probe', this.uri);
+    } finally {
+      await fsp.rm(join(this.root, key), { force: true });
+    }
   }
 
   async delete(keys: string[]): Promise<void> {

@@ -319,6 +319,18 @@ export class S3Store implements ArtifactStore {
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
+  async probe(): Promise<void> {
+    const key = `.aligner-probe-${randomBytes(4).toString('hex')}`;
+    try {
+      await this.put(key, Buffer.from('probe'));
+      if ((await this.get(key)).toString() !== 'probe') throw new StoreError('Corrupt', `a probe object read back differently`, false);
+      await this.delete([key]);
+    } catch (e) {
+      const err = e instanceof StoreError ? e : this.error(e, 'probe', key);
+      throw new StoreError(err.code, `store ${this.uri} is not usable: ${err.message}`, err.retryable, { cause: e });
+    }
+  }
+
   async delete(keys: string[]): Promise<void> {
     // Batches run one after another, so callers can rely on the order (manifest first).
     for (let i = 0; i < keys.length; i += 1000) {

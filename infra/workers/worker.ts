@@ -49,6 +49,7 @@ function installRuntime(): void {
 
 export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   installRuntime();
+  await o.store.store.probe(); // a store that cannot work fails the worker now, not its first run
   const connection = await NativeConnection.connect({ address: o.address });
   const namespace = o.namespace ?? 'default';
   const queues = o.queues ?? { control: CONTROL_QUEUE, compute: COMPUTE_QUEUE };
