@@ -39,6 +39,12 @@ export function createActivities(deps: ActivityDeps) {
     async trainChunk(req: ChunkRequest): Promise<ChunkResult> {
       return trainChunk(deps.store, runs, req);
     },
+    /** The run ended, failed or moved: free its model, optimizer and open data on this worker. */
+    async releaseRun(args: { runId: string }): Promise<boolean> {
+      const held = runs.get(args.runId) !== undefined;
+      runs.drop(args.runId);
+      return held;
+    },
     async scoreResponses(req: ScoreRequest): Promise<ScoreResult> {
       return scoreResponses(deps.store, judges, req);
     },

@@ -34,17 +34,32 @@ interface Resident {
   pre: { train: ClosableSource<unknown>; valid: ClosableSource<unknown> } | null;
 }
 
-/** Models held by this worker, by run. */
+/**
+ * Models held by this worker, by run, least recently used first. At most `capacity` stay
+ * resident: a run evicted here (one that moved to another worker, or waits its turn behind
+ * others) reloads from its last checkpoint, exactly, when it comes back.
+ */
 export class ResidentRuns {
   private readonly runs = new Map<string, Resident>();
 
+  constructor(readonly capacity = Number(process.env.ALIGN_RESIDENT_RUNS) || 2) {}
+
   get(runId: string): Resident | undefined {
-    return this.runs.get(runId);
+    const r = this.runs.get(runId);
+    if (r) {
+      this.runs.delete(runId); // most recently used last
+      this.runs.set(runId, r);
+    }
+    return r;
   }
 
   set(runId: string, r: Resident): void {
     this.drop(runId);
     this.runs.set(runId, r);
+    for (const oldest of this.runs.keys()) {
+      if (this.runs.size <= this.capacity) break;
+      this.drop(oldest);
+    }
   }
 
   drop(runId: string): void {

@@ -28,6 +28,8 @@ export const COMPUTE_QUEUE = 'align-cpu';
 const MAX_REPLACEMENTS = 5;
 /** Workflow changes since the recorded histories, each behind patched() (test/workflows/histories). */
 const RECIPE_TABLE_PATCH = 'recipe-table-precompute-v1';
+/** A run's worker gives its models back when the run ends or fails (not when it continues as new). */
+const RELEASE_PATCH = 'release-resident-v1';
 
 function controlOn(taskQueue: string) {
   return proxyActivities<Activities>({
@@ -46,6 +48,19 @@ function computeOn(taskQueue: string, heartbeatSeconds: number) {
     heartbeatTimeout: `${heartbeatSeconds} seconds`,
     retry: { maximumAttempts: 1 },
   });
+}
+
+/** Best effort, short: a worker that is gone has nothing to give back. */
+function releaseOn(taskQueue: string) {
+  return proxyActivities<Activities>({ taskQueue, scheduleToStartTimeout: '10 seconds', startToCloseTimeout: '1 minute', retry: { maximumAttempts: 1 } });
+}
+
+async function release(queue: string, runId: string): Promise<void> {
+  try {
+    await releaseOn(queue).releaseRun({ runId });
+  } catch {
+    // The worker died or is gone: its memory went with it.
+  }
 }
 
 /** A failure that another worker might not have: lost worker, timeout, transient error. */
@@ -125,7 +140,10 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
       s.tokensSeen += r.steps.reduce((a, x) => a + x.tokens, 0);
       s.trainSeconds += r.seconds;
     } catch (err) {
-      if (!isPlacementFailure(err) || ++replacements > MAX_REPLACEMENTS) throw err;
+      if (!isPlacementFailure(err) || ++replacements > MAX_REPLACEMENTS) {
+        if (patched(RELEASE_PATCH)) await release(queue, runId);
+        throw err;
+      }
       // The worker holding the model is gone (or failed transiently): place the run again; the
       // next chunk starts from the last committed checkpoint on whichever worker takes it.
       queue = await computeOn(sharedCompute, heartbeat).placeRun({ runId });
@@ -136,6 +154,7 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
     }
   }
 
+  if (patched(RELEASE_PATCH)) await release(queue, runId);
   status = stopRequested ? 'stopped' : 'exporting';
   if (!stopRequested && s.lastCheckpoint) exportUri = await control.exportModel({ runId, checkpoint: s.lastCheckpoint });
   status = stopRequested ? 'stopped' : 'completed';

@@ -27,6 +27,8 @@ export interface WorkerOptions {
 
 export interface RunningWorkers {
   workerQueue: string;
+  /** The models this worker holds, by run (for tests and status). */
+  resident: ResidentRuns;
   /** Resolves when every worker has stopped. */
   done: Promise<void>;
   shutdown(): Promise<void>;
@@ -54,7 +56,8 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   const namespace = o.namespace ?? 'default';
   const queues = o.queues ?? { control: CONTROL_QUEUE, compute: COMPUTE_QUEUE };
   const workerQueue = `${queues.compute}-${o.workerId ?? `${os.hostname()}-${process.pid}`}`;
-  const activities = createActivities({ store: o.store, workerQueue, runs: new ResidentRuns() });
+  const resident = new ResidentRuns();
+  const activities = createActivities({ store: o.store, workerQueue, runs: resident });
   const workers: Worker[] = [];
   if (o.role !== 'compute') {
     workers.push(await Worker.create({ connection, namespace, taskQueue: queues.control, ...workflowCode(), activities }));
@@ -70,6 +73,7 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   });
   return {
     workerQueue,
+    resident,
     done,
     async shutdown() {
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();

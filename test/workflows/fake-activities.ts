@@ -41,6 +41,10 @@ export function fakeActivities(queue: string, script: Script = {}) {
       }
       return { name: 'reference-logps', indexKey: 'runs/x/precompute/reference-logps/index.json', trainCount: 32, validCount: 8 };
     },
+    async releaseRun(args) {
+      calls.push({ name: 'releaseRun', args });
+      return true;
+    },
     async scoreResponses(req) {
       calls.push({ name: 'scoreResponses', args: { n: req.samples.length } });
       return { scores: req.samples.map(() => [0]), labelNames: ['LABEL_0'] };

@@ -1,0 +1,28 @@
+/** ResidentRuns: at most `capacity` runs stay resident, least recently used evicted first, and every eviction frees the model. */
+import { describe, expect, it } from 'vitest';
+import { ResidentRuns } from '../../activities/train.js';
+
+function fakeResident(freed: string[], name: string) {
+  const closable = { count: 0, getMany: async () => [], close: async () => {} };
+  return {
+    state: { step: 0, lora: null, model: { dispose: () => freed.push(`${name}.model`) }, opt: { dispose: () => freed.push(`${name}.opt`) } },
+    lineage: null, train: closable, valid: closable, pre: null,
+  } as unknown as Parameters<ResidentRuns['set']>[1];
+}
+
+describe('ResidentRuns', () => {
+  it('keeps the most recently used runs up to its capacity and frees the others', () => {
+    const freed: string[] = [];
+    const runs = new ResidentRuns(2);
+    runs.set('a', fakeResident(freed, 'a'));
+    runs.set('b', fakeResident(freed, 'b'));
+    runs.get('a'); // a is now the most recently used
+    runs.set('c', fakeResident(freed, 'c'));
+    expect(freed).toEqual(['b.model', 'b.opt']);
+    expect([runs.get('a'), runs.get('b'), runs.get('c')].map(Boolean)).toEqual([true, false, true]);
+    runs.drop('a');
+    runs.drop('c');
+    expect(runs.size).toBe(0);
+    expect(freed).toEqual(['b.model', 'b.opt', 'a.model', 'a.opt', 'c.model', 'c.opt']);
+  });
+});
