@@ -47,8 +47,8 @@ export interface PreferenceMetrics {
   margin: number;
 }
 
-/** The loss tensor [] and metrics computed from the (host-side) values. */
-export function preferenceLoss(b: PreferenceBatch, o: PreferenceLossOptions, policyValues: { chosen: ArrayLike<number>; rejected: ArrayLike<number> }): { loss: Tensor; metrics: PreferenceMetrics } {
+/** The loss tensor [], and metrics when the host-side policy values are given (else null: see preferenceMetrics). */
+export function preferenceLoss(b: PreferenceBatch, o: PreferenceLossOptions, policyValues?: { chosen: ArrayLike<number>; rejected: ArrayLike<number> }): { loss: Tensor; metrics: PreferenceMetrics | null } {
   const opts = { backend: b.policyChosen.backend, dtype: b.policyChosen.dtype };
   const B = b.refChosen.length;
   const refDiff = tensor(b.refChosen.map((c, i) => c - b.refRejected[i]), [B], opts); // [B]
@@ -85,17 +85,18 @@ export function preferenceLoss(b: PreferenceBatch, o: PreferenceLossOptions, pol
   }
   let loss = mean(perPair); // []
   if (o.sftWeight) loss = add(loss, mulScalar(mean(b.policyChosen), -o.sftWeight));
+  return { loss, metrics: policyValues ? preferenceMetrics(policyValues, b.refChosen, b.refRejected, o.beta) : null };
+}
 
+/** Accuracy and mean implicit rewards β·ρ from host-side policy log-probs and their references. */
+export function preferenceMetrics(policy: { chosen: ArrayLike<number>; rejected: ArrayLike<number> }, refChosen: readonly number[], refRejected: readonly number[], beta: number): PreferenceMetrics {
   const rho = (pol: ArrayLike<number>, ref: readonly number[]) => ref.map((r, i) => pol[i] - r);
-  const rc = rho(policyValues.chosen, b.refChosen), rr = rho(policyValues.rejected, b.refRejected);
+  const rc = rho(policy.chosen, refChosen), rr = rho(policy.rejected, refRejected);
   const avg = (xs: number[]) => xs.reduce((p, x) => p + x, 0) / Math.max(1, xs.length);
   return {
-    loss,
-    metrics: {
-      accuracy: avg(rc.map((c, i) => (c > rr[i] ? 1 : 0))),
-      chosenReward: o.beta * avg(rc),
-      rejectedReward: o.beta * avg(rr),
-      margin: o.beta * (avg(rc) - avg(rr)),
-    },
+    accuracy: avg(rc.map((c, i) => (c > rr[i] ? 1 : 0))),
+    chosenReward: beta * avg(rc),
+    rejectedReward: beta * avg(rr),
+    margin: beta * (avg(rc) - avg(rr)),
   };
 }

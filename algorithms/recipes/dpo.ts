@@ -6,14 +6,14 @@
  * are the same and a resumed run never recomputes them).
  */
 import { z } from 'zod';
-import { mul, mulScalar, noGrad, slice, sum, tensor, tidy } from '../../kernels/index.js';
+import { dispose, mul, mulScalar, noGrad, slice, sum, tensor, tidy } from '../../kernels/index.js';
 import type { Tensor } from '../../kernels/index.js';
 import type { CausalLM } from '../../models/causal-lm.js';
 import { logprobs } from '../../models/logprobs.js';
 import { baseSchema } from '../config/common.js';
 import { tokenizePreference } from '../data/preference.js';
 import type { PreferenceExample } from '../data/preference.js';
-import { PREFERENCE_LOSSES, preferenceLoss } from '../losses/dpo.js';
+import { PREFERENCE_LOSSES, preferenceLoss, preferenceMetrics } from '../losses/dpo.js';
 import type { PreferenceLoss, PreferenceMetrics } from '../losses/dpo.js';
 import { microBatches, padRows, trainedTokens } from '../train/batching.js';
 import { asCausalLM } from './model.js';
@@ -52,59 +52,67 @@ export function sequenceLogps(lp: Tensor, rows: readonly { lossMask: number[] }[
 }
 
 /**
- * The same, synchronously (reads block): for the reference policy of a LoRA run, which must be
- * computed with the adapters off inside one synchronous `asBase` call.
+ * Enqueues the no-grad forward of every micro-batch at once and returns their outputs, to be read
+ * later: the reference policy of a LoRA run is the model with its adapters off, which must hold
+ * while the forwards are built (inside one synchronous `asBase` call), not while they are read.
  */
-export function preferenceLogpsNow(model: CausalLM, data: readonly PreferenceExample[], average: boolean, microBatch: number): RefLogps[] {
-  const out: RefLogps[] = [];
-  for (const micro of microBatches(data, microBatch)) {
+function enqueueLogps(model: CausalLM, data: readonly PreferenceExample[], average: boolean, microBatch: number): Tensor[] {
+  return microBatches(data, microBatch).map((micro) => {
     const rows = [...micro.map((p) => p.chosen), ...micro.map((p) => p.rejected)];
-    const values = tidy(() => noGrad(() => sequenceLogps(logprobs(model, padRows(rows)), rows, average)).toArraySync()); // [2m]
-    micro.forEach((_, i) => out.push({ chosen: values[i], rejected: values[micro.length + i] }));
+    return tidy(() => noGrad(() => sequenceLogps(logprobs(model, padRows(rows)), rows, average))); // [2m]
+  });
+}
+
+/** Reads enqueued [2m] outputs (chosen first, then rejected, per micro-batch) and frees them. */
+async function readLogps(parts: readonly Tensor[]): Promise<RefLogps[]> {
+  const out: RefLogps[] = [];
+  for (const t of parts) {
+    const values = await t.data();
+    t.dispose();
+    const m = values.length / 2;
+    for (let i = 0; i < m; i++) out.push({ chosen: values[i], rejected: values[m + i] });
   }
   return out;
 }
 
 /** Reference log-probs of a batch: precomputed, or (LoRA) the model with its adapters off. */
-function referenceOf(ctx: StepContext<DpoConfig>, batch: readonly PreferenceExample[], pre: readonly RefLogps[] | null): readonly RefLogps[] {
+async function referenceOf(ctx: StepContext<DpoConfig>, batch: readonly PreferenceExample[], pre: readonly RefLogps[] | null): Promise<readonly RefLogps[]> {
   if (pre) return pre;
-  if (!ctx.lora) throw new Error('dpo: no reference log-probs were precomputed and the run has no LoRA adapters to turn off');
-  return ctx.lora.asBase(() => preferenceLogpsNow(asCausalLM(ctx.model), batch, ctx.config.dpo.averageLogProbs, ctx.trainer.microBatchSize));
+  const lora = ctx.lora;
+  if (!lora) throw new Error('dpo: no reference log-probs were precomputed and the run has no LoRA adapters to turn off');
+  return readLogps(lora.asBase(() => enqueueLogps(asCausalLM(ctx.model), batch, ctx.config.dpo.averageLogProbs, ctx.trainer.microBatchSize)));
 }
 
 /** log π of every chosen and rejected response under the model, without gradients (reference log-probs). */
 export async function preferenceLogps(model: CausalLM, data: readonly PreferenceExample[], average: boolean, microBatch: number): Promise<RefLogps[]> {
   const out: RefLogps[] = [];
-  for (const micro of microBatches(data, microBatch)) {
-    const rows = [...micro.map((p) => p.chosen), ...micro.map((p) => p.rejected)];
-    const t = tidy(() => noGrad(() => sequenceLogps(logprobs(model, padRows(rows)), rows, average))); // [2m]
-    const values = await t.data();
-    t.dispose();
-    micro.forEach((_, i) => out.push({ chosen: values[i], rejected: values[micro.length + i] }));
-  }
+  for (const micro of microBatches(data, microBatch)) out.push(...(await readLogps(enqueueLogps(model, micro, average, microBatch))));
   return out;
 }
 
-/** Loss and metrics of one micro-batch of pairs, weighted by its share of the batch; backward when training. */
-function dpoMicro(model: CausalLM, micro: readonly PreferenceExample[], refs: readonly RefLogps[], o: DpoConfig['dpo'], share: number, train: boolean) {
-  return tidy(() => {
+/**
+ * Loss and metrics of one micro-batch of pairs, weighted by its share of the batch; backward when
+ * training. The values are read after the graph is built and run (awaited, so the worker keeps
+ * heartbeating through a long micro-batch).
+ */
+async function dpoMicro(model: CausalLM, micro: readonly PreferenceExample[], refs: readonly RefLogps[], o: DpoConfig['dpo'], share: number, train: boolean) {
+  const m = micro.length;
+  const refChosen = refs.map((r) => r.chosen), refRejected = refs.map((r) => r.rejected);
+  const build = () => {
     const rows = [...micro.map((p) => p.chosen), ...micro.map((p) => p.rejected)];
     const seq = sequenceLogps(logprobs(model, padRows(rows)), rows, o.averageLogProbs); // [2m]
-    const values = seq.toArraySync();
-    const m = micro.length;
-    const { loss, metrics } = preferenceLoss(
-      {
-        policyChosen: slice(seq, 0, 0, m), policyRejected: slice(seq, 0, m, 2 * m), // [m], [m]
-        refChosen: refs.map((r) => r.chosen), refRejected: refs.map((r) => r.rejected),
-        chosenReward: micro.map((p) => p.chosenReward), rejectedReward: micro.map((p) => p.rejectedReward),
-      },
-      o,
-      { chosen: values.slice(0, m), rejected: values.slice(m, 2 * m) },
-    );
+    const { loss } = preferenceLoss({
+      policyChosen: slice(seq, 0, 0, m), policyRejected: slice(seq, 0, m, 2 * m), // [m], [m]
+      refChosen, refRejected, chosenReward: micro.map((p) => p.chosenReward), rejectedReward: micro.map((p) => p.rejectedReward),
+    }, o);
     const scaled = mulScalar(loss, share); // []
     if (train) scaled.backward();
-    return { loss: scaled.itemSync(), metrics };
-  });
+    return { loss: scaled.detach(), seq: seq.detach() };
+  };
+  const out = tidy(() => (train ? build() : noGrad(build)));
+  const [loss, values] = [await out.loss.item(), await out.seq.data()];
+  dispose(out);
+  return { loss, metrics: preferenceMetrics({ chosen: values.slice(0, m), rejected: values.slice(m, 2 * m) }, refChosen, refRejected, o.beta) };
 }
 
 type Weighted = { metrics: PreferenceMetrics; weight: number };
@@ -112,13 +120,13 @@ const mergeMetrics = (parts: Weighted[]): Record<string, number> => Object.fromE
   (['accuracy', 'chosenReward', 'rejectedReward', 'margin'] as const).map((k) => [k, parts.reduce((s, p) => s + p.metrics[k] * p.weight, 0)]),
 );
 
-function preferencePass(model: CausalLM, batch: readonly PreferenceExample[], refs: readonly RefLogps[], o: DpoConfig['dpo'], microBatch: number, train: boolean) {
+async function preferencePass(model: CausalLM, batch: readonly PreferenceExample[], refs: readonly RefLogps[], o: DpoConfig['dpo'], microBatch: number, train: boolean) {
   let loss = 0;
   const parts: Weighted[] = [];
   const idx = batch.map((_, i) => i);
   for (const micro of microBatches(idx, microBatch)) {
     const share = micro.length / idx.length;
-    const r = dpoMicro(model, micro.map((i) => batch[i]), micro.map((i) => refs[i]), o, share, train);
+    const r = await dpoMicro(model, micro.map((i) => batch[i]), micro.map((i) => refs[i]), o, share, train);
     loss += r.loss;
     parts.push({ metrics: r.metrics, weight: share });
   }
@@ -169,7 +177,7 @@ export const dpo: OfflineRecipe<DpoConfig, PreferenceExample, RefLogps> = {
   },
 
   async step(ctx, batch, pre) {
-    const r = preferencePass(asCausalLM(ctx.model), batch, referenceOf(ctx, batch, pre), ctx.config.dpo, ctx.trainer.microBatchSize, true);
+    const r = await preferencePass(asCausalLM(ctx.model), batch, await referenceOf(ctx, batch, pre), ctx.config.dpo, ctx.trainer.microBatchSize, true);
     return { ...r, tokens: batch.reduce((s, e) => s + e.chosen.ids.length + e.rejected.ids.length, 0) };
   },
 
@@ -177,8 +185,8 @@ export const dpo: OfflineRecipe<DpoConfig, PreferenceExample, RefLogps> = {
     let loss = 0;
     const sums: Record<string, number> = {};
     for await (const { from, items } of chunksOf(data)) {
-      const refs = referenceOf(ctx, items, pre ? await pre.getMany(items.map((_, i) => from + i)) : null);
-      const { loss: l, metrics } = noGrad(() => preferencePass(asCausalLM(ctx.model), items, refs, ctx.config.dpo, ctx.trainer.microBatchSize, false));
+      const refs = await referenceOf(ctx, items, pre ? await pre.getMany(items.map((_, i) => from + i)) : null);
+      const { loss: l, metrics } = await preferencePass(asCausalLM(ctx.model), items, refs, ctx.config.dpo, ctx.trainer.microBatchSize, false);
       const w = items.length / data.count;
       loss += l * w;
       for (const [k, v] of Object.entries(metrics)) sums[k] = (sums[k] ?? 0) + v * w;

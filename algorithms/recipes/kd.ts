@@ -7,7 +7,7 @@
  * averaged over the trained tokens.
  */
 import { z } from 'zod';
-import { add, embedding, mulScalar, neg, noGrad, reshape, slice, sum, tensor, tidy, tokenLogprobs } from '../../kernels/index.js';
+import { add, dispose, embedding, mulScalar, neg, noGrad, reshape, slice, sum, tensor, tidy, tokenLogprobs } from '../../kernels/index.js';
 import type { Tensor } from '../../kernels/index.js';
 import type { CausalLM } from '../../models/causal-lm.js';
 import { baseSchema } from '../config/common.js';
@@ -96,14 +96,14 @@ async function teacherOutputs(teacher: CausalLM, data: readonly SftExample[], K:
 }
 
 /** Sums over one set of examples: KD and CE summed over trained tokens, weighted into the loss by tokens/total. */
-function kdPass(model: CausalLM, batch: readonly SftExample[], teacher: readonly TeacherTopK[], c: KdConfig, train: boolean, total: number) {
+async function kdPass(model: CausalLM, batch: readonly SftExample[], teacher: readonly TeacherTopK[], c: KdConfig, train: boolean, total: number) {
   let loss = 0, kl = 0, nll = 0;
   const idx = batch.map((_, i) => i);
   for (const micro of microBatches(idx, c.trainer.microBatchSize)) {
     const rows = micro.map((i) => batch[i]);
     const n = rows.reduce((s, r) => s + trainedTokens(r), 0);
     if (n === 0) continue;
-    const part = tidy(() => {
+    const build = () => {
       const padded = padRows(rows);
       const [m, T] = [rows.length, padded.ids[0].length];
       const logits = model.forward(tensor(padded.ids.flat(), [m, T], { dtype: 'i32' })); // [m, T, V]
@@ -119,11 +119,13 @@ function kdPass(model: CausalLM, batch: readonly SftExample[], teacher: readonly
       if (c.kd.sftWeight > 0) objective = add(objective, mulScalar(ce, c.kd.sftWeight));
       const scaled = mulScalar(objective, n / total); // [] this micro-batch's share
       if (train) scaled.backward();
-      return { loss: scaled.itemSync(), kl: kd.itemSync() * n, nll: ce.itemSync() * n };
-    });
-    loss += part.loss;
-    kl += part.kl;
-    nll += part.nll;
+      return { scaled: scaled.detach(), kd: kd.detach(), ce: ce.detach() };
+    };
+    const out = tidy(() => (train ? build() : noGrad(build)));
+    loss += await out.scaled.item();
+    kl += (await out.kd.item()) * n;
+    nll += (await out.ce.item()) * n;
+    dispose(out);
   }
   return { loss, kl, nll };
 }
@@ -186,7 +188,7 @@ export const kd: OfflineRecipe<KdConfig, SftExample, TeacherTopK> = {
 
   async step(ctx, batch, pre): Promise<StepOutput> {
     const total = batch.reduce((s, r) => s + trainedTokens(r), 0);
-    const r = kdPass(asCausalLM(ctx.model), batch, pre!, ctx.config, true, Math.max(1, total));
+    const r = await kdPass(asCausalLM(ctx.model), batch, pre!, ctx.config, true, Math.max(1, total));
     const kl = r.kl / Math.max(1, total);
     return { loss: r.loss, tokens: total, metrics: { kl, ...(ctx.config.kd.loss === 'fwd_kl' ? { teacherKl: kl } : {}), nll: r.nll / Math.max(1, total) } };
   },
@@ -197,8 +199,8 @@ export const kd: OfflineRecipe<KdConfig, SftExample, TeacherTopK> = {
     for await (const { from, items } of chunksOf(data)) {
       const teacher = await pre!.getMany(items.map((_, i) => from + i));
       const n = items.reduce((s, r) => s + trainedTokens(r), 0);
-      const r = noGrad(() => kdPass(asCausalLM(ctx.model), items, teacher, fwd, false, 1));
-      const configured = ctx.config.kd.loss === 'fwd_kl' ? r : noGrad(() => kdPass(asCausalLM(ctx.model), items, teacher, ctx.config, false, 1));
+      const r = await kdPass(asCausalLM(ctx.model), items, teacher, fwd, false, 1);
+      const configured = ctx.config.kd.loss === 'fwd_kl' ? r : await kdPass(asCausalLM(ctx.model), items, teacher, ctx.config, false, 1);
       kl += r.kl;
       configuredKl += configured.kl;
       nll += r.nll;

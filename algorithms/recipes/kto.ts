@@ -7,7 +7,8 @@
  * step. Reference log-probs of both are precomputed once from the initial policy.
  */
 import { z } from 'zod';
-import { mulScalar, noGrad, tidy } from '../../kernels/index.js';
+import { dispose, mulScalar, noGrad, tidy } from '../../kernels/index.js';
+import type { Tensor } from '../../kernels/index.js';
 import type { CausalLM } from '../../models/causal-lm.js';
 import { logprobs } from '../../models/logprobs.js';
 import { baseSchema } from '../config/common.js';
@@ -49,32 +50,40 @@ const join = (prompt: readonly number[], completion: readonly number[]) => ({
   ids: [...prompt, ...completion], lossMask: [...prompt.map(() => 0), ...completion.map(() => 1)],
 });
 
-/** Summed log-probs of the completion rows, no gradient: [n] on the host. */
-async function completionLogps(model: CausalLM, rows: readonly { ids: number[]; lossMask: number[] }[], microBatch: number): Promise<number[]> {
+type Rows = readonly { ids: number[]; lossMask: number[] }[];
+
+/** Enqueues the no-grad forward of every micro-batch now (with LoRA: inside `asBase`), to be read later. */
+const enqueueLogps = (model: CausalLM, rows: Rows, microBatch: number): Tensor[] =>
+  microBatches(rows, microBatch).map((micro) => tidy(() => noGrad(() => sequenceLogps(logprobs(model, padRows(micro)), micro, false)))); // [m] each
+
+async function readAll(parts: readonly Tensor[]): Promise<number[]> {
   const out: number[] = [];
-  for (const micro of microBatches(rows, microBatch)) {
-    const t = tidy(() => noGrad(() => sequenceLogps(logprobs(model, padRows(micro)), micro, false))); // [m]
+  for (const t of parts) {
     out.push(...(await t.data()));
     t.dispose();
   }
   return out;
 }
 
-/** The same, synchronously: the LoRA reference inside one `asBase` call. */
-function completionLogpsNow(model: CausalLM, rows: readonly { ids: number[]; lossMask: number[] }[], microBatch: number): number[] {
-  return microBatches(rows, microBatch).flatMap((micro) => Array.from(tidy(() => noGrad(() => sequenceLogps(logprobs(model, padRows(micro)), micro, false)).toArraySync()))); // [m] each
+/** Summed log-probs of the completion rows, no gradient: [n] on the host. */
+async function completionLogps(model: CausalLM, rows: Rows, microBatch: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const micro of microBatches(rows, microBatch)) out.push(...(await readAll(enqueueLogps(model, micro, microBatch))));
+  return out;
 }
 
 /** Reference log-probs of a batch: precomputed, or (LoRA) the model with its adapters off. */
-function referenceOf(ctx: StepContext<KtoConfig>, batch: readonly KtoExample[], pre: readonly KtoRef[] | null): readonly KtoRef[] {
+async function referenceOf(ctx: StepContext<KtoConfig>, batch: readonly KtoExample[], pre: readonly KtoRef[] | null): Promise<readonly KtoRef[]> {
   if (pre) return pre;
-  if (!ctx.lora) throw new Error('kto: no reference log-probs were precomputed and the run has no LoRA adapters to turn off');
+  const lora = ctx.lora;
+  if (!lora) throw new Error('kto: no reference log-probs were precomputed and the run has no LoRA adapters to turn off');
   const model = asCausalLM(ctx.model), mb = ctx.trainer.microBatchSize;
-  return ctx.lora.asBase(() => {
-    const ref = completionLogpsNow(model, batch.map((e) => join(e.prompt, e.completion)), mb);
-    const refKl = completionLogpsNow(model, batch.map((e) => join(e.prompt, e.klCompletion)), mb);
-    return ref.map((r, i) => ({ ref: r, refKl: refKl[i] }));
-  });
+  const [own, mismatched] = lora.asBase(() => [
+    enqueueLogps(model, batch.map((e) => join(e.prompt, e.completion)), mb),
+    enqueueLogps(model, batch.map((e) => join(e.prompt, e.klCompletion)), mb),
+  ]);
+  const [ref, refKl] = [await readAll(own), await readAll(mismatched)];
+  return ref.map((r, i) => ({ ref: r, refKl: refKl[i] }));
 }
 
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -96,21 +105,23 @@ async function ktoPass(model: CausalLM, batch: readonly KtoExample[], refs: read
   for (const micro of microBatches(idx, mb)) {
     const rows = micro.map((i) => join(batch[i].prompt, batch[i].completion));
     const share = micro.length / batch.length;
-    const microLoss = () => tidy(() => {
+    const build = () => {
       const seq = sequenceLogps(logprobs(model, padRows(rows)), rows, false); // [m]
-      const values = seq.toArraySync();
       const { loss: l, metrics } = ktoLoss(
         { policy: seq, ref: micro.map((i) => refs[i].ref), labels: micro.map((i) => batch[i].desirable === 1), policyKl, refKl },
         { beta: c.kto.beta, desirableWeight: c.kto.desirableWeight, undesirableWeight: c.kto.undesirableWeight },
-        values,
+        new Array<number>(micro.length).fill(0), // rewards are computed below, from the values read back
       );
-      z0 = metrics.kl;
-      micro.forEach((i, k) => rewards.push(values[k] - refs[i].ref));
+      z0 = metrics.kl; // from the host-side KL pairs, not from the placeholder values
       const part = mulScalar(l, share); // []
       if (train) part.backward();
-      return part.itemSync();
-    });
-    loss += train ? microLoss() : noGrad(microLoss);
+      return { part: part.detach(), seq: seq.detach() };
+    };
+    const out = tidy(() => (train ? build() : noGrad(build)));
+    loss += await out.part.item();
+    const values = await out.seq.data();
+    dispose(out);
+    micro.forEach((i, k) => rewards.push(values[k] - refs[i].ref));
   }
   const tokens = batch.reduce((s, e) => s + e.prompt.length + e.completion.length, 0);
   return { loss, tokens, metrics: ktoMetrics(rewards, batch.map((e) => e.desirable), z0, c.kto.beta) };
@@ -179,13 +190,13 @@ export const kto: OfflineRecipe<KtoConfig, KtoExample, KtoRef> = {
     },
   },
 
-  step: (ctx, batch, pre) => ktoPass(asCausalLM(ctx.model), batch, referenceOf(ctx, batch, pre), ctx.config, true),
+  step: async (ctx, batch, pre) => ktoPass(asCausalLM(ctx.model), batch, await referenceOf(ctx, batch, pre), ctx.config, true),
 
   async evaluate(ctx, data, pre) {
     const all: KtoExample[] = [], refs: KtoRef[] = [];
     for await (const { from, items } of chunksOf(data)) {
       all.push(...items);
-      refs.push(...referenceOf(ctx, items, pre ? await pre.getMany(items.map((_, i) => from + i)) : null));
+      refs.push(...(await referenceOf(ctx, items, pre ? await pre.getMany(items.map((_, i) => from + i)) : null)));
     }
     const r = await ktoPass(asCausalLM(ctx.model), all, refs, ctx.config, false);
     return { loss: r.loss, metrics: r.metrics };

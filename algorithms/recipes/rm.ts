@@ -7,7 +7,7 @@
  * The export is a Hugging Face *ForSequenceClassification folder, and scoreResponses serves it.
  */
 import { z } from 'zod';
-import { mulScalar, noGrad, reshape, slice, tensor, tidy } from '../../kernels/index.js';
+import { dispose, mulScalar, noGrad, reshape, slice, tensor, tidy } from '../../kernels/index.js';
 import { baseSchema } from '../config/common.js';
 import { ConfigError } from '../errors.js';
 import { recordError } from '../data/jsonl.js';
@@ -64,42 +64,51 @@ function pairMetrics(chosen: number[], rejected: number[]): Metrics {
 type BtOutput = StepOutput & { scores: { chosen: number[]; rejected: number[] } };
 type RegressionOutput = StepOutput & { counted: number; absSum: number };
 
-function btPass(model: SequenceScoreModel, batch: readonly RewardPair[], c: RmConfig, microBatch: number, train: boolean): BtOutput {
+async function btPass(model: SequenceScoreModel, batch: readonly RewardPair[], c: RmConfig, microBatch: number, train: boolean): Promise<BtOutput> {
   let loss = 0;
   const chosen: number[] = [], rejected: number[] = [];
   for (const micro of microBatches(batch, microBatch)) {
     const share = micro.length / batch.length, m = micro.length;
-    loss += tidy(() => {
+    const build = () => {
       const s = reshape(scoreRows(model, [...micro.map((p) => p.chosen), ...micro.map((p) => p.rejected)]), [2 * m]); // [2m]
-      const v = s.toArraySync();
-      const values = { chosen: v.slice(0, m), rejected: v.slice(m) };
-      chosen.push(...values.chosen);
-      rejected.push(...values.rejected);
       const margin = c.rm.loss === 'bt' ? null : micro.map((p) => p.margin);
-      const { loss: l } = bradleyTerryLoss(slice(s, 0, 0, m), slice(s, 0, m, 2 * m), { kind: c.rm.loss, margin }, values); // [m], [m] → []
+      const unread = new Array<number>(m).fill(0); // metrics are computed below, from the values read back
+      const { loss: l } = bradleyTerryLoss(slice(s, 0, 0, m), slice(s, 0, m, 2 * m), { kind: c.rm.loss, margin }, { chosen: unread, rejected: unread }); // [m], [m] → []
       const part = mulScalar(l, share); // []
       if (train) part.backward();
-      return part.itemSync();
-    });
+      return { part: part.detach(), s: s.detach() };
+    };
+    const out = tidy(() => (train ? build() : noGrad(build)));
+    const [l, v] = [await out.part.item(), await out.s.data()];
+    dispose(out);
+    loss += l;
+    chosen.push(...v.slice(0, m));
+    rejected.push(...v.slice(m));
   }
   return { loss, tokens: batch.reduce((s, p) => s + p.chosen.length + p.rejected.length, 0), metrics: pairMetrics(chosen, rejected), scores: { chosen, rejected } };
 }
 
-function regressionPass(model: SequenceScoreModel, batch: readonly RegressionExample[], microBatch: number, train: boolean): RegressionOutput {
+async function regressionPass(model: SequenceScoreModel, batch: readonly RegressionExample[], microBatch: number, train: boolean): Promise<RegressionOutput> {
   const counted = (rows: readonly RegressionExample[]) => rows.reduce((s, r) => s + r.labels.filter((y) => y !== REGRESSION_MASK).length, 0);
   const total = Math.max(1, counted(batch));
   let loss = 0, absSum = 0;
   for (const micro of microBatches(batch, microBatch)) {
     const n = counted(micro);
     if (n === 0) continue;
-    loss += tidy(() => {
+    const labels = micro.map((r) => r.labels);
+    const build = () => {
       const pred = scoreRows(model, micro.map((r) => r.ids)); // [m, N]
-      const v = pred.toArraySync();
-      const { loss: l, metrics } = regressionLoss(pred, micro.map((r) => r.labels), v);
-      absSum += metrics.mae * n;
+      const { loss: l } = regressionLoss(pred, labels, new Array<number>(pred.numel).fill(0)); // MAE is computed below, from the values read back
       const part = mulScalar(l, n / total); // []
       if (train) part.backward();
-      return part.itemSync();
+      return { part: part.detach(), pred: pred.detach() };
+    };
+    const out = tidy(() => (train ? build() : noGrad(build)));
+    const [l, v] = [await out.part.item(), await out.pred.data()];
+    dispose(out);
+    loss += l;
+    labels.flat().forEach((y, i) => {
+      if (y !== REGRESSION_MASK) absSum += Math.abs(v[i] - y);
     });
   }
   return { loss, tokens: batch.reduce((s, r) => s + r.ids.length, 0), metrics: { mse: loss, mae: absSum / total }, counted: counted(batch), absSum };
@@ -177,8 +186,8 @@ export const rm: OfflineRecipe<RmConfig, RmExample> = {
   async step(ctx, batch) {
     const model = asClassifier(ctx.model);
     return ctx.config.rm.type === 'regression'
-      ? regressionPass(model, batch as RegressionExample[], ctx.trainer.microBatchSize, true)
-      : btPass(model, batch as RewardPair[], ctx.config, ctx.trainer.microBatchSize, true);
+      ? await regressionPass(model, batch as RegressionExample[], ctx.trainer.microBatchSize, true)
+      : await btPass(model, batch as RewardPair[], ctx.config, ctx.trainer.microBatchSize, true);
   },
 
   async evaluate(ctx, data: ExampleSource<RmExample>) {
@@ -186,7 +195,7 @@ export const rm: OfflineRecipe<RmConfig, RmExample> = {
     if (ctx.config.rm.type === 'regression') {
       let sq = 0, abs = 0, n = 0;
       for await (const { items } of chunksOf(data)) {
-        const r = noGrad(() => regressionPass(model, items as RegressionExample[], mb, false));
+        const r = await regressionPass(model, items as RegressionExample[], mb, false);
         sq += r.loss * r.counted;
         abs += r.absSum;
         n += r.counted;
@@ -197,7 +206,7 @@ export const rm: OfflineRecipe<RmConfig, RmExample> = {
     let loss = 0;
     const chosen: number[] = [], rejected: number[] = [];
     for await (const { items } of chunksOf(data)) {
-      const r = noGrad(() => btPass(model, items as RewardPair[], ctx.config, mb, false));
+      const r = await btPass(model, items as RewardPair[], ctx.config, mb, false);
       loss += r.loss * (items.length / data.count);
       chosen.push(...r.scores.chosen);
       rejected.push(...r.scores.rejected);

@@ -61,9 +61,9 @@ describe('preference losses', () => {
       { beta: 0.2, loss: 'dpo' }, { chosen: [-10, -5], rejected: [-12, -4] },
     ));
     // ρ_c = [1, 0], ρ_r = [−1, 1] → correct on pair 0 only
-    expect(metrics.accuracy).toBe(0.5);
-    expect(metrics.chosenReward).toBeCloseTo(0.2 * 0.5, 12);
-    expect(metrics.rejectedReward).toBeCloseTo(0, 12);
+    expect(metrics!.accuracy).toBe(0.5);
+    expect(metrics!.chosenReward).toBeCloseTo(0.2 * 0.5, 12);
+    expect(metrics!.rejectedReward).toBeCloseTo(0, 12);
   });
 
   it('log σ is stable at large |x|', () => {
