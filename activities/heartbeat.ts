@@ -25,10 +25,15 @@ export function heartbeat(details: unknown): void {
   ctx.heartbeat(details);
 }
 
-/** Runs `fn`, repeating the activity's latest heartbeat details every `everyMs`. */
-export async function keepAlive<T>(fn: () => Promise<T>, everyMs = 5_000): Promise<T> {
+/**
+ * Runs `fn`, repeating the activity's latest heartbeat details every `everyMs` (default a third
+ * of the activity's heartbeat timeout, at most 5 s), so that a beat always arrives in time.
+ */
+export async function keepAlive<T>(fn: () => Promise<T>, everyMs?: number): Promise<T> {
   const ctx = currentContext();
-  const timer = ctx ? setInterval(() => ctx.heartbeat(latest.get(ctx) ?? null), everyMs) : null;
+  const timeout = ctx?.info.heartbeatTimeoutMs;
+  const interval = everyMs ?? Math.max(100, Math.min(5_000, timeout ? timeout / 3 : 5_000));
+  const timer = ctx ? setInterval(() => ctx.heartbeat(latest.get(ctx) ?? null), interval) : null;
   try {
     return await fn();
   } finally {
