@@ -45,6 +45,10 @@ export function createActivities(deps: ActivityDeps) {
       runs.drop(args.runId);
       return held;
     },
+    /** The run has ended (completed, stopped or failed): remove its uploads that never committed. */
+    async cleanRun(args: { runId: string }): Promise<number[]> {
+      return deps.store.cleanUncommitted(args.runId);
+    },
     async scoreResponses(req: ScoreRequest): Promise<ScoreResult> {
       return scoreResponses(deps.store, judges, req);
     },

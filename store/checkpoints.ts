@@ -273,9 +273,30 @@ export async function readCheckpoint(store: ArtifactStore, ref: CheckpointRef, d
 }
 
 /**
+ * Deletes every step folder of a run that has no manifest (an upload that never committed), for a
+ * run that has ended: no write can be in progress any more. Committed checkpoints are untouched.
+ */
+export async function cleanUncommitted(store: ArtifactStore, runId: string): Promise<number[]> {
+  const prefix = checkpointsPrefix(runId);
+  const byStep = new Map<number, string[]>();
+  for (const o of await store.list(prefix)) {
+    const m = /^(\d+)\//.exec(o.key.slice(prefix.length));
+    if (m) byStep.set(Number(m[1]), [...(byStep.get(Number(m[1])) ?? []), o.key]);
+  }
+  const removed: number[] = [];
+  for (const [step, keys] of [...byStep].sort((a, b) => a[0] - b[0])) {
+    if (keys.includes(`${prefix}${step}/${MANIFEST}`)) continue;
+    await store.delete(keys);
+    removed.push(step);
+  }
+  return removed;
+}
+
+/**
  * Keeps the newest `keepLast` committed checkpoints and deletes the older ones (manifest first,
  * so a half-deleted checkpoint is invisible), plus uncommitted step folders older than the
- * oldest kept one (left by crashed writes). Newer uncommitted folders may be writes in progress.
+ * newest commit (left by crashed writes whose chunk was redone). Newer uncommitted folders may be
+ * writes in progress; cleanUncommitted removes them once the run has ended.
  */
 export async function pruneCheckpoints(
   store: ArtifactStore,
@@ -294,10 +315,12 @@ export async function pruneCheckpoints(
   const committed = [...byStep].filter(([s, keys]) => keys.includes(`${prefix}${s}/${MANIFEST}`)).map(([s]) => s);
   committed.sort((a, b) => b - a);
   const kept = committed.slice(0, keepLast);
-  const oldestKept = kept.length ? kept[kept.length - 1] : -1;
+  const newest = committed.length ? committed[0] : -1;
   const deleted: number[] = [];
   for (const [step, keys] of [...byStep].sort((a, b) => a[0] - b[0])) {
-    if (kept.includes(step) || (!committed.includes(step) && step >= oldestKept)) continue;
+    // Uncommitted folders before the newest commit are left by interrupted uploads whose chunk was
+    // redone; after it, one may be a write in progress (cleanUncommitted removes those when the run ends).
+    if (kept.includes(step) || (!committed.includes(step) && step > newest)) continue;
     const manifest = `${prefix}${step}/${MANIFEST}`;
     if (keys.includes(manifest)) await store.delete([manifest]);
     await store.delete(keys.filter((k) => k !== manifest));

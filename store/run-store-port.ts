@@ -30,6 +30,8 @@ export interface RunStorePort {
   openCheckpoint(ref: CheckpointRef, localDir: string): Promise<void>;
   /** Keep the newest `keep` checkpoints of a run. */
   pruneCheckpoints(runId: string, keep: number): Promise<void>;
+  /** A run has ended: delete its step folders that never committed; returns their steps. */
+  cleanUncommitted(runId: string): Promise<number[]>;
   /** Write a checkpoint, verified, as a complete Hugging Face folder under the run's export/ (store/export.ts); returns its URI. */
   exportCheckpoint(runId: string, ref: CheckpointRef): Promise<string>;
 }

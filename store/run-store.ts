@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, StoreError } from './index.js';
 import type { ArtifactStore } from './index.js';
-import { pruneCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoints.js';
+import { cleanUncommitted, pruneCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { exportToStore } from './export.js';
 import type { CheckpointMeta, RunStorePort } from './run-store-port.js';
 import type { CheckpointRef } from './checkpoints.js';
@@ -69,6 +69,10 @@ export class RunStore implements RunStorePort {
 
   async pruneCheckpoints(runId: string, keep: number): Promise<void> {
     await pruneCheckpoints(this.store, runId, keep);
+  }
+
+  async cleanUncommitted(runId: string): Promise<number[]> {
+    return cleanUncommitted(this.store, runId);
   }
 
   async exportCheckpoint(runId: string, ref: CheckpointRef): Promise<string> {

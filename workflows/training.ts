@@ -55,11 +55,17 @@ function releaseOn(taskQueue: string) {
   return proxyActivities<Activities>({ taskQueue, scheduleToStartTimeout: '10 seconds', startToCloseTimeout: '1 minute', retry: { maximumAttempts: 1 } });
 }
 
-async function release(queue: string, runId: string): Promise<void> {
+/** The run has ended: its worker frees its models, and its uploads that never committed are removed. */
+async function release(queue: string, control: string, runId: string): Promise<void> {
   try {
     await releaseOn(queue).releaseRun({ runId });
   } catch {
     // The worker died or is gone: its memory went with it.
+  }
+  try {
+    await releaseOn(control).cleanRun({ runId });
+  } catch {
+    // Best effort: retention and the next cleanup remove them too.
   }
 }
 
@@ -141,7 +147,7 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
       s.trainSeconds += r.seconds;
     } catch (err) {
       if (!isPlacementFailure(err) || ++replacements > MAX_REPLACEMENTS) {
-        if (patched(RELEASE_PATCH)) await release(queue, runId);
+        if (patched(RELEASE_PATCH)) await release(queue, input.queues?.control ?? CONTROL_QUEUE, runId);
         throw err;
       }
       // The worker holding the model is gone (or failed transiently): place the run again; the
@@ -154,7 +160,7 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
     }
   }
 
-  if (patched(RELEASE_PATCH)) await release(queue, runId);
+  if (patched(RELEASE_PATCH)) await release(queue, input.queues?.control ?? CONTROL_QUEUE, runId);
   status = stopRequested ? 'stopped' : 'exporting';
   if (!stopRequested && s.lastCheckpoint) exportUri = await control.exportModel({ runId, checkpoint: s.lastCheckpoint });
   status = stopRequested ? 'stopped' : 'completed';

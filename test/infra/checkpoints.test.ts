@@ -15,6 +15,7 @@ import {
   checkpointPrefix,
   latestValidCheckpoint,
   listCheckpoints,
+  cleanUncommitted,
   pruneCheckpoints,
   readCheckpoint,
   writeCheckpoint,
@@ -168,5 +169,18 @@ describe.each(STORE_CASES)('checkpoints on the $name store', (c) => {
     expect((await listCheckpoints(s, 'run-r')).map((x) => x.step)).toEqual([5]);
     expect((await latestValidCheckpoint(s, 'run-r')).checkpoint?.ref.step).toBe(5);
     await expect(pruneCheckpoints(s, 'run-r', 0)).rejects.toMatchObject({ code: 'Invalid' });
+  });
+
+  it('an uncommitted step between kept checkpoints is removed by retention; when the run has ended, cleanUncommitted removes the rest', async () => {
+    const s = c.make();
+    for (const step of [2, 4, 8]) await writeCheckpoint(s, 'run-u', step, files(step));
+    await s.put(`${checkpointPrefix('run-u', 6)}model.safetensors`, Buffer.from('interrupted, chunk redone'));
+    await s.put(`${checkpointPrefix('run-u', 10)}model.safetensors`, Buffer.from('interrupted when the run failed'));
+    expect(await pruneCheckpoints(s, 'run-u', 3)).toEqual({ kept: [8, 4, 2], deleted: [6] });
+    const steps = async () => [...new Set((await s.list('runs/run-u/')).map((o) => o.key.split('/')[3]))].sort();
+    expect(await steps()).toEqual(['10', '2', '4', '8']); // 10 might still be a write in progress
+    expect(await cleanUncommitted(s, 'run-u')).toEqual([10]);
+    expect(await steps()).toEqual(['2', '4', '8']);
+    expect((await listCheckpoints(s, 'run-u')).map((x) => x.step)).toEqual([8, 4, 2]);
   });
 });

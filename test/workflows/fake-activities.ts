@@ -15,6 +15,8 @@ export interface Script {
   failOnceAt?: number;
   /** Milliseconds each chunk takes. */
   chunkMs?: number;
+  /** The chunk starting at this step fails for good (a NaN loss). */
+  nanAt?: number;
   /** precompute returns a reference (as DPO's does) and fails its first attempt with a retryable error. */
   precomputeFailsOnce?: boolean;
 }
@@ -45,6 +47,10 @@ export function fakeActivities(queue: string, script: Script = {}) {
       calls.push({ name: 'releaseRun', args });
       return true;
     },
+    async cleanRun(args) {
+      calls.push({ name: 'cleanRun', args });
+      return [];
+    },
     async scoreResponses(req) {
       calls.push({ name: 'scoreResponses', args: { n: req.samples.length } });
       return { scores: req.samples.map(() => [0]), labelNames: ['LABEL_0'] };
@@ -55,6 +61,7 @@ export function fakeActivities(queue: string, script: Script = {}) {
     },
     async trainChunk(req: ChunkRequest): Promise<ChunkResult> {
       calls.push({ name: 'trainChunk', args: { from: req.fromStep, to: req.toStep, checkpoint: req.checkpoint?.step ?? null, ...(req.precomputed ? { precomputed: req.precomputed.indexKey } : {}) } });
+      if (script.nanAt === req.fromStep) throw ApplicationFailure.create({ message: `loss is NaN at step ${req.fromStep + 1}`, type: 'NonFiniteLossError', nonRetryable: true });
       if (script.failOnceAt === req.fromStep && !failed) {
         failed = true;
         throw ApplicationFailure.create({ message: 'worker lost its GPU', type: 'TransientError', nonRetryable: false });

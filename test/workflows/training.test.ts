@@ -72,6 +72,8 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
         { from: 6, to: 8, checkpoint: 6 }, { from: 8, to: 10, checkpoint: 8 },
       ]);
       expect(calls.filter((c) => c.name === 'prepareDataset')).toHaveLength(1); // not redone after continueAsNew
+      // At the end, not at each continueAsNew: the worker frees the run's models, then uncommitted uploads go, then the export.
+      expect(calls.map((c) => c.name).filter((n) => ['releaseRun', 'cleanRun', 'exportModel'].includes(n))).toEqual(['releaseRun', 'cleanRun', 'exportModel']);
       // 5 chunks with continueAsNew every 2: the run has three executions in one chain.
       const executions = [];
       for await (const w of client.workflow.list({ query: `WorkflowId = '${inp.runId}'` })) executions.push(w.status.name);
@@ -127,6 +129,15 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
     });
   });
 
+  it('a run that fails after placement still gives its worker\'s memory back and cleans its uploads', async () => {
+    await withWorkers({ nanAt: 4 }, async (calls) => {
+      const inp = input({ continueAsNewEvery: 100 });
+      const err = await client.workflow.execute('trainingWorkflow', { taskQueue: QUEUES.control, workflowId: inp.runId, args: [inp] }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect(calls.map((c) => c.name).slice(-2)).toEqual(['releaseRun', 'cleanRun']);
+    });
+  });
+
   it('a data error fails the run at once, non-retryable, with its file and line', async () => {
     await withWorkers({ dataError: 'train.jsonl:3: missing key "output"' }, async (calls) => {
       const inp = input();
@@ -137,6 +148,7 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
       expect(cause.type).toBe('DataError');
       expect(calls.filter((c) => c.name === 'prepareDataset')).toHaveLength(1); // not retried
       expect(calls.filter((c) => c.name === 'trainChunk')).toHaveLength(0);
+      expect(calls.filter((c) => c.name === 'releaseRun')).toHaveLength(0); // nothing was placed
     });
   });
 });
