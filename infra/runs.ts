@@ -80,17 +80,26 @@ export interface FailureView {
   chain: { type: string; message: string }[];
 }
 
+/**
+ * The most specific account of a failure: what the failing activity itself said (our typed
+ * errors name the file, the field, the endpoint and the object), not only the innermost cause
+ * (a raw `connect ECONNREFUSED`), which is appended when it adds something.
+ */
 export function describeFailure(err: WorkflowFailedError): FailureView {
   const chain: FailureView['chain'] = [];
   let activity: string | null = null;
+  let thrown: { type: string; message: string } | null = null; // the error the activity threw
   for (let e: unknown = err.cause; e instanceof Error; e = e.cause) {
     if (e instanceof ActivityFailure) activity = e.activityType;
     const type = (e instanceof ApplicationFailure && e.type) || e.name;
     const last = chain.at(-1);
     if (!last || last.type !== type || last.message !== e.message) chain.push({ type, message: e.message });
+    if (!thrown && e instanceof ApplicationFailure && (activity !== null || !(err.cause instanceof ActivityFailure))) thrown = { type, message: e.message };
   }
   const inner = chain.at(-1) ?? { type: err.name, message: err.message };
-  return { message: inner.message, type: inner.type, activity, chain };
+  const main = thrown ?? inner;
+  const message = main !== inner && !main.message.includes(inner.message) ? `${main.message} (cause: ${inner.message})` : main.message;
+  return { message, type: main.type, activity, chain };
 }
 
 export type ErrorKind = 'usage' | 'not-found' | 'conflict' | 'unavailable' | 'internal';
@@ -177,12 +186,18 @@ export interface StartedRun {
   final?: RunView;
 }
 
+/**
+ * A run's state: Temporal's execution status (RUNNING, COMPLETED, FAILED, TERMINATED, TIMED_OUT,
+ * CANCELLED), except that a run stopped by `align cancel` (which ends gracefully, so Temporal says
+ * COMPLETED) is STOPPED.
+ */
+export type RunState = WorkflowExecutionStatusName | 'STOPPED';
+
 /** Everything `align status` shows about a run. */
 export interface RunView {
   runId: string;
   recipe: RecipeName | null;
-  /** Temporal's execution status: RUNNING, COMPLETED, FAILED, TERMINATED, TIMED_OUT, CANCELLED. */
-  state: WorkflowExecutionStatusName;
+  state: RunState;
   startTime: string;
   closeTime: string | null;
   parentRunId: string | null;
@@ -196,7 +211,7 @@ export interface RunView {
 export interface RunSummary {
   runId: string;
   recipe: RecipeName | null;
-  state: WorkflowExecutionStatusName;
+  state: RunState;
   startTime: string;
   closeTime: string | null;
   parentRunId: string | null;
@@ -455,7 +470,10 @@ export class RunService {
       } catch (e) {
         view.progressError = `no worker answered the progress query within ${QUERY_DEADLINE_MS / 1000} s (${(e as Error).message}); are the workers running?`;
       }
-      if (d.status.name === 'COMPLETED') view.result = (await handle.result()) as RunResult;
+      if (d.status.name === 'COMPLETED') {
+        view.result = (await handle.result()) as RunResult;
+        if (view.result.status === 'stopped') view.state = 'STOPPED';
+      }
       else if (d.status.name !== 'RUNNING') {
         view.failure = await handle.result().then(
           () => null,
@@ -493,6 +511,11 @@ export class RunService {
         });
         if (out.length >= limit) break;
       }
+      // A gracefully stopped run closes as COMPLETED in Temporal: its result says which it was.
+      await Promise.all(out.filter((r) => r.state === 'COMPLETED').map(async (r) => {
+        const result = (await c.workflow.getHandle(r.runId).result().catch(() => null)) as RunResult | null;
+        if (result?.status === 'stopped') r.state = 'STOPPED';
+      }));
       return out.sort((a, b) => b.startTime.localeCompare(a.startTime));
     });
   }

@@ -29,8 +29,10 @@ function hints(v: RunView): string[] {
     const paused = v.progress?.status === 'paused';
     return [paused ? `align resume ${v.runId}` : `align pause ${v.runId}`, `align cancel ${v.runId}`];
   }
-  if (v.state === 'COMPLETED') return [`align export ${v.runId} --out DIR`];
-  return [`align resume-failed ${v.runId}`];
+  if (v.state === 'COMPLETED' || v.state === 'STOPPED') return [`align export ${v.runId} --out DIR`];
+  // Only a run that committed a checkpoint can resume; one that failed before has nothing to resume from.
+  const checkpoint = v.progress?.lastCheckpoint ?? v.result?.lastCheckpoint ?? null;
+  return [checkpoint ? `align resume-failed ${v.runId}` : `fix the cause and start again: align run ${v.recipe ?? '<recipe>'} --config …`];
 }
 
 export function formatStatus(v: RunView, losses?: readonly number[]): string {

@@ -100,8 +100,9 @@ export function buildProgram(ctx: CliContext): Command {
       outputError: (str, write) => write(ctx.json ? `${JSON.stringify({ error: { kind: 'usage', type: 'UsageError', message: str.replace(/^error: /, '').trim().replace(/\n+/g, ' ') } })}\n` : `align: ${str.trimEnd().replace(/\n+/g, ' ')}\n`),
     })
     .addHelpText('after', `
-Exit codes: 0 done, 1 the run failed (or an unexpected error), 2 bad input (config, arguments,
-unknown run, an operation the run's state does not allow), 3 Temporal server unreachable.
+Exit codes: 0 done (completed, or stopped by align cancel), 1 the run failed (or an unexpected
+error), 2 bad input (config, arguments, unknown run, an operation the run's state does not allow),
+3 a server is unreachable: the Temporal server or the artifact store (S3), named in the message.
 ${examples('align run sft --config sft.yaml --set trainer.lr=3e-4', 'align list', 'align status sft-20261128-051200-ab12')}`);
 
   program
@@ -261,7 +262,7 @@ ${examples('align run sft --config sft.yaml --set trainer.lr=3e-4', 'align list'
         return 0;
       }
       print(cmd, formatSummary(final, live.lossSeries()), { event: 'finished', ...final, losses: live.lossSeries() });
-      return final.state === 'COMPLETED' ? 0 : 1;
+      return final.state === 'COMPLETED' || final.state === 'STOPPED' ? 0 : 1;
     } finally {
       live.stop();
       process.off('SIGINT', onSigint);

@@ -117,11 +117,11 @@ describe('HTTP API (real Temporal server, mocked activities)', () => {
       expect((await post(`/runs/${runId}/resume`)).statusCode).toBe(202);
       await until('training again', () => get(`/runs/${runId}`), (v) => v.progress?.step > held.progress.step);
       expect((await post(`/runs/${runId}/cancel`)).json()).toEqual({ runId, requested: 'cancel' });
-      const final = await until('stopped', () => get(`/runs/${runId}`), (v) => v.state === 'COMPLETED');
+      const final = await until('stopped', () => get(`/runs/${runId}`), (v) => v.state === 'STOPPED'); // a graceful stop, not COMPLETED
       expect(final.result).toMatchObject({ status: 'stopped', exportUri: null });
 
       const list = await until('listed', () => get('/runs?limit=100'), (v) => v.runs.some((r: { runId: string }) => r.runId === runId));
-      expect(list.runs).toContainEqual(expect.objectContaining({ runId, recipe: 'sft', state: 'COMPLETED' }));
+      expect(list.runs).toContainEqual(expect.objectContaining({ runId, recipe: 'sft', state: 'STOPPED' }));
       const starts = list.runs.map((r: { startTime: string }) => r.startTime);
       expect(starts).toEqual([...starts].sort().reverse()); // newest first
 

@@ -115,16 +115,16 @@ describe('align CLI (real Temporal server, mocked activities)', () => {
 
       const cancelled = await align(['cancel', runId]);
       expect(cancelled.code, cancelled.stderr).toBe(0);
-      await until('the stopped run', runId, (v) => v.state === 'COMPLETED');
+      await until('the stopped run', runId, (v) => v.state === 'STOPPED'); // a graceful stop, not COMPLETED
       const final = json(await align(['--json', 'status', runId]));
       expect(final.result).toMatchObject({ status: 'stopped', exportUri: null });
       expect(final.result.step).toBeLessThan(200);
 
       const list = await align(['--json', 'list', '--limit', '50']);
       expect(list.code, list.stderr).toBe(0);
-      expect(json(list)).toContainEqual(expect.objectContaining({ runId, recipe: 'sft', state: 'COMPLETED', parentRunId: null }));
+      expect(json(list)).toContainEqual(expect.objectContaining({ runId, recipe: 'sft', state: 'STOPPED', parentRunId: null }));
       const table = await align(['list', '--limit', '50']);
-      expect(table.stdout).toMatch(new RegExp(`^${runId}\\s+sft\\s+COMPLETED`, 'm'));
+      expect(table.stdout).toMatch(new RegExp(`^${runId}\\s+sft\\s+STOPPED`, 'm'));
 
       // A closed run cannot be paused: exit 2 and a message saying why.
       const late = await align(['pause', runId]);
