@@ -23,6 +23,8 @@ export interface RunInput {
   heartbeatSeconds?: number;
   /** Task queues (isolated fleets, tests); default align-control / align-cpu. */
   queues?: Queues | null;
+  /** How long the run waits out a store outage (with backoff) before it fails. Default 300. */
+  storeRetrySeconds?: number;
 }
 
 export interface Queues {
@@ -123,7 +125,7 @@ export interface ChunkResult {
   seconds: number;
 }
 
-export type RunStatus = 'preparing' | 'precomputing' | 'training' | 'paused' | 'stopping' | 'exporting' | 'completed' | 'stopped';
+export type RunStatus = 'preparing' | 'precomputing' | 'training' | 'waiting' | 'paused' | 'stopping' | 'exporting' | 'completed' | 'stopped';
 
 export interface Progress {
   runId: string;
@@ -143,6 +145,8 @@ export interface Progress {
   parentRunId: string | null;
   exportUri: string | null;
   report?: PreparationReport | null;
+  /** What the run waits for (a store outage), when it waits; null otherwise. */
+  waiting?: string | null;
 }
 
 export interface RunResult {

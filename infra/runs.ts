@@ -24,7 +24,7 @@ import { ConfigError } from '../algorithms/errors.js';
 import { AlignerError } from '../kernels/errors.js';
 import { CONTROL_QUEUE, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../workflows/training.js';
 import { CheckpointCorruptError, latestValidCheckpoint, listCheckpoints, readManifest, verifyCheckpoint } from '../store/checkpoints.js';
-import { openStore, StoreError, type ArtifactStore } from '../store/index.js';
+import { openStore, StoreError, type ArtifactStore, type S3Config } from '../store/index.js';
 import { ExportError, exportToFolder } from '../store/export.js';
 
 export { ExportError };
@@ -161,6 +161,8 @@ export interface RunServiceOptions {
   connectTimeoutMs?: number;
   /** Task queues of an isolated worker fleet; default align-control / align-cpu. */
   queues?: Queues;
+  /** S3 settings for an s3:// store, over the ALIGN_S3_* environment. */
+  s3?: S3Config;
 }
 
 export interface StartOptions {
@@ -372,7 +374,7 @@ export class RunService {
   }
 
   get store(): ArtifactStore {
-    this.storeCache ??= openStore(this.opts.storeUri);
+    this.storeCache ??= openStore(this.opts.storeUri, this.opts.s3);
     return this.storeCache;
   }
 
@@ -580,9 +582,11 @@ export class RunService {
     if (state === 'COMPLETED') {
       throw new RunStateError(runId, state, `run ${runId} completed, it did not fail; to get its model: align export ${runId} --out DIR`);
     }
-    const recipe = recipeOf(d.type, d.memo);
-    if (!recipe) throw new RunStateError(runId, state, `run ${runId} is a ${d.type}, not a training run`);
+    if (!RUN_TYPES.includes(d.type)) throw new RunStateError(runId, state, `run ${runId} is a ${d.type}, not a training run`);
     const input = await this.runInput(runId);
+    // The memo names the recipe of runs started here; a run started by another client has it in its input.
+    const recipe = recipeOf(d.type, d.memo) ?? (isRecipeName(String(input.recipe)) ? input.recipe : null);
+    if (!recipe) throw new RunStateError(runId, state, `run ${runId}: its input names no known recipe (${JSON.stringify(input.recipe)})`);
     const config = parseRecipeConfig(recipe, input.config); // today's schema must still accept it
     const found = await findResumePoint(this.store, runId, input);
     if (!found.checkpoint) {
@@ -594,6 +598,7 @@ export class RunService {
       // The same fleet and settings as the failed run.
       ...(input.queues ? { queues: input.queues } : {}),
       ...(input.heartbeatSeconds !== undefined ? { heartbeatSeconds: input.heartbeatSeconds } : {}),
+      ...(input.storeRetrySeconds !== undefined ? { storeRetrySeconds: input.storeRetrySeconds } : {}),
     });
     const final = opts.detach === false ? await this.watch(newId, opts) : undefined;
     return { runId: newId, parentRunId: runId, resumeFrom: found.checkpoint, skipped: found.skipped, ...(final ? { final } : {}) };

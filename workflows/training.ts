@@ -12,7 +12,7 @@
  */
 import {
   ActivityFailure, ApplicationFailure, TimeoutFailure, condition, continueAsNew, defineQuery, defineSignal,
-  patched, proxyActivities, setHandler, workflowInfo,
+  patched, proxyActivities, setHandler, sleep, workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { CarriedState, Progress, RunInput, RunResult, RunStatus } from '../activities/types.js';
@@ -30,12 +30,17 @@ const MAX_REPLACEMENTS = 5;
 const RECIPE_TABLE_PATCH = 'recipe-table-precompute-v1';
 /** A run's worker gives its models back when the run ends or fails (not when it continues as new). */
 const RELEASE_PATCH = 'release-resident-v1';
+/** A store outage is waited out with backoff (not spent as re-placements). */
+const STORE_WAIT_PATCH = 'store-outage-wait-v1';
+/** Default of RunInput.storeRetrySeconds: how long a run waits for its store before it fails. */
+const STORE_RETRY_SECONDS = 300;
 
 function controlOn(taskQueue: string) {
   return proxyActivities<Activities>({
     taskQueue,
     startToCloseTimeout: '30 minutes',
-    retry: { maximumAttempts: 5, initialInterval: '1 second', nonRetryableErrorTypes: ['DataError', 'ConfigError', 'CheckpointError'] },
+    // ~4.5 minutes of retries with backoff: a store outage of a few minutes is ridden out.
+    retry: { maximumAttempts: 10, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes: ['DataError', 'ConfigError', 'CheckpointError'] },
   });
 }
 
@@ -69,6 +74,13 @@ async function release(queue: string, control: string, runId: string): Promise<v
   }
 }
 
+/** The store's own message when a failure is a store outage (retryable StoreError): worth waiting out, not a lost worker. */
+function storeOutage(err: unknown): string | null {
+  if (!(err instanceof ActivityFailure)) return null;
+  const c = err.cause;
+  return c instanceof ApplicationFailure && !c.nonRetryable && c.type === 'StoreError' ? c.message : null;
+}
+
 /** A failure that another worker might not have: lost worker, timeout, transient error. */
 function isPlacementFailure(err: unknown): boolean {
   if (!(err instanceof ActivityFailure)) return false;
@@ -97,6 +109,7 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
   let status: RunStatus = 'preparing';
   let paused = false, stopRequested = false;
   let exportUri: string | null = null;
+  let waiting: string | null = null;
   const s: CarriedState = input.carried ?? {
     step: input.resumeFrom?.step ?? 0, dataset: null as never, lastCheckpoint: input.resumeFrom ?? null,
     history: [], validations: [], tokensSeen: 0, trainSeconds: 0, precomputed: null,
@@ -110,7 +123,7 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
     runId, recipe, status, step: s.step, maxSteps: t.maxSteps,
     lastLoss: s.history.at(-1)?.loss ?? null, lastValidation: s.validations.at(-1) ?? null, lastCheckpoint: s.lastCheckpoint,
     tokensPerSecond: s.trainSeconds > 0 ? s.tokensSeen / s.trainSeconds : null, recent: s.history.slice(-20),
-    parentRunId: input.parentRunId ?? null, exportUri, firstValidation, report: s.dataset?.report ?? null,
+    parentRunId: input.parentRunId ?? null, exportUri, firstValidation, report: s.dataset?.report ?? null, waiting,
   }));
 
   if (!input.carried) s.dataset = await control.prepareDataset({ runId, recipe, config });
@@ -120,7 +133,8 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
     s.precomputed = await withReplacement(() => computeOn(sharedCompute, heartbeat).precompute({ runId, recipe, config, dataset: s.dataset }));
   }
   let queue = await computeOn(sharedCompute, heartbeat).placeRun({ runId });
-  let chunks = 0, replacements = 0;
+  let chunks = 0, replacements = 0, storeWaited = 0;
+  const storeBudget = input.storeRetrySeconds ?? STORE_RETRY_SECONDS;
   const every = t.checkpointEvery > 0 ? t.checkpointEvery : t.maxSteps;
 
   while (s.step < t.maxSteps && !stopRequested) {
@@ -145,7 +159,20 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
       if (r.validation) s.validations = [...s.validations, r.validation];
       s.tokensSeen += r.steps.reduce((a, x) => a + x.tokens, 0);
       s.trainSeconds += r.seconds;
+      storeWaited = 0;
+      waiting = null;
     } catch (err) {
+      const outage = storeOutage(err);
+      if (outage && storeWaited < storeBudget && patched(STORE_WAIT_PATCH)) {
+        // The worker is fine, the store is not: wait with backoff on the same worker, then redo the
+        // chunk from the last committed checkpoint (nothing committed is lost).
+        const pause = Math.min(30, 2 ** Math.min(5, Math.round(Math.log2(storeWaited + 1))), storeBudget - storeWaited);
+        waiting = `waiting for the store (${outage}); retrying for up to ${storeBudget - storeWaited} s more`;
+        status = 'waiting';
+        await sleep(pause * 1000);
+        storeWaited += pause;
+        continue;
+      }
       if (!isPlacementFailure(err) || ++replacements > MAX_REPLACEMENTS) {
         if (patched(RELEASE_PATCH)) await release(queue, input.queues?.control ?? CONTROL_QUEUE, runId);
         throw err;

@@ -43,6 +43,7 @@ export function formatStatus(v: RunView, losses?: readonly number[]): string {
     row('step', `${p.step}/${p.maxSteps}`);
     const series = losses ?? p.recent.map((s: StepSummary) => s.loss);
     row('loss', `${num(p.lastLoss)}${series.length > 1 ? `   ${sparkline(series, 40)} (${losses ? `${series.length} steps` : 'recent steps'})` : ''}`);
+    if (p.waiting) row('waiting', p.waiting);
     row('validation', formatValidation(p.lastValidation));
     const change = formatChange(p.firstValidation, p.lastValidation);
     if (change) row('change', change);
