@@ -19,6 +19,15 @@ export interface ActivityDeps {
   workerQueue: string;
   runs?: ResidentRuns;
   judges?: ResidentJudges;
+  /** Runs this worker trains at once (its slots). Default 1. */
+  slots?: number;
+  /** A slot whose run has not trained for this long is taken back. Default 10 minutes. */
+  slotIdleMs?: number;
+}
+
+/** No slot is free on this worker: retryable, so the placement is offered again (to any worker) after a backoff. */
+export class NoFreeSlotError extends Error {
+  override name = 'NoFreeSlotError';
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -28,8 +37,16 @@ export function createActivities(deps: ActivityDeps) {
     async prepareDataset(args: { runId: string; recipe: RecipeName; config: RecipeConfig }): Promise<DatasetRef> {
       return prepareDataset(deps.store, args);
     },
-    /** Runs on the shared compute queue: whoever takes it hosts the run from now on. */
-    async placeRun(_args: { runId: string }): Promise<string> {
+    /**
+     * Runs on the shared compute queue: a worker with a free slot takes the run and hosts it from
+     * now on; a full one says so, and the placement is retried after a backoff (waiting for
+     * capacity is a status of the run, never its failure).
+     */
+    async placeRun(args: { runId: string }): Promise<string> {
+      const slots = deps.slots ?? 1;
+      if (!runs.place(args.runId, slots, deps.slotIdleMs ?? 600_000)) {
+        throw new NoFreeSlotError(`worker ${deps.workerQueue} has no free slot (${runs.slotsInUse} of ${slots} in use)`);
+      }
       return deps.workerQueue;
     },
     /** Inputs the recipe computes once (reference log-probs, teacher top-K); null when it has none. */
@@ -42,7 +59,7 @@ export function createActivities(deps: ActivityDeps) {
     /** The run ended, failed or moved: free its model, optimizer and open data on this worker. */
     async releaseRun(args: { runId: string }): Promise<boolean> {
       const held = runs.get(args.runId) !== undefined;
-      runs.drop(args.runId);
+      runs.release(args.runId);
       return held;
     },
     /** The run has ended (completed, stopped or failed): remove its uploads that never committed. */

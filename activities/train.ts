@@ -41,8 +41,40 @@ interface Resident {
  */
 export class ResidentRuns {
   private readonly runs = new Map<string, Resident>();
+  /** Runs placed on this worker (each holds a slot until it is released), with when each last trained. */
+  private readonly placed = new Map<string, number>();
 
   constructor(readonly capacity = Number(process.env.ALIGN_RESIDENT_RUNS) || 2) {}
+
+  /**
+   * Takes a slot for a run (idempotent per run); false when every slot is held. A slot whose run
+   * has not trained for `idleMs` (its workflow ended without releasing, or moved) is taken back.
+   */
+  place(runId: string, slots: number, idleMs: number, now = Date.now()): boolean {
+    if (this.placed.has(runId)) {
+      this.placed.set(runId, now);
+      return true;
+    }
+    for (const [id, at] of this.placed) if (now - at > idleMs) this.release(id);
+    if (this.placed.size >= slots) return false;
+    this.placed.set(runId, now);
+    return true;
+  }
+
+  /** A run trained here now (keeps its slot fresh). */
+  touch(runId: string, now = Date.now()): void {
+    if (this.placed.has(runId)) this.placed.set(runId, now);
+  }
+
+  /** Frees the run's slot and its resident model. */
+  release(runId: string): void {
+    this.placed.delete(runId);
+    this.drop(runId);
+  }
+
+  get slotsInUse(): number {
+    return this.placed.size;
+  }
 
   get(runId: string): Resident | undefined {
     const r = this.runs.get(runId);
@@ -139,6 +171,7 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
   // A run in flight since before token shards carries a JSON-array dataset: prepare it as shards (once).
   const req = isShardedDataset(request.dataset) ? request : { ...request, dataset: await prepareDataset(store, request) };
   const t0 = performance.now();
+  runs.touch(req.runId);
   const recipe = getOfflineRecipe(req.recipe);
   heartbeat({ step: req.fromStep, phase: 'loading' });
   const { r, loadedFrom } = await residentFor(store, runs, req, recipe);

@@ -19,7 +19,7 @@ export interface RunInput {
   parentRunId?: string | null;
   /** Carried across continueAsNew. */
   carried?: CarriedState | null;
-  /** How long a silent compute worker is trusted before the run is re-placed. Default 60. */
+  /** How long a silent compute worker is trusted before the run is re-placed. Default 10. */
   heartbeatSeconds?: number;
   /** Task queues (isolated fleets, tests); default align-control / align-cpu. */
   queues?: Queues | null;

@@ -24,6 +24,8 @@ export const progressQuery = defineQuery<Progress>('progress');
 
 export const CONTROL_QUEUE = 'align-control';
 export const COMPUTE_QUEUE = 'align-cpu';
+/** How long a silent worker is trusted (RunInput.heartbeatSeconds): a dead worker's run moves within about this. */
+const DEFAULT_HEARTBEAT_SECONDS = 10;
 /** Times a chunk is re-placed on another worker before the run fails. */
 const MAX_REPLACEMENTS = 5;
 /** Workflow changes since the recorded histories, each behind patched() (test/workflows/histories). */
@@ -44,6 +46,25 @@ function controlOn(taskQueue: string) {
   });
 }
 
+/**
+ * The shared compute queue: any worker may take the task, so waiting for one is waiting for
+ * capacity (no schedule-to-start limit); a worker that dies while running it stops heartbeating.
+ */
+function sharedOn(taskQueue: string, heartbeatSeconds: number) {
+  return proxyActivities<Activities>({
+    taskQueue, startToCloseTimeout: '24 hours', heartbeatTimeout: `${heartbeatSeconds} seconds`, retry: { maximumAttempts: 1 },
+  });
+}
+
+/** Placement: offered again with a short backoff until a worker with a free slot takes the run. */
+function placementOn(taskQueue: string) {
+  return proxyActivities<Activities>({
+    taskQueue, startToCloseTimeout: '1 minute',
+    retry: { initialInterval: '1 second', backoffCoefficient: 1.5, maximumInterval: '5 seconds' }, // no attempt limit: waiting is not failing
+  });
+}
+
+/** A run's own worker's queue: a task nobody starts within the heartbeat time means the worker is gone. */
 function computeOn(taskQueue: string, heartbeatSeconds: number) {
   return proxyActivities<Activities>({
     taskQueue,
@@ -103,7 +124,7 @@ async function withReplacement<T>(fn: () => Promise<T>): Promise<T> {
 export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
   const { runId, recipe, config } = input;
   const t = config.trainer;
-  const heartbeat = input.heartbeatSeconds ?? 60;
+  const heartbeat = input.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS;
   const control = controlOn(input.queues?.control ?? CONTROL_QUEUE);
   const sharedCompute = input.queues?.compute ?? COMPUTE_QUEUE;
   let status: RunStatus = 'preparing';
@@ -130,9 +151,16 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
   const tableAware = patched(RECIPE_TABLE_PATCH);
   if (tableAware && !input.carried) {
     status = 'precomputing';
-    s.precomputed = await withReplacement(() => computeOn(sharedCompute, heartbeat).precompute({ runId, recipe, config, dataset: s.dataset }));
+    s.precomputed = await withReplacement(() => sharedOn(sharedCompute, heartbeat).precompute({ runId, recipe, config, dataset: s.dataset }));
   }
-  let queue = await computeOn(sharedCompute, heartbeat).placeRun({ runId });
+  const place = async (): Promise<string> => {
+    status = 'waiting';
+    waiting = 'waiting for a compute worker with a free slot';
+    const q = await placementOn(sharedCompute).placeRun({ runId });
+    waiting = null;
+    return q;
+  };
+  let queue = await place();
   let chunks = 0, replacements = 0, storeWaited = 0;
   const storeBudget = input.storeRetrySeconds ?? STORE_RETRY_SECONDS;
   const every = t.checkpointEvery > 0 ? t.checkpointEvery : t.maxSteps;
@@ -177,9 +205,12 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
         if (patched(RELEASE_PATCH)) await release(queue, input.queues?.control ?? CONTROL_QUEUE, runId);
         throw err;
       }
-      // The worker holding the model is gone (or failed transiently): place the run again; the
-      // next chunk starts from the last committed checkpoint on whichever worker takes it.
-      queue = await computeOn(sharedCompute, heartbeat).placeRun({ runId });
+      // The worker holding the model is gone (or failed transiently): give its slot back (if it is
+      // alive), place the run again; the next chunk starts from the last committed checkpoint on
+      // whichever worker takes it.
+      // Not awaited: a dead worker would make the run wait for its schedule-to-start timeout.
+      if (patched(RELEASE_PATCH)) void releaseOn(queue).releaseRun({ runId }).catch(() => false);
+      queue = await place();
       continue;
     }
     if (++chunks >= t.continueAsNewEvery && s.step < t.maxSteps && !stopRequested) {

@@ -23,6 +23,8 @@ export interface WorkerOptions {
   workerId?: string;
   /** Task queue names; default align-control / align-cpu (runs must be started with the same). */
   queues?: Queues;
+  /** Runs this worker trains at once. Default ALIGN_WORKER_SLOTS, else 1 (a CPU training run uses every core). */
+  slots?: number;
 }
 
 export interface RunningWorkers {
@@ -57,16 +59,18 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   const queues = o.queues ?? { control: CONTROL_QUEUE, compute: COMPUTE_QUEUE };
   const workerQueue = `${queues.compute}-${o.workerId ?? `${os.hostname()}-${process.pid}`}`;
   const resident = new ResidentRuns();
-  const activities = createActivities({ store: o.store, workerQueue, runs: resident });
+  const slots = o.slots ?? (Number(process.env.ALIGN_WORKER_SLOTS) || 1);
+  const activities = createActivities({ store: o.store, workerQueue, runs: resident, slots });
   const workers: Worker[] = [];
   if (o.role !== 'compute') {
     workers.push(await Worker.create({ connection, namespace, taskQueue: queues.control, ...workflowCode(), activities }));
   }
   if (o.role !== 'control') {
-    // One training chunk at a time per worker: chunks saturate the cores already.
-    const compute = { connection, namespace, activities, maxConcurrentActivityTaskExecutions: 1 };
-    workers.push(await Worker.create({ ...compute, taskQueue: queues.compute }));
-    workers.push(await Worker.create({ ...compute, taskQueue: workerQueue }));
+    // The shared queue: placements and precompute, one at a time. The worker's own queue: one
+    // chunk per slot, so a placed run never waits behind another run's chunk.
+    const compute = { connection, namespace, activities };
+    workers.push(await Worker.create({ ...compute, taskQueue: queues.compute, maxConcurrentActivityTaskExecutions: 1 }));
+    workers.push(await Worker.create({ ...compute, taskQueue: workerQueue, maxConcurrentActivityTaskExecutions: slots }));
   }
   const done = Promise.all(workers.map((w) => w.run())).then(async () => {
     await connection.close();
