@@ -21,7 +21,7 @@ export interface ActivityDeps {
   judges?: ResidentJudges;
   /** Runs this worker trains at once (its slots). Default 1. */
   slots?: number;
-  /** A slot whose run has not trained for this long is taken back. Default 10 minutes. */
+  /** A slot whose run has not trained for this long is taken back (a terminated run never releases it). Default 2 minutes. */
   slotIdleMs?: number;
 }
 
@@ -44,7 +44,7 @@ export function createActivities(deps: ActivityDeps) {
      */
     async placeRun(args: { runId: string }): Promise<string> {
       const slots = deps.slots ?? 1;
-      if (!runs.place(args.runId, slots, deps.slotIdleMs ?? 600_000)) {
+      if (!runs.place(args.runId, slots, deps.slotIdleMs ?? 120_000)) {
         throw new NoFreeSlotError(`worker ${deps.workerQueue} has no free slot (${runs.slotsInUse} of ${slots} in use)`);
       }
       return deps.workerQueue;

@@ -47,7 +47,7 @@ function freePort(): Promise<number> {
   });
 }
 
-async function devServer(dir: string): Promise<{ address: string; stop: () => void }> {
+export async function devServer(dir: string): Promise<{ address: string; stop: () => void }> {
   const port = await freePort();
   const bin = path.join(root, '.tools/temporal-venv/bin/temporal');
   const child = spawn(bin, ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port), '--db-filename', path.join(dir, 't.db'), '--log-level', 'error'], { stdio: 'ignore' });
