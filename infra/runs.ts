@@ -208,6 +208,8 @@ export interface RunView {
   progressError?: string;
   result: RunResult | null;
   failure: FailureView | null;
+  /** A closed run that did not complete: the checkpoint resume-failed would start from (null: none). */
+  resumeFrom?: { step: number; uri: string } | null;
 }
 
 export interface RunSummary {
@@ -481,6 +483,10 @@ export class RunService {
           () => null,
           (e: unknown) => (e instanceof WorkflowFailedError ? describeFailure(e) : { message: String(e), type: null, activity: null, chain: [] }),
         );
+        // Where resume-failed would start: the newest committed checkpoint in the store (verified when
+        // resuming), which can differ from the last one the workflow recorded (pruned, or newer).
+        const newest = (await listCheckpoints(this.store, runId).catch(() => []))[0];
+        view.resumeFrom = newest ? { step: newest.step, uri: newest.uri } : null;
       }
       return view;
     });

@@ -31,7 +31,7 @@ function hints(v: RunView): string[] {
   }
   if (v.state === 'COMPLETED' || v.state === 'STOPPED') return [`align export ${v.runId} --out DIR`];
   // Only a run that committed a checkpoint can resume; one that failed before has nothing to resume from.
-  const checkpoint = v.progress?.lastCheckpoint ?? v.result?.lastCheckpoint ?? null;
+  const checkpoint = v.resumeFrom !== undefined ? v.resumeFrom : (v.progress?.lastCheckpoint ?? v.result?.lastCheckpoint ?? null);
   return [checkpoint ? `align resume-failed ${v.runId}` : `fix the cause and start again: align run ${v.recipe ?? '<recipe>'} --config …`];
 }
 
@@ -62,6 +62,7 @@ export function formatStatus(v: RunView, losses?: readonly number[]): string {
   if (v.failure) {
     row('failure', `${v.failure.type ? `${v.failure.type}: ` : ''}${v.failure.message}${v.failure.activity ? ` (in activity ${v.failure.activity})` : ''}`);
   }
+  if (v.resumeFrom) row('resume', `resume-failed starts from step ${v.resumeFrom.step} (${v.resumeFrom.uri}), the newest committed checkpoint`);
   if (v.parentRunId) row('resumed', `from run ${v.parentRunId}`);
   row('started', v.startTime + (v.closeTime ? `, closed ${v.closeTime}` : ''));
   row('next', hints(v).join('   '));

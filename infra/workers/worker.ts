@@ -23,8 +23,18 @@ export interface WorkerOptions {
   workerId?: string;
   /** Task queue names; default align-control / align-cpu (runs must be started with the same). */
   queues?: Queues;
-  /** Runs this worker trains at once. Default ALIGN_WORKER_SLOTS, else 1 (a CPU training run uses every core). */
+  /** Runs this worker trains at once. Default ALIGN_WORKER_SLOTS, else defaultSlots(). */
   slots?: number;
+}
+
+/**
+ * Slots from the machine: one per ALIGN_NUM_THREADS cores (a CPU run uses every thread it is
+ * given, by default all cores: so 1), and at most one per 8 GiB of memory.
+ */
+export function defaultSlots(): number {
+  const cores = os.cpus().length;
+  const threads = Number(process.env.ALIGN_NUM_THREADS) || cores;
+  return Math.max(1, Math.min(Math.floor(cores / threads), Math.floor(os.totalmem() / 2 ** 33)));
 }
 
 export interface RunningWorkers {
@@ -59,7 +69,7 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   const queues = o.queues ?? { control: CONTROL_QUEUE, compute: COMPUTE_QUEUE };
   const workerQueue = `${queues.compute}-${o.workerId ?? `${os.hostname()}-${process.pid}`}`;
   const resident = new ResidentRuns();
-  const slots = o.slots ?? (Number(process.env.ALIGN_WORKER_SLOTS) || 1);
+  const slots = o.slots ?? (Number(process.env.ALIGN_WORKER_SLOTS) || defaultSlots());
   const activities = createActivities({ store: o.store, workerQueue, runs: resident, slots });
   const workers: Worker[] = [];
   if (o.role !== 'compute') {

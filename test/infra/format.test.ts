@@ -18,6 +18,13 @@ describe('align status hints', () => {
     expect(formatStatus({ ...base, progress: { ...progress!, runId: 'r1', recipe: 'sft', status: 'training', step: 8, maxSteps: 10, lastLoss: 1, lastValidation: null, tokensPerSecond: null, recent: [], parentRunId: null, exportUri: null } })).toContain('next       align resume-failed r1');
   });
 
+  it('a failed run says where resume-failed would start (the store\'s newest commit), and a run with none is started again', () => {
+    const text = formatStatus({ ...base, resumeFrom: { step: 12, uri: 'file:///s/runs/r1/checkpoints/12/' } });
+    expect(text).toContain('resume     resume-failed starts from step 12 (file:///s/runs/r1/checkpoints/12/), the newest committed checkpoint');
+    expect(text).toContain('next       align resume-failed r1');
+    expect(formatStatus({ ...base, resumeFrom: null })).toContain('next       fix the cause and start again');
+  });
+
   it('a stopped run says STOPPED and suggests an export', () => {
     const text = formatStatus({ ...base, state: 'STOPPED', failure: null, result: { runId: 'r1', status: 'stopped', step: 4, lastCheckpoint: null, exportUri: null, validations: [] } });
     expect(text).toMatch(/^run r1 \(sft\)  STOPPED/);

@@ -11,6 +11,11 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StoreError } from '../../store/artifact-store.js';
 import { FsStore } from '../../store/fs-store.js';
+import { ApplicationFailure } from '@temporalio/activity';
+import { parseRecipeConfig } from '../../algorithms/recipes/index.js';
+import { createActivities } from '../../activities/index.js';
+import { RunStore } from '../../store/run-store.js';
+import { tinyLlama, writeSftData } from '../e2e/helpers.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'aligner-full-'));
 function tryMount(): string | null {
@@ -51,6 +56,19 @@ describe.skipIf(mountError !== null)('the filesystem store on a full disk', () =
     if (how !== 'stream') expect((err as StoreError).message).toContain(`with ${2 << 20} bytes to write`);
     expect(await store.stat(key)).toBeUndefined();
     expect(readdirSync(path.join(dir, 'store', 'runs', 'r'))).toEqual([]); // no temp file either
+  });
+
+  it('a training chunk whose checkpoint does not fit fails at once: a non-retryable StoreError, not six retries from step 0', async () => {
+    const run = new RunStore(new FsStore(path.join(dir, 'runs-store')), path.join(os.tmpdir(), `aligner-full-cache-${process.pid}`));
+    const acts = createActivities({ store: run, workerQueue: 'unused' });
+    const config = parseRecipeConfig('sft', { model: tinyLlama, data: { train: writeSftData(path.join(os.tmpdir(), `aligner-full-data-${process.pid}`), 40), validationFraction: 0.2 }, trainer: { maxSteps: 2, warmupSteps: 0, maxLength: 96 } });
+    const dataset = await acts.prepareDataset({ runId: 'full', recipe: 'sft', config });
+    const err = await acts.trainChunk({ runId: 'full', recipe: 'sft', config, dataset, fromStep: 0, toStep: 2, checkpoint: null, validate: false }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).type).toBe('StoreError');
+    expect((err as ApplicationFailure).nonRetryable).toBe(true);
+    expect((err as ApplicationFailure).message).toMatch(/runs\/full\/checkpoints\/2\/.*no space left on the device \(ENOSPC\)/);
+    await run.store.delete((await run.store.list('runs/')).map((o) => o.key)); // give the space back
   });
 
   it('a write that fits still works after the failed ones (space was given back)', async () => {
