@@ -279,6 +279,17 @@ export function prepareConfig(recipe: string, raw: unknown, sets: readonly strin
   return config;
 }
 
+/**
+ * What a waiting run's pending activity last heard: a full worker's answer to the placement
+ * ("worker … has no free slot (1 of 1 in use)") or the store's error, with the attempt count.
+ */
+function waitingDetail(d: WorkflowExecutionDescription): string {
+  const pending = d.raw.pendingActivities?.find((a) => a.lastFailure?.message);
+  if (!pending) return '';
+  const type = pending.activityType?.name ?? 'an activity';
+  return `; ${type}, attempt ${pending.attempt ?? 1}: ${pending.lastFailure!.message}`;
+}
+
 /** trainer.maxLength against a local model's positions, before anything starts (remote models are checked by prepareDataset). */
 async function checkModelLimits(config: RecipeConfig): Promise<void> {
   if (!isLocalPath(config.model)) return;
@@ -471,6 +482,7 @@ export class RunService {
         // A closed run answers too (a worker replays it): the step it failed at is worth showing.
         view.progress = await c.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => handle.query(progressQuery));
         view.parentRunId = view.progress.parentRunId;
+        if (view.progress.waiting) view.progress.waiting += waitingDetail(d);
       } catch (e) {
         view.progressError = `no worker answered the progress query within ${QUERY_DEADLINE_MS / 1000} s (${(e as Error).message}); are the workers running?`;
       }

@@ -16,6 +16,7 @@ import type { RunningWorkers } from '../../infra/workers/worker.js';
 import { openStore } from '../../store/index.js';
 import { RunStore } from '../../store/run-store.js';
 import { progressQuery } from '../../workflows/training.js';
+import { RunService } from '../../infra/runs.js';
 import { slowIt, tinyLlama, uniqueId, writeSftData } from './helpers.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'aligner-load-'));
@@ -42,17 +43,25 @@ describe('more runs than slots', () => {
     const ids = Array.from({ length: 5 }, (_, i) => uniqueId(`load-${i}`));
     const handles = await Promise.all(ids.map((runId) => client.workflow.start('trainingWorkflow', { taskQueue: queues.control, workflowId: runId, args: [{ runId, recipe: 'sft', config, heartbeatSeconds: 3, queues }] })));
     const seenWaiting = new Set<string>();
+    const service = new RunService({ address: defaultTemporalAddress(), storeUri: `file://${path.join(tmp, 'store')}`, queues });
+    let detail: string | null = null;
     const results: Promise<RunResult>[] = handles.map((h) => h.result());
     let done = false;
     void Promise.allSettled(results).then(() => (done = true));
     while (!done) {
       for (const h of handles) {
         const p = await h.query(progressQuery).catch(() => null);
-        if (p?.waiting?.startsWith('waiting for a compute worker with a free slot')) seenWaiting.add(h.workflowId);
+        if (p?.waiting?.startsWith('waiting for a compute worker with a free slot')) {
+          seenWaiting.add(h.workflowId);
+          if (detail === null || !detail.includes('no free slot')) detail = (await service.getStatus(h.workflowId).catch(() => null))?.progress?.waiting ?? detail;
+        }
       }
       await new Promise((r) => setTimeout(r, 250));
     }
     const finished = await Promise.all(results);
+    await service.close();
+    // align status adds what the placement last heard: the full worker's answer.
+    expect(detail).toMatch(/^waiting for a compute worker with a free slot; placeRun, attempt \d+: worker align-cpu-load-load-\S+ has no free slot \(1 of 1 in use\)$/);
     expect(finished.map((r) => r.status)).toEqual(['completed', 'completed', 'completed', 'completed', 'completed']);
     expect(seenWaiting.size).toBeGreaterThanOrEqual(3); // at most one runs, the rest wait their turn
     for (const runId of ids) {
