@@ -27,6 +27,8 @@ import type { ChunkRequest, ChunkResult, CheckpointRef, PrecomputedIndex, StepSu
 
 interface Resident {
   state: TrainingState;
+  /** How the model was built; saving it needs the same (LoRA merges, the base folder). */
+  setup: ModelSetup;
   /** sha256 of the checkpoint the state descends from at `state.step` (null = base model). */
   lineage: string | null;
   train: ClosableSource<unknown>;
@@ -144,7 +146,7 @@ async function residentFor(store: RunStorePort, runs: ResidentRuns, req: ChunkRe
     const index = precomputed ? await store.getJson<PrecomputedIndex>(precomputed.indexKey) : null;
     if (precomputed && !index) throw Object.assign(new Error(`run ${req.runId}: the precomputed ${precomputed.name} has no index at ${precomputed.indexKey}`), { name: 'CheckpointError' });
     const pre = index ? { train: openParts(store, index.train), valid: openParts(store, index.valid) } : null;
-    const r: Resident = { state, lineage, train: await openSplit(store, req.dataset.train), valid: await openSplit(store, req.dataset.valid), pre };
+    const r: Resident = { state, setup, lineage, train: await openSplit(store, req.dataset.train), valid: await openSplit(store, req.dataset.valid), pre };
     runs.set(req.runId, r);
     return { r, loadedFrom };
   } catch (err) {
@@ -204,9 +206,9 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
 async function commit(store: RunStorePort, req: ChunkRequest, r: Resident): Promise<CheckpointRef> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-save-'));
   try {
-    await saveTrainingState(r.state, tmp, { ...(await modelSetup(store, req, getOfflineRecipe(req.recipe))), baseUri: req.config.model });
+    await saveTrainingState(r.state, tmp, { ...r.setup, baseUri: req.config.model });
     // The tokenizer travels with every checkpoint, so that an export is a complete HF folder.
-    const base = await store.fetchInput(req.config.model);
+    const base = r.setup.baseDir;
     for (const f of TOKENIZER_FILES) {
       if (existsSync(path.join(base, f))) await copyFile(path.join(base, f), path.join(tmp, f));
     }

@@ -272,17 +272,23 @@ export async function readCheckpoint(store: ArtifactStore, ref: CheckpointRef, d
   return manifest;
 }
 
+/** The keys under a run's checkpoints prefix, by step folder (committed or not). */
+async function stepFolders(store: ArtifactStore, prefix: string): Promise<Map<number, string[]>> {
+  const byStep = new Map<number, string[]>();
+  for (const o of await store.list(prefix)) {
+    const m = /^(\d+)\//.exec(o.key.slice(prefix.length));
+    if (m) byStep.set(Number(m[1]), [...(byStep.get(Number(m[1])) ?? []), o.key]);
+  }
+  return byStep;
+}
+
 /**
  * Deletes every step folder of a run that has no manifest (an upload that never committed), for a
  * run that has ended: no write can be in progress any more. Committed checkpoints are untouched.
  */
 export async function cleanUncommitted(store: ArtifactStore, runId: string): Promise<number[]> {
   const prefix = checkpointsPrefix(runId);
-  const byStep = new Map<number, string[]>();
-  for (const o of await store.list(prefix)) {
-    const m = /^(\d+)\//.exec(o.key.slice(prefix.length));
-    if (m) byStep.set(Number(m[1]), [...(byStep.get(Number(m[1])) ?? []), o.key]);
-  }
+  const byStep = await stepFolders(store, prefix);
   const removed: number[] = [];
   for (const [step, keys] of [...byStep].sort((a, b) => a[0] - b[0])) {
     if (keys.includes(`${prefix}${step}/${MANIFEST}`)) continue;
@@ -305,13 +311,7 @@ export async function pruneCheckpoints(
 ): Promise<{ kept: number[]; deleted: number[] }> {
   if (!Number.isInteger(keepLast) || keepLast < 1) throw new StoreError('Invalid', `keepLast must be ≥ 1, got ${keepLast}`, false);
   const prefix = checkpointsPrefix(runId);
-  const byStep = new Map<number, string[]>();
-  for (const o of await store.list(prefix)) {
-    const m = /^(\d+)\//.exec(o.key.slice(prefix.length));
-    if (!m) continue;
-    const step = Number(m[1]);
-    byStep.set(step, [...(byStep.get(step) ?? []), o.key]);
-  }
+  const byStep = await stepFolders(store, prefix);
   const committed = [...byStep].filter(([s, keys]) => keys.includes(`${prefix}${s}/${MANIFEST}`)).map(([s]) => s);
   committed.sort((a, b) => b - a);
   const kept = committed.slice(0, keepLast);
