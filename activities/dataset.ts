@@ -12,8 +12,9 @@ import path from 'node:path';
 import { checkMaxLength } from '../algorithms/config/common.js';
 import { streamJsonl } from '../algorithms/data/jsonl.js';
 import { DataError } from '../algorithms/errors.js';
-import { getOfflineRecipe } from '../algorithms/recipes/index.js';
-import type { OfflineRecipe, RecipeConfig } from '../algorithms/recipes/index.js';
+import { getDataset } from '../algorithms/recipes/index.js';
+import type { RecipeConfig } from '../algorithms/recipes/index.js';
+import type { DatasetSpec } from '../algorithms/recipes/types.js';
 import type { FieldSpec } from '../algorithms/recipes/fields.js';
 import { Generator } from '../kernels/index.js';
 import { Tokenizer } from '../models/tokenizer.js';
@@ -42,7 +43,7 @@ interface Counting {
 }
 
 /** The recipe's examples of one JSONL file, streamed; drops are counted in `c.report`. */
-async function* examplesOf(recipe: OfflineRecipe<RecipeConfig>, tok: Tokenizer, config: RecipeConfig, file: { local: string; source: string }, c: Counting): AsyncIterable<unknown> {
+async function* examplesOf(recipe: DatasetSpec<RecipeConfig, unknown>, tok: Tokenizer, config: RecipeConfig, file: { local: string; source: string }, c: Counting): AsyncIterable<unknown> {
   async function* records() {
     for await (const rec of streamJsonl(file.local, file.source)) {
       c.report.records++;
@@ -120,7 +121,7 @@ async function prepareOnce(store: RunStorePort, args: { runId: string; recipe: R
   const existing = await store.getJson<DatasetRef>(keys.ref);
   if (existing && isShardedDataset(existing)) return existing; // a JSON-array dataset of old is prepared again, as shards
   const { config } = args;
-  const recipe = getOfflineRecipe(args.recipe);
+  const recipe = getDataset(args.recipe);
   const modelDir = await store.fetchInput(config.model);
   checkMaxLength(config.trainer, contextWindowOf(await readModelConfig(modelDir)));
   const tok = Tokenizer.fromDir(modelDir);

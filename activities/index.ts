@@ -9,6 +9,10 @@ import { classified } from './errors.js';
 import { precompute } from './precompute.js';
 import { ResidentJudges, scoreResponses } from './score.js';
 import { ResidentRuns, trainChunk } from './train.js';
+import { generateRollouts } from './online/generate.js';
+import { computeAdvantages, computeLogprobs, computeValues, scoreRollouts } from './online/stages.js';
+import { trainOnRollouts } from './online/train.js';
+import type { IterationRequest, StageResult, TrainResult } from './online/types.js';
 import type {
   CheckpointRef, ChunkRequest, ChunkResult, DatasetRef, PrecomputedRef, RecipeConfig, RecipeName, ScoreRequest, ScoreResult,
 } from './types.js';
@@ -58,7 +62,7 @@ export function createActivities(deps: ActivityDeps) {
     },
     /** The run ended, failed or moved: free its model, optimizer and open data on this worker. */
     async releaseRun(args: { runId: string }): Promise<boolean> {
-      const held = runs.get(args.runId) !== undefined;
+      const held = runs.get(args.runId) !== undefined || runs.getLoop(args.runId) !== undefined;
       runs.release(args.runId);
       return held;
     },
@@ -68,6 +72,25 @@ export function createActivities(deps: ActivityDeps) {
     },
     async scoreResponses(req: ScoreRequest): Promise<ScoreResult> {
       return scoreResponses(deps.store, judges, req);
+    },
+    // The experience loop's stages (workflows/online.ts), each idempotent per (run, iteration, stage).
+    async generateRollouts(req: IterationRequest): Promise<StageResult> {
+      return generateRollouts(deps.store, runs, req, deps.workerQueue);
+    },
+    async scoreRollouts(req: IterationRequest): Promise<StageResult> {
+      return scoreRollouts(deps.store, judges, req, deps.workerQueue);
+    },
+    async computeLogprobs(req: IterationRequest): Promise<StageResult> {
+      return computeLogprobs(deps.store, runs, req, deps.workerQueue);
+    },
+    async computeValues(req: IterationRequest): Promise<StageResult> {
+      return computeValues(deps.store, runs, req, deps.workerQueue);
+    },
+    async computeAdvantages(req: IterationRequest): Promise<StageResult> {
+      return computeAdvantages(deps.store, req, deps.workerQueue);
+    },
+    async trainOnRollouts(req: IterationRequest): Promise<TrainResult> {
+      return trainOnRollouts(deps.store, runs, req);
     },
     async exportModel(args: { runId: string; checkpoint: CheckpointRef }): Promise<string> {
       return deps.store.exportCheckpoint(args.runId, args.checkpoint);

@@ -43,6 +43,8 @@ interface Resident {
  */
 export class ResidentRuns {
   private readonly runs = new Map<string, Resident>();
+  /** Online runs' models (actor, critic, reference: activities/online/resident.ts), by run. */
+  private readonly loops = new Map<string, { dispose(): void }>();
   /** Runs placed on this worker (each holds a slot until it is released), with when each last trained. */
   private readonly placed = new Map<string, number>();
 
@@ -96,7 +98,28 @@ export class ResidentRuns {
     }
   }
 
+  /** The online run's resident models, if this worker holds them. */
+  getLoop<T extends { dispose(): void }>(runId: string): T | undefined {
+    return this.loops.get(runId) as T | undefined;
+  }
+
+  setLoop(runId: string, loop: { dispose(): void }): void {
+    const old = this.loops.get(runId);
+    if (old && old !== loop) old.dispose();
+    this.loops.set(runId, loop);
+    for (const oldest of this.loops.keys()) {
+      if (this.loops.size <= this.capacity) break;
+      this.dropLoop(oldest);
+    }
+  }
+
+  dropLoop(runId: string): void {
+    this.loops.get(runId)?.dispose();
+    this.loops.delete(runId);
+  }
+
   drop(runId: string): void {
+    this.dropLoop(runId);
     const r = this.runs.get(runId);
     if (!r) return;
     r.state.model.dispose();

@@ -147,6 +147,8 @@ export interface Progress {
   report?: PreparationReport | null;
   /** What the run waits for (a store outage), when it waits; null otherwise. */
   waiting?: string | null;
+  /** Online runs: the stage of the current iteration (generate, score, …, train); null between iterations. */
+  stage?: string | null;
 }
 
 export interface RunResult {

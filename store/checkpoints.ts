@@ -90,7 +90,7 @@ export function codeVersion(): string {
   return cachedVersion;
 }
 
-function checkRunId(runId: string): string {
+export function checkRunId(runId: string): string {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(runId)) {
     throw new StoreError('Invalid', `invalid run id ${JSON.stringify(runId)} (letters, digits, . _ -)`, false);
   }

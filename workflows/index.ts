@@ -3,3 +3,8 @@ export { trainingWorkflow, pauseSignal, resumeSignal, stopSignal, progressQuery 
 // Kept for runs started before every offline recipe ran as trainingWorkflow (their histories replay).
 export { sftWorkflow } from './sft.js';
 export { dpoWorkflow } from './dpo.js';
+// The online recipes: one experience-loop workflow each (workflows/online.ts runs the loop).
+export { ppoWorkflow } from './ppo.js';
+export { reinforceWorkflow } from './reinforce.js';
+export { grpoWorkflow } from './grpo.js';
+export { rsWorkflow } from './rs.js';

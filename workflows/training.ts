@@ -25,9 +25,9 @@ export const progressQuery = defineQuery<Progress>('progress');
 export const CONTROL_QUEUE = 'align-control';
 export const COMPUTE_QUEUE = 'align-cpu';
 /** How long a silent worker is trusted (RunInput.heartbeatSeconds): a dead worker's run moves within about this. */
-const DEFAULT_HEARTBEAT_SECONDS = 10;
+export const DEFAULT_HEARTBEAT_SECONDS = 10;
 /** Times a chunk is re-placed on another worker before the run fails. */
-const MAX_REPLACEMENTS = 5;
+export const MAX_REPLACEMENTS = 5;
 /** Workflow changes since the recorded histories, each behind patched() (test/workflows/histories). */
 const RECIPE_TABLE_PATCH = 'recipe-table-precompute-v1';
 /** A run's worker gives its models back when the run ends or fails (not when it continues as new). */
@@ -35,9 +35,9 @@ const RELEASE_PATCH = 'release-resident-v1';
 /** A store outage is waited out with backoff (not spent as re-placements). */
 const STORE_WAIT_PATCH = 'store-outage-wait-v1';
 /** Default of RunInput.storeRetrySeconds: how long a run waits for its store before it fails. */
-const STORE_RETRY_SECONDS = 300;
+export const STORE_RETRY_SECONDS = 300;
 
-function controlOn(taskQueue: string) {
+export function controlOn(taskQueue: string) {
   return proxyActivities<Activities>({
     taskQueue,
     startToCloseTimeout: '30 minutes',
@@ -50,14 +50,14 @@ function controlOn(taskQueue: string) {
  * The shared compute queue: any worker may take the task, so waiting for one is waiting for
  * capacity (no schedule-to-start limit); a worker that dies while running it stops heartbeating.
  */
-function sharedOn(taskQueue: string, heartbeatSeconds: number) {
+export function sharedOn(taskQueue: string, heartbeatSeconds: number) {
   return proxyActivities<Activities>({
     taskQueue, startToCloseTimeout: '24 hours', heartbeatTimeout: `${heartbeatSeconds} seconds`, retry: { maximumAttempts: 1 },
   });
 }
 
 /** Placement: offered again with a short backoff until a worker with a free slot takes the run. */
-function placementOn(taskQueue: string) {
+export function placementOn(taskQueue: string) {
   return proxyActivities<Activities>({
     taskQueue, startToCloseTimeout: '1 minute',
     // No attempt limit: waiting is not failing. Polls stay frequent, so a freed slot is taken at once.
@@ -66,7 +66,7 @@ function placementOn(taskQueue: string) {
 }
 
 /** A run's own worker's queue: a task nobody starts within the heartbeat time means the worker is gone. */
-function computeOn(taskQueue: string, heartbeatSeconds: number) {
+export function computeOn(taskQueue: string, heartbeatSeconds: number) {
   return proxyActivities<Activities>({
     taskQueue,
     // A dead worker never starts the task, or stops heartbeating: both surface as timeouts here.
@@ -78,12 +78,12 @@ function computeOn(taskQueue: string, heartbeatSeconds: number) {
 }
 
 /** Best effort, short: a worker that is gone has nothing to give back. */
-function releaseOn(taskQueue: string) {
+export function releaseOn(taskQueue: string) {
   return proxyActivities<Activities>({ taskQueue, scheduleToStartTimeout: '10 seconds', startToCloseTimeout: '1 minute', retry: { maximumAttempts: 1 } });
 }
 
 /** The run has ended: its worker frees its models, and its uploads that never committed are removed. */
-async function release(queue: string, control: string, runId: string): Promise<void> {
+export async function release(queue: string, control: string, runId: string): Promise<void> {
   try {
     await releaseOn(queue).releaseRun({ runId });
   } catch {
@@ -97,14 +97,14 @@ async function release(queue: string, control: string, runId: string): Promise<v
 }
 
 /** The store's own message when a failure is a store outage (retryable StoreError): worth waiting out, not a lost worker. */
-function storeOutage(err: unknown): string | null {
+export function storeOutage(err: unknown): string | null {
   if (!(err instanceof ActivityFailure)) return null;
   const c = err.cause;
   return c instanceof ApplicationFailure && !c.nonRetryable && c.type === 'StoreError' ? c.message : null;
 }
 
 /** A failure that another worker might not have: lost worker, timeout, transient error. */
-function isPlacementFailure(err: unknown): boolean {
+export function isPlacementFailure(err: unknown): boolean {
   if (!(err instanceof ActivityFailure)) return false;
   const cause = err.cause;
   if (cause instanceof TimeoutFailure) return true;

@@ -10,9 +10,14 @@ import { kd } from './kd.js';
 import { kto } from './kto.js';
 import { rm } from './rm.js';
 import { sft } from './sft.js';
-import type { OfflineRecipe, Recipe } from './types.js';
+import { grpo } from './online/grpo.js';
+import { ppo } from './online/ppo.js';
+import { reinforce } from './online/reinforce.js';
+import { rs } from './online/rs.js';
+import type { OnlineConfig } from './online/config.js';
+import type { DatasetSpec, OfflineRecipe, OnlineRecipe, Recipe } from './types.js';
 
-export const RECIPES = { sft, dpo, rm, kd, kto } as const;
+export const RECIPES = { sft, dpo, rm, kd, kto, ppo, reinforce, grpo, rs } as const;
 
 export type RecipeName = keyof typeof RECIPES;
 /** A parsed config of some recipe: the shared sections, plus the recipe's own (read by the recipe only). */
@@ -35,6 +40,17 @@ export function getOfflineRecipe(name: string): OfflineRecipe<RecipeConfig> {
   return r;
 }
 
+export function getOnlineRecipe(name: string): OnlineRecipe<OnlineConfig> {
+  const r = getRecipe(name);
+  if (r.kind !== 'online') throw new ConfigError(`recipe "${name}" is an offline recipe; it trains in chunks over a dataset, not in an experience loop`);
+  return r as unknown as OnlineRecipe<OnlineConfig>;
+}
+
+/** How a recipe's data is read, whatever its kind (prompts for the online recipes). */
+export function getDataset(name: string): DatasetSpec<RecipeConfig, unknown> {
+  return getRecipe(name) as unknown as DatasetSpec<RecipeConfig, unknown>;
+}
+
 /** Parse and check a raw config with the recipe's strict schema; every failing field is named. */
 export function parseRecipeConfig(name: string, raw: unknown): RecipeConfig {
   const r = getRecipe(name);
@@ -45,3 +61,4 @@ export function parseRecipeConfig(name: string, raw: unknown): RecipeConfig {
 }
 
 export type { OfflineRecipe, OnlineRecipe, Recipe, Headline, Metrics } from './types.js';
+export type { OnlineConfig } from './online/config.js';

@@ -10,10 +10,11 @@
  *    train), each an idempotent activity writing to the rollout ledger (the online-RL issue).
  */
 import type { z } from 'zod';
-import type { AdamW } from '../../kernels/index.js';
+import type { AdamW, Tensor } from '../../kernels/index.js';
 import type { LoraHandle } from '../../models/lora.js';
 import type { Tokenizer } from '../../models/tokenizer.js';
 import type { BaseConfig, TrainerConfig } from '../config/common.js';
+import type { OnlineConfig } from './online/config.js';
 import type { JsonlRecord } from '../data/jsonl.js';
 import type { FieldSpec } from './fields.js';
 import type { TrainableModel } from './model.js';
@@ -134,19 +135,23 @@ interface RecipeHeader<C extends BaseConfig> {
   headline(config: C): Headline;
 }
 
-export interface OfflineRecipe<C extends BaseConfig = BaseConfig, E = unknown, P = unknown> extends RecipeHeader<C> {
-  kind: 'offline';
+/** How a recipe reads its data: the record formats, the binary layout, and the streaming preparation. */
+export interface DatasetSpec<C, E> {
   /** The record formats accepted, one line each (shown by `align recipes <name>`). */
   dataFormats: readonly string[];
   /** The prepared example's binary layout (packed token shards). */
   fields(config: C): FieldSpec;
-  model(config: C): ModelKind;
   /** Records → examples, streamed. Formats that span records (alternating RM lines) pair them here. */
   prepare(records: AsyncIterable<JsonlRecord>, ctx: TokenizeContext<C>): AsyncIterable<Prepared<E>>;
   /** Smallest training set the config can use (DPO needs a global batch of pairs). */
   minTrainExamples?(config: C): number;
   /** Tokens an example contributes to throughput. */
   tokensOf(example: E): number;
+}
+
+export interface OfflineRecipe<C extends BaseConfig = BaseConfig, E = unknown, P = unknown> extends RecipeHeader<C>, DatasetSpec<C, E> {
+  kind: 'offline';
+  model(config: C): ModelKind;
   precompute?: Precompute<C, E, P>;
   /** Forward and backward of one global batch (pre[i] belongs to batch[i]); the runner clips and steps. */
   step(ctx: StepContext<C>, batch: readonly E[], pre: readonly P[] | null): Promise<StepOutput>;
@@ -154,16 +159,75 @@ export interface OfflineRecipe<C extends BaseConfig = BaseConfig, E = unknown, P
   evaluate(ctx: StepContext<C>, data: ExampleSource<E>, pre: ExampleSource<P> | null): Promise<EvalOutput>;
 }
 
+/** The stages of an experience loop, in the order an iteration runs them. */
+export const STAGE_NAMES = ['generate', 'score', 'logprobs', 'values', 'advantages', 'train'] as const;
+export type StageName = (typeof STAGE_NAMES)[number];
+
 /** An online stage: an activity idempotent per (run, iteration, stage) that writes to the rollout ledger. */
 export interface ExperienceStage {
-  name: 'generate' | 'score' | 'logprobs' | 'values' | 'advantages' | 'train';
+  name: StageName;
   description: string;
   role: RoleName;
 }
 
-export interface OnlineRecipe<C extends BaseConfig = BaseConfig> extends RecipeHeader<C> {
-  kind: 'online';
-  stages: readonly ExperienceStage[];
+/** What an iteration's advantage stage sees of one rollout: host arrays over its response tokens. */
+export interface ScoredRollout {
+  /** Index of its prompt in the training split (samples of one prompt share it). */
+  prompt: number;
+  ended: boolean;
+  /** Response tokens. */
+  length: number;
+  reward: number;
+  /** ℓ_old(t), the sampling policy's log-prob of each response token (recomputed, not the sampler's). */
+  old: number[] | null;
+  /** ℓ_ref(t) of the reference policy; null when the recipe computes none. */
+  ref: number[] | null;
+  /** V(t) of the critic (PPO). */
+  values: number[] | null;
 }
 
-export type Recipe<C extends BaseConfig = BaseConfig> = OfflineRecipe<C, unknown, unknown> | OnlineRecipe<C>;
+/** The state an experience loop carries between iterations (checkpointed with the weights). */
+export interface LoopState {
+  /** The KL coefficient β in use (changed by an adaptive controller). */
+  klBeta: number;
+}
+
+export interface AdvantageOutput {
+  /** Per rollout: per-token advantages (a sequence advantage repeated), PPO's returns, and whether it trains. */
+  rows: { advantages: number[]; returns: number[] | null; trains: boolean }[];
+  metrics: Metrics;
+  state: LoopState;
+}
+
+/** One training micro-batch on a token grid [m, T−1] (flat arrays, row-major, 0 off the response). */
+export interface TrainGrid {
+  /** log π(t) of the policy being trained, with its gradient: [m, T−1]. */
+  logp: Tensor;
+  old: Float64Array;
+  ref: Float64Array | null;
+  advantages: Float64Array;
+  /** 1 on the response tokens that train. */
+  mask: Float64Array;
+  /** Masked tokens of the whole mini-batch (the loss is their mean). */
+  denominator: number;
+}
+
+export interface OnlineRecipe<C extends BaseConfig = OnlineConfig, E = unknown> extends RecipeHeader<C>, DatasetSpec<C, E> {
+  kind: 'online';
+  /** The stages one iteration runs, in order (a subset of STAGE_NAMES). */
+  stages: readonly ExperienceStage[];
+  samplesPerPrompt(config: C): number;
+  /** Passes over each rollout batch (PPO's epochs; 1 for the others). */
+  epochs(config: C): number;
+  initialState(config: C): LoopState;
+  /** Rewards (+ log-probs, values) → advantages and which rollouts train, with the iteration's metrics. */
+  advantages(rollouts: readonly ScoredRollout[], config: C, state: LoopState): AdvantageOutput;
+  /** The actor's loss on a micro-batch (summed over its masked tokens / grid.denominator). */
+  actorLoss(grid: TrainGrid, config: C): Tensor;
+  /** The PPO critic's clip range; absent when the recipe has no critic. */
+  valueClip?(config: C): number;
+  /** ε of a clipped surrogate, for the clip-fraction metric; absent when the loss has no ratio. */
+  policyClip?(config: C): number;
+}
+
+export type Recipe<C extends BaseConfig = BaseConfig> = OfflineRecipe<C, unknown, unknown> | OnlineRecipe<C, unknown>;

@@ -5,7 +5,9 @@
  *    characters in reverse order, both in the same random letter case (case tells nothing);
  *  - rm-regression.jsonl: NeMo-Aligner regression records with two attributes computed from the
  *    text (upper-case share and word count, on 0…4), the second masked (−100) in every fifth record;
- *  - kto.jsonl: TRL unpaired records, lower-case completions desirable, upper-case undesirable.
+ *  - kto.jsonl: TRL unpaired records, lower-case completions desirable, upper-case undesirable;
+ *  - prompts.jsonl: TRL prompt-only records for the online recipes, the first words of a sentence
+ *    (ending with a space) for the policy to continue.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -59,8 +61,13 @@ export function ktoRecords(n: number, seed = 3): string[] {
   });
 }
 
+export function promptRecords(n: number): string[] {
+  return sentences(7).filter((s) => fewWords(s).length >= 4).slice(0, n).map((s) => JSON.stringify({ prompt: `${fewWords(s).slice(0, 3).join(' ')} ` }));
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   writeFileSync(path.join(here, 'rm.jsonl'), `${rewardPairs(160).join('\n')}\n`);
   writeFileSync(path.join(here, 'rm-regression.jsonl'), `${regressionRecords(160).join('\n')}\n`);
   writeFileSync(path.join(here, 'kto.jsonl'), `${ktoRecords(160).join('\n')}\n`);
+  writeFileSync(path.join(here, 'prompts.jsonl'), `${promptRecords(128).join('\n')}\n`);
 }

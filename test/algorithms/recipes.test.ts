@@ -60,7 +60,7 @@ describe('the recipe table', () => {
   });
 
   it('an unknown recipe lists the known ones', () => {
-    expect(() => getRecipe('ppo')).toThrow(`unknown recipe "ppo"; available: ${RECIPE_NAMES.join(', ')}`);
+    expect(() => getRecipe('spin')).toThrow(`unknown recipe "spin"; available: ${RECIPE_NAMES.join(', ')}`);
   });
 
   it('no file outside algorithms/recipes/ compares a recipe name', () => {

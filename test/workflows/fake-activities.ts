@@ -21,6 +21,10 @@ export interface Script {
   precomputeFailsOnce?: boolean;
 }
 
+const notFaked = (name: string) => async (): Promise<never> => {
+  throw ApplicationFailure.create({ message: `${name} is not faked`, nonRetryable: true });
+};
+
 export function fakeActivities(queue: string, script: Script = {}) {
   const calls: { name: string; args: unknown }[] = [];
   let failed = false, precomputeFailed = false;
@@ -80,6 +84,13 @@ export function fakeActivities(queue: string, script: Script = {}) {
       calls.push({ name: 'exportModel', args });
       return 'file:///runs/x/export';
     },
+    // The online stages are exercised against the real activities (test/e2e/online.test.ts).
+    generateRollouts: notFaked('generateRollouts'),
+    scoreRollouts: notFaked('scoreRollouts'),
+    computeLogprobs: notFaked('computeLogprobs'),
+    computeValues: notFaked('computeValues'),
+    computeAdvantages: notFaked('computeAdvantages'),
+    trainOnRollouts: notFaked('trainOnRollouts'),
   };
   return { acts, calls };
 }

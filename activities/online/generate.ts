@@ -1,0 +1,85 @@
+/**
+ * generateRollouts: the iteration's rollouts from the current policy, written to the ledger in
+ * shards of rollout.shardRows that each commit on their own, so that a crash redoes only the
+ * shard it interrupted. Which prompts an iteration takes is a function of (seed, iteration) (the
+ * prompt cursor is the iteration), and each row samples with its own seed, so a shard generated
+ * again on another worker from the same checkpoint is the same shard.
+ */
+import { getOnlineRecipe } from '../../algorithms/recipes/index.js';
+import type { OnlineConfig } from '../../algorithms/recipes/index.js';
+import { rolloutSeed } from '../../algorithms/rollouts/grid.js';
+import { batchIndices, microBatches } from '../../algorithms/train/batching.js';
+import { asCausalLM } from '../../algorithms/recipes/model.js';
+import { generate } from '../../models/generate.js';
+import { committedPart, partPrefix, stageRef, writePart } from '../../store/rollout-ledger.js';
+import type { LedgerPart } from '../../store/rollout-ledger.js';
+import type { RunStorePort } from '../../store/run-store-port.js';
+import { heartbeat, keepAlive } from '../heartbeat.js';
+import type { ResidentRuns } from '../train.js';
+import { bytesOf, GENERATE_FIELDS } from './ledger-records.js';
+import type { GeneratedRollout } from './ledger-records.js';
+import { loopFor } from './resident.js';
+import type { IterationRequest, StageResult } from './types.js';
+
+export interface PlannedRow {
+  row: number;
+  prompt: number;
+  sample: number;
+  seed: number;
+}
+
+/** The rows of an iteration: its prompts (the iteration-th block of a seeded shuffle), each sampled n times. */
+export function planRows(config: OnlineConfig, iteration: number, promptCount: number, samplesPerPrompt: number): PlannedRow[] {
+  const prompts = batchIndices(promptCount, config.rollout.promptsPerIteration, config.seed, iteration);
+  return prompts.flatMap((prompt, i) => Array.from({ length: samplesPerPrompt }, (_, sample) => {
+    const row = i * samplesPerPrompt + sample;
+    return { row, prompt, sample, seed: rolloutSeed(config.seed, iteration, row) };
+  }));
+}
+
+export function generateRollouts(store: RunStorePort, runs: ResidentRuns, req: IterationRequest, writer: string): Promise<StageResult> {
+  return keepAlive(async () => {
+    const t0 = performance.now();
+    runs.touch(req.runId);
+    heartbeat({ stage: 'generate', phase: 'loading' });
+    const { loop } = await loopFor(store, runs, req);
+    const config = req.config as unknown as OnlineConfig;
+    const recipe = getOnlineRecipe(req.recipe);
+    const r = config.rollout;
+    const rows = planRows(config, req.iteration, loop.prompts.count, recipe.samplesPerPrompt(config));
+    const model = asCausalLM(loop.actor.model);
+    const eos = loop.tok.eosTokenId;
+    const parts: LedgerPart[] = [];
+    let written = 0;
+    for (let s = 0; s * r.shardRows < rows.length; s++) {
+      const prefix = partPrefix(req.runId, req.iteration, 'generate', s);
+      const done = await committedPart(store.store, prefix);
+      if (done) {
+        parts.push(done);
+        continue;
+      }
+      const shard = rows.slice(s * r.shardRows, (s + 1) * r.shardRows);
+      const prompts = await loop.prompts.getMany(shard.map((x) => x.prompt));
+      const records: GeneratedRollout[] = [];
+      for (const micro of microBatches(shard.map((x, i) => ({ x, p: prompts[i] })), r.microBatch)) {
+        const out = await generate(model, micro.map((m) => m.p.ids), {
+          maxNewTokens: r.maxNewTokens, temperature: r.temperature, topK: r.topK, topP: r.topP,
+          seeds: micro.map((m) => m.x.seed), eosTokenIds: eos === null ? [] : [eos],
+          stopStrings: r.stopStrings, decode: (ids) => loop.tok.decode(ids),
+        });
+        micro.forEach((m, b) => {
+          const tokens = out.tokens[b];
+          const shown = tokens.at(-1) === eos ? tokens.slice(0, -1) : tokens;
+          records.push({
+            ...m.x, policyStep: loop.iteration, ended: out.ended[b] ? 1 : 0, promptIds: m.p.ids, responseIds: tokens,
+            samplerLogprobs: out.logprobs[b], record: m.p.record, text: bytesOf(loop.tok.decode(shown)),
+          });
+        });
+        heartbeat({ stage: 'generate', rows: s * r.shardRows + records.length, of: rows.length });
+      }
+      parts.push(await writePart(store.store, prefix, GENERATE_FIELDS, records, { writtenBy: writer, writtenAt: new Date().toISOString() }));
+      written++;
+    }
+    return { ref: stageRef(req.runId, req.iteration, 'generate', parts), seconds: (performance.now() - t0) / 1000, written };
+  });
+}

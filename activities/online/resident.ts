@@ -1,0 +1,153 @@
+/**
+ * The models an online run keeps on its worker between stages: the actor (with its optimizer),
+ * the reference (a frozen copy of the initial policy, or the actor with its LoRA adapters off),
+ * the critic (PPO), the tokenizer and the prompts. Keyed by run and by the checkpoint the actor
+ * descends from, like the offline residents: a worker that does not hold the run at the requested
+ * checkpoint loads it (or the base models), so a re-placed run continues exactly.
+ *
+ * Checkpoint layout of an online run (runs/<id>/checkpoints/<iteration>/): the actor as the
+ * offline recipes save it (HF folder, optimizer.safetensors, trainer_state.json, tokenizer), the
+ * critic's files prefixed `critic.`, and loop_state.json (iteration, loop state such as the
+ * adaptive β). Exports pick the actor's files only.
+ */
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { getOnlineRecipe } from '../../algorithms/recipes/index.js';
+import type { OnlineConfig } from '../../algorithms/recipes/index.js';
+import type { LoopState, OnlineRecipe } from '../../algorithms/recipes/types.js';
+import type { TrainerConfig } from '../../algorithms/config/common.js';
+import type { PromptExample } from '../../algorithms/data/prompts.js';
+import type { CausalLM } from '../../models/causal-lm.js';
+import { loadPretrained } from '../../models/pretrained.js';
+import { Tokenizer } from '../../models/tokenizer.js';
+import { TOKENIZER_FILES } from '../../store/export.js';
+import type { RunStorePort } from '../../store/run-store-port.js';
+import { openSplit } from '../data-source.js';
+import type { ClosableSource } from '../data-source.js';
+import type { ResidentRuns } from '../train.js';
+import { baseTrainingState, loadTrainingState, saveTrainingState } from '../training-state.js';
+import type { ModelSetup, TrainingState } from '../training-state.js';
+import type { CheckpointRef } from '../types.js';
+import type { IterationRequest } from './types.js';
+
+const CRITIC_PREFIX = 'critic.';
+const LOOP_STATE = 'loop_state.json';
+
+export interface LoopResident {
+  recipe: OnlineRecipe<OnlineConfig>;
+  actor: TrainingState;
+  actorSetup: ModelSetup;
+  /** A frozen copy of the initial policy; null with LoRA (the adapters-off actor is the reference) or when the recipe has none. */
+  reference: CausalLM | null;
+  critic: TrainingState | null;
+  criticSetup: ModelSetup | null;
+  tok: Tokenizer;
+  prompts: ClosableSource<PromptExample>;
+  /** Iterations trained into the weights. */
+  iteration: number;
+  /** sha256 of the checkpoint the weights descend from (null = base models). */
+  lineage: string | null;
+  /** Optimizer steps taken (the learning-rate schedule's position). */
+  optimizerSteps: number;
+  dispose(): void;
+}
+
+/** The critic's trainer: the actor's schedule with the critic's learning rate. */
+export function criticTrainer(t: TrainerConfig, criticLr: number): TrainerConfig {
+  return { ...t, lr: criticLr, minLr: (t.minLr / t.lr) * criticLr };
+}
+
+const criticLrOf = (c: OnlineConfig): number => ((c as { ppo?: { criticLr: number } }).ppo?.criticLr ?? c.trainer.lr);
+const criticUriOf = (c: OnlineConfig): string => (c as { ppo?: { criticModel?: string } }).ppo?.criticModel ?? c.reward.model ?? c.model;
+
+async function loadFromCheckpoint(store: RunStorePort, ref: CheckpointRef, build: (dir: string) => Promise<Omit<LoopResident, 'dispose' | 'prompts'>>): Promise<Omit<LoopResident, 'dispose' | 'prompts'>> {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-loop-'));
+  try {
+    await store.openCheckpoint(ref, tmp);
+    return await build(tmp);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The run's resident models at the request's checkpoint, loaded when this worker does not hold them. */
+export async function loopFor(store: RunStorePort, runs: ResidentRuns, req: IterationRequest): Promise<{ loop: LoopResident; loadedFrom: 'resident' | 'checkpoint' | 'base' }> {
+  const lineage = req.checkpoint?.sha256 ?? null;
+  const held = runs.getLoop<LoopResident>(req.runId);
+  if (held && held.lineage === lineage) return { loop: held, loadedFrom: 'resident' };
+  const recipe = getOnlineRecipe(req.recipe);
+  const config = req.config as unknown as OnlineConfig;
+  const baseDir = await store.fetchInput(config.model);
+  const actorSetup: ModelSetup = { kind: { kind: 'causal-lm' }, seed: config.seed, lora: config.lora ?? null, baseDir };
+  const criticSetup: ModelSetup | null = recipe.roles.critic
+    ? { kind: { kind: 'classifier', numLabels: 1 }, seed: config.seed ^ 0xc1, lora: null, baseDir: await store.fetchInput(criticUriOf(config)) }
+    : null;
+  const ct = criticTrainer(config.trainer, criticLrOf(config));
+  const parts = req.checkpoint
+    ? await loadFromCheckpoint(store, req.checkpoint, async (dir) => {
+      const actor = await loadTrainingState(dir, config.trainer, actorSetup);
+      let critic: TrainingState | null = null;
+      if (criticSetup) {
+        const cdir = path.join(dir, 'critic');
+        await mkdir(cdir);
+        for (const f of await readdir(dir)) if (f.startsWith(CRITIC_PREFIX)) await rename(path.join(dir, f), path.join(cdir, f.slice(CRITIC_PREFIX.length)));
+        critic = await loadTrainingState(cdir, ct, { ...criticSetup, baseDir: cdir });
+      }
+      const s = JSON.parse(await readFile(path.join(dir, LOOP_STATE), 'utf8')) as { iteration: number; optimizerSteps: number };
+      return { recipe, actor, actorSetup, critic, criticSetup, reference: null, tok: Tokenizer.fromDir(baseDir), iteration: s.iteration, lineage, optimizerSteps: s.optimizerSteps };
+    })
+    : {
+      recipe, actor: await baseTrainingState(config.trainer, actorSetup), actorSetup,
+      critic: criticSetup ? await baseTrainingState(ct, criticSetup) : null, criticSetup,
+      reference: null, tok: Tokenizer.fromDir(baseDir), iteration: 0, lineage: null, optimizerSteps: 0,
+    };
+  if (parts.iteration !== req.iteration) {
+    parts.actor.model.dispose();
+    parts.critic?.model.dispose();
+    throw Object.assign(new Error(`run ${req.runId}: checkpoint is after iteration ${parts.iteration}, the request is for iteration ${req.iteration}`), { name: 'CheckpointError' });
+  }
+  // The reference is the initial policy: a frozen copy, unless LoRA's adapters-off actor is it.
+  const reference = recipe.roles.reference && !config.lora ? await loadPretrained(baseDir) : null;
+  const prompts = await openSplit<PromptExample>(store, req.dataset.train);
+  const loop: LoopResident = {
+    ...parts, reference, prompts,
+    dispose() {
+      this.actor.model.dispose();
+      this.actor.opt.dispose();
+      this.critic?.model.dispose();
+      this.critic?.opt.dispose();
+      this.reference?.dispose();
+      void this.prompts.close();
+    },
+  };
+  runs.setLoop(req.runId, loop);
+  return { loop, loadedFrom: req.checkpoint ? 'checkpoint' : 'base' };
+}
+
+/** Commits the weights after an iteration: actor, critic (prefixed), loop state, tokenizer. */
+export async function commitLoop(store: RunStorePort, req: IterationRequest, loop: LoopResident, state: LoopState): Promise<CheckpointRef> {
+  const config = req.config as unknown as OnlineConfig;
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-loop-save-'));
+  try {
+    await saveTrainingState(loop.actor, tmp, { ...loop.actorSetup, baseUri: config.model });
+    for (const f of TOKENIZER_FILES) {
+      if (existsSync(path.join(loop.actorSetup.baseDir, f))) await copyFile(path.join(loop.actorSetup.baseDir, f), path.join(tmp, f));
+    }
+    if (loop.critic && loop.criticSetup) {
+      const cdir = path.join(tmp, 'critic-tmp');
+      await mkdir(cdir);
+      await saveTrainingState(loop.critic, cdir, { ...loop.criticSetup, baseUri: criticUriOf(config) });
+      for (const f of await readdir(cdir)) await rename(path.join(cdir, f), path.join(tmp, CRITIC_PREFIX + f));
+      await rm(cdir, { recursive: true });
+    }
+    await writeFile(path.join(tmp, LOOP_STATE), JSON.stringify({ iteration: loop.iteration, optimizerSteps: loop.optimizerSteps, state }, null, 2));
+    const ref = await store.commitCheckpoint(req.runId, loop.iteration, tmp, { runId: req.runId, recipe: req.recipe, config: req.config, parent: req.checkpoint });
+    loop.lineage = ref.sha256;
+    return ref;
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+

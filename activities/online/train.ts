@@ -1,0 +1,162 @@
+/**
+ * trainOnRollouts: the iteration's optimizer steps on its rollouts, then the checkpoint that
+ * commits them with the prompt cursor (the iteration) and the loop state. Mini-batches of
+ * trainer.globalBatchSize rollouts in a seeded order per epoch; the loss of each is the recipe's,
+ * averaged over the mini-batch's trained tokens, accumulated over micro-batches. The critic (PPO)
+ * takes its step on the same mini-batch. Everything it reads is in the ledger, so a crash here
+ * retrains from the last checkpoint on whichever worker takes over, without generating or scoring again.
+ */
+import { getOnlineRecipe } from '../../algorithms/recipes/index.js';
+import type { OnlineConfig } from '../../algorithms/recipes/index.js';
+import { asCausalLM, asClassifier } from '../../algorithms/recipes/model.js';
+import { sequenceBatch, toGrid } from '../../algorithms/rollouts/grid.js';
+import { clippedValueLoss } from '../../algorithms/losses/policy-gradient.js';
+import { stepsPerIteration } from '../../algorithms/recipes/online/config.js';
+import { microBatches } from '../../algorithms/train/batching.js';
+import { applyUpdate, checkFinite } from '../../algorithms/train/runner.js';
+import { Generator, tidy } from '../../kernels/index.js';
+import { logprobs } from '../../models/logprobs.js';
+import type { RunStorePort } from '../../store/run-store-port.js';
+import { heartbeat, keepAlive } from '../heartbeat.js';
+import type { ResidentRuns } from '../train.js';
+import type { AdvantageRecord, GeneratedRollout, LogprobRecord, ValueRecord } from './ledger-records.js';
+import { commitLoop, criticTrainer, loopFor } from './resident.js';
+import type { LoopResident } from './resident.js';
+import { readRecords, readRollouts, valueGrid } from './stages.js';
+import type { IterationRequest, TrainResult } from './types.js';
+
+/** The epoch's order of the iteration's rollouts: a function of (seed, iteration, epoch) only. */
+function order(n: number, seed: number, iteration: number, epoch: number): number[] {
+  const g = new Generator(((seed * 1_000_003) ^ (iteration * 7919 + epoch * 104_729)) >>> 0);
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = g.int(i + 1);
+    [p[i], p[j]] = [p[j], p[i]];
+  }
+  return p;
+}
+
+interface Inputs {
+  rows: GeneratedRollout[];
+  lps: LogprobRecord[] | null;
+  vals: ValueRecord[] | null;
+  advs: AdvantageRecord[];
+}
+
+interface StepTotals { loss: number; tokens: number; clipped: number; valueLoss: number; gradNorm: number; lr: number }
+
+async function miniBatchStep(loop: LoopResident, req: IterationRequest, inp: Inputs, idx: readonly number[], t: StepTotals): Promise<void> {
+  const config = req.config as unknown as OnlineConfig;
+  const recipe = loop.recipe;
+  const trained = (i: number) => (inp.advs[i].trains ? inp.rows[i].responseIds.length : 0);
+  const denominator = idx.reduce((s, i) => s + trained(i), 0);
+  const allTokens = idx.reduce((s, i) => s + inp.rows[i].responseIds.length, 0);
+  const steps = config.trainer.maxSteps * stepsPerIteration(config, recipe.samplesPerPrompt(config), recipe.epochs(config));
+  const actorTrainer = { ...config.trainer, maxSteps: steps };
+  const actor = asCausalLM(loop.actor.model);
+  const eps = recipe.policyClip?.(config);
+  let loss = 0;
+  if (denominator > 0) {
+    for (const micro of microBatches(idx, config.trainer.microBatchSize)) {
+      const rows = micro.map((i) => inp.rows[i]);
+      const sb = sequenceBatch(rows);
+      const zeros = (b: number) => new Array<number>(rows[b].responseIds.length).fill(0);
+      const old = toGrid(rows, sb.T, (b) => inp.lps?.[micro[b]].old ?? zeros(b));
+      const hasRef = inp.lps !== null && inp.lps[micro[0]].ref.length > 0;
+      const ref = hasRef ? toGrid(rows, sb.T, (b) => inp.lps![micro[b]].ref) : null;
+      const advantages = toGrid(rows, sb.T, (b) => inp.advs[micro[b]].advantages);
+      const mask = toGrid(rows, sb.T, (b) => new Array<number>(rows[b].responseIds.length).fill(inp.advs[micro[b]].trains));
+      const out = tidy(() => {
+        const logp = logprobs(actor, sb); // [m, T−1]
+        const l = recipe.actorLoss({ logp, old, ref, advantages, mask, denominator }, config); // []
+        l.backward();
+        return { l, logp };
+      });
+      loss += await out.l.item();
+      if (eps !== undefined) {
+        const lp = await out.logp.data();
+        for (let k = 0; k < lp.length; k++) if (mask[k] && Math.abs(Math.exp(lp[k] - old[k]) - 1) > eps) t.clipped++;
+      }
+      out.l.dispose();
+      out.logp.dispose();
+    }
+    if (!Number.isFinite(loss)) loop.actor.opt.zeroGrad();
+    checkFinite(loss, loop.optimizerSteps);
+    const u = await applyUpdate({ opt: loop.actor.opt, trainer: actorTrainer }, loop.optimizerSteps);
+    t.gradNorm = u.gradNorm;
+    t.lr = u.lr;
+  } else loop.actor.opt.zeroGrad(); // nothing in this mini-batch trains (no response ended): the step is skipped
+  if (loop.critic && inp.vals && recipe.valueClip && allTokens > 0) {
+    const critic = asClassifier(loop.critic.model);
+    let vloss = 0;
+    for (const micro of microBatches(idx, config.trainer.microBatchSize)) {
+      const rows = micro.map((i) => inp.rows[i]);
+      const sb = sequenceBatch(rows);
+      const oldValues = toGrid(rows, sb.T, (b) => inp.vals![micro[b]].values);
+      const returns = toGrid(rows, sb.T, (b) => inp.advs[micro[b]].returns);
+      const mask = toGrid(rows, sb.T, (b) => new Array<number>(rows[b].responseIds.length).fill(1));
+      const l = tidy(() => {
+        const v = valueGrid(critic, sb.ids, sb.T); // [m, T−1]
+        const part = clippedValueLoss(v, oldValues, returns, mask, recipe.valueClip!(config), allTokens); // []
+        part.backward();
+        return part;
+      });
+      vloss += await l.item();
+      l.dispose();
+    }
+    if (!Number.isFinite(vloss)) loop.critic.opt.zeroGrad();
+    checkFinite(vloss, loop.optimizerSteps);
+    const ppo = (config as { ppo?: { criticLr: number } }).ppo;
+    await applyUpdate({ opt: loop.critic.opt, trainer: { ...criticTrainer(config.trainer, ppo?.criticLr ?? config.trainer.lr), maxSteps: steps } }, loop.optimizerSteps);
+    t.valueLoss += vloss;
+  }
+  t.loss += loss;
+  t.tokens += denominator;
+  loop.optimizerSteps++;
+}
+
+export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: IterationRequest): Promise<TrainResult> {
+  return keepAlive(async () => {
+    const t0 = performance.now();
+    runs.touch(req.runId);
+    heartbeat({ stage: 'train', phase: 'loading' });
+    const recipe = getOnlineRecipe(req.recipe);
+    const config = req.config as unknown as OnlineConfig;
+    const { loop, loadedFrom } = await loopFor(store, runs, req);
+    const inp: Inputs = {
+      rows: await readRollouts(store, req),
+      lps: req.refs.logprobs ? await readRecords<LogprobRecord>(store, req, 'logprobs') : null,
+      vals: req.refs.values ? await readRecords<ValueRecord>(store, req, 'values') : null,
+      advs: await readRecords<AdvantageRecord>(store, req, 'advantages'),
+    };
+    const t: StepTotals = { loss: 0, tokens: 0, clipped: 0, valueLoss: 0, gradNorm: 0, lr: 0 };
+    const G = config.trainer.globalBatchSize;
+    let steps = 0;
+    try {
+      for (let epoch = 0; epoch < recipe.epochs(config); epoch++) {
+        const o = order(inp.rows.length, config.seed, req.iteration, epoch);
+        for (let start = 0; start < o.length; start += G) {
+          await miniBatchStep(loop, req, inp, o.slice(start, start + G), t);
+          steps++;
+          heartbeat({ stage: 'train', step: steps, loss: t.loss / steps });
+        }
+      }
+      loop.iteration = req.iteration + 1;
+      loop.actor.step = loop.optimizerSteps;
+      if (loop.critic) loop.critic.step = loop.optimizerSteps;
+    } catch (err) {
+      runs.dropLoop(req.runId); // half-trained weights must not be reused
+      throw err;
+    }
+    heartbeat({ stage: 'train', phase: 'checkpointing' });
+    const checkpoint = await commitLoop(store, req, loop, req.state ?? recipe.initialState(config));
+    await store.pruneCheckpoints(req.runId, config.trainer.keepCheckpoints);
+    const metrics: Record<string, number> = {};
+    if (recipe.policyClip) metrics.clipFraction = t.clipped / Math.max(1, t.tokens);
+    if (loop.critic) metrics.valueLoss = t.valueLoss / Math.max(1, steps);
+    return {
+      checkpoint, seconds: (performance.now() - t0) / 1000, loss: t.loss / Math.max(1, steps), steps, tokens: t.tokens,
+      gradNorm: t.gradNorm, lr: t.lr, metrics, loadedFrom,
+    };
+  });
+}

@@ -1,0 +1,47 @@
+/** The messages between the online workflows and their stage activities: small JSON, tensors stay in the ledger. */
+import type { Headline, LoopState, Metrics, StageName } from '../../algorithms/recipes/types.js';
+import type { StageRef } from '../../store/rollout-ledger.js';
+import type { CheckpointRef, DatasetRef, RecipeConfig, RecipeName } from '../types.js';
+
+export type { LoopState, StageName, StageRef };
+
+/** One iteration's request to a stage: where the weights are, and what earlier stages wrote. */
+export interface IterationRequest {
+  runId: string;
+  recipe: RecipeName;
+  config: RecipeConfig;
+  dataset: DatasetRef;
+  /** 0-based; the prompt cursor is the iteration itself. */
+  iteration: number;
+  /** The checkpoint after the previous iteration (null: the base model). */
+  checkpoint: CheckpointRef | null;
+  /** The loop state the iteration starts from; null before the first iteration (the recipe's initial state). */
+  state: LoopState | null;
+  /** Stages of this iteration already in the ledger. */
+  refs: Partial<Record<StageName, StageRef>>;
+}
+
+export interface StageResult {
+  ref: StageRef;
+  seconds: number;
+  /** Parts this call wrote (0: everything was already in the ledger). */
+  written: number;
+  metrics?: Metrics;
+  state?: LoopState;
+  /** The recipe's headline metric over this iteration's rollouts (the advantages stage). */
+  headline?: Headline & { value: number };
+}
+
+export interface TrainResult {
+  checkpoint: CheckpointRef;
+  seconds: number;
+  /** Mean policy loss over the iteration's optimizer steps. */
+  loss: number;
+  /** Optimizer steps taken (skipped ones included: a mini-batch with nothing to train). */
+  steps: number;
+  tokens: number;
+  gradNorm: number;
+  lr: number;
+  metrics: Metrics;
+  loadedFrom: 'resident' | 'checkpoint' | 'base';
+}

@@ -1,0 +1,181 @@
+/**
+ * The experience loop every online recipe runs (PPO, REINFORCE, GRPO, rejection sampling): each
+ * recipe's workflow file says which stages one iteration runs and where; this file runs them
+ * durably. Every stage is an activity idempotent per (run, iteration, stage) that writes to the
+ * rollout ledger and returns a small reference, which the workflow keeps until the iteration's
+ * checkpoint commits. So:
+ *  - a lost worker is replaced and the stage is asked again: generation redoes only its unfinished
+ *    shard, training retrains from the last checkpoint, and nothing already in the ledger is redone;
+ *  - the prompt cursor is the iteration, committed with the checkpoint, never ahead of what trained;
+ *  - a store outage is waited out, a bad reward or config fails the run with its message.
+ *
+ * Deterministic code only: no I/O, no clocks, no tensors.
+ */
+import { condition, continueAsNew, setHandler, sleep } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import type { IterationRequest, LoopState, StageName, StageRef, StageResult, TrainResult } from '../activities/online/types.js';
+import type { CheckpointRef, DatasetRef, Progress, RunInput, RunResult, RunStatus, StepSummary, Validation } from '../activities/types.js';
+import {
+  computeOn, CONTROL_QUEUE, COMPUTE_QUEUE, controlOn, DEFAULT_HEARTBEAT_SECONDS, isPlacementFailure, MAX_REPLACEMENTS, pauseSignal,
+  placementOn, progressQuery, release, releaseOn, resumeSignal, sharedOn, stopSignal, storeOutage, STORE_RETRY_SECONDS,
+} from './training.js';
+
+/** Where a stage runs: on the run's worker (actor, critic, reference resident), on any compute worker (the reward), or on the control queue. */
+export type StageSite = 'actor' | 'anywhere' | 'control';
+
+/** What an iteration's code can do: run a stage, then train (which commits the iteration). */
+export interface IterationContext {
+  stage(name: Exclude<StageName, 'train'>, site: StageSite): Promise<StageResult>;
+  train(): Promise<TrainResult>;
+}
+
+export type Iteration = (run: IterationContext) => Promise<TrainResult>;
+
+/** What a loop carries across continueAsNew. */
+export interface LoopCarried {
+  iteration: number;
+  dataset: DatasetRef;
+  lastCheckpoint: CheckpointRef | null;
+  state: LoopState | null;
+  history: StepSummary[];
+  validations: Validation[];
+  tokensSeen: number;
+  trainSeconds: number;
+}
+
+const STAGE_ACTIVITY = {
+  generate: 'generateRollouts', score: 'scoreRollouts', logprobs: 'computeLogprobs', values: 'computeValues', advantages: 'computeAdvantages',
+} as const;
+
+export async function experienceLoop(input: RunInput & { loop?: LoopCarried | null }, iterate: Iteration): Promise<RunResult> {
+  const { runId, recipe, config } = input;
+  const t = config.trainer;
+  const heartbeat = input.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS;
+  const controlQueue = input.queues?.control ?? CONTROL_QUEUE;
+  const sharedQueue = input.queues?.compute ?? COMPUTE_QUEUE;
+  const control = controlOn(controlQueue);
+  const storeBudget = input.storeRetrySeconds ?? STORE_RETRY_SECONDS;
+  let status: RunStatus = 'preparing';
+  let paused = false, stopRequested = false;
+  let exportUri: string | null = null, waiting: string | null = null, currentStage: string | null = null;
+  const s: LoopCarried = input.loop ?? {
+    iteration: input.resumeFrom?.step ?? 0, dataset: null as never, lastCheckpoint: input.resumeFrom ?? null, state: null,
+    history: [], validations: [], tokensSeen: 0, trainSeconds: 0,
+  };
+
+  setHandler(pauseSignal, () => void (paused = true));
+  setHandler(resumeSignal, () => void (paused = false));
+  setHandler(stopSignal, () => void (stopRequested = true));
+  setHandler(progressQuery, (): Progress => ({
+    runId, recipe, status, step: s.iteration, maxSteps: t.maxSteps,
+    lastLoss: s.history.at(-1)?.loss ?? null, lastValidation: s.validations.at(-1) ?? null, lastCheckpoint: s.lastCheckpoint,
+    tokensPerSecond: s.trainSeconds > 0 ? s.tokensSeen / s.trainSeconds : null, recent: s.history.slice(-20),
+    parentRunId: input.parentRunId ?? null, exportUri, firstValidation: s.validations[0] ?? null, report: s.dataset?.report ?? null,
+    waiting, stage: currentStage,
+  }));
+
+  if (!input.loop) s.dataset = await control.prepareDataset({ runId, recipe, config });
+  const place = async (): Promise<string> => {
+    status = 'waiting';
+    waiting = 'waiting for a compute worker with a free slot';
+    const q = await placementOn(sharedQueue).placeRun({ runId });
+    waiting = null;
+    status = 'training';
+    return q;
+  };
+  let queue = await place();
+  let replacements = 0, storeWaited = 0;
+
+  /** Runs `call` until it succeeds: a lost worker is replaced, a store outage waited out; anything else fails the run. */
+  async function durably<T>(site: StageSite, call: () => Promise<T>): Promise<T> {
+    for (;;) {
+      try {
+        const r = await call();
+        storeWaited = 0;
+        waiting = null;
+        status = 'training';
+        return r;
+      } catch (err) {
+        const outage = storeOutage(err);
+        if (outage && storeWaited < storeBudget) {
+          const pause = Math.min(30, 2 ** Math.min(5, Math.round(Math.log2(storeWaited + 1))), storeBudget - storeWaited);
+          waiting = `waiting for the store (${outage}); retrying for up to ${storeBudget - storeWaited} s more`;
+          status = 'waiting';
+          await sleep(pause * 1000);
+          storeWaited += pause;
+          continue;
+        }
+        if (!isPlacementFailure(err) || ++replacements > MAX_REPLACEMENTS) {
+          await release(queue, controlQueue, runId);
+          throw err;
+        }
+        if (site === 'actor') {
+          // The run's worker is gone (or failed transiently): place the run again; the next
+          // worker loads the last checkpoint and the stage resumes from what the ledger holds.
+          void releaseOn(queue).releaseRun({ runId }).catch(() => false);
+          queue = await place();
+        }
+      }
+    }
+  }
+
+  while (s.iteration < t.maxSteps && !stopRequested) {
+    status = paused ? 'paused' : 'training';
+    await condition(() => !paused || stopRequested);
+    if (stopRequested) break;
+    status = 'training';
+    const refs: Partial<Record<StageName, StageRef>> = {};
+    const phase: Record<string, number> = {};
+    let state: LoopState | null = s.state;
+    let advantages: StageResult | null = null;
+    const request = (): IterationRequest => ({
+      runId, recipe, config, dataset: s.dataset, iteration: s.iteration, checkpoint: s.lastCheckpoint,
+      state, refs: { ...refs },
+    });
+    const ctx: IterationContext = {
+      async stage(name, site) {
+        currentStage = name;
+        const activity = STAGE_ACTIVITY[name];
+        const r = await durably(site, () => {
+          const acts = site === 'actor' ? computeOn(queue, heartbeat) : site === 'anywhere' ? sharedOn(sharedQueue, heartbeat) : control;
+          return (acts[activity] as (req: IterationRequest) => Promise<StageResult>)(request());
+        });
+        refs[name] = r.ref;
+        phase[`${name}Seconds`] = r.seconds;
+        if (name === 'advantages') {
+          advantages = r;
+          if (r.state) state = r.state;
+        }
+        return r;
+      },
+      async train() {
+        currentStage = 'train';
+        const r = await durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(request()));
+        phase.trainSeconds = r.seconds;
+        return r;
+      },
+    };
+    const trained = await iterate(ctx);
+    const adv = advantages as StageResult | null;
+    const metrics = { ...(adv?.metrics ?? {}), ...trained.metrics, ...phase };
+    const summary: StepSummary = { step: s.iteration + 1, loss: trained.loss, lr: trained.lr, gradNorm: trained.gradNorm, tokens: trained.tokens, metrics };
+    s.history = [...s.history, summary].slice(-200);
+    // One per iteration: the first (the initial policy's rollouts) and the latest 199 are kept.
+    if (adv?.headline) s.validations = [...s.validations, { step: s.iteration + 1, loss: trained.loss, metrics, headline: adv.headline }].filter((_, i, all) => i === 0 || i >= all.length - 199);
+    s.lastCheckpoint = trained.checkpoint;
+    s.state = state;
+    s.iteration += 1;
+    s.tokensSeen += trained.tokens;
+    s.trainSeconds += trained.seconds;
+    currentStage = null;
+    if (s.iteration % t.continueAsNewEvery === 0 && s.iteration < t.maxSteps && !stopRequested) {
+      await continueAsNew<(i: RunInput & { loop?: LoopCarried | null }) => Promise<RunResult>>({ ...input, loop: s });
+    }
+  }
+
+  await release(queue, controlQueue, runId);
+  status = stopRequested ? 'stopped' : 'exporting';
+  if (!stopRequested && s.lastCheckpoint) exportUri = await control.exportModel({ runId, checkpoint: s.lastCheckpoint });
+  status = stopRequested ? 'stopped' : 'completed';
+  return { runId, status, step: s.iteration, lastCheckpoint: s.lastCheckpoint, exportUri, validations: s.validations };
+}
