@@ -25,6 +25,8 @@ import { AlignerError } from '../kernels/errors.js';
 import { CONTROL_QUEUE, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../workflows/training.js';
 import { CheckpointCorruptError, latestValidCheckpoint, listCheckpoints, readManifest, verifyCheckpoint } from '../store/checkpoints.js';
 import { openStore, StoreError, type ArtifactStore, type S3Config } from '../store/index.js';
+import { readIteration } from '../activities/online/ledger-view.js';
+import type { IterationView } from '../activities/online/ledger-view.js';
 import { ExportError, exportToFolder } from '../store/export.js';
 
 export { ExportError };
@@ -262,14 +264,18 @@ export function prepareConfig(recipe: string, raw: unknown, sets: readonly strin
     throw new ConfigError(`the ${r} config must be a mapping of keys to values, got ${Array.isArray(raw) ? 'a list' : typeof raw}`);
   }
   const config = parseRecipeConfig(r, applyOverrides((raw ?? {}) as Record<string, unknown>, sets));
-  const fix = (field: string, p: string | undefined): string | undefined => {
-    if (p === undefined || (!isLocalPath(p) && !p.startsWith('file://'))) return p;
+  const entry = getRecipe(r);
+  const fix = (field: string, spec: string | undefined): string | undefined => {
+    // A module path may name its export after '#' (reward.function: rewards.ts#exact).
+    const hash = spec?.lastIndexOf('#') ?? -1;
+    const [p, suffix] = spec !== undefined && hash > 0 && entry.files?.includes(field) ? [spec.slice(0, hash), spec.slice(hash)] : [spec, ''];
+    if (p === undefined || (!isLocalPath(p) && !p.startsWith('file://'))) return spec;
     const abs = p.startsWith('file://') ? fileURLToPath(p) : path.resolve(baseDir ?? process.cwd(), p);
     if (!existsSync(abs)) throw new ConfigError(`${field}: no such file or folder: ${abs}`);
-    return isLocalPath(p) ? abs : p;
+    return (isLocalPath(p) ? abs : p) + suffix;
   };
-  // Every path the recipe reads: the data, and the model folder of each role (model, kd.teacher, …).
-  const fields = ['data.train', 'data.validation', ...Object.values(getRecipe(r).roles).map((role) => role!.configField)];
+  // Every path the recipe reads: the data, the model folder of each role (model, kd.teacher, …), its modules (reward.function).
+  const fields = ['data.train', 'data.validation', ...Object.values(entry.roles).map((role) => role!.configField), ...(entry.files ?? [])];
   for (const field of new Set(fields)) {
     const keys = field.split('.');
     const parent = keys.slice(0, -1).reduce<Record<string, unknown> | undefined>((o, k) => o?.[k] as Record<string, unknown> | undefined, config);
@@ -384,6 +390,11 @@ export class RunService {
 
   get address(): string {
     return this.opts.address;
+  }
+
+  /** What the policy of an online run said at an iteration (default the newest), from the rollout ledger. */
+  async rollouts(runId: string, iteration?: number): Promise<IterationView> {
+    return readIteration(this.store, runId, iteration);
   }
 
   get store(): ArtifactStore {

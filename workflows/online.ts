@@ -12,7 +12,6 @@
  * Deterministic code only: no I/O, no clocks, no tensors.
  */
 import { condition, continueAsNew, setHandler, sleep } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
 import type { IterationRequest, LoopState, StageName, StageRef, StageResult, TrainResult } from '../activities/online/types.js';
 import type { CheckpointRef, DatasetRef, Progress, RunInput, RunResult, RunStatus, StepSummary, Validation } from '../activities/types.js';
 import {

@@ -131,6 +131,8 @@ interface RecipeHeader<C extends BaseConfig> {
   /** A minimal config for `align config` and examples/, on the tiny fixture models. */
   example: Record<string, unknown>;
   roles: Partial<Record<RoleName, RoleSpec>>;
+  /** Config fields that name a local module or file besides the data and the roles' models (`reward.function`), resolved like them; a `#name` suffix is kept. */
+  files?: readonly string[];
   metrics: Record<string, MetricSpec>;
   headline(config: C): Headline;
 }

@@ -34,6 +34,12 @@ export const startBody = {
   },
 } as const;
 
+export const rolloutsQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { iteration: { type: 'integer', minimum: 0 } },
+} as const;
+
 export const listQuery = {
   type: 'object',
   additionalProperties: false,

@@ -23,7 +23,7 @@ import { errorKind, UsageError, type ErrorKind, type RunService } from '../runs.
 import { z } from 'zod';
 import { exampleConfigYaml } from '../../algorithms/recipes/example-config.js';
 import { getRecipe, parseRecipeConfig, RECIPE_NAMES, RECIPES } from '../../algorithms/recipes/index.js';
-import { describeValidation, exportBody, listQuery, recipeParams, resumeFailedBody, runParams, startBody, terminateBody, type StartBody } from './schemas.js';
+import { describeValidation, exportBody, listQuery, recipeParams, resumeFailedBody, rolloutsQuery, runParams, startBody, terminateBody, type StartBody } from './schemas.js';
 
 export interface ApiOptions {
   service: RunService;
@@ -98,6 +98,10 @@ export function buildApi(o: ApiOptions): FastifyInstance {
   }));
 
   app.get('/runs/:id', { schema: { params: runParams } }, async (req: IdRequest) => svc.getStatus(req.params.id));
+
+  // An online run's samples at an iteration (default the newest), from the rollout ledger.
+  app.get('/runs/:id/rollouts', { schema: { params: runParams, querystring: rolloutsQuery } }, async (req: FastifyRequest<{ Params: { id: string }; Querystring: { iteration?: number } }>) =>
+    svc.rollouts(req.params.id, req.query.iteration));
 
   for (const op of ['pause', 'resume', 'cancel'] as const) {
     app.post(`/runs/:id/${op}`, { schema: { params: runParams } }, async (req: IdRequest, reply: FastifyReply) => reply.code(202).send(await svc[op](req.params.id)));

@@ -1,5 +1,6 @@
 /** Human-readable text for `align status`, `align list` and the end-of-run summary. */
-import type { StepSummary, Validation } from '../../activities/types.js';
+import type { IterationView } from '../../activities/online/ledger-view.js';
+import type { Progress, StepSummary, Validation } from '../../activities/types.js';
 import { sparkline } from '../progress.js';
 import type { RunSummary, RunView } from '../runs.js';
 
@@ -11,7 +12,8 @@ export function formatValidation(v: Validation | null | undefined): string {
   if (!v) return '-';
   const h = v.headline;
   const head = h && h.metric !== 'loss' ? `${h.metric} ${num(h.value, 4)} (${h.better} is better), ` : '';
-  const rest = Object.entries(v.metrics ?? {}).filter(([k]) => k !== h?.metric).map(([k, x]) => `${k} ${num(x)}`);
+  // Stage times of online iterations have their own row (formatPhases).
+  const rest = Object.entries(v.metrics ?? {}).filter(([k]) => k !== h?.metric && !k.endsWith('Seconds')).map(([k, x]) => `${k} ${num(x)}`);
   return `${head}loss ${num(v.loss)}${rest.length ? `, ${rest.join(', ')}` : ''} (step ${v.step})`;
 }
 
@@ -35,11 +37,47 @@ function hints(v: RunView): string[] {
   return [checkpoint ? `align resume-failed ${v.runId}` : `fix the cause and start again: align run ${v.recipe ?? '<recipe>'} --config …`];
 }
 
+/** An online run reports its stage (a string, or null between iterations); an offline run has none. */
+const isLoop = (p: Progress | null | undefined): boolean => p !== null && p !== undefined && p.stage !== undefined;
+
+const PHASES = ['generate', 'score', 'logprobs', 'values', 'advantages', 'train'];
+
+/** Seconds of each stage of an iteration, in stage order: `generate 0.41 s, score 0.02 s, …`. */
+export function formatPhases(s: StepSummary | undefined): string | null {
+  if (!s) return null;
+  const parts = PHASES.filter((p) => s.metrics[`${p}Seconds`] !== undefined).map((p) => `${p} ${num(s.metrics[`${p}Seconds`], 2)} s`);
+  return parts.length ? parts.join(', ') : null;
+}
+
+/** The headline over iterations (reward), with its sparkline. */
+function headlineCurve(vs: readonly Validation[]): string | null {
+  const h = vs.at(-1)?.headline;
+  if (!h || vs.length < 1) return null;
+  const series = vs.map((v) => v.metrics[h.metric] ?? v.headline.value);
+  return `${h.metric} ${num(series[0], 3)} → ${num(series.at(-1), 3)}   ${sparkline(series, 40)} (${series.length} iterations; ${h.better} is better)`;
+}
+
 export function formatStatus(v: RunView, losses?: readonly number[]): string {
   const p = v.progress;
   const lines = [`run ${v.runId} (${v.recipe ?? 'unknown recipe'})  ${v.state}${p && v.state === 'RUNNING' ? ` · ${p.status}` : ''}`];
   const row = (k: string, val: string) => lines.push(`  ${k.padEnd(11)}${val}`);
-  if (p) {
+  if (p && isLoop(p)) {
+    row('iteration', `${p.step}/${p.maxSteps}${p.stage ? ` · stage ${p.stage}` : ''}`);
+    const last = p.recent.at(-1);
+    if (last) {
+      const m = last.metrics;
+      row('last', `reward ${num(m.reward)} ± ${num(m.rewardStd, 3)}${m.kl !== undefined ? `, KL ${num(m.kl, 3)}` : ''}${m.entropy !== undefined ? `, entropy ${num(m.entropy, 3)}` : ''}, response ${num(m.responseLength, 1)} tokens, policy loss ${num(last.loss)}`);
+      const phases = formatPhases(last);
+      if (phases) row('phases', phases);
+    }
+    const curve = headlineCurve(p.recent.map((s) => ({ step: s.step, loss: s.loss, metrics: s.metrics, headline: p.lastValidation?.headline ?? { metric: 'reward', better: 'higher', value: s.metrics.reward } })));
+    if (curve) row('curve', `${curve.replace(/\(\d+ iterations/, '(recent iterations')}`);
+    if (p.waiting) row('waiting', p.waiting);
+    const change = formatChange(p.firstValidation, p.lastValidation);
+    if (change) row('change', change.replace(/\(step /, '(iteration '));
+    row('rollouts', `align rollouts ${v.runId}`);
+    row('checkpoint', p.lastCheckpoint ? `${p.lastCheckpoint.uri} (iteration ${p.lastCheckpoint.step})` : 'none yet');
+  } else if (p) {
     row('step', `${p.step}/${p.maxSteps}`);
     const series = losses ?? p.recent.map((s: StepSummary) => s.loss);
     row('loss', `${num(p.lastLoss)}${series.length > 1 ? `   ${sparkline(series, 40)} (${losses ? `${series.length} steps` : 'recent steps'})` : ''}`);
@@ -82,13 +120,19 @@ export function formatSummary(v: RunView, losses: readonly number[]): string {
   const lines: string[] = [];
   if (v.result) {
     const r = v.result;
-    lines.push(r.status === 'completed' ? `run ${v.runId} completed: ${r.step}/${p?.maxSteps ?? r.step} steps` : `run ${v.runId} stopped at step ${r.step}`);
+    const unit = isLoop(p) ? 'iteration' : 'step';
+    lines.push(r.status === 'completed' ? `run ${v.runId} completed: ${r.step}/${p?.maxSteps ?? r.step} ${unit}s` : `run ${v.runId} stopped at ${unit} ${r.step}`);
   } else {
     const f = v.failure;
     lines.push(`run ${v.runId} ${v.state.toLowerCase()}${p ? ` at step ${p.step}` : ''}: ${f ? `${f.type ? `${f.type}: ` : ''}${f.message}${f.activity ? ` (in activity ${f.activity})` : ''}` : 'no details'}`);
   }
   const row = (k: string, val: string) => lines.push(`  ${k.padEnd(11)}${val}`);
-  if (losses.length > 0) row('loss', `${num(losses[0])} → ${num(losses.at(-1))}   ${sparkline(losses, 60)}`);
+  if (isLoop(p) && v.result) {
+    const curve = headlineCurve(v.result.validations);
+    if (curve) row('curve', curve);
+    const phases = formatPhases(p?.recent.at(-1));
+    if (phases) row('phases', `${phases} (last iteration)`);
+  } else if (losses.length > 0) row('loss', `${num(losses[0])} → ${num(losses.at(-1))}   ${sparkline(losses, 60)}`);
   const lastVal = v.result?.validations.at(-1) ?? p?.lastValidation;
   if (lastVal) row('validation', formatValidation(lastVal));
   const change = formatChange(v.result?.validations[0] ?? p?.firstValidation, lastVal);
@@ -98,5 +142,24 @@ export function formatSummary(v: RunView, losses: readonly number[]): string {
   row('checkpoint', ckpt ? ckpt.uri : 'none');
   if (v.result) row('export', v.result.exportUri ?? `none; write one with: align export ${v.runId} --out DIR`);
   if (!v.result) row('next', ckpt ? `align resume-failed ${v.runId}` : `fix the cause and start again: align run ${v.recipe ?? '<recipe>'} --config …`);
+  return lines.join('\n');
+}
+
+const clip = (t: string, n: number) => (t.length > n ? `${t.slice(0, n - 1)}…` : t);
+
+/** `align rollouts`: an iteration's samples from the ledger, best first within the shown ones. */
+export function formatRollouts(view: IterationView, limit: number): string {
+  const lines = [`run ${view.runId}, iteration ${view.iteration} (iterations ${view.iterations[0]}…${view.iterations.at(-1)} in the ledger)`];
+  lines.push(`  stages     ${view.stages.map((s) => `${s.stage} (${s.records} records${s.parts > 1 ? ` in ${s.parts} parts` : ''})`).join(', ')}`);
+  const scored = view.samples.filter((s) => s.reward !== null).map((s) => s.reward!);
+  if (scored.length) lines.push(`  reward     mean ${num(scored.reduce((a, b) => a + b, 0) / scored.length)} over ${scored.length} samples, min ${num(Math.min(...scored))}, max ${num(Math.max(...scored))}`);
+  lines.push('');
+  const rows = [['ROW', 'REWARD', 'ENDED', 'TRAINS', 'PROMPT', 'RESPONSE'], ...view.samples.slice(0, limit).map((s) => [
+    String(s.row), s.reward === null ? '-' : num(s.reward, 3), s.ended ? 'yes' : 'no', s.trains === null ? '-' : s.trains ? 'yes' : 'no',
+    JSON.stringify(clip(s.prompt, 40)), JSON.stringify(clip(s.response, 60)),
+  ])];
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  lines.push(...rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()));
+  if (view.samples.length > limit) lines.push(`… ${view.samples.length - limit} more (--limit ${view.samples.length})`);
   return lines.join('\n');
 }

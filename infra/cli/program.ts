@@ -11,7 +11,7 @@ import { exampleConfigYaml } from '../../algorithms/recipes/example-config.js';
 import { checkRecipe, defaultStoreUri, parseQueues, RunService } from '../runs.js';
 import type { RunView, StartOptions } from '../runs.js';
 import { readConfigFile } from './config-file.js';
-import { formatList, formatStatus, formatSummary } from './format.js';
+import { formatList, formatRollouts, formatStatus, formatSummary } from './format.js';
 import { LiveProgress } from './watch.js';
 
 export interface GlobalOptions {
@@ -154,6 +154,18 @@ ${examples('align run sft --config sft.yaml --set trainer.lr=3e-4', 'align list'
     .action(async (run: string, _o: unknown, cmd: Command) => {
       const view = await service(cmd).getStatus(run);
       print(cmd, formatStatus(view), view);
+    });
+
+  program
+    .command('rollouts')
+    .description('print what an online run\'s policy said at an iteration: prompt, response, reward, and which samples trained, from the rollout ledger')
+    .argument('<run>', RUN_ARG)
+    .option('-i, --iteration <n>', 'the iteration, from 0 (default: the newest)', nonNegativeInt)
+    .option('-n, --limit <n>', 'samples to show', positiveInt, 16)
+    .addHelpText('after', examples('align rollouts ppo-20261201-101500-ab12', 'align rollouts ppo-20261201-101500-ab12 --iteration 0 --limit 64', 'align rollouts ppo-20261201-101500-ab12 --json'))
+    .action(async (run: string, o: { iteration?: number; limit: number }, cmd: Command) => {
+      const view = await service(cmd).rollouts(run, o.iteration);
+      print(cmd, formatRollouts(view, o.limit), view);
     });
 
   program

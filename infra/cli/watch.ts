@@ -25,7 +25,7 @@ export class LiveProgress {
       loss: num(p.lastLoss),
       tps: p.tokensPerSecond === null ? '-' : Math.round(p.tokensPerSecond).toString(),
       val: val ? (val.headline && val.headline.metric !== 'loss' ? `${val.headline.metric} ${num(val.headline.value, 3)}` : num(val.loss)) : '-',
-      note: v.state !== 'RUNNING' ? ` | ${v.state.toLowerCase()}` : p.waiting ? ` | ${p.waiting}` : p.status === 'training' ? '' : ` | ${p.status}`,
+      note: v.state !== 'RUNNING' ? ` | ${v.state.toLowerCase()}` : p.waiting ? ` | ${p.waiting}` : p.status !== 'training' ? ` | ${p.status}` : p.stage ? ` | ${p.stage}` : '',
     };
     if (!this.bar) {
       this.bar = new cliProgress.SingleBar(

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import YAML from 'yaml';
+import { getRecipe } from '../../algorithms/recipes/index.js';
 import { exampleFiles } from '../../examples/generate.js';
 import { RunService } from '../../infra/runs.js';
 import { defaultTemporalAddress } from '../../infra/temporal.js';
@@ -37,12 +38,14 @@ describe('examples/', () => {
   for (const [name, { recipe }] of exampleFiles()) {
     slowIt(`examples/${name}.yaml runs (4 steps) and reports its headline before and after`, async () => {
       const raw = YAML.parse(readFileSync(path.join(root, 'examples', `${name}.yaml`), 'utf8')) as unknown;
-      const sets = ['trainer.maxSteps=4', 'trainer.checkpointEvery=2', 'trainer.valEvery=4', 'trainer.warmupSteps=0'];
+      // An online run reports every iteration (its rollouts' reward); an offline one validates before and after.
+      const online = getRecipe(recipe).kind === 'online';
+      const sets = online ? ['trainer.maxSteps=4'] : ['trainer.maxSteps=4', 'trainer.checkpointEvery=2', 'trainer.valEvery=4', 'trainer.warmupSteps=0'];
       const run = await service.startRun(recipe, raw, sets, { baseDir: root, detach: false, pollMs: 200 });
       const view = run.final!;
       expect(view.state, JSON.stringify(view.failure)).toBe('COMPLETED');
       const validations = view.result!.validations;
-      expect(validations.map((v) => v.step)).toEqual([0, 4]);
+      expect(validations.map((v) => v.step)).toEqual(online ? [1, 2, 3, 4] : [0, 4]);
       expect(validations[1].headline.metric).toBeTruthy();
       expect(view.result!.exportUri).toMatch(/\/export\/$/);
     });

@@ -16,6 +16,9 @@ import type { RunResult, Validation } from '../../activities/types.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
 import { startWorkers } from '../../infra/workers/worker.js';
 import type { RunningWorkers } from '../../infra/workers/worker.js';
+import { buildApi } from '../../infra/api/server.js';
+import { formatRollouts } from '../../infra/cli/format.js';
+import { RunService } from '../../infra/runs.js';
 import { readManifest } from '../../store/checkpoints.js';
 import { openStore } from '../../store/index.js';
 import { listStage, partPrefix } from '../../store/rollout-ledger.js';
@@ -90,6 +93,38 @@ describe('the online recipes end to end', () => {
       expect(existsSync(path.join(tmp, 'store', 'runs', r.runId, 'export', 'model.safetensors'))).toBe(true);
     });
   }
+
+  slowIt('the ledger viewer: align rollouts and GET /runs/:id/rollouts show an iteration\'s prompts, responses, rewards and kept samples', async () => {
+    const r = await execute('rs', configOf('rs', { trainer: { maxSteps: 2 } }));
+    const service = new RunService({ address: defaultTemporalAddress(), storeUri, queues: REF });
+    const app = buildApi({ service, token: 'secret' });
+    try {
+      const view = await service.rollouts(r.runId, 0);
+      expect(view.iterations).toEqual([0, 1]);
+      expect(view.stages.map((s) => s.stage)).toEqual(['generate', 'score', 'advantages']);
+      expect(view.samples).toHaveLength(16);
+      // rs keeps the best of 4 per prompt: 4 prompts, 4 kept, each the highest reward of its group.
+      expect(view.samples.filter((s) => s.trains)).toHaveLength(4);
+      for (let g = 0; g < 4; g++) {
+        const group = view.samples.slice(4 * g, 4 * g + 4);
+        const kept = group.find((s) => s.trains)!;
+        expect(kept.reward).toBe(Math.max(...group.map((s) => s.reward!)));
+      }
+      const text = formatRollouts(view, 3);
+      expect(text).toMatch(/iteration 0 \(iterations 0…1 in the ledger\)/);
+      expect(text).toContain(JSON.stringify(view.samples[0].prompt));
+      expect(text).toMatch(/… 13 more/);
+      const res = await app.inject({ method: 'GET', url: `/runs/${r.runId}/rollouts?iteration=1`, headers: { authorization: 'Bearer secret' } });
+      expect(res.statusCode).toBe(200);
+      expect((res.json() as { iteration: number }).iteration).toBe(1);
+      const missing = await app.inject({ method: 'GET', url: `/runs/${r.runId}/rollouts?iteration=7`, headers: { authorization: 'Bearer secret' } });
+      expect(missing.statusCode).toBe(404);
+      expect(missing.body).toMatch(/no rollouts at iteration 7; it has iterations 0…1/);
+    } finally {
+      await app.close();
+      await service.close();
+    }
+  });
 
   slowIt('a reward function that throws, or returns NaN, fails the run naming the prompt', async () => {
     const fixture = path.join(root, 'test/e2e/fixtures/slow-reward.ts');

@@ -8,6 +8,9 @@ import { mapRecords } from '../prepare.js';
 import type { DatasetSpec, ExperienceStage, MetricSpec, Metrics, RoleSpec, ScoredRollout, StageName } from '../types.js';
 import type { OnlineConfig } from './config.js';
 
+/** The module path of a programmatic reward is resolved against the config's folder, like the data. */
+export const ONLINE_FILES = ['reward.function'] as const;
+
 export const promptDataset: DatasetSpec<OnlineConfig, PromptExample> = {
   dataFormats: [
     'TRL prompt-only {"prompt": "…" | [{"role", "content"}]} (other keys are passed to a reward function)',
@@ -76,6 +79,6 @@ export const ONLINE_EXAMPLE = {
   model: 'models/fixtures/tiny-llama',
   data: { train: 'data/demo/prompts.jsonl', validationFraction: 0.1 },
   reward: { function: 'examples/rewards/letter-e.ts' },
-  trainer: { maxSteps: 6, globalBatchSize: 16, microBatchSize: 16, lr: 3e-3, minLr: 3e-3, warmupSteps: 0, maxLength: 96 },
+  trainer: { maxSteps: 14, globalBatchSize: 16, microBatchSize: 16, lr: 3e-3, minLr: 3e-3, warmupSteps: 0, maxLength: 96 },
   rollout: { promptsPerIteration: 16, maxNewTokens: 12, stopStrings: [' '], maskTruncated: false },
 } as const;

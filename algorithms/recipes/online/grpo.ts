@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { groupNormalized } from '../../rollouts/advantages.js';
 import { grpoLoss } from '../../losses/policy-gradient.js';
 import { checkOnline, onlineBaseSchema } from './config.js';
-import { ONLINE_EXAMPLE, onTokens, POLICY_ROLE, promptDataset, REFERENCE_ROLE, REWARD_ROLE, ROLLOUT_METRICS, rolloutMetrics, stagesOf, trains } from './common.js';
+import { ONLINE_EXAMPLE, ONLINE_FILES, onTokens, POLICY_ROLE, promptDataset, REFERENCE_ROLE, REWARD_ROLE, ROLLOUT_METRICS, rolloutMetrics, stagesOf, trains } from './common.js';
 import type { OnlineRecipe } from '../types.js';
 
 export const grpoSection = z.object({
@@ -37,6 +37,7 @@ export const grpo: OnlineRecipe<GrpoConfig> = {
   metrics: { ...ROLLOUT_METRICS },
   headline: () => ({ metric: 'reward', better: 'higher' }),
   ...promptDataset,
+  files: ONLINE_FILES,
   stages: stagesOf('generate', 'score', 'logprobs', 'advantages', 'train'),
   samplesPerPrompt: samples,
   epochs: (c) => c.grpo.epochs,

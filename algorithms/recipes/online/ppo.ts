@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { adaptKl, explainedVariance, gae, tokenKl, tokenRewards, whiten } from '../../rollouts/advantages.js';
 import { clippedPolicyLoss } from '../../losses/policy-gradient.js';
 import { checkOnline, onlineBaseSchema } from './config.js';
-import { ONLINE_EXAMPLE, POLICY_ROLE, promptDataset, REFERENCE_ROLE, REWARD_ROLE, ROLLOUT_METRICS, rolloutMetrics, stagesOf, trains } from './common.js';
+import { ONLINE_EXAMPLE, ONLINE_FILES, POLICY_ROLE, promptDataset, REFERENCE_ROLE, REWARD_ROLE, ROLLOUT_METRICS, rolloutMetrics, stagesOf, trains } from './common.js';
 import type { OnlineRecipe } from '../types.js';
 
 export const ppoSection = z.object({
@@ -58,6 +58,7 @@ export const ppo: OnlineRecipe<PpoConfig> = {
   },
   headline: () => ({ metric: 'reward', better: 'higher' }),
   ...promptDataset,
+  files: ONLINE_FILES,
   stages: stagesOf('generate', 'score', 'logprobs', 'values', 'advantages', 'train'),
   samplesPerPrompt: samples,
   epochs: (c) => c.ppo.epochs,

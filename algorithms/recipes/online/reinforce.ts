@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { rlooBaselines, tokenKl } from '../../rollouts/advantages.js';
 import { reinforceLoss } from '../../losses/policy-gradient.js';
 import { checkOnline, onlineBaseSchema } from './config.js';
-import { ONLINE_EXAMPLE, onTokens, POLICY_ROLE, promptDataset, REFERENCE_ROLE, REWARD_ROLE, ROLLOUT_METRICS, rolloutMetrics, stagesOf, trains } from './common.js';
+import { ONLINE_EXAMPLE, ONLINE_FILES, onTokens, POLICY_ROLE, promptDataset, REFERENCE_ROLE, REWARD_ROLE, ROLLOUT_METRICS, rolloutMetrics, stagesOf, trains } from './common.js';
 import type { OnlineRecipe } from '../types.js';
 
 export const reinforceSection = z.object({
@@ -39,6 +39,7 @@ export const reinforce: OnlineRecipe<ReinforceConfig> = {
   metrics: { ...ROLLOUT_METRICS, penalisedReward: { description: 'mean of R − β·KL_seq' } },
   headline: () => ({ metric: 'reward', better: 'higher' }),
   ...promptDataset,
+  files: ONLINE_FILES,
   stages: stagesOf('generate', 'score', 'logprobs', 'advantages', 'train'),
   samplesPerPrompt: samples,
   epochs: () => 1,

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { topKPerPrompt } from '../../rollouts/advantages.js';
 import { nllLoss } from '../../losses/policy-gradient.js';
 import { checkOnline, onlineBaseSchema } from './config.js';
-import { ONLINE_EXAMPLE, onTokens, POLICY_ROLE, promptDataset, REWARD_ROLE, ROLLOUT_METRICS, rolloutMetrics, stagesOf } from './common.js';
+import { ONLINE_EXAMPLE, ONLINE_FILES, onTokens, POLICY_ROLE, promptDataset, REWARD_ROLE, ROLLOUT_METRICS, rolloutMetrics, stagesOf } from './common.js';
 import type { OnlineRecipe } from '../types.js';
 import { ConfigError } from '../../errors.js';
 
@@ -39,6 +39,7 @@ export const rs: OnlineRecipe<RsConfig> = {
   metrics: { ...ROLLOUT_METRICS, keptReward: { description: 'mean reward of the kept samples' } },
   headline: () => ({ metric: 'keptReward', better: 'higher' }),
   ...promptDataset,
+  files: ONLINE_FILES,
   stages: stagesOf('generate', 'score', 'advantages', 'train'),
   samplesPerPrompt: samples,
   epochs: () => 1,
