@@ -141,6 +141,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
         });
         refs[name] = r.ref;
         phase[`${name}Seconds`] = r.seconds;
+        if (r.metrics && name !== 'advantages') Object.assign(phase, r.metrics);
         if (name === 'advantages') {
           advantages = r;
           if (r.state) state = r.state;

@@ -18,7 +18,7 @@ import { heartbeat, keepAlive } from '../heartbeat.js';
 import type { ResidentRuns } from '../train.js';
 import { bytesOf, GENERATE_FIELDS } from './ledger-records.js';
 import type { GeneratedRollout } from './ledger-records.js';
-import { loopFor } from './resident.js';
+import { checkGeneratingWeights, loopFor } from './resident.js';
 import type { IterationRequest, StageResult } from './types.js';
 
 export interface PlannedRow {
@@ -48,6 +48,7 @@ export function generateRollouts(store: RunStorePort, runs: ResidentRuns, req: I
     const r = config.rollout;
     const rows = planRows(config, req.iteration, loop.prompts.count, recipe.samplesPerPrompt(config));
     const model = asCausalLM(loop.actor.model);
+    checkGeneratingWeights(loop, req.runId);
     const eos = loop.tok.eosTokenId;
     const parts: LedgerPart[] = [];
     let written = 0;

@@ -10,6 +10,7 @@
  * critic's files prefixed `critic.`, and loop_state.json (iteration, loop state such as the
  * adaptive β). Exports pick the actor's files only.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -51,7 +52,41 @@ export interface LoopResident {
   lineage: string | null;
   /** Optimizer steps taken (the learning-rate schedule's position). */
   optimizerSteps: number;
+  /** weightsDigest of the actor as committed (or loaded): what generation must sample from. */
+  digest: string;
   dispose(): void;
+}
+
+/** Above this many trained values, the digest reads every 1024th value (hashing a 7B model each iteration would cost seconds). */
+const FULL_DIGEST_LIMIT = 64 * 1024 * 1024;
+
+/**
+ * A fingerprint of the weights a policy samples from: sha256 over its trained parameters (the
+ * adapters under LoRA, with whether they are switched on). Generation checks it against the one
+ * recorded when the weights were committed, so a policy that silently samples from other weights
+ * (a failed adapter load, adapters left off: a known peer bug) fails loudly instead.
+ */
+export function weightsDigest(actor: TrainingState): string {
+  const params = actor.model.namedParameters().filter(([, p]) => p.requiresGrad);
+  const total = params.reduce((n, [, p]) => n + p.numel, 0);
+  const stride = total > FULL_DIGEST_LIMIT ? 1024 : 1;
+  const h = createHash('sha256');
+  h.update(`lora:${actor.lora ? actor.lora.adapters.every(({ adapter }) => adapter.enabled) : 'none'};stride:${stride}`);
+  for (const [name, p] of params) {
+    const v = p.toArraySync();
+    const f = new Float32Array(stride === 1 ? v.length : Math.ceil(v.length / stride));
+    for (let i = 0, j = 0; i < v.length; i += stride, j++) f[j] = v[i];
+    h.update(name).update(new Uint8Array(f.buffer));
+  }
+  return h.digest('hex');
+}
+
+/** The check before sampling: the weights in memory are the committed ones. */
+export function checkGeneratingWeights(loop: LoopResident, runId: string): void {
+  const now = weightsDigest(loop.actor);
+  if (now !== loop.digest) {
+    throw Object.assign(new Error(`run ${runId}: the policy about to generate iteration ${loop.iteration} has weights ${now.slice(0, 12)}…, not the trained ones committed as ${loop.digest.slice(0, 12)}… (adapters off, or weights changed outside training)`), { name: 'CheckpointError' });
+  }
 }
 
 /** The critic's trainer: the actor's schedule with the critic's learning rate. */
@@ -95,14 +130,22 @@ export async function loopFor(store: RunStorePort, runs: ResidentRuns, req: Iter
         for (const f of await readdir(dir)) if (f.startsWith(CRITIC_PREFIX)) await rename(path.join(dir, f), path.join(cdir, f.slice(CRITIC_PREFIX.length)));
         critic = await loadTrainingState(cdir, ct, { ...criticSetup, baseDir: cdir });
       }
-      const s = JSON.parse(await readFile(path.join(dir, LOOP_STATE), 'utf8')) as { iteration: number; optimizerSteps: number };
-      return { recipe, actor, actorSetup, critic, criticSetup, reference: null, tok: Tokenizer.fromDir(baseDir), iteration: s.iteration, lineage, optimizerSteps: s.optimizerSteps };
+      const s = JSON.parse(await readFile(path.join(dir, LOOP_STATE), 'utf8')) as { iteration: number; optimizerSteps: number; weightsDigest?: string };
+      const digest = weightsDigest(actor);
+      if (s.weightsDigest && s.weightsDigest !== digest) {
+        actor.model.dispose();
+        critic?.model.dispose();
+        throw Object.assign(new Error(`checkpoint ${req.checkpoint!.uri}: the actor loaded from it has weights ${digest.slice(0, 12)}…, but ${s.weightsDigest.slice(0, 12)}… were committed (the adapters or weights did not load as saved)`), { name: 'CheckpointError' });
+      }
+      return { recipe, actor, actorSetup, critic, criticSetup, reference: null, tok: Tokenizer.fromDir(baseDir), iteration: s.iteration, lineage, optimizerSteps: s.optimizerSteps, digest };
     })
-    : {
-      recipe, actor: await baseTrainingState(config.trainer, actorSetup), actorSetup,
-      critic: criticSetup ? await baseTrainingState(ct, criticSetup) : null, criticSetup,
-      reference: null, tok: Tokenizer.fromDir(baseDir), iteration: 0, lineage: null, optimizerSteps: 0,
-    };
+    : await (async () => {
+      const actor = await baseTrainingState(config.trainer, actorSetup);
+      return {
+        recipe, actor, actorSetup, critic: criticSetup ? await baseTrainingState(ct, criticSetup) : null, criticSetup,
+        reference: null, tok: Tokenizer.fromDir(baseDir), iteration: 0, lineage: null, optimizerSteps: 0, digest: weightsDigest(actor),
+      };
+    })();
   if (parts.iteration !== req.iteration) {
     parts.actor.model.dispose();
     parts.critic?.model.dispose();
@@ -142,7 +185,8 @@ export async function commitLoop(store: RunStorePort, req: IterationRequest, loo
       for (const f of await readdir(cdir)) await rename(path.join(cdir, f), path.join(tmp, CRITIC_PREFIX + f));
       await rm(cdir, { recursive: true });
     }
-    await writeFile(path.join(tmp, LOOP_STATE), JSON.stringify({ iteration: loop.iteration, optimizerSteps: loop.optimizerSteps, state }, null, 2));
+    loop.digest = weightsDigest(loop.actor);
+    await writeFile(path.join(tmp, LOOP_STATE), JSON.stringify({ iteration: loop.iteration, optimizerSteps: loop.optimizerSteps, state, weightsDigest: loop.digest }, null, 2));
     const ref = await store.commitCheckpoint(req.runId, loop.iteration, tmp, { runId: req.runId, recipe: req.recipe, config: req.config, parent: req.checkpoint });
     loop.lineage = ref.sha256;
     return ref;

@@ -94,6 +94,18 @@ describe('the online recipes end to end', () => {
     });
   }
 
+  slowIt('ppo with LoRA: only the adapters train (the reference is the adapters-off actor), the reward rises, and the export has the merged model and the adapters', async () => {
+    const lora = { rank: 8, alpha: 16, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+    const r = await execute('ppo', configOf('ppo', { lora, trainer: { maxSteps: 16, lr: 2e-2, minLr: 2e-2 } }));
+    const curve = r.validations.map((v) => metric(v, 'reward'));
+    console.log(`ppo + LoRA: reward per iteration ${curve.map((x) => x.toFixed(2)).join(' ')}`);
+    expect(meanOf(r.validations.slice(-3), 'reward')).toBeGreaterThanOrEqual(curve[0] + 0.3);
+    // The log-probs stage checked the sampler against the trained policy every iteration.
+    expect(Math.max(...r.validations.map((v) => metric(v, 'samplerDrift')))).toBeLessThan(1e-3);
+    const exported = path.join(tmp, 'store', 'runs', r.runId, 'export');
+    for (const f of ['model.safetensors', 'adapter_model.safetensors', 'adapter_config.json']) expect(existsSync(path.join(exported, f)), f).toBe(true);
+  });
+
   slowIt('the ledger viewer: align rollouts and GET /runs/:id/rollouts show an iteration\'s prompts, responses, rewards and kept samples', async () => {
     const r = await execute('rs', configOf('rs', { trainer: { maxSteps: 2 } }));
     const service = new RunService({ address: defaultTemporalAddress(), storeUri, queues: REF });
