@@ -52,8 +52,10 @@ afterAll(async () => {
 function configOf(recipe: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   const ex = getRecipe(recipe).example as Record<string, Record<string, unknown>>;
   const merged: Record<string, unknown> = { ...ex, model: path.join(root, 'models/fixtures/tiny-llama'), data: { ...ex.data, train: path.join(root, 'data/demo/prompts.jsonl') } };
-  for (const [k, v] of Object.entries(over)) merged[k] = typeof v === 'object' && v && !Array.isArray(v) ? { ...(merged[k] as object), ...v } : v;
-  if ((merged.reward as { function?: string }).function) merged.reward = { function: path.resolve(root, (merged.reward as { function: string }).function) };
+  // Sections merge with the example's; the reward is replaced (it takes exactly one of model and function).
+  for (const [k, v] of Object.entries(over)) merged[k] = typeof v === 'object' && v && !Array.isArray(v) && k !== 'reward' ? { ...(merged[k] as object), ...v } : v;
+  const reward = merged.reward as { function?: string };
+  if (reward.function) merged.reward = { ...reward, function: path.resolve(root, reward.function) };
   return merged;
 }
 
@@ -104,6 +106,20 @@ describe('the online recipes end to end', () => {
     expect(Math.max(...r.validations.map((v) => metric(v, 'samplerDrift')))).toBeLessThan(1e-3);
     const exported = path.join(tmp, 'store', 'runs', r.runId, 'export');
     for (const f of ['model.safetensors', 'adapter_model.safetensors', 'adapter_config.json']) expect(existsSync(path.join(exported, f)), f).toBe(true);
+  });
+
+  slowIt('ppo with a trained reward model (an rm run\'s export, which also initialises the critic) raises that model\'s reward', async () => {
+    const rmId = uniqueId('online-rm');
+    const rmConfig = parseRecipeConfig('rm', {
+      model: path.join(root, 'models/fixtures/tiny-llama'), data: { train: path.join(root, 'data/demo/rm.jsonl'), validationFraction: 0.2 },
+      trainer: { maxSteps: 40, globalBatchSize: 16, microBatchSize: 8, lr: 2e-3, minLr: 2e-4, warmupSteps: 0, checkpointEvery: 40, valEvery: 0, maxLength: 64 },
+    });
+    const rmRun: RunResult = await client.workflow.execute('trainingWorkflow', { taskQueue: REF.control, workflowId: rmId, args: [{ runId: rmId, recipe: 'rm', config: rmConfig, queues: REF }] });
+    expect(rmRun.exportUri).toBeTruthy();
+    const r = await execute('ppo', configOf('ppo', { reward: { model: rmRun.exportUri }, trainer: { maxSteps: 10 } }));
+    const curve = r.validations.map((v) => metric(v, 'reward'));
+    console.log(`ppo + reward model (rm accuracy ${metric(rmRun.validations.at(-1)!, 'accuracy').toFixed(2)}): reward per iteration ${curve.map((x) => x.toFixed(2)).join(' ')}`);
+    expect(meanOf(r.validations.slice(-3), 'reward')).toBeGreaterThan(curve[0] + 0.5 * Math.max(...r.validations.map((v) => metric(v, 'rewardStd'))));
   });
 
   slowIt('the ledger viewer: align rollouts and GET /runs/:id/rollouts show an iteration\'s prompts, responses, rewards and kept samples', async () => {
