@@ -1,10 +1,12 @@
 /**
- * `npm run demo`: the whole toolkit on embedded defaults. It starts the dev stack (a Temporal dev
- * server with its Web UI), runs the workers in this process, and runs two durable recipes on a
- * tiny committed model and dataset: SFT, then DPO starting from the SFT export. It shows a
- * progress bar for each run and prints where the checkpoints are and the before/after metrics.
+ * `npm run demo`: the RLHF pipeline on embedded defaults. It starts the dev stack (a Temporal dev
+ * server with its Web UI), runs the workers in this process, and runs three durable recipes on a
+ * tiny committed model and datasets: SFT; a Bradley-Terry reward model started from the SFT
+ * export; then PPO from the SFT export against that reward model (which also initialises the
+ * critic). It shows a progress bar for each run and prints where the checkpoints are and the
+ * before/after metrics, the reward above all.
  *
- *   npm run demo -- [--keep-stack] [--steps-sft 40] [--steps-dpo 40]
+ *   npm run demo -- [--keep-stack] [--steps-sft 40] [--steps-rm 60] [--iterations-ppo 12]
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,17 +27,19 @@ const { values: args } = parseArgs({
   options: {
     'keep-stack': { type: 'boolean', default: false },
     'steps-sft': { type: 'string', default: '40' },
-    'steps-dpo': { type: 'string', default: '40' },
+    'steps-rm': { type: 'string', default: '60' },
+    'iterations-ppo': { type: 'string', default: '12' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
-  console.log(`npm run demo -- [--keep-stack] [--steps-sft N] [--steps-dpo N]
+  console.log(`npm run demo -- [--keep-stack] [--steps-sft N] [--steps-rm N] [--iterations-ppo N]
 
-Starts the dev stack (Temporal dev server + Web UI) under .state/, runs SFT and then DPO as
-durable Temporal workflows on models/fixtures/tiny-llama and data/demo/*.jsonl, and prints
-progress, checkpoints and before/after metrics. --keep-stack leaves the servers running
-(stop them with: npm run stack -- stop).`);
+Starts the dev stack (Temporal dev server + Web UI) under .state/ and runs the RLHF pipeline as
+durable Temporal workflows on models/fixtures/tiny-llama and data/demo/*.jsonl: SFT, a reward
+model from the SFT export, then PPO from the SFT export against that reward model. Prints
+progress, checkpoints and before/after metrics (PPO: the reward model's reward per iteration).
+--keep-stack leaves the servers running (stop them with: npm run stack -- stop).`);
   process.exit(0);
 }
 
@@ -80,19 +84,35 @@ try {
   console.log(`SFT  validation loss ${before.toFixed(3)} → ${sftResult.validations.at(-1)!.loss.toFixed(3)} nats/token   train loss ${sparkline(sftHistory, 30)}`);
   console.log(`     checkpoints ${storeUri}/runs/${sftId}/checkpoints/   export ${sftResult.exportUri}`);
 
-  // ---- DPO from the SFT model -----------------------------------------------------------------
-  const dpoSteps = Number(args['steps-dpo']);
-  const dpo = parseRecipeConfig('dpo', {
-    model: sftResult.exportUri!, data: { train: path.join(root, 'data/demo/dpo.jsonl'), validationFraction: 0.2 },
-    trainer: { maxSteps: dpoSteps, globalBatchSize: 8, microBatchSize: 4, lr: 2e-3, minLr: 2e-4, warmupSteps: 0, checkpointEvery: 10, valEvery: 10, maxLength: 64 },
+  // ---- Reward model from the SFT model ------------------------------------------------------------
+  const rmSteps = Number(args['steps-rm']);
+  const rm = parseRecipeConfig('rm', {
+    model: sftResult.exportUri!, data: { train: path.join(root, 'data/demo/rm.jsonl'), validationFraction: 0.2 },
+    trainer: { maxSteps: rmSteps, globalBatchSize: 16, microBatchSize: 8, lr: 2e-3, minLr: 2e-4, warmupSteps: 0, checkpointEvery: 20, valEvery: 20, maxLength: 64 },
   });
-  const dpoId = `demo-dpo-${stamp}`;
-  await client.workflow.start('trainingWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: dpoId, args: [{ runId: dpoId, recipe: 'dpo', config: dpo }] });
-  const dpoResult = await follow(client, dpoId, dpoSteps, 'DPO');
-  const acc = dpoResult.validations.map((v) => v.metrics.accuracy.toFixed(2)).join(' → ');
-  console.log(`DPO  held-out reward accuracy ${acc} (step ${dpoResult.validations.map((v) => v.step).join(', ')})   margin ${dpoResult.validations.at(-1)!.metrics.margin.toFixed(3)}`);
-  console.log(`     checkpoints ${storeUri}/runs/${dpoId}/checkpoints/   export ${dpoResult.exportUri}`);
-  console.log(`Inspect the runs in the Web UI${stack.temporal.uiUrl ? ` (${stack.temporal.uiUrl})` : ''} or with: npx tsx infra/cli/main.ts status ${dpoId}`);
+  const rmId = `demo-rm-${stamp}`;
+  await client.workflow.start('trainingWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: rmId, args: [{ runId: rmId, recipe: 'rm', config: rm }] });
+  const rmResult = await follow(client, rmId, rmSteps, 'RM ');
+  const acc = rmResult.validations.map((v) => v.metrics.accuracy.toFixed(2)).join(' → ');
+  console.log(`RM   held-out accuracy ${acc} (step ${rmResult.validations.map((v) => v.step).join(', ')})   export ${rmResult.exportUri}`);
+
+  // ---- PPO from the SFT model, against the reward model ------------------------------------------
+  const iterations = Number(args['iterations-ppo']);
+  const ppo = parseRecipeConfig('ppo', {
+    model: sftResult.exportUri!, data: { train: path.join(root, 'data/demo/prompts.jsonl') }, reward: { model: rmResult.exportUri! },
+    trainer: { maxSteps: iterations, globalBatchSize: 16, microBatchSize: 16, lr: 3e-3, minLr: 3e-3, maxLength: 96 },
+    rollout: { promptsPerIteration: 16, maxNewTokens: 12, stopStrings: [' '], maskTruncated: false },
+    ppo: { criticLr: 3e-3, klBeta: 0.1 },
+  });
+  const ppoId = `demo-ppo-${stamp}`;
+  await client.workflow.start('ppoWorkflow', { taskQueue: CONTROL_QUEUE, workflowId: ppoId, args: [{ runId: ppoId, recipe: 'ppo', config: ppo }] });
+  const ppoResult = await follow(client, ppoId, iterations, 'PPO');
+  const rewards = ppoResult.validations.map((v) => v.metrics.reward);
+  const kl = ppoResult.validations.at(-1)!.metrics.kl;
+  console.log(`PPO  reward ${rewards[0].toFixed(3)} → ${rewards.at(-1)!.toFixed(3)}   ${sparkline(rewards, 30)}   KL to the SFT model ${kl.toFixed(2)} nats`);
+  console.log(`     checkpoints ${storeUri}/runs/${ppoId}/checkpoints/   rollouts ${storeUri}/runs/${ppoId}/rollouts/   export ${ppoResult.exportUri}`);
+  console.log(`     read what the policy says: npx tsx infra/cli/main.ts rollouts ${ppoId}`);
+  console.log(`Inspect the runs in the Web UI${stack.temporal.uiUrl ? ` (${stack.temporal.uiUrl})` : ''} or with: npx tsx infra/cli/main.ts status ${ppoId}`);
 } finally {
   await workers.shutdown();
   await client.connection.close();
