@@ -99,6 +99,49 @@ export class KVCache {
     return { k: fullK, v: fullV };
   }
 
+  /**
+   * Continuous batching: the keys and values of `from` (a one-row cache without capacity, holding a
+   * prompt of L positions just prefilled) become row `row` of this fixed-capacity cache at buffer
+   * positions [end − L, end). The caller's mask must then open exactly those positions of the row.
+   */
+  insertRow(row: number, from: KVCache, end: number): void {
+    if (this.capacity === null) throw new AlignerError('KVCache.insertRow: needs a fixed-capacity cache');
+    const cap = this.capacity;
+    this.k.forEach((buf, layer) => {
+      const srcK = from.k[layer], srcV = from.v[layer];
+      if (!buf || !srcK || !srcV) throw new AlignerError(`KVCache.insertRow: layer ${layer} has no keys yet`);
+      const [B, G, , D] = buf.shape, L = srcK.shape[2];
+      if (srcK.shape[0] !== 1) throw new AlignerError(`KVCache.insertRow: the source cache holds ${srcK.shape[0]} rows, not 1`);
+      if (row < 0 || row >= B || end < L || end > cap) throw new AlignerError(`KVCache.insertRow: row ${row} positions [${end - L}, ${end}) do not fit [${B} rows, ${cap} positions]`);
+      const copy = kernel(buf.backend, 'copyBlock', 'KVCache.insertRow');
+      for (const [src, dst] of [[srcK, buf], [srcV, this.v[layer]!]] as const) {
+        // Both viewed as one axis of D-vectors: head g of the source row → head g of row `row`.
+        for (let g = 0; g < G; g++) copy(src.storageFor('KVCache.insertRow'), dst.storageFor('KVCache.insertRow'), 1, L, D, G * L, g * L, B * G * cap, (row * G + g) * cap + end - L);
+      }
+    });
+  }
+
+  /** Drops the first `n` buffer positions of every row (none of them still attended to), moving the rest to the front. */
+  shiftLeft(n: number): void {
+    if (this.capacity === null) throw new AlignerError('KVCache.shiftLeft: needs a fixed-capacity cache');
+    const len = this.length;
+    if (n <= 0 || n > len) throw new AlignerError(`KVCache.shiftLeft: cannot drop ${n} of ${len} positions`);
+    const cap = this.capacity;
+    for (const bufs of [this.k, this.v]) {
+      bufs.forEach((buf, layer) => {
+        if (!buf) return;
+        const [B, G, , D] = buf.shape;
+        const keep = len - n;
+        const copy = kernel(buf.backend, 'copyBlock', 'KVCache.shiftLeft');
+        const tmp = zeros([B, G, Math.max(1, keep), D], { backend: buf.backend }); // [B, G, keep, D]
+        copy(buf.storageFor('KVCache.shiftLeft'), tmp.storageFor('KVCache.shiftLeft'), B * G, keep, D, cap, n, Math.max(1, keep), 0);
+        copy(tmp.storageFor('KVCache.shiftLeft'), buf.storageFor('KVCache.shiftLeft'), B * G, keep, D, Math.max(1, keep), 0, cap, 0);
+        tmp.dispose();
+        this.lens[layer] = keep;
+      });
+    }
+  }
+
   dispose(): void {
     for (const t of [...this.k, ...this.v]) t?.dispose();
     this.k.fill(null);

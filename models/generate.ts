@@ -35,7 +35,7 @@ export interface GenerateResult {
   finishReason: FinishReason[];
 }
 
-function check(model: CausalLM, prompts: readonly (readonly number[])[], o: GenerateOptions): void {
+export function checkGenerate(model: CausalLM, prompts: readonly (readonly number[])[], o: GenerateOptions): void {
   validateSampling(o);
   if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1) throw new RangeError(`generate: maxNewTokens must be a positive integer, got ${o.maxNewTokens}`);
   if (o.stopStrings?.length && !o.decode) throw new AlignerError('generate: stopStrings need a decode function (pass the tokenizer\'s decode)');
@@ -49,7 +49,7 @@ function check(model: CausalLM, prompts: readonly (readonly number[])[], o: Gene
 }
 
 export async function generate(model: CausalLM, prompts: readonly (readonly number[])[], o: GenerateOptions): Promise<GenerateResult> {
-  check(model, prompts, o);
+  checkGenerate(model, prompts, o);
   const B = prompts.length, V = model.config.vocabSize, pad = o.padId ?? 0;
   const Lmax = Math.max(...prompts.map((p) => p.length));
   const gens = prompts.map((_, i) => new Generator(o.seeds?.[i] ?? i));

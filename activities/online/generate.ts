@@ -3,14 +3,15 @@
  * shards of rollout.shardRows that each commit on their own, so that a crash redoes only the
  * shard it interrupted. Which prompts an iteration takes is a function of (seed, iteration) (the
  * prompt cursor is the iteration), and each row samples with its own seed, so a shard generated
- * again on another worker from the same checkpoint is the same shard.
+ * again on another worker from the same checkpoint is the same shard. Each shard is generated with
+ * continuous batching (models/continuous.ts): rollout.microBatch slots, refilled as rows end.
  */
 import { getOnlineRecipe } from '../../algorithms/recipes/index.js';
 import type { OnlineConfig } from '../../algorithms/recipes/index.js';
 import { rolloutSeed } from '../../algorithms/rollouts/grid.js';
-import { batchIndices, microBatches } from '../../algorithms/train/batching.js';
+import { batchIndices } from '../../algorithms/train/batching.js';
 import { asCausalLM } from '../../algorithms/recipes/model.js';
-import { generate } from '../../models/generate.js';
+import { generateContinuous } from '../../models/continuous.js';
 import { committedPart, partPrefix, stageRef, writePart } from '../../store/rollout-ledger.js';
 import type { LedgerPart } from '../../store/rollout-ledger.js';
 import type { RunStorePort } from '../../store/run-store-port.js';
@@ -61,23 +62,21 @@ export function generateRollouts(store: RunStorePort, runs: ResidentRuns, req: I
       }
       const shard = rows.slice(s * r.shardRows, (s + 1) * r.shardRows);
       const prompts = await loop.prompts.getMany(shard.map((x) => x.prompt));
-      const records: GeneratedRollout[] = [];
-      for (const micro of microBatches(shard.map((x, i) => ({ x, p: prompts[i] })), r.microBatch)) {
-        const out = await generate(model, micro.map((m) => m.p.ids), {
-          maxNewTokens: r.maxNewTokens, temperature: r.temperature, topK: r.topK, topP: r.topP,
-          seeds: micro.map((m) => m.x.seed), eosTokenIds: eos === null ? [] : [eos],
-          stopStrings: r.stopStrings, decode: (ids) => loop.tok.decode(ids),
-        });
-        micro.forEach((m, b) => {
-          const tokens = out.tokens[b];
-          const shown = tokens.at(-1) === eos ? tokens.slice(0, -1) : tokens;
-          records.push({
-            ...m.x, policyStep: loop.iteration, ended: out.ended[b] ? 1 : 0, promptIds: m.p.ids, responseIds: tokens,
-            samplerLogprobs: out.logprobs[b], record: m.p.record, text: bytesOf(loop.tok.decode(shown)),
-          });
-        });
-        heartbeat({ stage: 'generate', rows: s * r.shardRows + records.length, of: rows.length });
-      }
+      // Continuous batching: rollout.microBatch slots, a row that ends is replaced from the shard's queue at once.
+      const out = await generateContinuous(model, prompts.map((p) => p.ids), {
+        batchSize: r.microBatch, maxNewTokens: r.maxNewTokens, temperature: r.temperature, topK: r.topK, topP: r.topP,
+        seeds: shard.map((x) => x.seed), eosTokenIds: eos === null ? [] : [eos],
+        stopStrings: r.stopStrings, decode: (ids) => loop.tok.decode(ids),
+      });
+      const records: GeneratedRollout[] = shard.map((x, b) => {
+        const tokens = out.tokens[b];
+        const shown = tokens.at(-1) === eos ? tokens.slice(0, -1) : tokens;
+        return {
+          ...x, policyStep: loop.iteration, ended: out.ended[b] ? 1 : 0, promptIds: prompts[b].ids, responseIds: tokens,
+          samplerLogprobs: out.logprobs[b], record: prompts[b].record, text: bytesOf(loop.tok.decode(shown)),
+        };
+      });
+      heartbeat({ stage: 'generate', rows: s * r.shardRows + records.length, of: rows.length });
       parts.push(await writePart(store.store, prefix, GENERATE_FIELDS, records, { writtenBy: writer, writtenAt: new Date().toISOString() }));
       written++;
     }
