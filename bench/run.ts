@@ -17,6 +17,7 @@ const KNOWN: Record<string, string> = {
   'train-cpu': 'training steps of the small Llama on the CPU backend, against PyTorch (bench/python/train_step.py)',
   overhead: 'a 200-step SFT run as a plain loop vs through Temporal with checkpoints every 50 steps',
   generate: 'batched greedy decoding with the KV cache, against transformers generate() (bench/python/generate.py)',
+  rl: 'one PPO iteration (d=512, 8 layers, 64 prompts × 128 new tokens) through Temporal: per-phase seconds, generation vs transformers, orchestration share',
   failover: 'kill -9 of the worker training a run → its next step on another worker; 8 runs queued on 2 workers vs one after another',
 };
 

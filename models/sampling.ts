@@ -37,8 +37,9 @@ export function chooseToken(row: ArrayLike<number>, off: number, V: number, o: S
     for (let v = 1; v < V; v++) if (row[off + v] > row[off + best]) best = v;
     return best;
   }
-  let ids = Array.from({ length: V }, (_, v) => v);
   const topK = o.topK ?? 0, topP = o.topP ?? 1;
+  if (topK === 0 && topP >= 1) return sampleFull(row, off, V, temperature, gen);
+  let ids = Array.from({ length: V }, (_, v) => v);
   if (topK > 0 || topP < 1) ids.sort((a, b) => row[off + b] - row[off + a] || a - b);
   if (topK > 0) ids = ids.slice(0, topK);
   let m = -Infinity;
@@ -54,4 +55,23 @@ export function chooseToken(row: ArrayLike<number>, off: number, V: number, o: S
   let r = gen.uniform() * weights.reduce((a, b) => a + b, 0);
   for (let i = 0; i < ids.length; i++) if ((r -= weights[i]) < 0) return ids[i];
   return ids[ids.length - 1];
+}
+
+/**
+ * Sampling from the whole vocabulary without allocating: the same draw and the same token as the
+ * filtered path below with every id kept (weights exp(l/T − max), scanned in id order), in three
+ * passes over the row and one reused buffer. Rollouts sample like this at every step of every row.
+ */
+let scratch = new Float64Array(0);
+
+function sampleFull(row: ArrayLike<number>, off: number, V: number, temperature: number, gen: Generator): number {
+  if (scratch.length < V) scratch = new Float64Array(V);
+  const w = scratch;
+  let m = -Infinity;
+  for (let v = 0; v < V; v++) m = Math.max(m, row[off + v] / temperature);
+  let total = 0;
+  for (let v = 0; v < V; v++) total += (w[v] = Math.exp(row[off + v] / temperature - m));
+  let r = gen.uniform() * total;
+  for (let v = 0; v < V; v++) if ((r -= w[v]) < 0) return v;
+  return V - 1;
 }

@@ -149,9 +149,10 @@ export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: It
       throw err;
     }
     heartbeat({ stage: 'train', phase: 'checkpointing' });
+    const tc = performance.now();
     const checkpoint = await commitLoop(store, req, loop, req.state ?? recipe.initialState(config));
     await store.pruneCheckpoints(req.runId, config.trainer.keepCheckpoints);
-    const metrics: Record<string, number> = {};
+    const metrics: Record<string, number> = { checkpointSeconds: (performance.now() - tc) / 1000 };
     if (recipe.policyClip) metrics.clipFraction = t.clipped / Math.max(1, t.tokens);
     if (loop.critic) metrics.valueLoss = t.valueLoss / Math.max(1, steps);
     return {

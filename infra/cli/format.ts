@@ -40,7 +40,7 @@ function hints(v: RunView): string[] {
 /** An online run reports its stage (a string, or null between iterations); an offline run has none. */
 const isLoop = (p: Progress | null | undefined): boolean => p !== null && p !== undefined && p.stage !== undefined;
 
-const PHASES = ['generate', 'score', 'logprobs', 'values', 'advantages', 'train'];
+const PHASES = ['generate', 'score', 'logprobs', 'values', 'advantages', 'train', 'checkpoint'];
 
 /** Seconds of each stage of an iteration, in stage order: `generate 0.41 s, score 0.02 s, …`. */
 export function formatPhases(s: StepSummary | undefined): string | null {
