@@ -13,6 +13,8 @@ import { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { getRecipe, parseRecipeConfig, RECIPE_NAMES } from '../../algorithms/recipes/index.js';
 import type { RunResult, Validation } from '../../activities/types.js';
+import { startTemporal } from '../../infra/dev-stack.js';
+import { freePort } from '../../infra/services.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
 import { startWorkers } from '../../infra/workers/worker.js';
 import type { RunningWorkers } from '../../infra/workers/worker.js';
@@ -272,5 +274,32 @@ describe('PPO: exact resume after kill -9 mid-iteration', () => {
       return victim!;
     });
     expect(await finalWeights(result)).toBe(want);
+  });
+
+  slowIt('(d) the Temporal server killed (-9) and restarted during an iteration: the run completes bit-identically', async () => {
+    const want = await refWeights();
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'aligner-temporal-restart-'));
+    const port = await freePort();
+    let server = await startTemporal({ stateDir, temporalPort: port, headless: true, detached: false });
+    const queues = { control: 'align-control-online-restart', compute: 'align-cpu-online-restart' };
+    const own = await startWorkers({ address: server.address, store: runStore, role: 'all', workerId: uniqueId('restart'), queues });
+    const c = new Client({ connection: await connectTemporal(server.address) });
+    try {
+      const runId = uniqueId('online-ppo-restart');
+      const config = parseRecipeConfig('ppo', crashConfig());
+      const handle = await c.workflow.start('ppoWorkflow', { taskQueue: queues.control, workflowId: runId, args: [{ runId, recipe: 'ppo', config, heartbeatSeconds: 10, queues }] });
+      await waitFor('iteration 1 generating', async () => existsSync(path.join(tmp, 'store', partPrefix(runId, 1, 'generate', 1), 'manifest.json')));
+      process.kill(server.pid!, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 2000));
+      server = await startTemporal({ stateDir, temporalPort: port, headless: true, detached: false });
+      const result: RunResult = await handle.result();
+      expect(result.status).toBe('completed');
+      expect(await finalWeights(result)).toBe(want);
+    } finally {
+      await own.shutdown();
+      await c.connection.close();
+      if (server.pid) process.kill(server.pid, 'SIGTERM');
+      rmSync(stateDir, { recursive: true, force: true });
+    }
   });
 });
