@@ -58,21 +58,29 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
   process.stderr.write(`  ours: ${ours.tokens_per_s} tokens/s\n`);
   const result: Record<string, unknown> = { bench: 'generate', model: { ...config, family: undefined }, batch: B, prompt: P, new_tokens: N, threads, ours };
   if (!values['no-torch']) {
-    const python = path.join(root, '.tools/bench-venv/bin/python');
-    if (!existsSync(path.join(root, '.tools/bench-venv/.complete-torch-2.15.0-transformers-5.24.0'))) {
-      spawnSync('bash', [path.join(root, 'bench/python/setup-venv.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
-    }
-    const r = spawnSync(python, [path.join(root, 'bench/python/generate.py'), '--threads', String(threads), '--batch', String(B), '--prompt', String(P), '--new', String(N)], {
-      encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const last = r.stdout?.trim().split('\n').at(-1) ?? '';
-    try {
-      const baseline = JSON.parse(last) as Record<string, unknown>;
-      result.baseline = baseline;
-      result.ratio_vs_torch = +(ours.tokens_per_s / Number(baseline.tokens_per_s)).toFixed(3);
-    } catch {
-      result.baseline = { error: `baseline printed no JSON (exit ${r.status}): ${last.slice(0, 200)}` };
-    }
+    const baseline = transformersGenerate(threads, B, P, N);
+    result.baseline = baseline;
+    if (!('error' in baseline)) result.ratio_vs_torch = +(ours.tokens_per_s / Number(baseline.tokens_per_s)).toFixed(3);
   }
   return result;
+}
+
+/**
+ * transformers' generate() on the same shapes (bench/python/generate.py, greedy, KV cache, PyTorch
+ * CPU), installing the bench venv on first use: its JSON line, or { error } saying why there is none.
+ */
+export function transformersGenerate(threads: number, batch: number, prompt: number, newTokens: number): Record<string, unknown> {
+  const python = path.join(root, '.tools/bench-venv/bin/python');
+  if (!existsSync(path.join(root, '.tools/bench-venv/.complete-torch-2.15.0-transformers-5.24.0'))) {
+    spawnSync('bash', [path.join(root, 'bench/python/setup-venv.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
+  }
+  const r = spawnSync(python, [path.join(root, 'bench/python/generate.py'), '--threads', String(threads), '--batch', String(batch), '--prompt', String(prompt), '--new', String(newTokens)], {
+    encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const last = r.stdout?.trim().split('\n').at(-1) ?? '';
+  try {
+    return JSON.parse(last) as Record<string, unknown>;
+  } catch {
+    return { error: `baseline printed no JSON (exit ${r.status}): ${last.slice(0, 200)}` };
+  }
 }

@@ -9,8 +9,7 @@
  *
  * The first iteration pays for loading the models and preparing the data; the figures are the last one's.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +26,7 @@ import { createModel, savePretrained } from '../models/pretrained.js';
 import { openStore } from '../store/index.js';
 import { RunStore } from '../store/run-store.js';
 import { progressQuery } from '../workflows/training.js';
+import { transformersGenerate } from './generate.js';
 import { devServer } from './overhead.js';
 
 export const help = `bench rl: one PPO iteration (d=512, 8 layers, vocab 32000) through Temporal, per phase, with generation against transformers.
@@ -156,21 +156,9 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
       phases_s: phases, ours, orchestration_share: +(1 - timing.busy / timing.span).toFixed(4), reward: +m.reward.toFixed(4),
     };
     if (!values['no-torch']) {
-      const python = path.join(root, '.tools/bench-venv/bin/python');
-      if (!existsSync(path.join(root, '.tools/bench-venv/.complete-torch-2.15.0-transformers-5.24.0'))) {
-        spawnSync('bash', [path.join(root, 'bench/python/setup-venv.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
-      }
-      const r = spawnSync(python, [path.join(root, 'bench/python/generate.py'), '--threads', String(threads), '--batch', String(B), '--prompt', String(P), '--new', String(N)], {
-        encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      const lastLine = r.stdout?.trim().split('\n').at(-1) ?? '';
-      try {
-        const baseline = JSON.parse(lastLine) as Record<string, unknown>;
-        out.baseline = baseline;
-        out.generate_ratio_vs_transformers = +(ours.generate_tokens_per_s / Number(baseline.tokens_per_s)).toFixed(3);
-      } catch {
-        out.baseline = { error: `baseline printed no JSON (exit ${r.status}): ${lastLine.slice(0, 200)}` };
-      }
+      const baseline = transformersGenerate(threads, B, P, N);
+      out.baseline = baseline;
+      if (!('error' in baseline)) out.generate_ratio_vs_transformers = +(ours.generate_tokens_per_s / Number(baseline.tokens_per_s)).toFixed(3);
     }
     return out;
   } finally {

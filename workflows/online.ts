@@ -11,12 +11,12 @@
  *
  * Deterministic code only: no I/O, no clocks, no tensors.
  */
-import { condition, continueAsNew, setHandler, sleep } from '@temporalio/workflow';
+import { condition, continueAsNew, setHandler } from '@temporalio/workflow';
 import type { IterationRequest, LoopState, StageName, StageRef, StageResult, TrainResult } from '../activities/online/types.js';
 import type { CheckpointRef, DatasetRef, Progress, RunInput, RunResult, RunStatus, StepSummary, Validation } from '../activities/types.js';
 import {
   computeOn, CONTROL_QUEUE, COMPUTE_QUEUE, controlOn, DEFAULT_HEARTBEAT_SECONDS, isPlacementFailure, MAX_REPLACEMENTS, pauseSignal,
-  placementOn, progressQuery, release, releaseOn, resumeSignal, sharedOn, stopSignal, storeOutage, STORE_RETRY_SECONDS,
+  placementOn, progressQuery, release, releaseOn, resumeSignal, sharedOn, stopSignal, storeOutage, STORE_RETRY_SECONDS, waitForStore,
 } from './training.js';
 
 /** Where a stage runs: on the run's worker (actor, critic, reference resident), on any compute worker (the reward), or on the control queue. */
@@ -97,11 +97,8 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
       } catch (err) {
         const outage = storeOutage(err);
         if (outage && storeWaited < storeBudget) {
-          const pause = Math.min(30, 2 ** Math.min(5, Math.round(Math.log2(storeWaited + 1))), storeBudget - storeWaited);
-          waiting = `waiting for the store (${outage}); retrying for up to ${storeBudget - storeWaited} s more`;
           status = 'waiting';
-          await sleep(pause * 1000);
-          storeWaited += pause;
+          storeWaited = await waitForStore(outage, storeWaited, storeBudget, (w) => (waiting = w));
           continue;
         }
         if (!isPlacementFailure(err) || ++replacements > MAX_REPLACEMENTS) {

@@ -103,6 +103,17 @@ export function storeOutage(err: unknown): string | null {
   return c instanceof ApplicationFailure && !c.nonRetryable && c.type === 'StoreError' ? c.message : null;
 }
 
+/**
+ * One backoff step of waiting out a store outage: 1, 2, 4 … 30 s, never past the budget. Shows
+ * what the run waits for through `show`; returns the seconds waited so far.
+ */
+export async function waitForStore(outage: string, waited: number, budget: number, show: (waiting: string) => void): Promise<number> {
+  const pause = Math.min(30, 2 ** Math.min(5, Math.round(Math.log2(waited + 1))), budget - waited);
+  show(`waiting for the store (${outage}); retrying for up to ${budget - waited} s more`);
+  await sleep(pause * 1000);
+  return waited + pause;
+}
+
 /** A failure that another worker might not have: lost worker, timeout, transient error. */
 export function isPlacementFailure(err: unknown): boolean {
   if (!(err instanceof ActivityFailure)) return false;
@@ -195,11 +206,8 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
       if (outage && storeWaited < storeBudget && patched(STORE_WAIT_PATCH)) {
         // The worker is fine, the store is not: wait with backoff on the same worker, then redo the
         // chunk from the last committed checkpoint (nothing committed is lost).
-        const pause = Math.min(30, 2 ** Math.min(5, Math.round(Math.log2(storeWaited + 1))), storeBudget - storeWaited);
-        waiting = `waiting for the store (${outage}); retrying for up to ${storeBudget - storeWaited} s more`;
         status = 'waiting';
-        await sleep(pause * 1000);
-        storeWaited += pause;
+        storeWaited = await waitForStore(outage, storeWaited, storeBudget, (w) => (waiting = w));
         continue;
       }
       if (!isPlacementFailure(err) || ++replacements > MAX_REPLACEMENTS) {
