@@ -11,7 +11,8 @@
  * A new prompt is prefilled alone and its keys are copied into its slot's row ending at the
  * cursor; RoPE positions are per row (0 … L−1 for the prompt), so where a row sits in the buffer
  * does not matter. When the cursor reaches the capacity, every row's stretch is moved to the front
- * (by the smallest start), so the buffer never needs more than 2 × (longest prompt + maxNewTokens).
+ * (by the smallest start), so the buffer needs only a quarter more than the longest prompt plus
+ * maxNewTokens.
  * Results are returned in prompt order, as `generate` returns them.
  */
 import { Generator, logSoftmax, noGrad, slice, tensor, tidy } from '../kernels/index.js';
@@ -56,7 +57,10 @@ export async function generateContinuous(model: CausalLM, prompts: readonly (rea
   if ('slidingWindow' in model.config && model.config.slidingWindow) return generate(model, prompts, o);
   const N = prompts.length, B = Math.min(o.batchSize, N), V = model.config.vocabSize, pad = o.padId ?? 0;
   const Lmax = Math.max(...prompts.map((p) => p.length));
-  const capacity = 2 * (Lmax + o.maxNewTokens);
+  // A row spans at most Lmax + maxNewTokens positions; the slack past that is what each compaction
+  // frees. Attention reads the whole buffer, so it is kept small: one wave (N ≤ B) needs no slack.
+  const span = Lmax + o.maxNewTokens;
+  const capacity = N <= B ? span : span + Math.max(8, Math.ceil(span / 4));
   const gens = prompts.map((_, i) => new Generator(o.seeds?.[i] ?? i));
   const eos = new Set(o.eosTokenIds ?? []);
   const out: GenerateResult = { tokens: prompts.map(() => []), logprobs: prompts.map(() => []), ended: prompts.map(() => false), finishReason: prompts.map(() => 'length') };

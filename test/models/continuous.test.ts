@@ -14,7 +14,7 @@ import type { ModelConfig } from '../../models/config.js';
 const LLAMA: ModelConfig = { family: 'llama', vocabSize: 40, hiddenSize: 32, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 64, maxPositionEmbeddings: 64 };
 const GPT2: ModelConfig = { family: 'gpt2', vocabSize: 40, nPositions: 64, hiddenSize: 32, numLayers: 2, numHeads: 4 };
 // Twelve prompts of 1 to 9 tokens: with 3 slots and 8 new tokens the cursor passes the capacity
-// (2 × (9 + 8) = 34) several times, so compaction and refills are exercised.
+// (9 + 8 + 8 = 25) several times, so compaction and refills are exercised.
 const PROMPTS = Array.from({ length: 12 }, (_, i) => Array.from({ length: 1 + ((i * 5) % 9) }, (_, j) => (i * 7 + j * 3) % 40));
 
 describe.each([['llama', LLAMA], ['gpt2', GPT2]] as const)('continuous batching on %s', (_name, config) => {
