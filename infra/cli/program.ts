@@ -60,10 +60,12 @@ function describeRecipe(name: string): string {
   const h = r.headline(r.schema.parse(r.example));
   const lines = [`${r.name} (${r.kind}): ${r.summary}`, `  paper      ${r.paper}`];
   for (const [role, spec] of Object.entries(r.roles)) lines.push(`  ${role.padEnd(11)}${spec!.description} (config: ${spec!.configField}${spec!.trains ? ', trained' : ''})`);
-  if (r.kind === 'offline') {
-    lines.push('  data');
-    for (const f of r.dataFormats) lines.push(`    - ${f}`);
-    if (r.precompute) lines.push(`  precompute ${r.precompute.description} (once per run, from ${r.precompute.role})`);
+  lines.push(r.kind === 'online' ? '  prompts' : '  data');
+  for (const f of r.dataFormats) lines.push(`    - ${f}`);
+  if (r.kind === 'offline' && r.precompute) lines.push(`  precompute ${r.precompute.description} (once per run, from ${r.precompute.role})`);
+  if (r.kind === 'online') {
+    lines.push('  iteration');
+    r.stages.forEach((st, i) => lines.push(`    ${i + 1}. ${st.name.padEnd(11)}${st.description} (${st.role})`));
   }
   lines.push(`  headline   ${h.metric} (${h.better} is better)`);
   for (const [m, spec] of Object.entries(r.metrics)) lines.push(`    ${m}: ${spec.description}`);

@@ -63,6 +63,17 @@ describe('the recipe table', () => {
     expect(() => getRecipe('spin')).toThrow(`unknown recipe "spin"; available: ${RECIPE_NAMES.join(', ')}`);
   });
 
+  it('each online recipe\'s workflow runs exactly the stages its table entry declares, in order, then trains', () => {
+    for (const name of RECIPE_NAMES) {
+      const r = getRecipe(name);
+      if (r.kind !== 'online') continue;
+      const code = readFileSync(path.join(root, 'workflows', `${name}.ts`), 'utf8');
+      const called = [...code.matchAll(/run\.stage\('(\w+)'/g)].map((m) => m[1]);
+      expect([...called, ...(code.includes('run.train()') ? ['train'] : [])], name).toEqual(r.stages.map((st) => st.name));
+      expect(code, name).toContain(`export async function ${name}Workflow(`);
+    }
+  });
+
   it('no file outside algorithms/recipes/ compares a recipe name', () => {
     const names = Object.keys(RECIPES).join('|');
     const literal = `['"\`](${names})['"\`]`;
