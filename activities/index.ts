@@ -11,8 +11,8 @@ import { ResidentJudges, scoreResponses } from './score.js';
 import { ResidentRuns, trainChunk } from './train.js';
 import { generateRollouts } from './online/generate.js';
 import { computeAdvantages, computeLogprobs, computeValues, scoreRollouts } from './online/stages.js';
-import { trainOnRollouts } from './online/train.js';
-import type { IterationRequest, StageResult, TrainResult } from './online/types.js';
+import { trainCritic, trainOnRollouts } from './online/train.js';
+import type { CriticTrainResult, IterationRequest, StageResult, TrainResult } from './online/types.js';
 import type {
   CheckpointRef, ChunkRequest, ChunkResult, DatasetRef, PrecomputedRef, RecipeConfig, RecipeName, ScoreRequest, ScoreResult,
 } from './types.js';
@@ -91,6 +91,10 @@ export function createActivities(deps: ActivityDeps) {
     },
     async trainOnRollouts(req: IterationRequest): Promise<TrainResult> {
       return trainOnRollouts(deps.store, runs, req);
+    },
+    /** PPO with ppo.criticWorker = own: the critic's training on its own worker. */
+    async trainCritic(req: IterationRequest): Promise<CriticTrainResult> {
+      return trainCritic(deps.store, runs, req);
     },
     async exportModel(args: { runId: string; checkpoint: CheckpointRef }): Promise<string> {
       return deps.store.exportCheckpoint(args.runId, args.checkpoint);

@@ -17,6 +17,8 @@ export interface RunInput {
   resumeFrom?: CheckpointRef | null;
   /** The run this one resumes, for lineage. */
   parentRunId?: string | null;
+  /** With resumeFrom: the checkpoint of the resumed run's own-worker critic at the same step (PPO, ppo.criticWorker = own). */
+  resumeCritic?: CheckpointRef | null;
   /** Carried across continueAsNew. */
   carried?: CarriedState | null;
   /** How long a silent compute worker is trusted before the run is re-placed. Default 10. */

@@ -622,8 +622,10 @@ export class RunService {
       throw new NoCheckpointError(runId, found.skipped, `run ${runId} has no valid checkpoint in ${this.store.uri} to resume from; start it again from the base model: align run ${recipe} --config …`);
     }
     const newId = opts.runId !== undefined ? checkRunId(opts.runId) : newRunId(recipe);
+    // A PPO critic on a worker of its own checkpoints as `<run>-critic`, at the same iterations.
+    const critic = await verifyCheckpoint(this.store, `${runId}-critic`, found.checkpoint.step).then((c) => c.ref, () => null);
     await this.startWorkflow(recipe, {
-      runId: newId, config, resumeFrom: found.checkpoint, parentRunId: runId,
+      runId: newId, config, resumeFrom: found.checkpoint, parentRunId: runId, ...(critic ? { resumeCritic: critic } : {}),
       // The same fleet and settings as the failed run.
       ...(input.queues ? { queues: input.queues } : {}),
       ...(input.heartbeatSeconds !== undefined ? { heartbeatSeconds: input.heartbeatSeconds } : {}),

@@ -19,8 +19,17 @@ import {
   placementOn, progressQuery, release, releaseOn, resumeSignal, sharedOn, stopSignal, storeOutage, STORE_RETRY_SECONDS, waitForStore,
 } from './training.js';
 
-/** Where a stage runs: on the run's worker (actor, critic, reference resident), on any compute worker (the reward), or on the control queue. */
-export type StageSite = 'actor' | 'anywhere' | 'control';
+/**
+ * Where a stage runs: on the run's worker (actor, reference and, by default, the critic resident),
+ * on the critic's own worker (PPO with ppo.criticWorker = own), on any compute worker (the reward),
+ * or on the control queue.
+ */
+export type StageSite = 'actor' | 'critic' | 'anywhere' | 'control';
+
+export interface LoopOptions {
+  /** The critic lives on a worker of its own: placed as `<run>-critic`, trained there in parallel with the actor. */
+  ownCritic?: boolean;
+}
 
 /** What an iteration's code can do: run a stage, then train (which commits the iteration). */
 export interface IterationContext {
@@ -40,13 +49,18 @@ export interface LoopCarried {
   validations: Validation[];
   tokensSeen: number;
   trainSeconds: number;
+  /** The own-worker critic's checkpoint after the last iteration (LoopOptions.ownCritic). */
+  criticCheckpoint?: CheckpointRef | null;
 }
 
 const STAGE_ACTIVITY = {
   generate: 'generateRollouts', score: 'scoreRollouts', logprobs: 'computeLogprobs', values: 'computeValues', advantages: 'computeAdvantages',
 } as const;
 
-export async function experienceLoop(input: RunInput & { loop?: LoopCarried | null }, iterate: Iteration): Promise<RunResult> {
+/** The store run and slot of an own-worker critic; the same name as activities/online/critic.ts criticRunId. */
+const criticIdOf = (runId: string): string => `${runId}-critic`;
+
+export async function experienceLoop(input: RunInput & { loop?: LoopCarried | null }, iterate: Iteration, opts: LoopOptions = {}): Promise<RunResult> {
   const { runId, recipe, config } = input;
   const t = config.trainer;
   const heartbeat = input.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS;
@@ -59,7 +73,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
   let exportUri: string | null = null, waiting: string | null = null, currentStage: string | null = null;
   const s: LoopCarried = input.loop ?? {
     iteration: input.resumeFrom?.step ?? 0, dataset: null as never, lastCheckpoint: input.resumeFrom ?? null, state: null,
-    history: [], validations: [], tokensSeen: 0, trainSeconds: 0,
+    history: [], validations: [], tokensSeen: 0, trainSeconds: 0, criticCheckpoint: input.resumeCritic ?? null,
   };
 
   setHandler(pauseSignal, () => void (paused = true));
@@ -74,15 +88,21 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
   }));
 
   if (!input.loop) s.dataset = await control.prepareDataset({ runId, recipe, config });
-  const place = async (): Promise<string> => {
+  const place = async (id = runId): Promise<string> => {
     status = 'waiting';
-    waiting = 'waiting for a compute worker with a free slot';
-    const q = await placementOn(sharedQueue).placeRun({ runId });
+    waiting = `waiting for a compute worker with a free slot${id === runId ? '' : ' (for the critic)'}`;
+    const q = await placementOn(sharedQueue).placeRun({ runId: id });
     waiting = null;
     status = 'training';
     return q;
   };
+  const criticId = criticIdOf(runId);
   let queue = await place();
+  let criticQueue = opts.ownCritic ? await place(criticId) : '';
+  const releaseAll = async () => {
+    await release(queue, controlQueue, runId);
+    if (opts.ownCritic) await release(criticQueue, controlQueue, criticId);
+  };
   let replacements = 0, storeWaited = 0;
 
   /** Runs `call` until it succeeds: a lost worker is replaced, a store outage waited out; anything else fails the run. */
@@ -102,10 +122,13 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
           continue;
         }
         if (!isPlacementFailure(err) || ++replacements > MAX_REPLACEMENTS) {
-          await release(queue, controlQueue, runId);
+          await releaseAll();
           throw err;
         }
-        if (site === 'actor') {
+        if (site === 'critic') {
+          void releaseOn(criticQueue).releaseRun({ runId: criticId }).catch(() => false);
+          criticQueue = await place(criticId);
+        } else if (site === 'actor') {
           // The run's worker is gone (or failed transiently): place the run again; the next
           // worker loads the last checkpoint and the stage resumes from what the ledger holds.
           void releaseOn(queue).releaseRun({ runId }).catch(() => false);
@@ -126,14 +149,14 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     let advantages: StageResult | null = null;
     const request = (): IterationRequest => ({
       runId, recipe, config, dataset: s.dataset, iteration: s.iteration, checkpoint: s.lastCheckpoint,
-      state, refs: { ...refs },
+      state, refs: { ...refs }, ...(opts.ownCritic ? { critic: { checkpoint: s.criticCheckpoint ?? null } } : {}),
     });
     const ctx: IterationContext = {
       async stage(name, site) {
         currentStage = name;
         const activity = STAGE_ACTIVITY[name];
         const r = await durably(site, () => {
-          const acts = site === 'actor' ? computeOn(queue, heartbeat) : site === 'anywhere' ? sharedOn(sharedQueue, heartbeat) : control;
+          const acts = site === 'actor' ? computeOn(queue, heartbeat) : site === 'critic' ? computeOn(criticQueue, heartbeat) : site === 'anywhere' ? sharedOn(sharedQueue, heartbeat) : control;
           return (acts[activity] as (req: IterationRequest) => Promise<StageResult>)(request());
         });
         refs[name] = r.ref;
@@ -147,8 +170,18 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
       },
       async train() {
         currentStage = 'train';
-        const r = await durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(request()));
-        phase.trainSeconds = r.seconds;
+        if (!opts.ownCritic) {
+          const r = await durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(request()));
+          phase.trainSeconds = r.seconds;
+          return r;
+        }
+        // Actor and critic train in parallel, each on its own worker, each re-placed on its own.
+        const [r, c] = await Promise.all([
+          durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(request())),
+          durably('critic', () => computeOn(criticQueue, heartbeat).trainCritic(request())),
+        ]);
+        s.criticCheckpoint = c.checkpoint;
+        Object.assign(phase, { trainSeconds: r.seconds, criticTrainSeconds: c.seconds, valueLoss: c.valueLoss });
         return r;
       },
     };
@@ -170,7 +203,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     }
   }
 
-  await release(queue, controlQueue, runId);
+  await releaseAll();
   status = stopRequested ? 'stopped' : 'exporting';
   if (!stopRequested && s.lastCheckpoint) exportUri = await control.exportModel({ runId, checkpoint: s.lastCheckpoint });
   status = stopRequested ? 'stopped' : 'completed';

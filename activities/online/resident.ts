@@ -94,8 +94,8 @@ export function criticTrainer(t: TrainerConfig, criticLr: number): TrainerConfig
   return { ...t, lr: criticLr, minLr: (t.minLr / t.lr) * criticLr };
 }
 
-const criticLrOf = (c: OnlineConfig): number => ((c as { ppo?: { criticLr: number } }).ppo?.criticLr ?? c.trainer.lr);
-const criticUriOf = (c: OnlineConfig): string => (c as { ppo?: { criticModel?: string } }).ppo?.criticModel ?? c.reward.model ?? c.model;
+export const criticLrOf = (c: OnlineConfig): number => ((c as { ppo?: { criticLr: number } }).ppo?.criticLr ?? c.trainer.lr);
+export const criticUriOf = (c: OnlineConfig): string => (c as { ppo?: { criticModel?: string } }).ppo?.criticModel ?? c.reward.model ?? c.model;
 
 async function loadFromCheckpoint(store: RunStorePort, ref: CheckpointRef, build: (dir: string) => Promise<Omit<LoopResident, 'dispose' | 'prompts'>>): Promise<Omit<LoopResident, 'dispose' | 'prompts'>> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-loop-'));
@@ -107,6 +107,11 @@ async function loadFromCheckpoint(store: RunStorePort, ref: CheckpointRef, build
   }
 }
 
+/** How the critic is built: a one-label classifier from ppo.criticModel (default reward.model, else model). */
+export async function criticSetupOf(store: RunStorePort, config: OnlineConfig): Promise<ModelSetup> {
+  return { kind: { kind: 'classifier', numLabels: 1 }, seed: config.seed ^ 0xc1, lora: null, baseDir: await store.fetchInput(criticUriOf(config)) };
+}
+
 /** The run's resident models at the request's checkpoint, loaded when this worker does not hold them. */
 export async function loopFor(store: RunStorePort, runs: ResidentRuns, req: IterationRequest): Promise<{ loop: LoopResident; loadedFrom: 'resident' | 'checkpoint' | 'base' }> {
   const lineage = req.checkpoint?.sha256 ?? null;
@@ -116,9 +121,8 @@ export async function loopFor(store: RunStorePort, runs: ResidentRuns, req: Iter
   const config = req.config as unknown as OnlineConfig;
   const baseDir = await store.fetchInput(config.model);
   const actorSetup: ModelSetup = { kind: { kind: 'causal-lm' }, seed: config.seed, lora: config.lora ?? null, baseDir };
-  const criticSetup: ModelSetup | null = recipe.roles.critic
-    ? { kind: { kind: 'classifier', numLabels: 1 }, seed: config.seed ^ 0xc1, lora: null, baseDir: await store.fetchInput(criticUriOf(config)) }
-    : null;
+  // A critic on a worker of its own (req.critic) is not held here (activities/online/critic.ts).
+  const criticSetup: ModelSetup | null = recipe.roles.critic && !req.critic ? await criticSetupOf(store, config) : null;
   const ct = criticTrainer(config.trainer, criticLrOf(config));
   const parts = req.checkpoint
     ? await loadFromCheckpoint(store, req.checkpoint, async (dir) => {

@@ -29,6 +29,7 @@ import {
 import type { AdvantageRecord, GeneratedRollout, LogprobRecord, ScoredRecord, ValueRecord } from './ledger-records.js';
 import { loopFor } from './resident.js';
 import { rewardsOf } from './reward.js';
+import { criticFor, criticRunId } from './critic.js';
 import type { LoopResident } from './resident.js';
 import type { IterationRequest, StageName, StageResult } from './types.js';
 
@@ -119,10 +120,11 @@ export function valueGrid(critic: SequenceScoreModel, ids: number[][], T: number
 
 export function computeValues(store: RunStorePort, runs: ResidentRuns, req: IterationRequest, writer: string): Promise<StageResult> {
   return keepAlive(() => singlePart<ValueRecord>(store, req, 'values', VALUE_FIELDS, writer, async () => {
-    runs.touch(req.runId);
-    const { loop } = await loopFor(store, runs, req);
-    if (!loop.critic) throw Object.assign(new Error(`recipe ${req.recipe} has no critic`), { name: 'ConfigError' });
-    const critic = asClassifier(loop.critic.model);
+    // The critic lives with the actor, or on a worker of its own (req.critic; this is that worker).
+    const state = req.critic ? (await criticFor(store, runs, req)).cr.critic : (await loopFor(store, runs, req)).loop.critic;
+    runs.touch(req.critic ? criticRunId(req.runId) : req.runId);
+    if (!state) throw Object.assign(new Error(`recipe ${req.recipe} has no critic`), { name: 'ConfigError' });
+    const critic = asClassifier(state.model);
     const rows = await readRollouts(store, req);
     const out: ValueRecord[] = [];
     for (const micro of microBatches(rows, req.config.trainer.microBatchSize)) {

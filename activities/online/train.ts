@@ -22,8 +22,11 @@ import type { ResidentRuns } from '../train.js';
 import type { AdvantageRecord, GeneratedRollout, LogprobRecord, ValueRecord } from './ledger-records.js';
 import { commitLoop, criticTrainer, loopFor } from './resident.js';
 import type { LoopResident } from './resident.js';
+import type { OnlineRecipe } from '../../algorithms/recipes/types.js';
+import type { TrainingState } from '../training-state.js';
 import { readRecords, readRollouts, valueGrid } from './stages.js';
-import type { IterationRequest, TrainResult } from './types.js';
+import type { CriticTrainResult, IterationRequest, TrainResult } from './types.js';
+import { commitCritic, criticFor, criticRunId } from './critic.js';
 
 /** The epoch's order of the iteration's rollouts: a function of (seed, iteration, epoch) only. */
 function order(n: number, seed: number, iteration: number, epoch: number): number[] {
@@ -50,7 +53,6 @@ async function miniBatchStep(loop: LoopResident, req: IterationRequest, inp: Inp
   const recipe = loop.recipe;
   const trained = (i: number) => (inp.advs[i].trains ? inp.rows[i].responseIds.length : 0);
   const denominator = idx.reduce((s, i) => s + trained(i), 0);
-  const allTokens = idx.reduce((s, i) => s + inp.rows[i].responseIds.length, 0);
   const steps = config.trainer.maxSteps * stepsPerIteration(config, recipe.samplesPerPrompt(config), recipe.epochs(config));
   const actorTrainer = { ...config.trainer, maxSteps: steps };
   const actor = asCausalLM(loop.actor.model);
@@ -86,33 +88,53 @@ async function miniBatchStep(loop: LoopResident, req: IterationRequest, inp: Inp
     t.gradNorm = u.gradNorm;
     t.lr = u.lr;
   } else loop.actor.opt.zeroGrad(); // nothing in this mini-batch trains (no response ended): the step is skipped
-  if (loop.critic && inp.vals && recipe.valueClip && allTokens > 0) {
-    const critic = asClassifier(loop.critic.model);
-    let vloss = 0;
-    for (const micro of microBatches(idx, config.trainer.microBatchSize)) {
-      const rows = micro.map((i) => inp.rows[i]);
-      const sb = sequenceBatch(rows);
-      const oldValues = toGrid(rows, sb.T, (b) => inp.vals![micro[b]].values);
-      const returns = toGrid(rows, sb.T, (b) => inp.advs[micro[b]].returns);
-      const mask = toGrid(rows, sb.T, (b) => new Array<number>(rows[b].responseIds.length).fill(1));
-      const l = tidy(() => {
-        const v = valueGrid(critic, sb.ids, sb.T); // [m, T−1]
-        const part = clippedValueLoss(v, oldValues, returns, mask, recipe.valueClip!(config), allTokens); // []
-        part.backward();
-        return part;
-      });
-      vloss += await l.item();
-      l.dispose();
-    }
-    if (!Number.isFinite(vloss)) loop.critic.opt.zeroGrad();
-    checkFinite(vloss, loop.optimizerSteps);
-    const ppo = (config as { ppo?: { criticLr: number } }).ppo;
-    await applyUpdate({ opt: loop.critic.opt, trainer: { ...criticTrainer(config.trainer, ppo?.criticLr ?? config.trainer.lr), maxSteps: steps } }, loop.optimizerSteps);
-    t.valueLoss += vloss;
-  }
+  if (loop.critic && inp.vals) t.valueLoss += await criticStep(loop.critic, req, recipe, inp, idx, loop.optimizerSteps);
   t.loss += loss;
   t.tokens += denominator;
   loop.optimizerSteps++;
+}
+
+/**
+ * The critic's step on a mini-batch (PPO): the clipped value loss over every response token,
+ * then AdamW with the critic's learning rate on the actor's schedule. Returns the loss.
+ */
+export async function criticStep(critic: TrainingState, req: IterationRequest, recipe: OnlineRecipe<OnlineConfig>, inp: Pick<Inputs, 'rows' | 'vals' | 'advs'>, idx: readonly number[], step: number): Promise<number> {
+  const config = req.config as unknown as OnlineConfig;
+  const allTokens = idx.reduce((s, i) => s + inp.rows[i].responseIds.length, 0);
+  if (!recipe.valueClip || !inp.vals || allTokens === 0) return 0;
+  const model = asClassifier(critic.model);
+  let vloss = 0;
+  for (const micro of microBatches(idx, config.trainer.microBatchSize)) {
+    const rows = micro.map((i) => inp.rows[i]);
+    const sb = sequenceBatch(rows);
+    const oldValues = toGrid(rows, sb.T, (b) => inp.vals![micro[b]].values);
+    const returns = toGrid(rows, sb.T, (b) => inp.advs[micro[b]].returns);
+    const mask = toGrid(rows, sb.T, (b) => new Array<number>(rows[b].responseIds.length).fill(1));
+    const l = tidy(() => {
+      const v = valueGrid(model, sb.ids, sb.T); // [m, T−1]
+      const part = clippedValueLoss(v, oldValues, returns, mask, recipe.valueClip!(config), allTokens); // []
+      part.backward();
+      return part;
+    });
+    vloss += await l.item();
+    l.dispose();
+  }
+  if (!Number.isFinite(vloss)) critic.opt.zeroGrad();
+  checkFinite(vloss, step);
+  const steps = config.trainer.maxSteps * stepsPerIteration(config, recipe.samplesPerPrompt(config), recipe.epochs(config));
+  const ppo = (config as { ppo?: { criticLr: number } }).ppo;
+  await applyUpdate({ opt: critic.opt, trainer: { ...criticTrainer(config.trainer, ppo?.criticLr ?? config.trainer.lr), maxSteps: steps } }, step);
+  return vloss;
+}
+
+/** The iteration's mini-batches: per epoch, a seeded order cut into global batches. The actor and an own-worker critic walk the same ones. */
+export function miniBatchesOf(n: number, config: OnlineConfig, recipe: OnlineRecipe<OnlineConfig>, iteration: number): number[][] {
+  const out: number[][] = [];
+  for (let epoch = 0; epoch < recipe.epochs(config); epoch++) {
+    const o = order(n, config.seed, iteration, epoch);
+    for (let start = 0; start < o.length; start += config.trainer.globalBatchSize) out.push(o.slice(start, start + config.trainer.globalBatchSize));
+  }
+  return out;
 }
 
 export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: IterationRequest): Promise<TrainResult> {
@@ -130,16 +152,12 @@ export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: It
       advs: await readRecords<AdvantageRecord>(store, req, 'advantages'),
     };
     const t: StepTotals = { loss: 0, tokens: 0, clipped: 0, valueLoss: 0, gradNorm: 0, lr: 0 };
-    const G = config.trainer.globalBatchSize;
     let steps = 0;
     try {
-      for (let epoch = 0; epoch < recipe.epochs(config); epoch++) {
-        const o = order(inp.rows.length, config.seed, req.iteration, epoch);
-        for (let start = 0; start < o.length; start += G) {
-          await miniBatchStep(loop, req, inp, o.slice(start, start + G), t);
-          steps++;
-          heartbeat({ stage: 'train', step: steps, loss: t.loss / steps });
-        }
+      for (const idx of miniBatchesOf(inp.rows.length, config, recipe, req.iteration)) {
+        await miniBatchStep(loop, req, inp, idx, t);
+        steps++;
+        heartbeat({ stage: 'train', step: steps, loss: t.loss / steps });
       }
       loop.iteration = req.iteration + 1;
       loop.actor.step = loop.optimizerSteps;
@@ -159,5 +177,41 @@ export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: It
       checkpoint, seconds: (performance.now() - t0) / 1000, loss: t.loss / Math.max(1, steps), steps, tokens: t.tokens,
       gradNorm: t.gradNorm, lr: t.lr, metrics, loadedFrom,
     };
+  });
+}
+
+/**
+ * trainCritic (ppo.criticWorker = own): the critic's steps of an iteration on its own worker, on
+ * the mini-batches the actor walks, then the critic's checkpoint (`<run>-critic`, same iteration).
+ */
+export function trainCritic(store: RunStorePort, runs: ResidentRuns, req: IterationRequest): Promise<CriticTrainResult> {
+  return keepAlive(async () => {
+    const t0 = performance.now();
+    runs.touch(criticRunId(req.runId));
+    heartbeat({ stage: 'train critic', phase: 'loading' });
+    const recipe = getOnlineRecipe(req.recipe);
+    const config = req.config as unknown as OnlineConfig;
+    const { cr, loadedFrom } = await criticFor(store, runs, req);
+    const inp = {
+      rows: await readRollouts(store, req),
+      vals: await readRecords<ValueRecord>(store, req, 'values'),
+      advs: await readRecords<AdvantageRecord>(store, req, 'advantages'),
+    };
+    let valueLoss = 0, steps = 0;
+    try {
+      for (const idx of miniBatchesOf(inp.rows.length, config, recipe, req.iteration)) {
+        valueLoss += await criticStep(cr.critic, req, recipe, inp, idx, cr.optimizerSteps);
+        cr.optimizerSteps++;
+        heartbeat({ stage: 'train critic', step: ++steps });
+      }
+      cr.iteration = req.iteration + 1;
+      cr.critic.step = cr.optimizerSteps;
+    } catch (err) {
+      runs.dropLoop(criticRunId(req.runId));
+      throw err;
+    }
+    heartbeat({ stage: 'train critic', phase: 'checkpointing' });
+    const checkpoint = await commitCritic(store, req, cr);
+    return { checkpoint, seconds: (performance.now() - t0) / 1000, valueLoss: valueLoss / Math.max(1, steps), loadedFrom };
   });
 }

@@ -19,6 +19,15 @@ export interface IterationRequest {
   state: LoopState | null;
   /** Stages of this iteration already in the ledger. */
   refs: Partial<Record<StageName, StageRef>>;
+  /** Set when the critic lives on a worker of its own (ppo.criticWorker = own): its checkpoint after the previous iteration. */
+  critic?: { checkpoint: CheckpointRef | null } | null;
+}
+
+export interface CriticTrainResult {
+  checkpoint: CheckpointRef;
+  seconds: number;
+  valueLoss: number;
+  loadedFrom: 'resident' | 'checkpoint' | 'base';
 }
 
 export interface StageResult {

@@ -276,6 +276,36 @@ describe('PPO: exact resume after kill -9 mid-iteration', () => {
     expect(await finalWeights(result)).toBe(want);
   });
 
+  slowIt('(e) the critic on a worker of its own (ppo.criticWorker = own), killed -9 while it trains: re-placed, and the actor ends bit-identical to the co-located run', async () => {
+    const want = await refWeights();
+    // One slot per worker: the actor takes A's, so the critic must go to B.
+    const oneSlot = { ...env, ALIGN_WORKER_SLOTS: '1' };
+    const [a, b] = [await spawnComputeWorker(uniqueId('ppo-actor'), oneSlot), await spawnComputeWorker(uniqueId('ppo-critic'), oneSlot)];
+    const runId = uniqueId('online-ppo-own-critic');
+    const config = parseRecipeConfig('ppo', { ...crashConfig(), ppo: { epochs: 2, criticLr: 3e-3, klBeta: 0.01, criticWorker: 'own' } });
+    const handle = await client.workflow.start('ppoWorkflow', { taskQueue: CRASH.control, workflowId: runId, args: [{ runId, recipe: 'ppo', config, heartbeatSeconds: 2, queues: CRASH }] });
+    let identity: string | null = null;
+    let actorIdentity: string | null = null;
+    await Promise.race([
+      waitFor('iteration 1 critic training', async () => existsSync(path.join(tmp, 'store', partPrefix(runId, 1, 'advantages', 0), 'manifest.json'))
+        && (identity = await started(runId, 'trainCritic')) !== null && (actorIdentity = await started(runId, 'trainOnRollouts')) !== null),
+      handle.result().then(() => { throw new Error('the run completed before the kill point'); }),
+    ]);
+    expect(pidOf(identity!), 'the critic trains on another worker than the actor').not.toBe(pidOf(actorIdentity!));
+    const victim = [a, b].find((p) => p.pid === pidOf(identity!))!;
+    victim.kill('SIGKILL');
+    const rescuer = await spawnComputeWorker(uniqueId('ppo-rescuer'), oneSlot);
+    const result: RunResult = await handle.result();
+    for (const p of [a, b, rescuer]) p.kill('SIGTERM');
+    expect(result.status).toBe('completed');
+    expect(await finalWeights(result)).toBe(want);
+    // The critic's checkpoints are a store run of their own; the actor's hold no critic files.
+    const { manifest: criticCkpt } = await readManifest(store, `${runId}-critic`, 3);
+    expect(criticCkpt.files.map((f) => f.name)).toContain('model.safetensors');
+    const { manifest: actorCkpt } = await readManifest(store, runId, 3);
+    expect(actorCkpt.files.some((f) => f.name.startsWith('critic.'))).toBe(false);
+  });
+
   slowIt('(d) the Temporal server killed (-9) and restarted during an iteration: the run completes bit-identically', async () => {
     const want = await refWeights();
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'aligner-temporal-restart-'));

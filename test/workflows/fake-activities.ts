@@ -91,6 +91,7 @@ export function fakeActivities(queue: string, script: Script = {}) {
     computeValues: notFaked('computeValues'),
     computeAdvantages: notFaked('computeAdvantages'),
     trainOnRollouts: notFaked('trainOnRollouts'),
+    trainCritic: notFaked('trainCritic'),
   };
   return { acts, calls };
 }

@@ -27,6 +27,7 @@ export const ppoSection = z.object({
   epochs: z.number().int().positive().default(1).describe('Passes over each rollout batch.'),
   criticModel: z.string().min(1).optional().describe('Critic initialisation: default reward.model (NeMo-Aligner initialises the critic from the RM), else model with a fresh value head.'),
   criticLr: z.number().positive().default(9e-6).describe('Critic learning rate (NeMo-Aligner 9e-6).'),
+  criticWorker: z.enum(['actor', 'own']).default('actor').describe('Where the critic lives: with the actor (one worker, one slot), or on a worker of its own (a second slot; values and critic training run there, in parallel with the actor\'s training), as NeMo-Aligner\'s critic server.'),
 }).strict();
 
 export const ppoConfigSchema = onlineBaseSchema.extend({
