@@ -12,6 +12,7 @@ import { ResidentRuns, trainChunk } from './train.js';
 import { generateRollouts } from './online/generate.js';
 import { computeAdvantages, computeLogprobs, computeValues, scoreRollouts } from './online/stages.js';
 import { trainCritic, trainOnRollouts } from './online/train.js';
+import { evaluatePolicy } from './online/evaluate.js';
 import type { CriticTrainResult, IterationRequest, StageResult, TrainResult } from './online/types.js';
 import type {
   CheckpointRef, ChunkRequest, ChunkResult, DatasetRef, PrecomputedRef, RecipeConfig, RecipeName, ScoreRequest, ScoreResult,
@@ -91,6 +92,10 @@ export function createActivities(deps: ActivityDeps) {
     },
     async trainOnRollouts(req: IterationRequest): Promise<TrainResult> {
       return trainOnRollouts(deps.store, runs, req);
+    },
+    /** The policy after req.iteration iterations on held-out prompts, scored (before training, every trainer.valEvery, at the end). */
+    async evaluatePolicy(req: IterationRequest): Promise<StageResult> {
+      return evaluatePolicy(deps.store, runs, judges, req, deps.workerQueue);
     },
     /** PPO with ppo.criticWorker = own: the critic's training on its own worker. */
     async trainCritic(req: IterationRequest): Promise<CriticTrainResult> {

@@ -149,8 +149,10 @@ export interface Progress {
   report?: PreparationReport | null;
   /** What the run waits for (a store outage), when it waits; null otherwise. */
   waiting?: string | null;
-  /** Online runs: the stage of the current iteration (generate, score, …, train); null between iterations. */
+  /** Online runs: the stage of the current iteration (generate, score, …, train, eval); null between iterations. */
   stage?: string | null;
+  /** Online runs: the policy on held-out prompts, by iteration (0 = before training). */
+  evaluations?: { iteration: number; metrics: Metrics }[];
 }
 
 export interface RunResult {
@@ -160,6 +162,8 @@ export interface RunResult {
   lastCheckpoint: CheckpointRef | null;
   exportUri: string | null;
   validations: Validation[];
+  /** Online runs: the policy on held-out prompts, by iteration (0 = before training). */
+  evaluations?: { iteration: number; metrics: Metrics }[];
 }
 
 /** scoreResponses: a reward model's scores for prompt/response pairs (the online recipes' judge). */

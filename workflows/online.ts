@@ -12,7 +12,7 @@
  * Deterministic code only: no I/O, no clocks, no tensors.
  */
 import { condition, continueAsNew, setHandler } from '@temporalio/workflow';
-import type { IterationRequest, LoopState, StageName, StageRef, StageResult, TrainResult } from '../activities/online/types.js';
+import type { Evaluation, IterationRequest, LoopState, StageName, StageRef, StageResult, TrainResult } from '../activities/online/types.js';
 import type { CheckpointRef, DatasetRef, Progress, RunInput, RunResult, RunStatus, StepSummary, Validation } from '../activities/types.js';
 import {
   computeOn, CONTROL_QUEUE, COMPUTE_QUEUE, controlOn, DEFAULT_HEARTBEAT_SECONDS, isPlacementFailure, MAX_REPLACEMENTS, pauseSignal,
@@ -51,6 +51,8 @@ export interface LoopCarried {
   trainSeconds: number;
   /** The own-worker critic's checkpoint after the last iteration (LoopOptions.ownCritic). */
   criticCheckpoint?: CheckpointRef | null;
+  /** The policy on held-out prompts: at the start, every trainer.valEvery iterations, at the end. */
+  evaluations?: Evaluation[];
 }
 
 const STAGE_ACTIVITY = {
@@ -73,8 +75,9 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
   let exportUri: string | null = null, waiting: string | null = null, currentStage: string | null = null;
   const s: LoopCarried = input.loop ?? {
     iteration: input.resumeFrom?.step ?? 0, dataset: null as never, lastCheckpoint: input.resumeFrom ?? null, state: null,
-    history: [], validations: [], tokensSeen: 0, trainSeconds: 0, criticCheckpoint: input.resumeCritic ?? null,
+    history: [], validations: [], tokensSeen: 0, trainSeconds: 0, criticCheckpoint: input.resumeCritic ?? null, evaluations: [],
   };
+  s.evaluations ??= [];
 
   setHandler(pauseSignal, () => void (paused = true));
   setHandler(resumeSignal, () => void (paused = false));
@@ -84,7 +87,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     lastLoss: s.history.at(-1)?.loss ?? null, lastValidation: s.validations.at(-1) ?? null, lastCheckpoint: s.lastCheckpoint,
     tokensPerSecond: s.trainSeconds > 0 ? s.tokensSeen / s.trainSeconds : null, recent: s.history.slice(-20),
     parentRunId: input.parentRunId ?? null, exportUri, firstValidation: s.validations[0] ?? null, report: s.dataset?.report ?? null,
-    waiting, stage: currentStage,
+    waiting, stage: currentStage, evaluations: s.evaluations,
   }));
 
   if (!input.loop) s.dataset = await control.prepareDataset({ runId, recipe, config });
@@ -137,6 +140,24 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
       }
     }
   }
+
+  /** The policy as of the last checkpoint on the held-out prompts; its metrics join the iteration that produced it. */
+  const evaluate = async (): Promise<void> => {
+    currentStage = 'eval';
+    const req: IterationRequest = {
+      runId, recipe, config, dataset: s.dataset, iteration: s.iteration, checkpoint: s.lastCheckpoint, state: s.state, refs: {},
+      ...(opts.ownCritic ? { critic: { checkpoint: s.criticCheckpoint ?? null } } : {}),
+    };
+    const r = await durably('actor', () => computeOn(queue, heartbeat).evaluatePolicy(req));
+    const metrics = { ...(r.metrics ?? {}), evalSeconds: r.seconds };
+    s.evaluations = [...(s.evaluations ?? []), { iteration: s.iteration, metrics }].filter((_, i, all) => i === 0 || i >= all.length - 199);
+    const last = s.history.at(-1);
+    if (last && last.step === s.iteration) Object.assign(last.metrics, metrics);
+    const lastValidation = s.validations.at(-1);
+    if (lastValidation && lastValidation.step === s.iteration) Object.assign(lastValidation.metrics, metrics);
+    currentStage = null;
+  };
+  if (!input.loop) await evaluate();
 
   while (s.iteration < t.maxSteps && !stopRequested) {
     status = paused ? 'paused' : 'training';
@@ -198,6 +219,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     s.tokensSeen += trained.tokens;
     s.trainSeconds += trained.seconds;
     currentStage = null;
+    if (s.iteration === t.maxSteps || (t.valEvery > 0 && s.iteration % t.valEvery === 0)) await evaluate();
     if (s.iteration % t.continueAsNewEvery === 0 && s.iteration < t.maxSteps && !stopRequested) {
       await continueAsNew<(i: RunInput & { loop?: LoopCarried | null }) => Promise<RunResult>>({ ...input, loop: s });
     }
@@ -207,5 +229,5 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
   status = stopRequested ? 'stopped' : 'exporting';
   if (!stopRequested && s.lastCheckpoint) exportUri = await control.exportModel({ runId, checkpoint: s.lastCheckpoint });
   status = stopRequested ? 'stopped' : 'completed';
-  return { runId, status, step: s.iteration, lastCheckpoint: s.lastCheckpoint, exportUri, validations: s.validations };
+  return { runId, status, step: s.iteration, lastCheckpoint: s.lastCheckpoint, exportUri, validations: s.validations, evaluations: s.evaluations };
 }

@@ -53,11 +53,14 @@ async function records<T>(store: ArtifactStore, prefixes: string[]): Promise<T[]
 export async function readIteration(store: ArtifactStore, runId: string, iteration?: number): Promise<IterationView> {
   const iterations = await ledgerIterations(store, runId);
   if (iterations.length === 0) throw new StoreError('NotFound', `run ${runId} has no rollouts in ${store.uri} (only online recipes write a rollout ledger)`, false);
-  const it = iteration ?? iterations.at(-1)!;
+  // By default the newest iteration that sampled rollouts (the one after the last holds only its evaluation).
+  const sampled = [];
+  for (const i of iterations) if ((await listStage(store, runId, i, 'generate')).length > 0) sampled.push(i);
+  const it = iteration ?? sampled.at(-1) ?? iterations.at(-1)!;
   if (!iterations.includes(it)) throw new StoreError('NotFound', `run ${runId} has no rollouts at iteration ${it}; it has iterations ${iterations[0]}…${iterations.at(-1)}`, false);
   const stages = [];
   const parts: Record<string, string[]> = {};
-  for (const stage of STAGE_NAMES) {
+  for (const stage of [...STAGE_NAMES, 'eval']) {
     const found = await listStage(store, runId, it, stage);
     if (found.length === 0) continue;
     parts[stage] = found.map((p) => p.prefix);

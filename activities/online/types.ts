@@ -54,3 +54,9 @@ export interface TrainResult {
   metrics: Metrics;
   loadedFrom: 'resident' | 'checkpoint' | 'base';
 }
+
+/** The policy on held-out prompts after `iteration` iterations (0: the initial policy). */
+export interface Evaluation {
+  iteration: number;
+  metrics: Metrics;
+}

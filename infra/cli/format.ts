@@ -40,13 +40,21 @@ function hints(v: RunView): string[] {
 /** An online run reports its stage (a string, or null between iterations); an offline run has none. */
 const isLoop = (p: Progress | null | undefined): boolean => p !== null && p !== undefined && p.stage !== undefined;
 
-const PHASES = ['generate', 'score', 'logprobs', 'values', 'advantages', 'train', 'checkpoint'];
+const PHASES = ['generate', 'score', 'logprobs', 'values', 'advantages', 'train', 'checkpoint', 'eval'];
 
 /** Seconds of each stage of an iteration, in stage order: `generate 0.41 s, score 0.02 s, …`. */
 export function formatPhases(s: StepSummary | undefined): string | null {
   if (!s) return null;
   const parts = PHASES.filter((p) => s.metrics[`${p}Seconds`] !== undefined).map((p) => `${p} ${num(s.metrics[`${p}Seconds`], 2)} s`);
   return parts.length ? parts.join(', ') : null;
+}
+
+/** The policy on held-out prompts, first evaluation → last: `reward 0.12 (iteration 0) → 0.95 (iteration 14), 32 prompts`. */
+function formatHeldOut(evals: readonly { iteration: number; metrics: Record<string, number> }[] | undefined): string | null {
+  if (!evals?.length) return null;
+  const [a, b] = [evals[0], evals.at(-1)!];
+  const one = (e: typeof a) => `${num(e.metrics.evalReward, 4)} (iteration ${e.iteration})`;
+  return `reward ${one(a)}${evals.length > 1 ? ` → ${one(b)}` : ''}, ${a.metrics.evalPrompts} held-out prompts`;
 }
 
 /** The headline over iterations (reward), with its sparkline. */
@@ -75,6 +83,8 @@ export function formatStatus(v: RunView, losses?: readonly number[]): string {
     if (p.waiting) row('waiting', p.waiting);
     const change = formatChange(p.firstValidation, p.lastValidation);
     if (change) row('change', change.replace(/\(step /, '(iteration '));
+    const heldOut = formatHeldOut(p.evaluations);
+    if (heldOut) row('held-out', heldOut);
     row('rollouts', `align rollouts ${v.runId}`);
     row('checkpoint', p.lastCheckpoint ? `${p.lastCheckpoint.uri} (iteration ${p.lastCheckpoint.step})` : 'none yet');
   } else if (p) {
@@ -130,6 +140,8 @@ export function formatSummary(v: RunView, losses: readonly number[]): string {
   if (isLoop(p) && v.result) {
     const curve = headlineCurve(v.result.validations);
     if (curve) row('curve', curve);
+    const heldOut = formatHeldOut(v.result.evaluations);
+    if (heldOut) row('held-out', heldOut);
     const phases = formatPhases(p?.recent.at(-1));
     if (phases) row('phases', `${phases} (last iteration)`);
   } else if (losses.length > 0) row('loss', `${num(losses[0])} → ${num(losses.at(-1))}   ${sparkline(losses, 60)}`);

@@ -94,6 +94,11 @@ describe('the online recipes end to end', () => {
       console.log(`${recipe}: ${c.headline} per iteration ${curve}`);
       expect(last3).toBeGreaterThanOrEqual(first + c.gain);
       c.check?.(r.validations);
+      // The policy on held-out prompts, before the first iteration and after the last.
+      const evals = r.evaluations!;
+      expect(evals.map((e) => e.iteration)).toEqual([0, c.iterations]);
+      console.log(`${recipe}: held-out reward ${evals[0].metrics.evalReward.toFixed(3)} → ${evals[1].metrics.evalReward.toFixed(3)} on ${evals[0].metrics.evalPrompts} prompts`);
+      expect(evals[1].metrics.evalReward).toBeGreaterThan(evals[0].metrics.evalReward + c.gain / 2);
       expect(existsSync(path.join(tmp, 'store', 'runs', r.runId, 'export', 'model.safetensors'))).toBe(true);
     });
   }
@@ -130,8 +135,8 @@ describe('the online recipes end to end', () => {
     const app = buildApi({ service, token: 'secret' });
     try {
       const view = await service.rollouts(r.runId, 0);
-      expect(view.iterations).toEqual([0, 1]);
-      expect(view.stages.map((s) => s.stage)).toEqual(['generate', 'score', 'advantages']);
+      expect(view.iterations).toEqual([0, 1, 2]); // 2 holds only the final evaluation
+      expect(view.stages.map((s) => s.stage)).toEqual(['generate', 'score', 'advantages', 'eval']);
       expect(view.samples).toHaveLength(16);
       // rs keeps the best of 4 per prompt: 4 prompts, 4 kept, each the highest reward of its group.
       expect(view.samples.filter((s) => s.trains)).toHaveLength(4);
@@ -141,7 +146,7 @@ describe('the online recipes end to end', () => {
         expect(kept.reward).toBe(Math.max(...group.map((s) => s.reward!)));
       }
       const text = formatRollouts(view, 3);
-      expect(text).toMatch(/iteration 0 \(iterations 0…1 in the ledger\)/);
+      expect(text).toMatch(/iteration 0 \(iterations 0…2 in the ledger\)/);
       expect(text).toContain(JSON.stringify(view.samples[0].prompt));
       expect(text).toMatch(/… 13 more/);
       const res = await app.inject({ method: 'GET', url: `/runs/${r.runId}/rollouts?iteration=1`, headers: { authorization: 'Bearer secret' } });
@@ -149,7 +154,7 @@ describe('the online recipes end to end', () => {
       expect((res.json() as { iteration: number }).iteration).toBe(1);
       const missing = await app.inject({ method: 'GET', url: `/runs/${r.runId}/rollouts?iteration=7`, headers: { authorization: 'Bearer secret' } });
       expect(missing.statusCode).toBe(404);
-      expect(missing.body).toMatch(/no rollouts at iteration 7; it has iterations 0…1/);
+      expect(missing.body).toMatch(/no rollouts at iteration 7; it has iterations 0…2/);
     } finally {
       await app.close();
       await service.close();

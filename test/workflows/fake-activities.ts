@@ -92,6 +92,7 @@ export function fakeActivities(queue: string, script: Script = {}) {
     computeAdvantages: notFaked('computeAdvantages'),
     trainOnRollouts: notFaked('trainOnRollouts'),
     trainCritic: notFaked('trainCritic'),
+    evaluatePolicy: notFaked('evaluatePolicy'),
   };
   return { acts, calls };
 }

@@ -19,6 +19,7 @@ export const rolloutSchema = z.object({
   maskTruncated: z.boolean().default(true).describe('Responses cut at maxNewTokens (that did not end) get zero gradient (NeMo-Aligner is_end_mask). Turn off when few responses end.'),
   shardRows: positiveInt.default(16).describe('Rollouts per ledger shard: a crash during generation redoes only the unfinished shard.'),
   microBatch: positiveInt.default(16).describe('Rows generated (and scored) together.'),
+  evalPrompts: positiveInt.default(32).describe('Held-out prompts (the first N of the validation split) sampled once each, with fixed seeds, to measure the policy before the first iteration, every trainer.valEvery iterations and after the last.'),
   style: z.enum(['trl', 'nemo']).default('trl').describe('How plain-text prompts and responses are tokenized for the reward model: trl (BOS + EOS) or nemo (verbatim), as it was trained.'),
 }).strict();
 
@@ -35,7 +36,7 @@ export const onlineTrainerSchema = trainerSchema.extend({
   minLr: z.number().nonnegative().default(1e-6).describe('Learning rate at the end of the cosine decay (over all optimizer steps of the run).'),
   warmupSteps: z.number().int().nonnegative().default(0).describe('Linear warmup, in optimizer steps.'),
   checkpointEvery: z.number().int().positive().default(1).describe('Commit a checkpoint every N iterations (online runs commit after every iteration; other values are refused for now).'),
-  valEvery: z.number().int().nonnegative().default(0).describe('Not used by online recipes: every iteration reports its rollouts\' reward.'),
+  valEvery: z.number().int().nonnegative().default(0).describe('Evaluate the policy on held-out prompts (rollout.evalPrompts) every N iterations; 0 = before the first and after the last only.'),
 }).strict();
 
 export const onlineBaseSchema = baseSchema.extend({
