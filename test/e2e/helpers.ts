@@ -1,11 +1,18 @@
 /** Shared pieces of the end-to-end tests: synthetic datasets, worker processes, run configs. */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { it } from 'vitest';
+import { Client } from '@temporalio/client';
+import { afterAll, beforeAll, it } from 'vitest';
+import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
+import { startWorkers } from '../../infra/workers/worker.js';
+import type { RunningWorkers } from '../../infra/workers/worker.js';
+import { openStore } from '../../store/index.js';
+import { RunStore } from '../../store/run-store.js';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const tinyLlama = path.join(root, 'models/fixtures/tiny-llama');
@@ -68,3 +75,35 @@ export function writeLines(dir: string, name: string, lines: readonly string[]):
 
 /** The next unique id with a prefix (run ids, worker ids). */
 export const uniqueId = (name: string) => `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+
+/**
+ * The fixture of the end-to-end suites that crash workers: a temp filesystem store, an in-process
+ * worker for the reference runs (REF queues) and a control-only worker for runs whose compute
+ * workers are processes a test kills (CRASH queues), and a client. Call at the top of a test file.
+ */
+export function crashFixture(name: string) {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), `aligner-${name}-`));
+  const storeUri = `file://${path.join(tmp, 'store')}`;
+  const store = openStore(storeUri);
+  const f = {
+    tmp, storeUri, store, runStore: new RunStore(store, path.join(tmp, 'cache')),
+    REF: { control: `align-control-${name}`, compute: `align-cpu-${name}` },
+    CRASH: { control: `align-control-${name}-crash`, compute: `align-cpu-${name}-crash` },
+    client: null as unknown as Client,
+  };
+  let workers: RunningWorkers[] = [];
+  beforeAll(async () => {
+    const address = defaultTemporalAddress();
+    f.client = new Client({ connection: await connectTemporal(address) });
+    workers = await Promise.all([
+      startWorkers({ address, store: f.runStore, role: 'all', workerId: uniqueId(name), queues: f.REF }),
+      startWorkers({ address, store: f.runStore, role: 'control', queues: f.CRASH }),
+    ]);
+  });
+  afterAll(async () => {
+    await Promise.all(workers.map((w) => w.shutdown()));
+    await f.client?.connection.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  return f;
+}

@@ -10,45 +10,24 @@ import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { beforeAll, describe, expect } from 'vitest';
 import { getRecipe, parseRecipeConfig, RECIPE_NAMES } from '../../algorithms/recipes/index.js';
 import type { RunResult, Validation } from '../../activities/types.js';
 import { startTemporal } from '../../infra/dev-stack.js';
 import { freePort } from '../../infra/services.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
 import { startWorkers } from '../../infra/workers/worker.js';
-import type { RunningWorkers } from '../../infra/workers/worker.js';
 import { buildApi } from '../../infra/api/server.js';
 import { formatRollouts } from '../../infra/cli/format.js';
 import { RunService } from '../../infra/runs.js';
 import { readManifest } from '../../store/checkpoints.js';
-import { openStore } from '../../store/index.js';
 import { listStage, partPrefix } from '../../store/rollout-ledger.js';
-import { RunStore } from '../../store/run-store.js';
-import { root, slowIt, spawnComputeWorker, uniqueId } from './helpers.js';
+import { crashFixture, root, slowIt, spawnComputeWorker, uniqueId } from './helpers.js';
 
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'aligner-online-'));
-const storeUri = `file://${path.join(tmp, 'store')}`;
-const store = openStore(storeUri);
-const runStore = new RunStore(store, path.join(tmp, 'cache'));
-const REF = { control: 'align-control-online', compute: 'align-cpu-online' };
-const CRASH = { control: 'align-control-online-crash', compute: 'align-cpu-online-crash' };
+const fixture = crashFixture('online');
+const { tmp, storeUri, store, runStore, REF, CRASH } = fixture;
 let client: Client;
-let workers: RunningWorkers[] = [];
-
-beforeAll(async () => {
-  client = new Client({ connection: await connectTemporal(defaultTemporalAddress()) });
-  const address = defaultTemporalAddress();
-  workers = await Promise.all([
-    startWorkers({ address, store: runStore, role: 'all', workerId: uniqueId('online'), queues: REF }),
-    startWorkers({ address, store: runStore, role: 'control', queues: CRASH }),
-  ]);
-});
-afterAll(async () => {
-  await Promise.all(workers.map((w) => w.shutdown()));
-  await client?.connection.close();
-  rmSync(tmp, { recursive: true, force: true });
-});
+beforeAll(() => void (client = fixture.client));
 
 /** The recipe's example config (examples/<recipe>.yaml), with overrides. */
 function configOf(recipe: string, over: Record<string, unknown> = {}): Record<string, unknown> {
@@ -127,6 +106,18 @@ describe('the online recipes end to end', () => {
     const curve = r.validations.map((v) => metric(v, 'reward'));
     console.log(`ppo + reward model (rm accuracy ${metric(rmRun.validations.at(-1)!, 'accuracy').toFixed(2)}): reward per iteration ${curve.map((x) => x.toFixed(2)).join(' ')}`);
     expect(meanOf(r.validations.slice(-3), 'reward')).toBeGreaterThan(curve[0] + 0.5 * Math.max(...r.validations.map((v) => metric(v, 'rewardStd'))));
+  });
+
+  slowIt('ppo with the adaptive KL controller: β follows Ziegler et al.\'s update from iteration to iteration, carried in the loop state', async () => {
+    const r = await execute('ppo', configOf('ppo', { ppo: { criticLr: 3e-3, klBeta: 0.01, adaptiveKl: { target: 1, horizon: 100 } }, trainer: { maxSteps: 4 } }));
+    const betas = r.validations.map((v) => metric(v, 'klBeta'));
+    expect(betas[0]).toBe(0.01);
+    // β_{k+1} = β_k·(1 + clip(KL_k/target − 1, ±0.2)·n/horizon), n = 16 rollouts, KL_k the iteration's sequence KL.
+    for (let k = 0; k + 1 < betas.length; k++) {
+      const kl = metric(r.validations[k], 'kl');
+      expect(betas[k + 1]).toBeCloseTo(betas[k] * (1 + Math.max(-0.2, Math.min(0.2, kl - 1)) * 16 / 100), 12);
+    }
+    expect(new Set(betas).size).toBeGreaterThan(1);
   });
 
   slowIt('the ledger viewer: align rollouts and GET /runs/:id/rollouts show an iteration\'s prompts, responses, rewards and kept samples', async () => {

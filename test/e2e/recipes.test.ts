@@ -4,11 +4,10 @@
  * each one survives a kill -9 of its compute worker mid-run with final weights bit-identical to
  * the uninterrupted run (the uninterrupted run is the one whose metrics are checked).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { beforeAll, describe, expect } from 'vitest';
 import { getRecipe, parseRecipeConfig, RECIPE_NAMES } from '../../algorithms/recipes/index.js';
 import type { RecipeConfig } from '../../algorithms/recipes/index.js';
 import type { KdConfig } from '../../algorithms/recipes/kd.js';
@@ -17,40 +16,20 @@ import { createActivities } from '../../activities/index.js';
 import { newOptimizer } from '../../activities/training-state.js';
 import type { PrecomputedIndex, RunResult, Validation } from '../../activities/types.js';
 import { regressionRecords, ktoRecords, rewardPairs } from '../../data/demo/make-extra.js';
-import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
-import { startWorkers } from '../../infra/workers/worker.js';
-import type { RunningWorkers } from '../../infra/workers/worker.js';
+import { defaultTemporalAddress } from '../../infra/temporal.js';
 import { loadPretrained } from '../../models/pretrained.js';
 import { Tokenizer } from '../../models/tokenizer.js';
 import { tokenizePromptResponse } from '../../algorithms/data/pair.js';
 import { readManifest } from '../../store/checkpoints.js';
 import { openStore } from '../../store/index.js';
-import { RunStore } from '../../store/run-store.js';
 import { progressQuery } from '../../workflows/training.js';
-import { root, slowIt, spawnComputeWorker, tinyLlama, uniqueId, writeLines, writePreferenceData, writeSftData } from './helpers.js';
+import { crashFixture, root, slowIt, spawnComputeWorker, tinyLlama, uniqueId, writeLines, writePreferenceData, writeSftData } from './helpers.js';
 
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'aligner-recipes-'));
-const storeUri = `file://${path.join(tmp, 'store')}`;
-const runStore = new RunStore(openStore(storeUri), path.join(tmp, 'cache'));
 // Reference runs on an in-process compute worker; crash runs on worker processes of their own.
-const REF = { control: 'align-control-recipes', compute: 'align-cpu-recipes' };
-const CRASH = { control: 'align-control-recipes-crash', compute: 'align-cpu-recipes-crash' };
+const fixture = crashFixture('recipes');
+const { tmp, storeUri, runStore, REF, CRASH } = fixture;
 let client: Client;
-let workers: RunningWorkers[] = [];
-
-beforeAll(async () => {
-  client = new Client({ connection: await connectTemporal(defaultTemporalAddress()) });
-  const address = defaultTemporalAddress();
-  workers = await Promise.all([
-    startWorkers({ address, store: runStore, role: 'all', workerId: uniqueId('recipes'), queues: REF }),
-    startWorkers({ address, store: runStore, role: 'control', queues: CRASH }),
-  ]);
-});
-afterAll(async () => {
-  await Promise.all(workers.map((w) => w.shutdown()));
-  await client?.connection.close();
-  rmSync(tmp, { recursive: true, force: true });
-});
+beforeAll(() => void (client = fixture.client));
 
 const trainer = (over: Record<string, unknown>) => ({ globalBatchSize: 8, microBatchSize: 4, lr: 2e-3, minLr: 2e-4, warmupSteps: 0, checkpointEvery: 4, valEvery: 0, keepCheckpoints: 2, maxLength: 64, ...over });
 
