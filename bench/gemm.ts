@@ -14,7 +14,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 
 import type { Storage } from '../kernels/backend.js';
-import { blasInfo, fmaPeakGflops, getNumThreads, nativeBackend, setNumThreads } from '../kernels/native-backend.js';
+import { blasInfo, cpuIsa, fmaPeakGflops, getNumThreads, nativeBackend, setNumThreads } from '../kernels/native-backend.js';
 
 export const help = `bench gemm: fp32 GEMM GFLOP/s on the native backend, against the FMA peak.
 Options:
@@ -97,7 +97,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
 
   // The peak first, on an idle machine, with the thread count the GEMMs use.
   const peak = fmaPeakGflops(usedThreads, peakMs);
-  console.error(`gemm: ${usedThreads} threads, FMA peak ${peak.toFixed(1)} GFLOP/s, BLAS: ${blasInfo()}`);
+  console.error(`gemm: ${usedThreads} threads, FMA peak ${peak.toFixed(1)} GFLOP/s (${cpuIsa()} FMAs), BLAS: ${blasInfo()}`);
 
   const results: Record<string, unknown>[] = [];
   for (const { M, N, K } of shapes) {
@@ -154,6 +154,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     dtype: 'f32',
     threads: usedThreads,
     blas: blasInfo(),
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    isa: cpuIsa(),
     peak_gflops: round(peak, 2),
     peak_ms: peakMs,
     results,

@@ -40,6 +40,7 @@ interface Addon {
   getNumThreads(): number;
   blasInfo(): string;
   fmaPeakGflops(threads: number, millis: number): number;
+  cpuIsa(): string;
   emptyCache(): void;
   [kernel: string]: (...args: never[]) => unknown;
 }
@@ -70,7 +71,11 @@ function load(): Addon | null {
     loaded.init(defaultThreads());
     addon = loaded;
   } catch (err) {
-    loadFailure = `the native addon failed to load (${(err as Error).message}); run \`npm run build:native\``;
+    const message = (err as Error).message;
+    // ALIGN_BLAS names a library that is not a usable CBLAS: the addon is fine, the setting is not.
+    loadFailure = message.startsWith('ALIGN_BLAS=')
+      ? `${message}; point ALIGN_BLAS at a CBLAS shared library (OpenBLAS, scipy-openblas, MKL's libmkl_rt.so) or unset it`
+      : `the native addon failed to load (${message}); run \`npm run build:native\``;
   }
   return addon;
 }
@@ -118,7 +123,13 @@ export function blasInfo(): string {
   return guard(() => a.blasInfo());
 }
 
-/** Measured peak fp32 FMA throughput of `threads` threads over about `millis` ms, in GFLOP/s. */
+/** The widest vector ISA of this CPU, as the addon detects it (CPUID): 'avx512', 'avx2' or 'baseline'. */
+export function cpuIsa(): 'avx512' | 'avx2' | 'baseline' {
+  const a = requireAddon();
+  return guard(() => a.cpuIsa()) as 'avx512' | 'avx2' | 'baseline';
+}
+
+/** Measured peak fp32 FMA throughput of `threads` threads over about `millis` ms, with the widest FMA the CPU has (cpuIsa), in GFLOP/s. */
 export function fmaPeakGflops(threads: number, millis: number): number {
   const a = requireAddon();
   return guard(() => a.fmaPeakGflops(threads, millis));

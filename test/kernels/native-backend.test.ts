@@ -5,6 +5,7 @@
  * kernels/reference (the op-level parity suites live in the other test files).
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +15,7 @@ import { BINARY_KINDS, UNARY_KINDS } from '../../kernels/backend.js';
 import type { DType } from '../../kernels/dtype.js';
 import { roundToBf16 } from '../../kernels/dtype.js';
 import { DTypeError, IndexError, NativeError, OutOfMemoryError, ShapeError } from '../../kernels/errors.js';
-import { emptyCache, getNumThreads, nativeAvailable, nativeBackend, setNumThreads } from '../../kernels/native-backend.js';
+import { cpuIsa, emptyCache, fmaPeakGflops, getNumThreads, nativeAvailable, nativeBackend, setNumThreads } from '../../kernels/native-backend.js';
 import { referenceBackend, referenceKernels } from '../../kernels/reference/index.js';
 
 /** Deterministic values (xorshift32) in [-scale, scale). */
@@ -594,5 +595,54 @@ describe.skipIf(!nativeAvailable().ok)('native backend', () => {
       backend.free(s);
       backend.free(lse);
     });
+  });
+});
+
+describe.skipIf(!nativeAvailable())('ALIGN_BLAS picks the BLAS library', () => {
+  const addonPath = fileURLToPath(new URL('../../kernels/native/build/Release/aligner_cpu.node', import.meta.url));
+  const blasIn = (env: Record<string, string>) => execFileSync(process.execPath, ['-e', `
+    const a = require(${JSON.stringify(addonPath)});
+    try { a.init(1); process.stdout.write(JSON.stringify({ info: a.blasInfo() })); }
+    catch (e) { process.stdout.write(JSON.stringify({ error: e.message })); }
+  `], { env: { ...process.env, ...env }, encoding: 'utf8' });
+
+  it('a path that cannot be loaded is an error naming it, never a silent fallback', () => {
+    const r = JSON.parse(blasIn({ ALIGN_BLAS: '/nonexistent/libblas.so' })) as { error?: string };
+    expect(r.error).toMatch(/^ALIGN_BLAS=\/nonexistent\/libblas\.so: cannot load it \(/);
+  });
+
+  it('a library without cblas_sgemm is refused, naming what is missing', () => {
+    const r = JSON.parse(blasIn({ ALIGN_BLAS: 'libm.so.6' })) as { error?: string };
+    expect(r.error).toBe('ALIGN_BLAS=libm.so.6: it has no cblas_sgemm (nor scipy_cblas_sgemm)');
+  });
+
+  it('the system OpenBLAS named by path is the one used', () => {
+    let lib = '';
+    try {
+      lib = execFileSync('/sbin/ldconfig', ['-p'], { encoding: 'utf8' }).split('\n').find((l) => l.includes('libopenblas.so.0'))?.split('=> ')[1]?.trim() ?? '';
+    } catch {
+      // no ldconfig: nothing to name
+    }
+    if (!lib) return;
+    const r = JSON.parse(blasIn({ ALIGN_BLAS: lib })) as { info?: string };
+    expect(r.info).toMatch(/^OpenBLAS /);
+  });
+});
+
+describe.skipIf(!nativeAvailable())('CPU facts the benchmarks report', () => {
+  it('cpuIsa is the widest vector ISA /proc/cpuinfo lists (avx512f → avx512, avx2 + fma → avx2)', () => {
+    let flags: string[];
+    try {
+      flags = (readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').trim().split(/\s+/);
+    } catch {
+      return; // not Linux: nothing to compare against
+    }
+    const want = flags.includes('avx512f') ? 'avx512' : flags.includes('avx2') && flags.includes('fma') ? 'avx2' : 'baseline';
+    expect(cpuIsa()).toBe(want);
+  });
+
+  it('the FMA peak probe runs with that ISA and returns a finite positive rate', () => {
+    const g = fmaPeakGflops(1, 20);
+    expect(Number.isFinite(g) && g > 0).toBe(true);
   });
 });

@@ -51,7 +51,8 @@ napi_value init(napi_env env, napi_callback_info info) {
       return js_undefined(env);
     }
     const char* disable = std::getenv("ALIGN_DISABLE_BLAS");
-    blas::init(disable && std::strcmp(disable, "") != 0 && std::strcmp(disable, "0") != 0);
+    const std::string blas_error = blas::init(disable && std::strcmp(disable, "") != 0 && std::strcmp(disable, "0") != 0);
+    if (!blas_error.empty()) fail("NativeError", blas_error);
     auto* e = new Engine(threads);
     NAPI_OK(napi_set_instance_data(env, e, [](napi_env, void* d, void*) { delete static_cast<Engine*>(d); }, nullptr));
     return js_undefined(env);

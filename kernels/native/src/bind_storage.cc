@@ -262,6 +262,10 @@ napi_value js_fma_peak(napi_env env, napi_callback_info info) {
   });
 }
 
+napi_value js_cpu_isa(napi_env env, napi_callback_info info) {
+  return guarded(env, [&]() -> napi_value { return js_string(env, widest_isa()); });
+}
+
 }  // namespace
 
 void register_storage(napi_env env, napi_value exports) {
@@ -278,6 +282,7 @@ void register_storage(napi_env env, napi_value exports) {
       {"getNumThreads", nullptr, js_get_num_threads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"blasInfo", nullptr, js_blas_info, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fmaPeakGflops", nullptr, js_fma_peak, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"cpuIsa", nullptr, js_cpu_isa, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 }

@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 
 #include <climits>
+#include <cstdlib>
 #include <mutex>
 
 namespace aligner::blas {
@@ -23,6 +24,25 @@ using GetConfigFn = char* (*)();
 std::once_flag g_once;
 SgemmFn g_sgemm = nullptr;
 std::string g_info = "fallback";
+std::string g_error;
+
+// A symbol under its plain name, or with scipy-openblas's `scipy_` prefix.
+void* sym(void* lib, const char* name) {
+  if (void* p = dlsym(lib, name)) return p;
+  return dlsym(lib, (std::string("scipy_") + name).c_str());
+}
+
+// Takes the library when it has cblas_sgemm: one BLAS thread (our pool splits the GEMMs), its config as info.
+bool adopt(void* lib, const char* name) {
+  auto sgemm = reinterpret_cast<SgemmFn>(sym(lib, "cblas_sgemm"));
+  if (!sgemm) return false;
+  if (auto set_threads = reinterpret_cast<SetThreadsFn>(sym(lib, "openblas_set_num_threads"))) set_threads(1);
+  if (auto mkl_threads = reinterpret_cast<SetThreadsFn>(dlsym(lib, "MKL_Set_Num_Threads"))) mkl_threads(1);
+  auto get_config = reinterpret_cast<GetConfigFn>(sym(lib, "openblas_get_config"));
+  g_info = get_config ? std::string(get_config()) : std::string(name);
+  g_sgemm = sgemm;
+  return true;
+}
 
 void blas_gemm(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B, i64 ldb, float* C,
                i64 ldc) {
@@ -38,27 +58,31 @@ void blas_gemm(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, c
 
 void load(bool disable) {
   if (disable) return;
+  if (const char* path = std::getenv("ALIGN_BLAS"); path && *path) {
+    void* lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+      const char* why = dlerror();
+      g_error = std::string("ALIGN_BLAS=") + path + ": cannot load it (" + (why ? why : "unknown error") + ")";
+    } else if (!adopt(lib, path)) {
+      dlclose(lib);
+      g_error = std::string("ALIGN_BLAS=") + path + ": it has no cblas_sgemm (nor scipy_cblas_sgemm)";
+    }
+    return;
+  }
   const char* candidates[] = {"libopenblas.so.0", "libopenblas.so", "libcblas.so.3", "libblas.so.3"};
   for (const char* name : candidates) {
     void* lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
     if (!lib) continue;
-    auto sgemm = reinterpret_cast<SgemmFn>(dlsym(lib, "cblas_sgemm"));
-    if (!sgemm) {
-      dlclose(lib);
-      continue;
-    }
-    if (auto set_threads = reinterpret_cast<SetThreadsFn>(dlsym(lib, "openblas_set_num_threads"))) set_threads(1);
-    auto get_config = reinterpret_cast<GetConfigFn>(dlsym(lib, "openblas_get_config"));
-    g_info = get_config ? std::string(get_config()) : std::string(name);
-    g_sgemm = sgemm;
-    return;
+    if (adopt(lib, name)) return;
+    dlclose(lib);
   }
 }
 
 }  // namespace
 
-void init(bool disable) {
+std::string init(bool disable) {
   std::call_once(g_once, [disable] { load(disable); });
+  return g_error;
 }
 
 GemmFn gemm() {

@@ -14,8 +14,10 @@ namespace aligner::blas {
 using GemmFn = void (*)(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B, i64 ldb,
                         float* C, i64 ldc);
 
-// Loads a BLAS unless `disable` (ALIGN_DISABLE_BLAS=1). Safe to call more than once.
-void init(bool disable);
+// Loads a BLAS unless `disable` (ALIGN_DISABLE_BLAS=1): the library ALIGN_BLAS names (a path; an
+// OpenBLAS, scipy-openblas with its `scipy_` symbol prefix, or MKL's libmkl_rt), else the system's.
+// Safe to call more than once. Returns "" or why ALIGN_BLAS could not be used (never a silent fallback).
+std::string init(bool disable);
 GemmFn gemm();
 // openblas_get_config() when available, the library name for another CBLAS, or "fallback".
 std::string info();

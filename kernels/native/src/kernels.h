@@ -120,5 +120,7 @@ void clip_grad_norm(const std::vector<float*>& grads, const std::vector<i64>& si
 // ---- probe.cc ----
 // Peak FMA throughput of `threads` threads over about `millis` ms, in GFLOP/s.
 double fma_peak_gflops(int threads, double millis);
+// The widest vector ISA this CPU has: "avx512" (AVX-512F), "avx2" (AVX2 + FMA) or "baseline".
+const char* widest_isa();
 
 }  // namespace aligner
