@@ -97,15 +97,17 @@ export async function readStage<T>(store: ArtifactStore, ref: StageRef, cacheDir
   return out;
 }
 
-/** Iterations with anything in the ledger, ascending. */
-export async function ledgerIterations(store: ArtifactStore, runId: string): Promise<number[]> {
-  const keys = await store.list(rolloutsPrefix(runId));
-  const its = new Set<number>();
-  for (const { key } of keys) {
-    const m = /\/rollouts\/(\d{6})\//.exec(key);
-    if (m) its.add(Number(m[1]));
+/** The stages each iteration has anything of in the ledger, by iteration (ascending), from one listing. */
+export async function ledgerStages(store: ArtifactStore, runId: string): Promise<Map<number, Set<string>>> {
+  const byIteration = new Map<number, Set<string>>();
+  for (const { key } of await store.list(rolloutsPrefix(runId))) {
+    const m = /\/rollouts\/(\d{6})\/([^/]+)\//.exec(key);
+    if (!m) continue;
+    const it = Number(m[1]);
+    if (!byIteration.has(it)) byIteration.set(it, new Set());
+    byIteration.get(it)!.add(m[2]);
   }
-  return [...its].sort((a, b) => a - b);
+  return new Map([...byIteration].sort((a, b) => a[0] - b[0]));
 }
 
 /** The committed parts of one stage of an iteration, found by listing (for viewers; workflows hold StageRefs). */

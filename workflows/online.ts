@@ -141,13 +141,16 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     }
   }
 
+  /** A stage's request for the current iteration: the weights as of the last checkpoint, the stages done so far. */
+  const requestAt = (state: LoopState | null, refs: Partial<Record<StageName, StageRef>>): IterationRequest => ({
+    runId, recipe, config, dataset: s.dataset, iteration: s.iteration, checkpoint: s.lastCheckpoint,
+    state, refs: { ...refs }, ...(opts.ownCritic ? { critic: { checkpoint: s.criticCheckpoint ?? null } } : {}),
+  });
+
   /** The policy as of the last checkpoint on the held-out prompts; its metrics join the iteration that produced it. */
   const evaluate = async (): Promise<void> => {
     currentStage = 'eval';
-    const req: IterationRequest = {
-      runId, recipe, config, dataset: s.dataset, iteration: s.iteration, checkpoint: s.lastCheckpoint, state: s.state, refs: {},
-      ...(opts.ownCritic ? { critic: { checkpoint: s.criticCheckpoint ?? null } } : {}),
-    };
+    const req = requestAt(s.state, {});
     const r = await durably('actor', () => computeOn(queue, heartbeat).evaluatePolicy(req));
     const metrics = { ...(r.metrics ?? {}), evalSeconds: r.seconds };
     s.evaluations = [...(s.evaluations ?? []), { iteration: s.iteration, metrics }].filter((_, i, all) => i === 0 || i >= all.length - 199);
@@ -168,10 +171,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     const phase: Record<string, number> = {};
     let state: LoopState | null = s.state;
     let advantages: StageResult | null = null;
-    const request = (): IterationRequest => ({
-      runId, recipe, config, dataset: s.dataset, iteration: s.iteration, checkpoint: s.lastCheckpoint,
-      state, refs: { ...refs }, ...(opts.ownCritic ? { critic: { checkpoint: s.criticCheckpoint ?? null } } : {}),
-    });
+    const request = (): IterationRequest => requestAt(state, refs);
     const ctx: IterationContext = {
       async stage(name, site) {
         currentStage = name;

@@ -14,7 +14,8 @@ import type { ResidentRuns } from '../train.js';
 import { baseTrainingState, loadTrainingState, saveTrainingState } from '../training-state.js';
 import type { ModelSetup, TrainingState } from '../training-state.js';
 import type { CheckpointRef } from '../types.js';
-import { criticLrOf, criticSetupOf, criticTrainer, criticUriOf } from './resident.js';
+import { criticOf, criticSetupOf, criticTrainer } from './resident.js';
+import { getOnlineRecipe } from '../../algorithms/recipes/index.js';
 import type { IterationRequest } from './types.js';
 
 const LOOP_STATE = 'loop_state.json';
@@ -38,8 +39,9 @@ export async function criticFor(store: RunStorePort, runs: ResidentRuns, req: It
   const held = runs.getLoop<CriticResident>(key);
   if (held && held.lineage === (ref?.sha256 ?? null)) return { cr: held, loadedFrom: 'resident' };
   const config = req.config as unknown as OnlineConfig;
-  const setup = await criticSetupOf(store, config);
-  const t = criticTrainer(config.trainer, criticLrOf(config));
+  const recipe = getOnlineRecipe(req.recipe);
+  const setup = await criticSetupOf(store, recipe, config);
+  const t = criticTrainer(config.trainer, criticOf(recipe, config).lr);
   let cr: CriticResident;
   if (ref) {
     const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-critic-'));
@@ -71,7 +73,7 @@ export async function commitCritic(store: RunStorePort, req: IterationRequest, c
   const config = req.config as unknown as OnlineConfig;
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-critic-save-'));
   try {
-    await saveTrainingState(cr.critic, tmp, { ...cr.setup, baseUri: criticUriOf(config) });
+    await saveTrainingState(cr.critic, tmp, { ...cr.setup, baseUri: criticOf(getOnlineRecipe(req.recipe), config).modelUri });
     await writeFile(path.join(tmp, LOOP_STATE), JSON.stringify({ iteration: cr.iteration, optimizerSteps: cr.optimizerSteps }, null, 2));
     const id = criticRunId(req.runId);
     const ref = await store.commitCheckpoint(id, cr.iteration, tmp, { runId: id, recipe: req.recipe, config: req.config, parent: req.critic?.checkpoint ?? null });

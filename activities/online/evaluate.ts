@@ -5,10 +5,9 @@
  * same prompts and seeds at every evaluation make the numbers comparable across iterations.
  */
 import type { OnlineConfig } from '../../algorithms/recipes/index.js';
-import { asCausalLM } from '../../algorithms/recipes/model.js';
 import { rolloutSeed } from '../../algorithms/rollouts/grid.js';
+import { mean } from '../../algorithms/rollouts/advantages.js';
 import type { PromptExample } from '../../algorithms/data/prompts.js';
-import { generateContinuous } from '../../models/continuous.js';
 import { committedPart, partPrefix, readStage, stageRef, writePart } from '../../store/rollout-ledger.js';
 import type { RunStorePort } from '../../store/run-store-port.js';
 import path from 'node:path';
@@ -16,7 +15,8 @@ import { openSplit } from '../data-source.js';
 import { heartbeat, keepAlive } from '../heartbeat.js';
 import type { ResidentJudges } from '../score.js';
 import type { ResidentRuns } from '../train.js';
-import { bytesOf, GENERATE_FIELDS, utf8Of } from './ledger-records.js';
+import { GENERATE_FIELDS, utf8Of } from './ledger-records.js';
+import { sampleRollouts } from './generate.js';
 import type { GeneratedRollout } from './ledger-records.js';
 import { checkGeneratingWeights, loopFor } from './resident.js';
 import { rewardsOf } from './reward.js';
@@ -28,7 +28,6 @@ type EvalRecord = GeneratedRollout & { reward: number };
 /** Seeds of held-out row r: the same at every evaluation of the run. */
 const EVAL_STREAM = 0x7e5a1;
 
-const mean = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
 
 function metricsOf(records: readonly EvalRecord[]): Record<string, number> {
   const r = records.map((x) => x.reward), m = mean(r);
@@ -60,19 +59,8 @@ export function evaluatePolicy(store: RunStorePort, runs: ResidentRuns, judges: 
     } finally {
       await valid.close();
     }
-    const r = config.rollout, eos = loop.tok.eosTokenId;
-    const seeds = prompts.map((_, row) => rolloutSeed(config.seed, EVAL_STREAM, row));
-    const out = await generateContinuous(asCausalLM(loop.actor.model), prompts.map((p) => p.ids), {
-      batchSize: r.microBatch, maxNewTokens: r.maxNewTokens, temperature: r.temperature, topK: r.topK, topP: r.topP,
-      seeds, eosTokenIds: eos === null ? [] : [eos], stopStrings: r.stopStrings, decode: (ids) => loop.tok.decode(ids),
-    });
-    const rows: GeneratedRollout[] = prompts.map((p, row) => {
-      const tokens = out.tokens[row];
-      return {
-        row, prompt: row, sample: 0, seed: seeds[row], policyStep: loop.iteration, ended: out.ended[row] ? 1 : 0, promptIds: p.ids,
-        responseIds: tokens, samplerLogprobs: out.logprobs[row], record: p.record, text: bytesOf(loop.tok.decode(tokens.at(-1) === eos ? tokens.slice(0, -1) : tokens)),
-      };
-    });
+    const planned = prompts.map((_, row) => ({ row, prompt: row, sample: 0, seed: rolloutSeed(config.seed, EVAL_STREAM, row) }));
+    const rows = await sampleRollouts(loop, planned, prompts, config.rollout);
     heartbeat({ stage: 'eval', phase: 'scoring' });
     const rewards = await rewardsOf(store, judges, config, rows.map((x) => ({
       record: JSON.parse(utf8Of(x.record)) as Record<string, unknown>, response: utf8Of(x.text), ended: x.ended === 1,

@@ -20,6 +20,9 @@ import type { ResidentRuns } from '../train.js';
 import { bytesOf, GENERATE_FIELDS } from './ledger-records.js';
 import type { GeneratedRollout } from './ledger-records.js';
 import { checkGeneratingWeights, loopFor } from './resident.js';
+import type { LoopResident } from './resident.js';
+import type { PromptExample } from '../../algorithms/data/prompts.js';
+import type { RolloutConfig } from '../../algorithms/recipes/online/config.js';
 import type { IterationRequest, StageResult } from './types.js';
 
 export interface PlannedRow {
@@ -38,6 +41,27 @@ export function planRows(config: OnlineConfig, iteration: number, promptCount: n
   }));
 }
 
+/**
+ * One rollout per planned row, from the resident policy with the rollout settings: continuous
+ * batching over rollout.microBatch slots, a row that ends replaced from the queue at once.
+ */
+export async function sampleRollouts(loop: LoopResident, rows: readonly PlannedRow[], prompts: readonly PromptExample[], r: RolloutConfig): Promise<GeneratedRollout[]> {
+  const eos = loop.tok.eosTokenId;
+  const out = await generateContinuous(asCausalLM(loop.actor.model), prompts.map((p) => p.ids), {
+    batchSize: r.microBatch, maxNewTokens: r.maxNewTokens, temperature: r.temperature, topK: r.topK, topP: r.topP,
+    seeds: rows.map((x) => x.seed), eosTokenIds: eos === null ? [] : [eos],
+    stopStrings: r.stopStrings, decode: (ids) => loop.tok.decode(ids),
+  });
+  return rows.map((x, b) => {
+    const tokens = out.tokens[b];
+    const shown = tokens.at(-1) === eos ? tokens.slice(0, -1) : tokens;
+    return {
+      ...x, policyStep: loop.iteration, ended: out.ended[b] ? 1 : 0, promptIds: prompts[b].ids, responseIds: tokens,
+      samplerLogprobs: out.logprobs[b], record: prompts[b].record, text: bytesOf(loop.tok.decode(shown)),
+    };
+  });
+}
+
 export function generateRollouts(store: RunStorePort, runs: ResidentRuns, req: IterationRequest, writer: string): Promise<StageResult> {
   return keepAlive(async () => {
     const t0 = performance.now();
@@ -48,9 +72,7 @@ export function generateRollouts(store: RunStorePort, runs: ResidentRuns, req: I
     const recipe = getOnlineRecipe(req.recipe);
     const r = config.rollout;
     const rows = planRows(config, req.iteration, loop.prompts.count, recipe.samplesPerPrompt(config));
-    const model = asCausalLM(loop.actor.model);
     checkGeneratingWeights(loop, req.runId);
-    const eos = loop.tok.eosTokenId;
     const parts: LedgerPart[] = [];
     let written = 0;
     for (let s = 0; s * r.shardRows < rows.length; s++) {
@@ -62,20 +84,7 @@ export function generateRollouts(store: RunStorePort, runs: ResidentRuns, req: I
       }
       const shard = rows.slice(s * r.shardRows, (s + 1) * r.shardRows);
       const prompts = await loop.prompts.getMany(shard.map((x) => x.prompt));
-      // Continuous batching: rollout.microBatch slots, a row that ends is replaced from the shard's queue at once.
-      const out = await generateContinuous(model, prompts.map((p) => p.ids), {
-        batchSize: r.microBatch, maxNewTokens: r.maxNewTokens, temperature: r.temperature, topK: r.topK, topP: r.topP,
-        seeds: shard.map((x) => x.seed), eosTokenIds: eos === null ? [] : [eos],
-        stopStrings: r.stopStrings, decode: (ids) => loop.tok.decode(ids),
-      });
-      const records: GeneratedRollout[] = shard.map((x, b) => {
-        const tokens = out.tokens[b];
-        const shown = tokens.at(-1) === eos ? tokens.slice(0, -1) : tokens;
-        return {
-          ...x, policyStep: loop.iteration, ended: out.ended[b] ? 1 : 0, promptIds: prompts[b].ids, responseIds: tokens,
-          samplerLogprobs: out.logprobs[b], record: prompts[b].record, text: bytesOf(loop.tok.decode(shown)),
-        };
-      });
+      const records = await sampleRollouts(loop, shard, prompts, r);
       heartbeat({ stage: 'generate', rows: s * r.shardRows + records.length, of: rows.length });
       parts.push(await writePart(store.store, prefix, GENERATE_FIELDS, records, { writtenBy: writer, writtenAt: new Date().toISOString() }));
       written++;

@@ -8,8 +8,8 @@ import path from 'node:path';
 import { promptText } from '../../algorithms/data/prompts.js';
 import { StoreError } from '../../store/artifact-store.js';
 import type { ArtifactStore } from '../../store/artifact-store.js';
-import { ledgerIterations, listStage } from '../../store/rollout-ledger.js';
-import { openTokenDataset } from '../../store/token-shards.js';
+import { ledgerStages, listStage, readStage, stageRef } from '../../store/rollout-ledger.js';
+import type { StageRef } from '../../store/rollout-ledger.js';
 import { STAGE_NAMES } from '../../algorithms/recipes/types.js';
 import { utf8Of } from './ledger-records.js';
 import type { AdvantageRecord, GeneratedRollout, ScoredRecord } from './ledger-records.js';
@@ -36,39 +36,27 @@ export interface IterationView {
   samples: RolloutSample[];
 }
 
-async function records<T>(store: ArtifactStore, prefixes: string[]): Promise<T[]> {
-  const out: T[] = [];
-  for (const prefix of prefixes) {
-    const ds = await openTokenDataset<T>(store, prefix, { cacheDir: path.join(os.tmpdir(), 'aligner-ledger-view') });
-    try {
-      out.push(...(await ds.getMany(Array.from({ length: ds.count }, (_, i) => i))));
-    } finally {
-      await ds.close();
-    }
-  }
-  return out;
-}
-
 /** One iteration of a run's ledger (default: the newest that has generated rollouts). */
 export async function readIteration(store: ArtifactStore, runId: string, iteration?: number): Promise<IterationView> {
-  const iterations = await ledgerIterations(store, runId);
+  const index = await ledgerStages(store, runId);
+  const iterations = [...index.keys()];
   if (iterations.length === 0) throw new StoreError('NotFound', `run ${runId} has no rollouts in ${store.uri} (only online recipes write a rollout ledger)`, false);
   // By default the newest iteration that sampled rollouts (the one after the last holds only its evaluation).
-  const sampled = [];
-  for (const i of iterations) if ((await listStage(store, runId, i, 'generate')).length > 0) sampled.push(i);
-  const it = iteration ?? sampled.at(-1) ?? iterations.at(-1)!;
+  const it = iteration ?? iterations.filter((i) => index.get(i)!.has('generate')).at(-1) ?? iterations.at(-1)!;
   if (!iterations.includes(it)) throw new StoreError('NotFound', `run ${runId} has no rollouts at iteration ${it}; it has iterations ${iterations[0]}…${iterations.at(-1)}`, false);
   const stages = [];
-  const parts: Record<string, string[]> = {};
-  for (const stage of [...STAGE_NAMES, 'eval']) {
+  const refs: Record<string, StageRef> = {};
+  for (const stage of [...STAGE_NAMES, 'eval'].filter((st) => index.get(it)!.has(st))) {
     const found = await listStage(store, runId, it, stage);
     if (found.length === 0) continue;
-    parts[stage] = found.map((p) => p.prefix);
+    refs[stage] = stageRef(runId, it, stage, found);
     stages.push({ stage, parts: found.length, records: found.reduce((n, p) => n + p.records, 0), writtenBy: [...new Set(found.map((p) => p.info?.writtenBy ?? '?'))] });
   }
-  const gen = await records<GeneratedRollout>(store, parts.generate ?? []);
-  const scores = await records<ScoredRecord>(store, parts.score ?? []);
-  const advs = await records<AdvantageRecord>(store, parts.advantages ?? []);
+  const cacheDir = path.join(os.tmpdir(), 'aligner-ledger-view');
+  const read = <T>(stage: string) => (refs[stage] ? readStage<T>(store, refs[stage], cacheDir) : Promise.resolve([] as T[]));
+  const gen = await read<GeneratedRollout>('generate');
+  const scores = await read<ScoredRecord>('score');
+  const advs = await read<AdvantageRecord>('advantages');
   const samples = gen.map((g, i): RolloutSample => ({
     row: g.row, prompt: promptText(JSON.parse(utf8Of(g.record)) as Record<string, unknown>), response: utf8Of(g.text), ended: g.ended === 1,
     reward: scores[i]?.reward ?? null, trains: advs[i] ? advs[i].trains === 1 : null, policyStep: g.policyStep, seed: g.seed,

@@ -17,7 +17,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { getOnlineRecipe } from '../../algorithms/recipes/index.js';
 import type { OnlineConfig } from '../../algorithms/recipes/index.js';
-import type { LoopState, OnlineRecipe } from '../../algorithms/recipes/types.js';
+import type { CriticSpec, LoopState, OnlineRecipe } from '../../algorithms/recipes/types.js';
+import { ConfigError } from '../../algorithms/errors.js';
 import type { TrainerConfig } from '../../algorithms/config/common.js';
 import type { PromptExample } from '../../algorithms/data/prompts.js';
 import type { CausalLM } from '../../models/causal-lm.js';
@@ -94,8 +95,12 @@ export function criticTrainer(t: TrainerConfig, criticLr: number): TrainerConfig
   return { ...t, lr: criticLr, minLr: (t.minLr / t.lr) * criticLr };
 }
 
-export const criticLrOf = (c: OnlineConfig): number => ((c as { ppo?: { criticLr: number } }).ppo?.criticLr ?? c.trainer.lr);
-export const criticUriOf = (c: OnlineConfig): string => (c as { ppo?: { criticModel?: string } }).ppo?.criticModel ?? c.reward.model ?? c.model;
+/** The recipe's critic (PPO); a ConfigError for a recipe without one. */
+export function criticOf(recipe: OnlineRecipe<OnlineConfig>, config: OnlineConfig): CriticSpec {
+  const c = recipe.critic?.(config);
+  if (!c) throw new ConfigError(`recipe ${recipe.name} has no critic`);
+  return c;
+}
 
 async function loadFromCheckpoint(store: RunStorePort, ref: CheckpointRef, build: (dir: string) => Promise<Omit<LoopResident, 'dispose' | 'prompts'>>): Promise<Omit<LoopResident, 'dispose' | 'prompts'>> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'aligner-loop-'));
@@ -108,8 +113,8 @@ async function loadFromCheckpoint(store: RunStorePort, ref: CheckpointRef, build
 }
 
 /** How the critic is built: a one-label classifier from ppo.criticModel (default reward.model, else model). */
-export async function criticSetupOf(store: RunStorePort, config: OnlineConfig): Promise<ModelSetup> {
-  return { kind: { kind: 'classifier', numLabels: 1 }, seed: config.seed ^ 0xc1, lora: null, baseDir: await store.fetchInput(criticUriOf(config)) };
+export async function criticSetupOf(store: RunStorePort, recipe: OnlineRecipe<OnlineConfig>, config: OnlineConfig): Promise<ModelSetup> {
+  return { kind: { kind: 'classifier', numLabels: 1 }, seed: config.seed ^ 0xc1, lora: null, baseDir: await store.fetchInput(criticOf(recipe, config).modelUri) };
 }
 
 /** The run's resident models at the request's checkpoint, loaded when this worker does not hold them. */
@@ -122,8 +127,8 @@ export async function loopFor(store: RunStorePort, runs: ResidentRuns, req: Iter
   const baseDir = await store.fetchInput(config.model);
   const actorSetup: ModelSetup = { kind: { kind: 'causal-lm' }, seed: config.seed, lora: config.lora ?? null, baseDir };
   // A critic on a worker of its own (req.critic) is not held here (activities/online/critic.ts).
-  const criticSetup: ModelSetup | null = recipe.roles.critic && !req.critic ? await criticSetupOf(store, config) : null;
-  const ct = criticTrainer(config.trainer, criticLrOf(config));
+  const criticSetup: ModelSetup | null = recipe.critic && !req.critic ? await criticSetupOf(store, recipe, config) : null;
+  const ct = criticTrainer(config.trainer, recipe.critic?.(config).lr ?? config.trainer.lr);
   const parts = req.checkpoint
     ? await loadFromCheckpoint(store, req.checkpoint, async (dir) => {
       const actor = await loadTrainingState(dir, config.trainer, actorSetup);
@@ -185,7 +190,7 @@ export async function commitLoop(store: RunStorePort, req: IterationRequest, loo
     if (loop.critic && loop.criticSetup) {
       const cdir = path.join(tmp, 'critic-tmp');
       await mkdir(cdir);
-      await saveTrainingState(loop.critic, cdir, { ...loop.criticSetup, baseUri: criticUriOf(config) });
+      await saveTrainingState(loop.critic, cdir, { ...loop.criticSetup, baseUri: criticOf(loop.recipe, config).modelUri });
       for (const f of await readdir(cdir)) await rename(path.join(cdir, f), path.join(tmp, CRITIC_PREFIX + f));
       await rm(cdir, { recursive: true });
     }

@@ -12,9 +12,9 @@ import { asCausalLM, asClassifier } from '../../algorithms/recipes/model.js';
 import { sequenceBatch, toGrid } from '../../algorithms/rollouts/grid.js';
 import { clippedValueLoss } from '../../algorithms/losses/policy-gradient.js';
 import { stepsPerIteration } from '../../algorithms/recipes/online/config.js';
-import { microBatches } from '../../algorithms/train/batching.js';
+import { microBatches, shuffled } from '../../algorithms/train/batching.js';
 import { applyUpdate, checkFinite } from '../../algorithms/train/runner.js';
-import { Generator, tidy } from '../../kernels/index.js';
+import { tidy } from '../../kernels/index.js';
 import { logprobs } from '../../models/logprobs.js';
 import type { RunStorePort } from '../../store/run-store-port.js';
 import { heartbeat, keepAlive } from '../heartbeat.js';
@@ -29,15 +29,7 @@ import type { CriticTrainResult, IterationRequest, TrainResult } from './types.j
 import { commitCritic, criticFor, criticRunId } from './critic.js';
 
 /** The epoch's order of the iteration's rollouts: a function of (seed, iteration, epoch) only. */
-function order(n: number, seed: number, iteration: number, epoch: number): number[] {
-  const g = new Generator(((seed * 1_000_003) ^ (iteration * 7919 + epoch * 104_729)) >>> 0);
-  const p = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = g.int(i + 1);
-    [p[i], p[j]] = [p[j], p[i]];
-  }
-  return p;
-}
+const order = (n: number, seed: number, iteration: number, epoch: number): number[] => shuffled(n, (seed * 1_000_003) ^ (iteration * 7919 + epoch * 104_729));
 
 interface Inputs {
   rows: GeneratedRollout[];
@@ -101,7 +93,8 @@ async function miniBatchStep(loop: LoopResident, req: IterationRequest, inp: Inp
 export async function criticStep(critic: TrainingState, req: IterationRequest, recipe: OnlineRecipe<OnlineConfig>, inp: Pick<Inputs, 'rows' | 'vals' | 'advs'>, idx: readonly number[], step: number): Promise<number> {
   const config = req.config as unknown as OnlineConfig;
   const allTokens = idx.reduce((s, i) => s + inp.rows[i].responseIds.length, 0);
-  if (!recipe.valueClip || !inp.vals || allTokens === 0) return 0;
+  const spec = recipe.critic?.(config);
+  if (!spec || !inp.vals || allTokens === 0) return 0;
   const model = asClassifier(critic.model);
   let vloss = 0;
   for (const micro of microBatches(idx, config.trainer.microBatchSize)) {
@@ -112,7 +105,7 @@ export async function criticStep(critic: TrainingState, req: IterationRequest, r
     const mask = toGrid(rows, sb.T, (b) => new Array<number>(rows[b].responseIds.length).fill(1));
     const l = tidy(() => {
       const v = valueGrid(model, sb.ids, sb.T); // [m, T−1]
-      const part = clippedValueLoss(v, oldValues, returns, mask, recipe.valueClip!(config), allTokens); // []
+      const part = clippedValueLoss(v, oldValues, returns, mask, spec.valueClip, allTokens); // []
       part.backward();
       return part;
     });
@@ -122,8 +115,7 @@ export async function criticStep(critic: TrainingState, req: IterationRequest, r
   if (!Number.isFinite(vloss)) critic.opt.zeroGrad();
   checkFinite(vloss, step);
   const steps = config.trainer.maxSteps * stepsPerIteration(config, recipe.samplesPerPrompt(config), recipe.epochs(config));
-  const ppo = (config as { ppo?: { criticLr: number } }).ppo;
-  await applyUpdate({ opt: critic.opt, trainer: { ...criticTrainer(config.trainer, ppo?.criticLr ?? config.trainer.lr), maxSteps: steps } }, step);
+  await applyUpdate({ opt: critic.opt, trainer: { ...criticTrainer(config.trainer, spec.lr), maxSteps: steps } }, step);
   return vloss;
 }
 

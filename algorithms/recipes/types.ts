@@ -188,6 +188,13 @@ export interface ScoredRollout {
   values: number[] | null;
 }
 
+export interface CriticSpec {
+  /** The model folder the critic starts from (a reward model, or the policy with a fresh head). */
+  modelUri: string;
+  lr: number;
+  valueClip: number;
+}
+
 /** The state an experience loop carries between iterations (checkpointed with the weights). */
 export interface LoopState {
   /** The KL coefficient β in use (changed by an adaptive controller). */
@@ -226,8 +233,8 @@ export interface OnlineRecipe<C extends BaseConfig = OnlineConfig, E = unknown> 
   advantages(rollouts: readonly ScoredRollout[], config: C, state: LoopState): AdvantageOutput;
   /** The actor's loss on a micro-batch (summed over its masked tokens / grid.denominator). */
   actorLoss(grid: TrainGrid, config: C): Tensor;
-  /** The PPO critic's clip range; absent when the recipe has no critic. */
-  valueClip?(config: C): number;
+  /** The critic (PPO): the folder it starts from, its learning rate and value clip; absent when the recipe has none. */
+  critic?(config: C): CriticSpec;
   /** ε of a clipped surrogate, for the clip-fraction metric; absent when the loss has no ratio. */
   policyClip?(config: C): number;
 }

@@ -108,11 +108,13 @@ export function topKPerPrompt(rewards: readonly number[], promptOf: readonly num
   return keep;
 }
 
+/** The mean of xs (0 for none). */
+export const mean = (xs: readonly number[]): number => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
+
 /** Explained variance of values against returns, 1 − Var(Ret − V)/Var(Ret) (a critic diagnostic; NaN when Var(Ret) = 0). */
 export function explainedVariance(values: readonly number[], returns: readonly number[]): number {
   const n = returns.length;
   if (n === 0) return NaN;
-  const mean = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
   const varOf = (xs: readonly number[]) => { const m = mean(xs); return mean(xs.map((x) => (x - m) ** 2)); };
   const vr = varOf(returns);
   return vr === 0 ? NaN : 1 - varOf(returns.map((r, i) => r - values[i])) / vr;

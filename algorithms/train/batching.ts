@@ -5,8 +5,9 @@
  */
 import { Generator } from '../../kernels/index.js';
 
-function permutation(n: number, seed: number, epoch: number): number[] {
-  const g = new Generator((seed * 1_000_003 + epoch) >>> 0);
+/** 0 … n−1 in a Fisher-Yates order drawn from a Generator seeded with `generatorSeed`. */
+export function shuffled(n: number, generatorSeed: number): number[] {
+  const g = new Generator(generatorSeed >>> 0);
   const p = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = g.int(i + 1);
@@ -14,6 +15,8 @@ function permutation(n: number, seed: number, epoch: number): number[] {
   }
   return p;
 }
+
+const permutation = (n: number, seed: number, epoch: number): number[] => shuffled(n, seed * 1_000_003 + epoch);
 
 /** Example indices of optimizer step `step` (global batch size G over n examples). */
 export function batchIndices(n: number, G: number, seed: number, step: number): number[] {

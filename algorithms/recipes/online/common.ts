@@ -5,6 +5,7 @@
 import { tokenizePrompt, PROMPT_FIELDS } from '../../data/prompts.js';
 import type { PromptExample } from '../../data/prompts.js';
 import { mapRecords } from '../prepare.js';
+import { mean } from '../../rollouts/advantages.js';
 import type { DatasetSpec, ExperienceStage, MetricSpec, Metrics, RoleSpec, ScoredRollout, StageName } from '../types.js';
 import type { OnlineConfig } from './config.js';
 
@@ -49,7 +50,6 @@ export const ROLLOUT_METRICS: Record<string, MetricSpec> = {
   entropy: { description: 'mean −ℓ_old per response token (a sample estimate of the policy entropy)' },
 };
 
-const mean = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
 const std = (xs: readonly number[]) => { const m = mean(xs); return Math.sqrt(mean(xs.map((x) => (x - m) ** 2))); };
 
 /** The metrics every iteration reports, from its scored rollouts. */

@@ -83,6 +83,6 @@ export const ppo: OnlineRecipe<PpoConfig> = {
   },
 
   actorLoss: (g, c) => clippedPolicyLoss(g.logp, g.old, g.advantages, g.mask, c.ppo.clip, g.denominator),
-  valueClip: (c) => c.ppo.valueClip,
+  critic: (c) => ({ modelUri: c.ppo.criticModel ?? c.reward.model ?? c.model, lr: c.ppo.criticLr, valueClip: c.ppo.valueClip }),
   policyClip: (c) => c.ppo.clip,
 };

@@ -5,7 +5,7 @@
  * that ended, and the loss −ℓ·(r̃ − b) on the ended samples' tokens. No critic, no clipping.
  */
 import { z } from 'zod';
-import { rlooBaselines, tokenKl } from '../../rollouts/advantages.js';
+import { mean, rlooBaselines, tokenKl } from '../../rollouts/advantages.js';
 import { reinforceLoss } from '../../losses/policy-gradient.js';
 import { checkOnline, onlineBaseSchema } from './config.js';
 import { ONLINE_EXAMPLE, ONLINE_FILES, onTokens, POLICY_ROLE, promptDataset, REFERENCE_ROLE, REWARD_ROLE, ROLLOUT_METRICS, rolloutMetrics, stagesOf, trains } from './common.js';
@@ -23,7 +23,6 @@ export const reinforceConfigSchema = onlineBaseSchema.extend({
 export type ReinforceConfig = z.infer<typeof reinforceConfigSchema>;
 
 const samples = (c: ReinforceConfig) => c.rollout.samplesPerPrompt ?? 4;
-const mean = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
 
 export const reinforce: OnlineRecipe<ReinforceConfig> = {
   name: 'reinforce',

@@ -4,7 +4,7 @@
  * NLL of its response tokens. The kept set is recorded in the ledger's advantages stage.
  */
 import { z } from 'zod';
-import { topKPerPrompt } from '../../rollouts/advantages.js';
+import { mean, topKPerPrompt } from '../../rollouts/advantages.js';
 import { nllLoss } from '../../losses/policy-gradient.js';
 import { checkOnline, onlineBaseSchema } from './config.js';
 import { ONLINE_EXAMPLE, ONLINE_FILES, onTokens, POLICY_ROLE, promptDataset, REWARD_ROLE, ROLLOUT_METRICS, rolloutMetrics, stagesOf } from './common.js';
@@ -22,7 +22,6 @@ export const rsConfigSchema = onlineBaseSchema.extend({
 export type RsConfig = z.infer<typeof rsConfigSchema>;
 
 const samples = (c: RsConfig) => c.rollout.samplesPerPrompt ?? 4;
-const mean = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
 
 export const rs: OnlineRecipe<RsConfig> = {
   name: 'rs',
