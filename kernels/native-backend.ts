@@ -41,6 +41,9 @@ interface Addon {
   blasInfo(): string;
   fmaPeakGflops(threads: number, millis: number): number;
   cpuIsa(): string;
+  kernelIsa(): string;
+  setKernelIsa(isa: string): void;
+  kernelIsas(): string[];
   emptyCache(): void;
   [kernel: string]: (...args: never[]) => unknown;
 }
@@ -75,7 +78,9 @@ function load(): Addon | null {
     // ALIGN_BLAS names a library that is not a usable CBLAS: the addon is fine, the setting is not.
     loadFailure = message.startsWith('ALIGN_BLAS=')
       ? `${message}; point ALIGN_BLAS at a CBLAS shared library (OpenBLAS, scipy-openblas, MKL's libmkl_rt.so) or unset it`
-      : `the native addon failed to load (${message}); run \`npm run build:native\``;
+      : message.startsWith('ALIGN_ISA=')
+        ? `${message}; unset ALIGN_ISA to use the widest kernels this CPU runs`
+        : `the native addon failed to load (${message}); run \`npm run build:native\``;
   }
   return addon;
 }
@@ -127,6 +132,27 @@ export function blasInfo(): string {
 export function cpuIsa(): 'avx512' | 'avx2' | 'baseline' {
   const a = requireAddon();
   return guard(() => a.cpuIsa()) as 'avx512' | 'avx2' | 'baseline';
+}
+
+/** A build of the native kernels: each is compiled for one ISA and picked at load (kernels/native/README.md). */
+export type KernelIsa = 'avx512' | 'avx2' | 'baseline';
+
+/** The kernel build in use: the widest this CPU runs, unless ALIGN_ISA chose another. */
+export function kernelIsa(): KernelIsa {
+  const a = requireAddon();
+  return guard(() => a.kernelIsa()) as KernelIsa;
+}
+
+/** The kernel builds this CPU can run, widest first. */
+export function kernelIsas(): KernelIsa[] {
+  const a = requireAddon();
+  return guard(() => a.kernelIsas()) as KernelIsa[];
+}
+
+/** Switches the kernel build (after queued work has run); an ISA this CPU lacks is a NativeError. */
+export function setKernelIsa(isa: KernelIsa): void {
+  const a = requireAddon();
+  guard(() => a.setKernelIsa(isa));
 }
 
 /** Measured peak fp32 FMA throughput of `threads` threads over about `millis` ms, with the widest FMA the CPU has (cpuIsa), in GFLOP/s. */

@@ -1,9 +1,11 @@
 /** AdamW against one step computed by hand, and global gradient-norm clipping. */
 import { describe, expect, it } from 'vitest';
 import { AdamW, clipGradNorm, tensor } from '../../kernels/index.js';
-import { backendsUnderTest } from './harness.js';
+import { backendsUnderTest, onBackend } from './harness.js';
 
-describe.each(backendsUnderTest())('optimizer on $name', ({ backend }) => {
+describe.each(backendsUnderTest())('optimizer on $name', (b) => {
+  const { backend } = b;
+  onBackend(b);
   it('one AdamW step matches the hand computation', () => {
     // p = [1, −2], g = [0.5, 0.1], lr 0.1, β = (0.9, 0.999), eps 1e-8, wd 0.01, step 1:
     // decay: p ← p·(1 − 0.001) = [0.999, −1.998]

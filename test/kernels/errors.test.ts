@@ -5,9 +5,11 @@ import {
   DTypeError, DeviceMismatchError, DisposedError, IndexError, ShapeError, UnsupportedBackendError,
   add, attention, embedding, exp, matmul, reshape, tensor, tidy, tokenLogprobs, zeros, referenceBackend,
 } from '../../kernels/index.js';
-import { backendsUnderTest } from './harness.js';
+import { backendsUnderTest, onBackend } from './harness.js';
 
-describe.each(backendsUnderTest())('errors on $name', ({ backend }) => {
+describe.each(backendsUnderTest())('errors on $name', (b) => {
+  const { backend } = b;
+  onBackend(b);
   const f = (values: number[], shape: number[]) => tensor(values, shape, { backend });
 
   it('shape mismatch in broadcasting', () => {

@@ -2,11 +2,12 @@
  * Shared test machinery for ops: seeded inputs, backends under test, dtype-aware comparison
  * (|ref − out| ≤ atol + |ref|·rtol, non-finite values must match exactly), and f64 gradient checks.
  */
-import { expect } from 'vitest';
+import { afterEach, beforeEach, expect } from 'vitest';
 import type { Backend, HostArray } from '../../kernels/backend.js';
 import type { DType } from '../../kernels/dtype.js';
 import { Generator, Tensor, mul as mulT, referenceBackend, sum as sumAll, tensor, tidy } from '../../kernels/index.js';
-import { nativeAvailable, nativeBackend } from '../../kernels/native-backend.js';
+import { kernelIsa, kernelIsas, nativeAvailable, nativeBackend, setKernelIsa } from '../../kernels/native-backend.js';
+import type { KernelIsa } from '../../kernels/native-backend.js';
 
 export { hostValues, isIntInput, seedOf } from './inputs.js';
 export type { InputKind, InputSpec } from './inputs.js';
@@ -18,13 +19,51 @@ export interface BackendUnderTest {
   backend: Backend;
   dtype: DType;
   tol: { atol: number; rtol: number };
+  /** The native kernel build this entry runs on; none for the reference. */
+  isa?: KernelIsa;
+  /** Runs fn with this backend set up (its kernel build active), then restores the previous one. */
+  run<T>(fn: () => T): T;
 }
 
-/** Every backend that can run here, in f32, compared against the reference in f64. */
+/** Runs fn on one native kernel build, then switches back to the one that was active. */
+export function withKernelIsa<T>(isa: KernelIsa, fn: () => T): T {
+  const before = kernelIsa();
+  setKernelIsa(isa);
+  try {
+    return fn();
+  } finally {
+    setKernelIsa(before);
+  }
+}
+
+/**
+ * Every backend that can run here, in f32, compared against the reference in f64: the native
+ * backend once per kernel build this CPU runs (avx512, avx2, baseline), so each op's suite covers
+ * every ISA path.
+ */
 export function backendsUnderTest(): BackendUnderTest[] {
-  const list: BackendUnderTest[] = [{ name: 'reference-f32', backend: referenceBackend, dtype: 'f32', tol: { atol: 2e-5, rtol: 2e-4 } }];
-  if (nativeAvailable().ok) list.push({ name: 'native-f32', backend: nativeBackend(), dtype: 'f32', tol: { atol: 2e-5, rtol: 2e-4 } });
+  const tol = { atol: 2e-5, rtol: 2e-4 };
+  const list: BackendUnderTest[] = [{ name: 'reference-f32', backend: referenceBackend, dtype: 'f32', tol, run: (fn) => fn() }];
+  if (nativeAvailable().ok) {
+    for (const isa of kernelIsas()) {
+      list.push({ name: `native-f32-${isa}`, backend: nativeBackend(), dtype: 'f32', tol, isa, run: (fn) => withKernelIsa(isa, fn) });
+    }
+  }
   return list;
+}
+
+/** Inside a describe block: every test in it runs on b's native kernel build, if it names one. */
+export function onBackend(b: BackendUnderTest): void {
+  const isa = b.isa;
+  if (!isa) return;
+  let before: KernelIsa | null = null;
+  beforeEach(() => {
+    before = kernelIsa();
+    setKernelIsa(isa);
+  });
+  afterEach(() => {
+    if (before) setKernelIsa(before);
+  });
 }
 
 export function makeInputs(specs: InputSpec[], values: number[][], backend: Backend, dtype: DType, withGrad: boolean): Tensor[] {

@@ -15,8 +15,11 @@ import { BINARY_KINDS, UNARY_KINDS } from '../../kernels/backend.js';
 import type { DType } from '../../kernels/dtype.js';
 import { roundToBf16 } from '../../kernels/dtype.js';
 import { DTypeError, IndexError, NativeError, OutOfMemoryError, ShapeError } from '../../kernels/errors.js';
-import { cpuIsa, emptyCache, fmaPeakGflops, getNumThreads, nativeAvailable, nativeBackend, setNumThreads } from '../../kernels/native-backend.js';
+import {
+  cpuIsa, emptyCache, fmaPeakGflops, getNumThreads, kernelIsas, nativeAvailable, nativeBackend, setKernelIsa, setNumThreads,
+} from '../../kernels/native-backend.js';
 import { referenceBackend, referenceKernels } from '../../kernels/reference/index.js';
+import { withKernelIsa } from './harness.js';
 
 /** Deterministic values (xorshift32) in [-scale, scale). */
 function rand(n: number, seed: number, scale = 1): number[] {
@@ -525,15 +528,17 @@ describe.skipIf(!nativeAvailable().ok)('native backend', () => {
         'attention B1 Hq2 Hkv1 T200 S200 D16 causal window50', 'attentionBackward B1 Hq2 Hkv1 T200 S200 D16 causal window50']);
       const cases = kernelCases().filter((c) => wanted.has(c.name));
       expect(cases.length).toBe(wanted.size);
-      const results = [1, 2, 3].map((t) => {
-        setNumThreads(t);
-        return cases.map((c) => runCase(backend, k, c).map(bits));
-      });
-      setNumThreads(threadsAtStart);
-      cases.forEach((c, i) => {
-        expect(results[1]![i], `${c.name}: 2 vs 1 threads`).toEqual(results[0]![i]);
-        expect(results[2]![i], `${c.name}: 3 vs 1 threads`).toEqual(results[0]![i]);
-      });
+      for (const isa of kernelIsas()) {
+        const results = [1, 2, 3].map((t) => {
+          setNumThreads(t);
+          return withKernelIsa(isa, () => cases.map((c) => runCase(backend, k, c).map(bits)));
+        });
+        setNumThreads(threadsAtStart);
+        cases.forEach((c, i) => {
+          expect(results[1]![i], `${isa} ${c.name}: 2 vs 1 threads`).toEqual(results[0]![i]);
+          expect(results[2]![i], `${isa} ${c.name}: 3 vs 1 threads`).toEqual(results[0]![i]);
+        });
+      }
     });
 
     it('the fallback GEMM (ALIGN_DISABLE_BLAS=1) is correct for transposes, batches and odd sizes', () => {
@@ -626,6 +631,47 @@ describe.skipIf(!nativeAvailable())('ALIGN_BLAS picks the BLAS library', () => {
     if (!lib) return;
     const r = JSON.parse(blasIn({ ALIGN_BLAS: lib })) as { info?: string };
     expect(r.info).toMatch(/^OpenBLAS /);
+  });
+});
+
+describe.skipIf(!nativeAvailable().ok)('kernel builds: one per ISA, picked at load', () => {
+  const addonPath = fileURLToPath(new URL('../../kernels/native/build/Release/aligner_cpu.node', import.meta.url));
+  const isaIn = (env: Record<string, string>) => JSON.parse(execFileSync(process.execPath, ['-e', `
+    const a = require(${JSON.stringify(addonPath)});
+    try { a.init(1); process.stdout.write(JSON.stringify({ isa: a.kernelIsa() })); }
+    catch (e) { process.stdout.write(JSON.stringify({ error: e.message })); }
+  `], { env: { ...process.env, ...env }, encoding: 'utf8' })) as { isa?: string; error?: string };
+
+  it('the default is the widest build this CPU runs, and every CPU runs the baseline', () => {
+    expect(isaIn({ ALIGN_ISA: '' }).isa).toBe(cpuIsa());
+    expect(kernelIsas()[0]).toBe(cpuIsa());
+    expect(kernelIsas().at(-1)).toBe('baseline');
+  });
+
+  it('ALIGN_ISA forces each build the CPU has', () => {
+    for (const isa of kernelIsas()) expect(isaIn({ ALIGN_ISA: isa }).isa).toBe(isa);
+  });
+
+  it('an unknown ALIGN_ISA is an error at load naming the choices', () => {
+    expect(isaIn({ ALIGN_ISA: 'sse9' }).error).toBe("ALIGN_ISA=sse9: unknown ISA 'sse9'; use avx512, avx2 or baseline");
+    expect(() => setKernelIsa('sse9' as never)).toThrow(new NativeError("setKernelIsa: unknown ISA 'sse9'; use avx512, avx2 or baseline"));
+  });
+
+  const missing = (['avx512', 'avx2'] as const).find((isa) => !kernelIsas().includes(isa));
+  it.skipIf(!missing)(`an ISA this CPU lacks is an error at load, not a crash (${missing ?? 'this CPU has them all: nothing to force'})`, () => {
+    expect(isaIn({ ALIGN_ISA: missing! }).error).toBe(`ALIGN_ISA=${missing}: this CPU cannot run the ${missing} kernels (its widest ISA is ${cpuIsa()})`);
+  });
+
+  // Every NaN counts as one: which operand's NaN an x86 instruction passes on (and its sign) is
+  // not something the baseline's lane-by-lane code reproduces, nor needs to.
+  const numberBits = (a: HostArray) => bits(a).map((b, i) => (Number.isNaN(a[i]) ? 0x7fc00000 : b));
+  it.skipIf(!kernelIsas().includes('avx2'))('the baseline build gives the AVX2 build\'s bits on every kernel case (same 8 lanes, same roundings)', () => {
+    const backend = nativeBackend();
+    const k = backend.kernels as Kernels;
+    const cases = kernelCases();
+    const avx2 = withKernelIsa('avx2', () => cases.map((c) => runCase(backend, k, c).map(numberBits)));
+    const baseline = withKernelIsa('baseline', () => cases.map((c) => runCase(backend, k, c).map(numberBits)));
+    cases.forEach((c, i) => expect(baseline[i], c.name).toEqual(avx2[i]));
   });
 });
 

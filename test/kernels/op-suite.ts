@@ -16,7 +16,7 @@ export function describeOp(op: OpName): void {
       for (const b of backendsUnderTest()) {
         it(`${c.label}: ${b.name} matches the f64 reference (values and gradients)`, () => {
           const expected = truth();
-          const got = runCase(c.fn, c.inputs, values, b.backend, b.dtype, true, seed);
+          const got = b.run(() => runCase(c.fn, c.inputs, values, b.backend, b.dtype, true, seed));
           expectClose(got.out, expected.out, b.tol, `${op} ${c.label} ${b.name} forward`);
           got.grads.forEach((g, i) => {
             if (expected.grads[i]) expectClose(g ?? [], expected.grads[i], b.tol, `${op} ${c.label} ${b.name} d/d input ${i}`);
@@ -36,7 +36,7 @@ export function describeOp(op: OpName): void {
               const poisoned = values.map((v) => [...v]);
               poisoned[0][0] = special;
               const expected = runCase(c.fn, c.inputs, poisoned, referenceBackend, 'f64', false, seed);
-              const got = runCase(c.fn, c.inputs, poisoned, b.backend, b.dtype, false, seed);
+              const got = b.run(() => runCase(c.fn, c.inputs, poisoned, b.backend, b.dtype, false, seed));
               expectClose(got.out, expected.out, b.tol, `${op} ${c.label} ${b.name} with ${special}`);
             });
           }

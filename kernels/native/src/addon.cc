@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "blas.h"
+#include "dispatch.h"
 #include "engine.h"
 #include "napi_util.h"
 
@@ -53,6 +54,8 @@ napi_value init(napi_env env, napi_callback_info info) {
     const char* disable = std::getenv("ALIGN_DISABLE_BLAS");
     const std::string blas_error = blas::init(disable && std::strcmp(disable, "") != 0 && std::strcmp(disable, "0") != 0);
     if (!blas_error.empty()) fail("NativeError", blas_error);
+    const std::string isa_error = init_isa();  // ALIGN_ISA, or the widest build this CPU runs
+    if (!isa_error.empty()) fail("NativeError", isa_error);
     auto* e = new Engine(threads);
     NAPI_OK(napi_set_instance_data(env, e, [](napi_env, void* d, void*) { delete static_cast<Engine*>(d); }, nullptr));
     return js_undefined(env);

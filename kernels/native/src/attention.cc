@@ -19,12 +19,13 @@
 #include "pool.h"
 #include "simd.h"
 
-namespace aligner {
+namespace aligner::ALIGNER_ISA_NS {
 
 namespace {
 
 constexpr i64 kTQ = 32;  // query rows per block
 constexpr i64 kTK = 64;  // keys per tile
+constexpr int kTileVecs = kTK / simd::W;  // a tile row of scores, or 64 columns of acc, in registers
 
 struct Scratch {
   std::vector<float> kT, vT, sc, p, acc;
@@ -51,14 +52,14 @@ void transpose_tile(const float* m, i64 s0, i64 ns, i64 D, float* out) {
 // gets the same bits whichever tile it lands in.
 void row_scores(const float* qrow, const float* kT, i64 ns, i64 D, float* sc) {
   if (ns == kTK) {
-    __m256 a[8];
-    for (int u = 0; u < 8; u++) a[u] = _mm256_setzero_ps();
+    simd::V a[kTileVecs];
+    for (int u = 0; u < kTileVecs; u++) a[u] = simd::zero();
     for (i64 d = 0; d < D; d++) {
-      const __m256 qd = _mm256_set1_ps(qrow[d]);
+      const simd::V qd = simd::set1(qrow[d]);
       const float* kd = kT + d * kTK;
-      for (int u = 0; u < 8; u++) a[u] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 8 * u), a[u]);
+      for (int u = 0; u < kTileVecs; u++) a[u] = simd::fma(qd, simd::load(kd + simd::W * u), a[u]);
     }
-    for (int u = 0; u < 8; u++) _mm256_storeu_ps(sc + 8 * u, a[u]);
+    for (int u = 0; u < kTileVecs; u++) simd::store(sc + simd::W * u, a[u]);
     return;
   }
   for (i64 s = 0; s < ns; s++) sc[s] = 0.0f;
@@ -77,15 +78,15 @@ void accumulate(float* acc, i64 D, i64 n, const float* w, i64 wst, const float* 
                 i64 rst) {
   i64 j0 = 0;
   for (; j0 + 64 <= D; j0 += 64) {
-    __m256 a[8];
-    for (int u = 0; u < 8; u++) a[u] = _mm256_loadu_ps(acc + j0 + 8 * u);
+    simd::V a[kTileVecs];
+    for (int u = 0; u < kTileVecs; u++) a[u] = simd::load(acc + j0 + simd::W * u);
     for (i64 s = 0; s < n; s++) {
       if (p[s * pst] == 0.0f) continue;
-      const __m256 ws = _mm256_set1_ps(w[s * wst]);
+      const simd::V ws = simd::set1(w[s * wst]);
       const float* r = rows + s * rst + j0;
-      for (int u = 0; u < 8; u++) a[u] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(r + 8 * u), a[u]);
+      for (int u = 0; u < kTileVecs; u++) a[u] = simd::fma(ws, simd::load(r + simd::W * u), a[u]);
     }
-    for (int u = 0; u < 8; u++) _mm256_storeu_ps(acc + j0 + 8 * u, a[u]);
+    for (int u = 0; u < kTileVecs; u++) simd::store(acc + j0 + simd::W * u, a[u]);
   }
   if (j0 == D) return;
   for (i64 s = 0; s < n; s++) {
@@ -162,10 +163,9 @@ void attention(const float* q, const float* k, const float* v, const float* mask
             for (i64 j = 0; j < D; j++) acc[j] *= alpha;
           // P of the tile, kept in sc; then acc += P·V (zero weights never touch V, as the reference)
           float psum = 0.0f;
-          for (i64 s = 0; s < ns; s += 8) {
-            i64 r = std::min<i64>(8, ns - s);
-            __m256 e = simd::exp(_mm256_sub_ps(simd::load_tail(sc + s, r), _mm256_set1_ps(mnew)));
-            simd::store_tail(sc + s, r, e);
+          for (i64 s = 0; s < ns; s += simd::W) {
+            i64 r = std::min<i64>(simd::W, ns - s);
+            simd::store(sc + s, r, simd::exp(simd::load(sc + s, r) - simd::set1(mnew)));
           }
           for (i64 s = 0; s < ns; s++) psum += sc[s];
           accumulate(acc, D, ns, sc, 1, sc, 1, V + s0 * D, D);
@@ -239,9 +239,9 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
               float* sc = sp.sc.data();
               row_scores(Q + t * D, sp.kT.data(), ns, D, sc);
               mask_scores(sc, s0, ns, first, last, mrow, d.scale);
-              for (i64 s = 0; s < ns; s += 8) {
-                i64 r = std::min<i64>(8, ns - s);
-                simd::store_tail(p + s, r, simd::exp(_mm256_sub_ps(simd::load_tail(sc + s, r), _mm256_set1_ps(L[t]))));
+              for (i64 s = 0; s < ns; s += simd::W) {
+                i64 r = std::min<i64>(simd::W, ns - s);
+                simd::store(p + s, r, simd::exp(simd::load(sc + s, r) - simd::set1(L[t])));
               }
               float* dp = sc;  // reuse: dP_s = Σ_i dO_i·V_s,i
               row_scores(G + t * D, sp.vT.data(), ns, D, dp);
@@ -261,4 +261,4 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
   });
 }
 
-}  // namespace aligner
+}  // namespace aligner::ALIGNER_ISA_NS

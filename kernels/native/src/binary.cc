@@ -7,7 +7,7 @@
 #include "kernels.h"
 #include "pool.h"
 
-namespace aligner {
+namespace aligner::ALIGNER_ISA_NS {
 
 namespace {
 
@@ -141,4 +141,4 @@ void binary(Binary kind, const float* a, const float* b, float* out, int rank, c
   }
 }
 
-}  // namespace aligner
+}  // namespace aligner::ALIGNER_ISA_NS

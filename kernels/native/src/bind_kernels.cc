@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "engine.h"
-#include "kernels.h"
+#include "dispatch.h"
 #include "napi_util.h"
 
 namespace aligner {

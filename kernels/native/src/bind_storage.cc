@@ -7,11 +7,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "bf16.h"
 #include "blas.h"
 #include "engine.h"
-#include "kernels.h"
+#include "dispatch.h"
 #include "napi_util.h"
 
 namespace aligner {
@@ -266,6 +267,34 @@ napi_value js_cpu_isa(napi_env env, napi_callback_info info) {
   return guarded(env, [&]() -> napi_value { return js_string(env, widest_isa()); });
 }
 
+// The ISA build of the kernels in use: "avx512", "avx2" or "baseline".
+napi_value js_kernel_isa(napi_env env, napi_callback_info info) {
+  return guarded(env, [&]() -> napi_value { return js_string(env, kernels().isa); });
+}
+
+// setKernelIsa(name): switches the kernel build once queued work has run.
+napi_value js_set_kernel_isa(napi_env env, napi_callback_info info) {
+  return guarded(env, [&]() -> napi_value {
+    Args a(env, info, "setKernelIsa", 1);
+    const std::string name = a.str(0, "isa");
+    engine(env).stream->drain();
+    const std::string error = select_isa(name);
+    if (!error.empty()) fail("NativeError", "setKernelIsa: " + error);
+    return js_undefined(env);
+  });
+}
+
+// The kernel builds this CPU can run, widest first.
+napi_value js_kernel_isas(napi_env env, napi_callback_info info) {
+  return guarded(env, [&]() -> napi_value {
+    const std::vector<std::string> isas = available_isas();
+    napi_value out;
+    NAPI_OK(napi_create_array_with_length(env, isas.size(), &out));
+    for (size_t i = 0; i < isas.size(); i++) NAPI_OK(napi_set_element(env, out, i, js_string(env, isas[i])));
+    return out;
+  });
+}
+
 }  // namespace
 
 void register_storage(napi_env env, napi_value exports) {
@@ -283,6 +312,9 @@ void register_storage(napi_env env, napi_value exports) {
       {"blasInfo", nullptr, js_blas_info, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fmaPeakGflops", nullptr, js_fma_peak, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"cpuIsa", nullptr, js_cpu_isa, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"kernelIsa", nullptr, js_kernel_isa, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setKernelIsa", nullptr, js_set_kernel_isa, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"kernelIsas", nullptr, js_kernel_isas, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 }

@@ -6,7 +6,6 @@
 
 #include <dlfcn.h>
 
-#include <climits>
 #include <cstdlib>
 #include <mutex>
 
@@ -46,11 +45,6 @@ bool adopt(void* lib, const char* name) {
 
 void blas_gemm(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 lda, const float* B, i64 ldb, float* C,
                i64 ldc) {
-  // The loaded library has a 32-bit integer interface.
-  if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX) {
-    gemm_fallback(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
-    return;
-  }
   g_sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n),
           static_cast<int>(k), 1.0f, A, static_cast<int>(lda), B, static_cast<int>(ldb), 0.0f, C,
           static_cast<int>(ldc));
@@ -86,7 +80,7 @@ std::string init(bool disable) {
 }
 
 GemmFn gemm() {
-  return g_sgemm ? blas_gemm : gemm_fallback;
+  return g_sgemm ? blas_gemm : nullptr;
 }
 
 std::string info() {

@@ -9,7 +9,7 @@
 #include "pool.h"
 #include "simd.h"
 
-namespace aligner {
+namespace aligner::ALIGNER_ISA_NS {
 
 namespace {
 
@@ -24,13 +24,15 @@ int32_t to_i32(double v) {
   return static_cast<int32_t>(static_cast<uint32_t>(static_cast<int64_t>(r)));
 }
 
-// out[i] = f(x[i]) over 8-lane vectors; f is a vector function.
+using simd::V;
+
+// out[i] = f(x[i]) over W-lane vectors; f is a vector function.
 template <class F>
 void map1(const float* x, float* out, i64 n, F f) {
   parallel_for(n, kGrain, [&](i64 b, i64 e) {
     i64 i = b;
-    for (; i + 8 <= e; i += 8) _mm256_storeu_ps(out + i, f(_mm256_loadu_ps(x + i)));
-    if (i < e) simd::store_tail(out + i, e - i, f(simd::load_tail(x + i, e - i)));
+    for (; i + simd::W <= e; i += simd::W) simd::store(out + i, f(simd::load(x + i)));
+    if (i < e) simd::store(out + i, e - i, f(simd::load(x + i, e - i)));
   });
 }
 
@@ -38,108 +40,94 @@ template <class F>
 void map3(const float* x, const float* y, const float* g, float* out, i64 n, F f) {
   parallel_for(n, kGrain, [&](i64 b, i64 e) {
     i64 i = b;
-    for (; i + 8 <= e; i += 8)
-      _mm256_storeu_ps(out + i, f(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), _mm256_loadu_ps(g + i)));
+    for (; i + simd::W <= e; i += simd::W)
+      simd::store(out + i, f(simd::load(x + i), simd::load(y + i), simd::load(g + i)));
     if (i < e) {
       i64 r = e - i;
-      simd::store_tail(out + i, r, f(simd::load_tail(x + i, r), simd::load_tail(y + i, r), simd::load_tail(g + i, r)));
+      simd::store(out + i, r, f(simd::load(x + i, r), simd::load(y + i, r), simd::load(g + i, r)));
     }
   });
 }
 
-inline __m256 set1(float v) {
-  return _mm256_set1_ps(v);
-}
-inline __m256 is_nan(__m256 x) {
-  return _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-}
-
-__m256 log8(__m256 x) {
-  alignas(32) float t[8];
-  _mm256_store_ps(t, x);
-  for (float& v : t) v = std::log(v);
-  return _mm256_load_ps(t);
+V set1(float v) {
+  return simd::set1(v);
 }
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluC = 0.044715f;
 
-__m256 gelu_inner(__m256 x) {  // √(2/π)·(x + c·x³), in the reference's order
-  __m256 cube = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(set1(kGeluC), x), x), x);
-  return _mm256_mul_ps(set1(kSqrt2OverPi), _mm256_add_ps(x, cube));
+V gelu_inner(V x) {  // √(2/π)·(x + c·x³), in the reference's order
+  V cube = set1(kGeluC) * x * x * x;
+  return set1(kSqrt2OverPi) * (x + cube);
 }
 
-__m256 forward8(Unary kind, __m256 x) {
+V forward(Unary kind, V x) {
   switch (kind) {
     case Unary::neg:
-      return _mm256_xor_ps(x, set1(-0.0f));
+      return simd::neg(x);
     case Unary::exp:
       return simd::exp(x);
     case Unary::log:
-      return log8(x);
+      return simd::log(x);
     case Unary::sqrt:
-      return _mm256_sqrt_ps(x);
+      return simd::sqrt(x);
     case Unary::rsqrt:
-      return _mm256_div_ps(set1(1.0f), _mm256_sqrt_ps(x));
+      return set1(1.0f) / simd::sqrt(x);
     case Unary::tanh:
       return simd::tanh(x);
     case Unary::sigmoid:
       return simd::sigmoid(x);
     case Unary::relu:
-      return _mm256_max_ps(_mm256_setzero_ps(), x);  // NaN (second operand) passes
+      return simd::max(simd::zero(), x);  // NaN (second operand) passes
     case Unary::silu:
-      return _mm256_mul_ps(x, simd::sigmoid(x));
+      return x * simd::sigmoid(x);
     case Unary::gelu:
-      return _mm256_mul_ps(_mm256_mul_ps(set1(0.5f), x), _mm256_add_ps(set1(1.0f), simd::tanh(gelu_inner(x))));
+      return set1(0.5f) * x * (set1(1.0f) + simd::tanh(gelu_inner(x)));
     case Unary::abs:
-      return _mm256_andnot_ps(set1(-0.0f), x);
+      return simd::abs(x);
     case Unary::square:
-      return _mm256_mul_ps(x, x);
+      return x * x;
   }
   return x;
 }
 
 // f'(x) given y = f(x); the same formulas as the reference's unaryDerivative.
-__m256 derivative8(Unary kind, __m256 x, __m256 y) {
-  const __m256 one = set1(1.0f), zero = _mm256_setzero_ps();
+V derivative(Unary kind, V x, V y) {
+  const V one = set1(1.0f), zero = simd::zero();
   switch (kind) {
     case Unary::neg:
       return set1(-1.0f);
     case Unary::exp:
       return y;
     case Unary::log:
-      return _mm256_div_ps(one, x);
+      return one / x;
     case Unary::sqrt:
-      return _mm256_div_ps(set1(0.5f), y);
+      return set1(0.5f) / y;
     case Unary::rsqrt:
-      return _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(set1(-0.5f), y), y), y);
+      return set1(-0.5f) * y * y * y;
     case Unary::tanh:
-      return _mm256_sub_ps(one, _mm256_mul_ps(y, y));
+      return one - y * y;
     case Unary::sigmoid:
-      return _mm256_mul_ps(y, _mm256_sub_ps(one, y));
-    case Unary::relu: {
-      __m256 d = _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GT_OQ), one);
-      return _mm256_blendv_ps(d, x, is_nan(x));
-    }
+      return y * (one - y);
+    case Unary::relu:  // 1 above 0, 0 below, NaN stays NaN
+      return simd::select(simd::is_nan(x), simd::keep(simd::gt(x, zero), one), x);
     case Unary::silu: {
-      __m256 s = simd::sigmoid(x);
-      return _mm256_mul_ps(s, _mm256_add_ps(one, _mm256_mul_ps(x, _mm256_sub_ps(one, s))));
+      V s = simd::sigmoid(x);
+      return s * (one + x * (one - s));
     }
     case Unary::gelu: {
-      __m256 t = simd::tanh(gelu_inner(x));
-      __m256 a = _mm256_mul_ps(set1(0.5f), _mm256_add_ps(one, t));
-      __m256 b = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(set1(0.5f), x), _mm256_sub_ps(one, _mm256_mul_ps(t, t))),
-                               set1(kSqrt2OverPi));
-      __m256 c = _mm256_add_ps(one, _mm256_mul_ps(_mm256_mul_ps(set1(3.0f * kGeluC), x), x));
-      return _mm256_add_ps(a, _mm256_mul_ps(b, c));
+      V t = simd::tanh(gelu_inner(x));
+      V a = set1(0.5f) * (one + t);
+      V b = set1(0.5f) * x * (one - t * t) * set1(kSqrt2OverPi);
+      V c = one + set1(3.0f * kGeluC) * x * x;
+      return a + b * c;
     }
-    case Unary::abs: {
-      __m256 pos = _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GT_OQ), one);
-      __m256 neg = _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_LT_OQ), set1(-1.0f));
-      return _mm256_blendv_ps(_mm256_or_ps(pos, neg), x, is_nan(x));
+    case Unary::abs: {  // sign(x), NaN stays NaN
+      V sign = simd::select(simd::lt(x, zero), simd::keep(simd::gt(x, zero), one), set1(-1.0f));
+      return simd::select(simd::is_nan(x), sign, x);
     }
     case Unary::square:
-      return _mm256_mul_ps(set1(2.0f), x);
+      return set1(2.0f) * x;
   }
   return one;
 }
@@ -216,7 +204,7 @@ void unary(Unary kind, const float* x, float* out, i64 n) {
   switch (kind) {
 #define CASE(K)                                                      \
   case Unary::K:                                                     \
-    map1(x, out, n, [](__m256 v) { return forward8(Unary::K, v); }); \
+    map1(x, out, n, [](V v) { return forward(Unary::K, v); });     \
     break;
     // clang-format off
     CASE(neg) CASE(exp) CASE(log) CASE(sqrt) CASE(rsqrt) CASE(tanh)
@@ -232,7 +220,7 @@ void unary_backward(Unary kind, const float* x, const float* y, const float* g, 
 #define CASE(K)                                                                                             \
   case Unary::K:                                                                                            \
     map3(x, y, g, gx, n,                                                                                    \
-         [](__m256 xv, __m256 yv, __m256 gv) { return _mm256_mul_ps(gv, derivative8(Unary::K, xv, yv)); }); \
+         [](V xv, V yv, V gv) { return gv * derivative(Unary::K, xv, yv); });                              \
     break;
     // clang-format off
     CASE(neg) CASE(exp) CASE(log) CASE(sqrt) CASE(rsqrt) CASE(tanh)
@@ -280,4 +268,4 @@ void pow_scalar(const float* x, float* out, i64 n, double p) {
   });
 }
 
-}  // namespace aligner
+}  // namespace aligner::ALIGNER_ISA_NS

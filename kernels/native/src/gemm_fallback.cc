@@ -5,15 +5,14 @@
 // its value depends only on k, never on where it sits in the matrix; that is what makes matmul.cc's
 // split of M or N across threads invisible in the results. Padding in packed panels is zero and
 // only ever reaches padding rows/columns of the tile, which are not stored.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
 
-#include "blas.h"
+#include "kernels.h"
+#include "simd.h"
 
-namespace aligner::blas {
+namespace aligner::ALIGNER_ISA_NS {
 
 namespace {
 
@@ -69,34 +68,32 @@ void pack_b(bool tb, const float* B, i64 ldb, i64 p0, i64 j0, i64 kc, i64 nc, fl
 
 // C tile (mr×nr valid of 6×16) = (accumulate ? C : 0) + Σ_p a[p][:] ⊗ b[p][:].
 void micro_kernel(i64 kc, const float* a, const float* b, float* C, i64 ldc, i64 mr, i64 nr, bool accumulate) {
-  __m256 c[MR][2];
-  for (int r = 0; r < MR; r++) c[r][0] = c[r][1] = _mm256_setzero_ps();
+  constexpr i64 kVecs = NR / simd::W;  // vectors per tile row
+  simd::V c[MR][kVecs];
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < kVecs; v++) c[r][v] = simd::zero();
   for (i64 p = 0; p < kc; p++) {
-    __m256 b0 = _mm256_load_ps(b + p * NR), b1 = _mm256_load_ps(b + p * NR + 8);
+    simd::V bv[kVecs];
+    for (int v = 0; v < kVecs; v++) bv[v] = simd::load(b + p * NR + v * simd::W);
     for (int r = 0; r < MR; r++) {
-      __m256 av = _mm256_broadcast_ss(a + p * MR + r);
-      c[r][0] = _mm256_fmadd_ps(av, b0, c[r][0]);
-      c[r][1] = _mm256_fmadd_ps(av, b1, c[r][1]);
+      simd::V av = simd::set1(a[p * MR + r]);
+      for (int v = 0; v < kVecs; v++) c[r][v] = simd::fma(av, bv[v], c[r][v]);
     }
   }
   if (mr == MR && nr == NR) {
     for (int r = 0; r < MR; r++) {
       float* row = C + r * ldc;
-      __m256 v0 = c[r][0], v1 = c[r][1];
-      if (accumulate) {
-        v0 = _mm256_add_ps(_mm256_loadu_ps(row), v0);
-        v1 = _mm256_add_ps(_mm256_loadu_ps(row + 8), v1);
+      for (int v = 0; v < kVecs; v++) {
+        simd::V out = c[r][v];
+        if (accumulate) out = simd::load(row + v * simd::W) + out;
+        simd::store(row + v * simd::W, out);
       }
-      _mm256_storeu_ps(row, v0);
-      _mm256_storeu_ps(row + 8, v1);
     }
     return;
   }
-  alignas(32) float tile[MR][NR];
-  for (int r = 0; r < MR; r++) {
-    _mm256_store_ps(tile[r], c[r][0]);
-    _mm256_store_ps(tile[r] + 8, c[r][1]);
-  }
+  alignas(64) float tile[MR][NR];
+  for (int r = 0; r < MR; r++)
+    for (int v = 0; v < kVecs; v++) simd::store(tile[r] + v * simd::W, c[r][v]);
   for (i64 r = 0; r < mr; r++)
     for (i64 j = 0; j < nr; j++) C[r * ldc + j] = accumulate ? C[r * ldc + j] + tile[r][j] : tile[r][j];
 }
@@ -127,4 +124,4 @@ void gemm_fallback(bool ta, bool tb, i64 m, i64 n, i64 k, const float* A, i64 ld
   }
 }
 
-}  // namespace aligner::blas
+}  // namespace aligner::ALIGNER_ISA_NS

@@ -4,43 +4,39 @@
 // itself; here each weight row is read once, straight from memory, and dotted with every row of
 // A, which stays in L1. Each output is one dot product in increasing k, so results do not depend
 // on the thread split.
-#include <immintrin.h>
-
 #include "kernels.h"
 #include "pool.h"
+#include "simd.h"
 
-namespace aligner {
+namespace aligner::ALIGNER_ISA_NS {
 
 namespace {
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using simd::V;
+constexpr i64 W = simd::W;
+using simd::hsum;
 
-// Weight rows n0 … n0+3 against rows m, m+1 of A: eight dot products over k, 8 lanes at a time.
+// Weight rows n0 … n0+3 against rows m, m+1 of A: eight dot products over k, W lanes at a time.
 // Eight independent accumulators hide the FMA latency; 6 loads feed 8 FMAs.
 // Kept out of line: inlined into the threaded lambda, GCC runs out of registers and reloads the
 // pointers from the stack inside the loop (measured: 3× slower).
 __attribute__((noinline)) void dot4x2(const float* __restrict a0, const float* __restrict a1, const float* __restrict b0,
                                       i64 ldb, i64 K, float* __restrict out0, float* __restrict out1) {
-  __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+  V s00 = simd::zero(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
   const float *__restrict b1 = b0 + ldb, *__restrict b2 = b1 + ldb, *__restrict b3 = b2 + ldb;
   i64 k = 0;
-  for (; k + 8 <= K; k += 8) {
-    const __m256 x0 = _mm256_loadu_ps(a0 + k), x1 = _mm256_loadu_ps(a1 + k);
-    const __m256 w0 = _mm256_loadu_ps(b0 + k), w1 = _mm256_loadu_ps(b1 + k);
-    const __m256 w2 = _mm256_loadu_ps(b2 + k), w3 = _mm256_loadu_ps(b3 + k);
-    s00 = _mm256_fmadd_ps(x0, w0, s00);
-    s01 = _mm256_fmadd_ps(x0, w1, s01);
-    s02 = _mm256_fmadd_ps(x0, w2, s02);
-    s03 = _mm256_fmadd_ps(x0, w3, s03);
-    s10 = _mm256_fmadd_ps(x1, w0, s10);
-    s11 = _mm256_fmadd_ps(x1, w1, s11);
-    s12 = _mm256_fmadd_ps(x1, w2, s12);
-    s13 = _mm256_fmadd_ps(x1, w3, s13);
+  for (; k + W <= K; k += W) {
+    const V x0 = simd::load(a0 + k), x1 = simd::load(a1 + k);
+    const V w0 = simd::load(b0 + k), w1 = simd::load(b1 + k);
+    const V w2 = simd::load(b2 + k), w3 = simd::load(b3 + k);
+    s00 = simd::fma(x0, w0, s00);
+    s01 = simd::fma(x0, w1, s01);
+    s02 = simd::fma(x0, w2, s02);
+    s03 = simd::fma(x0, w3, s03);
+    s10 = simd::fma(x1, w0, s10);
+    s11 = simd::fma(x1, w1, s11);
+    s12 = simd::fma(x1, w2, s12);
+    s13 = simd::fma(x1, w3, s13);
   }
   float r[8] = {hsum(s00), hsum(s01), hsum(s02), hsum(s03), hsum(s10), hsum(s11), hsum(s12), hsum(s13)};
   for (; k < K; k++) {
@@ -53,9 +49,9 @@ __attribute__((noinline)) void dot4x2(const float* __restrict a0, const float* _
 }
 
 float dot1(const float* a, const float* b, i64 K) {
-  __m256 s = _mm256_setzero_ps();
+  V s = simd::zero();
   i64 k = 0;
-  for (; k + 8 <= K; k += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s);
+  for (; k + W <= K; k += W) s = simd::fma(simd::load(a + k), simd::load(b + k), s);
   float r = hsum(s);
   for (; k < K; k++) r += a[k] * b[k];
   return r;
@@ -85,4 +81,4 @@ void gemm_skinny_nt(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B
   });
 }
 
-}  // namespace aligner
+}  // namespace aligner::ALIGNER_ISA_NS

@@ -1,13 +1,15 @@
 // Data movement: permute, copyBlock, and the embedding gather / scatter-add.
-#include <immintrin.h>
-
 #include <cstring>
 #include <vector>
 
 #include "kernels.h"
 #include "pool.h"
 
-namespace aligner {
+#if !defined(ALIGNER_ISA_BASELINE)
+#include <immintrin.h>
+#endif
+
+namespace aligner::ALIGNER_ISA_NS {
 
 namespace {
 
@@ -52,8 +54,13 @@ PermLayout simplify(int rank, const i64* shape, const int* perm) {
 
 // dst[c][r] = src[r][c] for an 8×8 block of 4-byte elements, in registers: one pass over 8 source
 // rows instead of 64 strided loads (with power-of-two strides those all land in one L1 set).
-// Shuffles move bits only, so any 4-byte payload (i32, NaN) is copied exactly.
+// Shuffles move bits only, so any 4-byte payload (i32, NaN) is copied exactly. The AVX2 shuffles
+// serve the avx512 build too; the baseline build copies element by element.
 inline void transpose8x8(const uint32_t* src, i64 src_stride, uint32_t* dst, i64 dst_stride) {
+#if defined(ALIGNER_ISA_BASELINE)
+  for (int r = 0; r < 8; r++)
+    for (int c = 0; c < 8; c++) dst[c * dst_stride + r] = src[r * src_stride + c];
+#else
   __m256 r[8], t[8];
   for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(reinterpret_cast<const float*>(src + k * src_stride));
   for (int k = 0; k < 8; k += 2) {
@@ -71,6 +78,7 @@ inline void transpose8x8(const uint32_t* src, i64 src_stride, uint32_t* dst, i64
     _mm256_storeu_ps(reinterpret_cast<float*>(dst + (k + 4) * dst_stride),
                      _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
   }
+#endif
 }
 
 // out[i·os + j] = src[i + j·xs] for i < ni, j < nj (one tile of a transpose).
@@ -206,4 +214,4 @@ void embedding_backward(const float* g, const int32_t* ids, float* gw, i64 n, i6
   });
 }
 
-}  // namespace aligner
+}  // namespace aligner::ALIGNER_ISA_NS

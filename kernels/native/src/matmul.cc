@@ -8,13 +8,15 @@
 // every thread count makes the same calls. Blocks are many enough (up to kTasks per matmul) to
 // balance a few threads, and at least kMinBlock rows/columns: OpenBLAS repacks the shared operand
 // per call, which measured within noise of one big call for blocks of 64 rows and more.
+#include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "blas.h"
 #include "kernels.h"
 #include "pool.h"
 
-namespace aligner {
+namespace aligner::ALIGNER_ISA_NS {
 
 namespace {
 constexpr i64 kTasks = 8;                   // target tasks per matmul
@@ -36,8 +38,10 @@ void matmul(const float* A, const float* B, float* C, i64 batch, i64 M, i64 N, i
     gemm_skinny_nt(M, N, K, A, K, B, K, C, N);
     return;
   }
-  const blas::GemmFn gemm = blas::gemm();
   const i64 lda = ta ? M : K, ldb = tb ? K : N;
+  const blas::GemmFn loaded = blas::gemm();
+  const bool fits = std::max({M, N, K, lda, ldb}) <= INT_MAX;  // the BLAS interface is 32-bit
+  const blas::GemmFn gemm = loaded && fits ? loaded : gemm_fallback;
   const bool split_m = M >= N;
   const i64 dim = split_m ? M : N;
   const bool small = M * N * K < kSerialFlops;
@@ -63,4 +67,4 @@ void matmul(const float* A, const float* B, float* C, i64 batch, i64 M, i64 N, i
   });
 }
 
-}  // namespace aligner
+}  // namespace aligner::ALIGNER_ISA_NS

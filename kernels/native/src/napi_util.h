@@ -97,6 +97,15 @@ class Args {
     return v;
   }
 
+  std::string str(size_t i, const char* what) const {
+    size_t len = 0;
+    if (type(i) != napi_string || napi_get_value_string_utf8(env, argv_[i], nullptr, 0, &len) != napi_ok)
+      fail("NativeError", std::string(fn) + ": " + what + " must be a string");
+    std::string out(len, '\0');
+    NAPI_OK(napi_get_value_string_utf8(env, argv_[i], out.data(), len + 1, &len));
+    return out;
+  }
+
   // An Int32Array argument's elements.
   const int32_t* int32_array(size_t i, size_t* length) const {
     napi_typedarray_type t;

@@ -8,31 +8,34 @@
 #include "pool.h"
 #include "simd.h"
 
-namespace aligner {
+namespace aligner::ALIGNER_ISA_NS {
 
 namespace {
 
 constexpr i64 kRowBlock = 32;
 
-inline __m256 ld(const float* p, i64 k) {
-  return k == 8 ? _mm256_loadu_ps(p) : simd::load_tail(p, k);
+using simd::V;
+constexpr i64 W = simd::W;
+
+inline V ld(const float* p, i64 k) {
+  return simd::load_upto(p, k);
 }
 
-// Σ_j f(j, k) in a fixed order, where f returns lanes j..j+k−1 (k ≤ 8) as a vector; lanes past k
+// Σ_j f(j, k) in a fixed order, where f returns lanes j..j+k−1 (k ≤ W) as a vector; lanes past k
 // are zeroed here.
 template <class F>
 float vsum(i64 n, F f) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  V a0 = simd::zero(), a1 = a0;
   i64 j = 0;
-  for (; j + 16 <= n; j += 16) {
-    a0 = _mm256_add_ps(a0, f(j, 8));
-    a1 = _mm256_add_ps(a1, f(j + 8, 8));
+  for (; j + 2 * W <= n; j += 2 * W) {
+    a0 = a0 + f(j, W);
+    a1 = a1 + f(j + W, W);
   }
-  for (; j < n; j += 8) {
-    i64 k = std::min<i64>(8, n - j);
-    a0 = _mm256_add_ps(a0, _mm256_and_ps(f(j, k), _mm256_castsi256_ps(simd::tail_mask(k))));
+  for (; j < n; j += W) {
+    i64 k = std::min<i64>(W, n - j);
+    a0 = a0 + simd::keep(simd::first(k), f(j, k));
   }
-  return simd::hsum(_mm256_add_ps(a0, a1));
+  return simd::hsum(a0 + a1);
 }
 
 float inv_std(double mean_square, double eps) {
@@ -85,10 +88,10 @@ void rms_norm_backward(const float* x, const float* w, const float* rstd, const 
   blocked_rows(rows, n, 1, outs, [&](i64 r, float* part) {
     const float *xr = x + r * n, *gr = g + r * n;
     const float inv = rstd[r];
-    const __m256 vinv = _mm256_set1_ps(inv);
+    const V vinv = simd::set1(inv);
     // Σ_j ĝ_j x̂_j with ĝ = g·w, x̂ = x·rstd
     float dot = vsum(n, [&](i64 j, i64 k) {
-      return _mm256_mul_ps(_mm256_mul_ps(ld(gr + j, k), ld(w + j, k)), _mm256_mul_ps(ld(xr + j, k), vinv));
+      return (ld(gr + j, k) * ld(w + j, k)) * (ld(xr + j, k) * vinv);
     });
     const float mean_dot = dot / static_cast<float>(n);
     float* o = gx + r * n;
@@ -107,11 +110,11 @@ void layer_norm(const float* x, const float* w, const float* b, float* out, floa
     for (i64 r = rb; r < re; r++) {
       const float* xr = x + r * n;
       const float mu = simd::sum(xr, n) / static_cast<float>(n);
-      const __m256 vmu = _mm256_set1_ps(mu);
+      const V vmu = simd::set1(mu);
       // Two passes (mean, then squared deviations): no cancellation for large offsets.
       float ss = vsum(n, [&](i64 j, i64 k) {
-        __m256 d = _mm256_sub_ps(ld(xr + j, k), vmu);
-        return _mm256_mul_ps(d, d);
+        V d = ld(xr + j, k) - vmu;
+        return d * d;
       });
       const float inv = inv_std(static_cast<double>(ss) / n, eps);
       mean[r] = mu;
@@ -129,11 +132,11 @@ void layer_norm_backward(const float* x, const float* w, const float* mean, cons
   blocked_rows(rows, n, 2, outs, [&](i64 r, float* part) {
     const float *xr = x + r * n, *gr = g + r * n;
     const float mu = mean[r], inv = rstd[r];
-    const __m256 vmu = _mm256_set1_ps(mu), vinv = _mm256_set1_ps(inv);
-    float sum_g = vsum(n, [&](i64 j, i64 k) { return _mm256_mul_ps(ld(gr + j, k), ld(w + j, k)); });
+    const V vmu = simd::set1(mu), vinv = simd::set1(inv);
+    float sum_g = vsum(n, [&](i64 j, i64 k) { return ld(gr + j, k) * ld(w + j, k); });
     float sum_gx = vsum(n, [&](i64 j, i64 k) {
-      __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(ld(xr + j, k), vmu), vinv);
-      return _mm256_mul_ps(_mm256_mul_ps(ld(gr + j, k), ld(w + j, k)), xhat);
+      V xhat = (ld(xr + j, k) - vmu) * vinv;
+      return (ld(gr + j, k) * ld(w + j, k)) * xhat;
     });
     const float nf = static_cast<float>(n);
     const float mg = sum_g / nf, mgx = sum_gx / nf;
@@ -149,4 +152,4 @@ void layer_norm_backward(const float* x, const float* w, const float* mean, cons
   });
 }
 
-}  // namespace aligner
+}  // namespace aligner::ALIGNER_ISA_NS

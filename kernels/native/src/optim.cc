@@ -6,7 +6,7 @@
 #include "pool.h"
 #include "simd.h"
 
-namespace aligner {
+namespace aligner::ALIGNER_ISA_NS {
 
 // param, grad, m, v [n], updated in place
 void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps,
@@ -62,4 +62,4 @@ void clip_grad_norm(const std::vector<float*>& grads, const std::vector<i64>& si
   }
 }
 
-}  // namespace aligner
+}  // namespace aligner::ALIGNER_ISA_NS

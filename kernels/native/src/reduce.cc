@@ -11,7 +11,7 @@
 #include "pool.h"
 #include "simd.h"
 
-namespace aligner {
+namespace aligner::ALIGNER_ISA_NS {
 
 namespace {
 
@@ -136,4 +136,4 @@ void reduce_max_backward(const float* x, const float* y, const float* g, float* 
   });
 }
 
-}  // namespace aligner
+}  // namespace aligner::ALIGNER_ISA_NS

@@ -9,7 +9,7 @@
 #include "pool.h"
 #include "simd.h"
 
-namespace aligner {
+namespace aligner::ALIGNER_ISA_NS {
 
 namespace {
 
@@ -19,27 +19,27 @@ i64 row_grain(i64 n) {
 
 // Σ exp(x[j] − m) in fixed order; stores the terms into `terms` when it is not null.
 float exp_sum(const float* x, i64 n, float m, float* terms) {
-  const __m256 mv = _mm256_set1_ps(m);
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  constexpr i64 W = simd::W;
+  const simd::V mv = simd::set1(m);
+  simd::V a0 = simd::zero(), a1 = a0;
   i64 j = 0;
-  for (; j + 16 <= n; j += 16) {
-    __m256 e0 = simd::exp(_mm256_sub_ps(_mm256_loadu_ps(x + j), mv));
-    __m256 e1 = simd::exp(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), mv));
+  for (; j + 2 * W <= n; j += 2 * W) {
+    simd::V e0 = simd::exp(simd::load(x + j) - mv);
+    simd::V e1 = simd::exp(simd::load(x + j + W) - mv);
     if (terms) {
-      _mm256_storeu_ps(terms + j, e0);
-      _mm256_storeu_ps(terms + j + 8, e1);
+      simd::store(terms + j, e0);
+      simd::store(terms + j + W, e1);
     }
-    a0 = _mm256_add_ps(a0, e0);
-    a1 = _mm256_add_ps(a1, e1);
+    a0 = a0 + e0;
+    a1 = a1 + e1;
   }
-  for (; j < n; j += 8) {
-    i64 r = std::min<i64>(8, n - j);
-    __m256 e = simd::exp(_mm256_sub_ps(simd::load_tail(x + j, r), mv));
-    e = _mm256_and_ps(e, _mm256_castsi256_ps(simd::tail_mask(r)));  // masked-off lanes add 0
-    if (terms) simd::store_tail(terms + j, r, e);
-    a0 = _mm256_add_ps(a0, e);
+  for (; j < n; j += W) {
+    i64 r = std::min<i64>(W, n - j);
+    simd::V e = simd::keep(simd::first(r), simd::exp(simd::load(x + j, r) - mv));  // masked-off lanes add 0
+    if (terms) simd::store(terms + j, r, e);
+    a0 = a0 + e;
   }
-  return simd::hsum(_mm256_add_ps(a0, a1));
+  return simd::hsum(a0 + a1);
 }
 
 float row_lse(const float* x, i64 n) {
@@ -103,12 +103,11 @@ void log_softmax_backward(const float* y, const float* g, float* gx, i64 rows, i
   parallel_for(rows, row_grain(n), [&](i64 b, i64 e) {
     for (i64 r = b; r < e; r++) {
       const float *yr = y + r * n, *gr = g + r * n;
-      const __m256 sum = _mm256_set1_ps(simd::sum(gr, n));
+      const simd::V sum = simd::set1(simd::sum(gr, n));
       float* o = gx + r * n;
-      for (i64 j = 0; j < n; j += 8) {
-        i64 k = std::min<i64>(8, n - j);
-        __m256 v = _mm256_sub_ps(simd::load_tail(gr + j, k), _mm256_mul_ps(simd::exp(simd::load_tail(yr + j, k)), sum));
-        simd::store_tail(o + j, k, v);
+      for (i64 j = 0; j < n; j += simd::W) {
+        i64 k = std::min<i64>(simd::W, n - j);
+        simd::store(o + j, k, simd::load(gr + j, k) - simd::exp(simd::load(yr + j, k)) * sum);
       }
     }
   });
@@ -142,15 +141,15 @@ void token_logprobs_backward(const float* logits, const int32_t* targets, const 
         std::fill(o, o + V, 0.0f);
         continue;
       }
-      const __m256 l = _mm256_set1_ps(lse[r]), gr = _mm256_set1_ps(g[r]);
-      for (i64 j = 0; j < V; j += 8) {
-        i64 k = std::min<i64>(8, V - j);
-        __m256 p = simd::exp(_mm256_sub_ps(simd::load_tail(xr + j, k), l));
-        simd::store_tail(o + j, k, _mm256_mul_ps(gr, _mm256_sub_ps(_mm256_setzero_ps(), p)));
+      const simd::V l = simd::set1(lse[r]), gr = simd::set1(g[r]);
+      for (i64 j = 0; j < V; j += simd::W) {
+        i64 k = std::min<i64>(simd::W, V - j);
+        simd::V p = simd::exp(simd::load(xr + j, k) - l);
+        simd::store(o + j, k, gr * (simd::zero() - p));
       }
       o[t] = g[r] * (1.0f - simd::exp1(xr[t] - lse[r]));
     }
   });
 }
 
-}  // namespace aligner
+}  // namespace aligner::ALIGNER_ISA_NS
