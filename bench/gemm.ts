@@ -9,8 +9,15 @@
  * Each shape: warm-up calls, then `reps` calls each timed on its own (matmul, then synchronize),
  * and the median is reported. GFLOP/s = 2·M·N·K / median. A few output entries are checked
  * against a float64 dot product first, so a broken kernel cannot report a fast number.
+ * When the benchmark venv exists (.tools/bench-venv, bench/python/setup-venv.sh), torch.matmul is
+ * timed on the same shapes and thread count (bench/python/cpu_gemm.py) and each shape reports
+ * torch_gflops and ratio_vs_torch; --no-torch skips it.
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import type { Storage } from '../kernels/backend.js';
@@ -22,7 +29,8 @@ Options:
   --reps N       timed calls per shape (default: about 1 s per shape, 5 to 100 calls)
   --warmup N     untimed calls per shape before timing (default 2)
   --peak-ms MS   how long the FMA peak is measured (default 500)
-  --sizes LIST   comma-separated shapes, each S (for S³) or MxNxK (default 256,512,1024,2048,64x4096x1024)`;
+  --sizes LIST   comma-separated shapes, each S (for S³) or MxNxK (default 256,512,1024,2048,64x4096x1024)
+  --no-torch     skip the torch.matmul baseline (run only when .tools/bench-venv exists)`;
 
 interface Shape {
   M: number;
@@ -81,6 +89,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       warmup: { type: 'string' },
       'peak-ms': { type: 'string' },
       sizes: { type: 'string' },
+      'no-torch': { type: 'boolean', default: false },
     },
   });
   const threads = positiveInt('threads', values.threads, os.availableParallelism())!;
@@ -149,6 +158,17 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     }
   }
 
+  const torch = values['no-torch'] ? null : torchMatmul(usedThreads, results.map((r) => String(r.shape)));
+  if (torch && 'results' in torch) {
+    for (const r of results) {
+      const theirs = torch.results.find((t) => t.shape === r.shape);
+      if (!theirs) continue;
+      r.torch_gflops = theirs.gflops;
+      r.ratio_vs_torch = round(Number(r.gflops) / theirs.gflops, 3);
+      console.error(`gemm: ${String(r.shape).padEnd(14)} torch.matmul ${theirs.gflops.toFixed(1).padStart(7)} GFLOP/s  (ours ${String(r.ratio_vs_torch)}×)`);
+    }
+  }
+
   return {
     bench: 'gemm',
     dtype: 'f32',
@@ -159,7 +179,34 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     peak_gflops: round(peak, 2),
     peak_ms: peakMs,
     results,
+    ...(torch ? { torch: 'results' in torch ? { version: torch.version, threads: torch.threads } : torch } : {}),
   };
+}
+
+interface TorchGemm {
+  version: string;
+  threads: number;
+  results: { shape: string; gflops: number }[];
+}
+
+/** torch.matmul on the same shapes, or null without the bench venv, or {error} when it failed. */
+function torchMatmul(threads: number, shapes: string[]): TorchGemm | { error: string } | null {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+  const python = path.join(root, '.tools/bench-venv/bin/python');
+  if (!existsSync(python)) {
+    console.error('gemm: no torch.matmul baseline (.tools/bench-venv is missing; bash bench/python/setup-venv.sh makes it)');
+    return null;
+  }
+  const run = spawnSync(python, [path.join(root, 'bench/python/cpu_gemm.py'), '--threads', String(threads), '--sizes', shapes.join(',')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const last = run.stdout.trim().split('\n').at(-1) ?? '';
+  try {
+    return JSON.parse(last) as TorchGemm;
+  } catch {
+    return { error: `bench/python/cpu_gemm.py printed no JSON (exit ${run.status}): ${last.slice(0, 200)}` };
+  }
 }
 
 /** out[i, j] at a few fixed positions against a float64 dot product of row i of A and column j of B. */

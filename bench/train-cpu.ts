@@ -38,7 +38,17 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function ours(steps: number, warmup: number): Promise<{ tokensPerS: number; stepMs: number; firstLoss: number }> {
+interface OursResult {
+  tokensPerS: number;
+  stepMs: number;
+  firstLoss: number;
+  /** Peak resident memory of this process so far (MiB), and its rise above the RSS before the model was built. */
+  peakRssMb: number;
+  trainRssMb: number;
+}
+
+async function ours(steps: number, warmup: number): Promise<OursResult> {
+  const rssBeforeMb = process.memoryUsage().rss / 2 ** 20;
   const gen = new Generator(0);
   const model = new LlamaForCausalLM(CFG, { gen });
   const opt = new AdamW(model.parameters(), { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
@@ -56,10 +66,11 @@ async function ours(steps: number, warmup: number): Promise<{ tokensPerS: number
     if (i >= warmup) times.push(performance.now() - t0);
     process.stderr.write(`  ours step ${i + 1}/${warmup + steps}: ${(performance.now() - t0).toFixed(0)} ms, loss ${value.toFixed(4)}\n`);
   }
+  const peakRssMb = process.resourceUsage().maxRSS / 1024; // KiB → MiB
   model.dispose();
   opt.dispose();
   const stepMs = median(times);
-  return { tokensPerS: (B * T * 1000) / stepMs, stepMs, firstLoss };
+  return { tokensPerS: (B * T * 1000) / stepMs, stepMs, firstLoss, peakRssMb, trainRssMb: peakRssMb - rssBeforeMb };
 }
 
 function torchBaseline(threads: number, steps: number, warmup: number): Record<string, unknown> {
@@ -112,7 +123,13 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     threads,
     backend,
     rounds,
-    ours: { tokens_per_s: Math.round(mine.tokensPerS), step_ms_median: +mine.stepMs.toFixed(1), first_loss: +mine.firstLoss.toFixed(4) },
+    ours: {
+      tokens_per_s: Math.round(mine.tokensPerS),
+      step_ms_median: +mine.stepMs.toFixed(1),
+      first_loss: +mine.firstLoss.toFixed(4),
+      peak_rss_mb: +mine.peakRssMb.toFixed(1),
+      train_rss_mb: +mine.trainRssMb.toFixed(1),
+    },
   };
   if (profile) result.profile_top = profile.top(15);
   if (baselines.length > 0) {
@@ -120,6 +137,8 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     result.baseline = best;
     const theirs = Number(best.tokens_per_s);
     if (Number.isFinite(theirs) && theirs > 0) result.ratio_vs_torch = +(mine.tokensPerS / theirs).toFixed(3);
+    const theirRss = Number(best.peak_rss_mb);
+    if (Number.isFinite(theirRss) && theirRss > 0) result.rss_ratio_vs_torch = +(mine.peakRssMb / theirRss).toFixed(3);
     if (best.framework && best.framework !== 'torch') result.note = `baseline is ${String(best.framework)}, PyTorch could not be installed`;
   }
   return result;

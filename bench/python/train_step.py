@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import sys
 import time
@@ -157,10 +158,16 @@ class LlamaLM(nn.Module):
         return self.lm_head(self.norm(x))
 
 
+def current_rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def main(argv):
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    rss_before_mb = current_rss_mb()
     model = LlamaLM(a)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
     gen = torch.Generator().manual_seed(a.seed)
@@ -189,6 +196,9 @@ def main(argv):
         sys.exit(f"train_step.py: non-finite loss {losses}")
 
     median = statistics.median(times_ms)
+    # Peak resident memory of this whole process (ru_maxrss is in KiB on Linux), and how far it
+    # rose above what the process held before the model was built.
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "framework": "torch",
         "version": torch.__version__,
@@ -204,6 +214,8 @@ def main(argv):
         "loss_first": round(losses[0], 5),
         "loss_last": round(losses[-1], 5),
         "seed": a.seed,
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        "train_rss_mb": round(peak_rss_mb - rss_before_mb, 1),
     }
     print(json.dumps(result, separators=(",", ":")))
 
