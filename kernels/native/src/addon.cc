@@ -1,6 +1,7 @@
 // Addon entry point: per-environment engine and module registration.
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "blas.h"
 #include "dispatch.h"
@@ -39,11 +40,48 @@ void throw_deferred(Engine& e, uint64_t upto) {
 
 namespace {
 
-// init(threads): creates this environment's engine once; later calls only resize the pool.
+// A JS string's UTF-8 text; `error` when the value is not a string.
+std::string utf8(napi_env env, napi_value v, const std::string& error) {
+  napi_valuetype t;
+  size_t length = 0;
+  NAPI_OK(napi_typeof(env, v, &t));
+  if (t != napi_string || napi_get_value_string_utf8(env, v, nullptr, 0, &length) != napi_ok) fail("NativeError", error);
+  std::string s(length, '\0');
+  NAPI_OK(napi_get_value_string_utf8(env, v, s.data(), length + 1, &length));
+  return s;
+}
+
+// The BLAS to load when ALIGN_BLAS names none: init's optional path, origin and ["KEY=value", …].
+blas::Request blas_request(const Args& a) {
+  blas::Request r;
+  if (a.count() > 1 && !a.is_nullish(1)) r.path = utf8(a.env, a[1], "init: blasPath must be a string");
+  if (a.count() > 2 && !a.is_nullish(2)) r.origin = utf8(a.env, a[2], "init: blasOrigin must be a string");
+  if (a.count() > 3 && !a.is_nullish(3)) {
+    const char* bad = "init: blasEnv must be an array of 'KEY=value' strings";
+    bool is_array = false;
+    NAPI_OK(napi_is_array(a.env, a[3], &is_array));
+    if (!is_array) fail("NativeError", bad);
+    uint32_t n = 0;
+    NAPI_OK(napi_get_array_length(a.env, a[3], &n));
+    for (uint32_t i = 0; i < n; i++) {
+      napi_value item;
+      NAPI_OK(napi_get_element(a.env, a[3], i, &item));
+      const std::string kv = utf8(a.env, item, bad);
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) fail("NativeError", bad);
+      r.env.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+  }
+  return r;
+}
+
+// init(threads, blasPath?, blasOrigin?, blasEnv?): creates this environment's engine once (and
+// loads the BLAS, see blas.h); later calls only resize the pool.
 napi_value init(napi_env env, napi_callback_info info) {
   return guarded(env, [&]() -> napi_value {
     Args a(env, info, "init", 1);
     int threads = static_cast<int>(a.size(0, "threads"));
+    const blas::Request request = blas_request(a);
     if (threads < 1) threads = 1;
     void* data = nullptr;
     NAPI_OK(napi_get_instance_data(env, &data));
@@ -52,7 +90,7 @@ napi_value init(napi_env env, napi_callback_info info) {
       return js_undefined(env);
     }
     const char* disable = std::getenv("ALIGN_DISABLE_BLAS");
-    const std::string blas_error = blas::init(disable && std::strcmp(disable, "") != 0 && std::strcmp(disable, "0") != 0);
+    const std::string blas_error = blas::init(disable && std::strcmp(disable, "") != 0 && std::strcmp(disable, "0") != 0, request);
     if (!blas_error.empty()) fail("NativeError", blas_error);
     const std::string isa_error = init_isa();  // ALIGN_ISA, or the widest build this CPU runs
     if (!isa_error.empty()) fail("NativeError", isa_error);

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "bf16.h"
@@ -252,6 +254,50 @@ napi_value js_blas_info(napi_env env, napi_callback_info info) {
   return guarded(env, [&]() -> napi_value { return js_string(env, blas::info()); });
 }
 
+// {family, version, core, isa, path} of the BLAS behind matmul (blas.h's Core).
+napi_value js_blas_core(napi_env env, napi_callback_info info) {
+  return guarded(env, [&]() -> napi_value {
+    const blas::Core& c = blas::core();
+    napi_value o;
+    NAPI_OK(napi_create_object(env, &o));
+    const std::pair<const char*, const std::string*> fields[] = {
+        {"family", &c.family}, {"version", &c.version}, {"core", &c.core}, {"isa", &c.isa}, {"path", &c.path}};
+    for (const auto& [key, value] : fields) NAPI_OK(napi_set_named_property(env, o, key, js_string(env, *value)));
+    return o;
+  });
+}
+
+// blasCoreIsa('openblas', coreName) or blasCoreIsa('mkl', branchCode) → {core, isa}: the tables
+// blasCore() uses (blas::openblas_core_isa, blas::mkl_branch), for tests.
+napi_value js_blas_core_isa(napi_env env, napi_callback_info info) {
+  return guarded(env, [&]() -> napi_value {
+    Args a(env, info, "blasCoreIsa", 2);
+    const char* bad_family = "blasCoreIsa: family must be 'openblas' or 'mkl'";
+    char family[16] = {0};
+    size_t length = 0;
+    if (a.type(0) != napi_string || napi_get_value_string_utf8(env, a[0], family, sizeof family, &length) != napi_ok)
+      fail("NativeError", bad_family);
+    std::string core;
+    const char* isa;
+    if (std::strcmp(family, "mkl") == 0) {
+      std::tie(core, isa) = blas::mkl_branch(static_cast<int>(a.num(1, "code")));
+    } else if (std::strcmp(family, "openblas") == 0) {
+      char name[64] = {0};
+      if (a.type(1) != napi_string || napi_get_value_string_utf8(env, a[1], name, sizeof name, &length) != napi_ok)
+        fail("NativeError", "blasCoreIsa: an OpenBLAS core name must be a string");
+      core = name;
+      isa = blas::openblas_core_isa(core);
+    } else {
+      fail("NativeError", bad_family);
+    }
+    napi_value o;
+    NAPI_OK(napi_create_object(env, &o));
+    NAPI_OK(napi_set_named_property(env, o, "core", js_string(env, core)));
+    NAPI_OK(napi_set_named_property(env, o, "isa", js_string(env, isa)));
+    return o;
+  });
+}
+
 napi_value js_fma_peak(napi_env env, napi_callback_info info) {
   return guarded(env, [&]() -> napi_value {
     Args a(env, info, "fmaPeakGflops", 2);
@@ -310,6 +356,8 @@ void register_storage(napi_env env, napi_value exports) {
       {"setNumThreads", nullptr, js_set_num_threads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"getNumThreads", nullptr, js_get_num_threads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"blasInfo", nullptr, js_blas_info, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"blasCore", nullptr, js_blas_core, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"blasCoreIsa", nullptr, js_blas_core_isa, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"fmaPeakGflops", nullptr, js_fma_peak, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"cpuIsa", nullptr, js_cpu_isa, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"kernelIsa", nullptr, js_kernel_isa, nullptr, nullptr, nullptr, napi_default, nullptr},
