@@ -27,7 +27,7 @@ export const help = `bench gemm: fp32 GEMM GFLOP/s on the native backend, agains
 Options:
   --threads N    compute threads (default: all cores, ${os.availableParallelism()} here)
   --reps N       timed calls per shape (default: about 1 s per shape, 5 to 100 calls)
-  --warmup N     untimed calls per shape before timing (default 2)
+  --warmup N     untimed calls per shape before timing (default 2, and at least ~200 ms of calls)
   --peak-ms MS   how long the FMA peak is measured (default 500)
   --sizes LIST   comma-separated shapes, each S (for S³) or MxNxK (default 256,512,1024,2048,64x4096x1024)
   --no-torch     skip the torch.matmul baseline (run only when .tools/bench-venv exists)`;
@@ -128,7 +128,10 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
         return performance.now() - t0;
       };
 
-      for (let i = 0; i < warmup; i++) call();
+      // At least --warmup calls and ~200 ms: a cold first shape (threads waking, clocks ramping)
+      // measured at a third of its warm speed.
+      const warmStart = performance.now();
+      for (let i = 0; i < warmup || performance.now() - warmStart < 200; i++) call();
       checkEntries(backend.readSync(out), hostA, hostB, M, N, K);
       const first = timed();
       // About 1 s per shape unless --reps says otherwise.

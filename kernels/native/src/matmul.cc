@@ -21,8 +21,7 @@ namespace aligner::ALIGNER_ISA_NS {
 namespace {
 constexpr i64 kTasks = 8;                   // target tasks per matmul
 constexpr i64 kMinBlock = 128;              // rows or columns per call, at least
-constexpr i64 kMinBlockLongK = 256;         // … when K ≥ kLongK
-constexpr i64 kLongK = 1024;
+constexpr i64 kMaxMinBlock = 512;           // … and at least K/4 up to this
 constexpr i64 kAlign = 16;                  // block edges on micro-tile multiples
 constexpr i64 kSerialFlops = 64 * 64 * 64;  // below this a matmul is one task per batch item
 }  // namespace
@@ -49,8 +48,8 @@ void matmul(const float* A, const float* B, float* C, i64 batch, i64 M, i64 N, i
   const bool small = M * N * K < kSerialFlops;
   i64 blocks = 1;
   // With a long K a thin block costs more than it balances: MKL measured ~100 GFLOP/s on one core
-  // for 128×1024×1024 against ~155 for 256 rows (OpenBLAS loses less).
-  const i64 min_block = K >= kLongK ? kMinBlockLongK : kMinBlock;
+  // for 128×1024×1024 against ~155 for 256 rows (OpenBLAS loses less), so blocks grow with K.
+  const i64 min_block = std::clamp<i64>(K / 4, kMinBlock, kMaxMinBlock);
   if (!small && batch < kTasks) blocks = std::max<i64>(1, std::min(ceil_div(kTasks, batch), dim / min_block));
   const i64 bsize = ceil_div(ceil_div(dim, blocks), kAlign) * kAlign;
   blocks = ceil_div(dim, bsize);
