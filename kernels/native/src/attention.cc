@@ -47,27 +47,19 @@ void transpose_tile(const float* m, i64 s0, i64 ns, i64 D, float* out) {
   }
 }
 
-// sc[s] = Σ_d qrow[d]·kT[d][s] for s < ns, one fused multiply-add per d in increasing d. A full
-// tile keeps its 64 sums in registers; a partial tile does the same FMAs through memory, so a key
-// gets the same bits whichever tile it lands in.
-void row_scores(const float* qrow, const float* kT, i64 ns, i64 D, float* sc) {
-  if (ns == kTK) {
-    simd::V a[kTileVecs];
-    for (int u = 0; u < kTileVecs; u++) a[u] = simd::zero();
-    for (i64 d = 0; d < D; d++) {
-      const simd::V qd = simd::set1(qrow[d]);
-      const float* kd = kT + d * kTK;
-      for (int u = 0; u < kTileVecs; u++) a[u] = simd::fma(qd, simd::load(kd + simd::W * u), a[u]);
-    }
-    for (int u = 0; u < kTileVecs; u++) simd::store(sc + simd::W * u, a[u]);
-    return;
-  }
-  for (i64 s = 0; s < ns; s++) sc[s] = 0.0f;
+// sc[s] = Σ_d qrow[d]·kT[d][s] for s < ns, one fused multiply-add per d in increasing d, all kTK
+// sums in registers. Columns of kT past ns hold an earlier tile's keys (or zeros): their lanes are
+// computed and stored too, and never read, so a partial tile runs at full speed and a key gets
+// the same bits whichever tile it lands in. sc has room for kTK scores.
+void row_scores(const float* qrow, const float* kT, i64 /*ns*/, i64 D, float* sc) {
+  simd::V a[kTileVecs];
+  for (int u = 0; u < kTileVecs; u++) a[u] = simd::zero();
   for (i64 d = 0; d < D; d++) {
-    const float qd = qrow[d];
+    const simd::V qd = simd::set1(qrow[d]);
     const float* kd = kT + d * kTK;
-    for (i64 s = 0; s < ns; s++) sc[s] = std::fma(qd, kd[s], sc[s]);
+    for (int u = 0; u < kTileVecs; u++) a[u] = simd::fma(qd, simd::load(kd + simd::W * u), a[u]);
   }
+  for (int u = 0; u < kTileVecs; u++) simd::store(sc + simd::W * u, a[u]);
 }
 
 // acc[j] += w_s · rows_s[j] for j < D, over s < n in increasing s, skipping every s whose gate
@@ -162,12 +154,15 @@ void attention(const float* q, const float* k, const float* v, const float* mask
           if (alpha != 1.0f)
             for (i64 j = 0; j < D; j++) acc[j] *= alpha;
           // P of the tile, kept in sc; then acc += P·V (zero weights never touch V, as the reference)
-          float psum = 0.0f;
+          // Σ_s P_s in W-lane partial sums (masked-off lanes add 0), then a fixed horizontal sum.
+          simd::V psums = simd::zero();
           for (i64 s = 0; s < ns; s += simd::W) {
             i64 r = std::min<i64>(simd::W, ns - s);
-            simd::store(sc + s, r, simd::exp(simd::load(sc + s, r) - simd::set1(mnew)));
+            simd::V e = simd::keep(simd::first(r), simd::exp(simd::load(sc + s, r) - simd::set1(mnew)));
+            simd::store(sc + s, r, e);
+            psums = psums + e;
           }
-          for (i64 s = 0; s < ns; s++) psum += sc[s];
+          const float psum = simd::hsum(psums);
           accumulate(acc, D, ns, sc, 1, sc, 1, V + s0 * D, D);
           l[i] = l[i] * alpha + psum;
           m[i] = mnew;
