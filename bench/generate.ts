@@ -13,7 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Generator } from '../kernels/index.js';
+import { Generator, currentBackend, setBackend } from '../kernels/index.js';
+import { KernelProfile, profiledBackend } from '../kernels/profile.js';
 import { getNumThreads, setNumThreads } from '../kernels/native-backend.js';
 import type { ModelConfig } from '../models/config.js';
 import { generate } from '../models/generate.js';
@@ -25,7 +26,8 @@ Options:
   --batch N     prompts per batch (default 16)
   --prompt N    prompt length (default 64)
   --new N       new tokens per prompt (default 128)
-  --no-torch    skip the transformers baseline`;
+  --no-torch    skip the transformers baseline
+  --profile     time every kernel on its own and report the top ones (slower; not comparable)`;
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -34,7 +36,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     args: argv,
     options: {
       threads: { type: 'string' }, batch: { type: 'string', default: '16' }, prompt: { type: 'string', default: '64' },
-      new: { type: 'string', default: '128' }, 'no-torch': { type: 'boolean', default: false },
+      new: { type: 'string', default: '128' }, 'no-torch': { type: 'boolean', default: false }, profile: { type: 'boolean', default: false },
     },
   });
   if (values.threads) setNumThreads(Number(values.threads));
@@ -44,11 +46,17 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     family: 'llama', vocabSize: 32000, hiddenSize: 512, numLayers: 8, numHeads: 8, numKvHeads: 8, intermediateSize: 1376,
     maxPositionEmbeddings: P + N + 8, rmsNormEps: 1e-5,
   };
+  let profile: KernelProfile | null = null;
+  if (values.profile) {
+    profile = new KernelProfile();
+    setBackend(profiledBackend(currentBackend(), profile));
+  }
   const gen = new Generator(0);
   process.stderr.write('  building the model…\n');
   const model = createModel(config, { gen });
   const prompts = Array.from({ length: B }, () => Array.from({ length: P }, () => gen.int(config.vocabSize)));
   await generate(model, prompts.map((p) => p.slice(0, 8)), { maxNewTokens: 4, temperature: 0 }); // warm-up
+  profile?.reset();
   const t0 = performance.now();
   const out = await generate(model, prompts, { maxNewTokens: N, temperature: 0 });
   const seconds = (performance.now() - t0) / 1000;
@@ -57,7 +65,8 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
   const ours = { tokens_per_s: +((B * N) / seconds).toFixed(1), seconds: +seconds.toFixed(3) };
   process.stderr.write(`  ours: ${ours.tokens_per_s} tokens/s\n`);
   const result: Record<string, unknown> = { bench: 'generate', model: { ...config, family: undefined }, batch: B, prompt: P, new_tokens: N, threads, ours };
-  if (!values['no-torch']) {
+  if (profile) result.profile_top = profile.top(15);
+  if (!values['no-torch'] && !profile) {
     const baseline = transformersGenerate(threads, B, P, N);
     result.baseline = baseline;
     if (!('error' in baseline)) result.ratio_vs_torch = +(ours.tokens_per_s / Number(baseline.tokens_per_s)).toFixed(3);

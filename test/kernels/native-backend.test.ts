@@ -306,6 +306,10 @@ function kernelCases(): Case[] {
     [1, 3, 3, 6, 4, 8, true, false, 0], [1, 2, 1, 40, 100, 64, false, false, 0],
     [1, 2, 1, 200, 200, 16, true, false, 50], [2, 4, 2, 5, 7, 8, true, true, 3], [1, 2, 2, 40, 300, 12, true, true, 100],
     [1, 2, 1, 70, 70, 16, true, false, 70], [2, 2, 2, 6, 130, 12, false, true, 70], [1, 1, 1, 3, 3, 8, true, false, 1],
+    // The decoding path (T ≤ 4): one query against a long masked cache with GQA, a windowed cache,
+    // queries past the keys (T > S, causal: the first rows see none), not causal.
+    [2, 4, 2, 1, 130, 64, true, true, 0], [1, 2, 1, 3, 300, 16, true, true, 100], [1, 2, 2, 4, 2, 8, true, false, 0],
+    [2, 2, 1, 2, 37, 12, false, true, 0],
   ] as const) {
     const qn = B * Hq * T * D, kn = B * Hkv * S * D, scale = 1 / Math.sqrt(D);
     const q = rand(qn, 47, 2), kk = rand(kn, 48, 2), v = rand(kn, 49);

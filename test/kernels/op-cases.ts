@@ -158,7 +158,13 @@ export const OP_CASES: Record<OpName, OpCase[]> = {
   ],
   attention: [
     { label: 'causal MHA [2,2,5,4]', inputs: [n([2, 2, 5, 4]), n([2, 2, 5, 4]), n([2, 2, 5, 4])], fn: (q, k, v) => K.attention(q, k, v), nan: true },
-    { label: 'GQA 4q/2kv [1,4,3,6]', inputs: [n([1, 4, 3, 6]), n([1, 2, 3, 6]), n([1, 2, 3, 6])], fn: (q, k, v) => K.attention(q, k, v) },
+    { label: 'GQA 4q/2kv [1,4,3,6]', inputs: [n([1, 4, 3, 6]), n([1, 2, 3, 6]), n([1, 2, 3, 6])], fn: (q, k, v) => K.attention(q, k, v), nan: true },
+    {
+      label: 'one decoding query against a masked cache (T=1, S=9), GQA',
+      inputs: [n([2, 4, 1, 8]), n([2, 2, 9, 8]), n([2, 2, 9, 8]), { shape: [2, 9], init: { kind: 'const', values: [0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1] }, grad: false }],
+      fn: (q, k, v, m) => K.attention(q, k, v, { mask: m }),
+      nan: true,
+    },
     {
       label: 'padding mask, not causal',
       inputs: [n([2, 2, 4, 3]), n([2, 2, 4, 3]), n([2, 2, 4, 3]), { shape: [2, 4], init: { kind: 'const', values: [1, 1, 0, 1, 1, 0, 0, 0] }, grad: false }],

@@ -1,6 +1,7 @@
 // Fused attention, FlashAttention style (Dao et al. 2022): keys are visited in tiles of kTK with
 // an online softmax, so no thread ever holds more than a kTQ×kTK tile of scores; the backward
-// pass recomputes P from the saved lse instead of storing it.
+// pass recomputes P from the saved lse instead of storing it. Decoding (at most kDecodeRows query
+// rows) takes its own path: one dot product per key and one softmax per row.
 //
 // A sliding window (d.window > 0) gives each query block a first key tile: tiles before it, on the
 // same grid of multiples of kTK, are never loaded, and a row skips a visited tile that lies wholly
@@ -115,11 +116,66 @@ inline float max_nan2(float a, float b) {
   return (a != a || b != b) ? NAN : (a > b ? a : b);
 }
 
+constexpr i64 kDecodeRows = 4;  // at most this many query rows: the decoding path
+
+// Decoding: a few query rows against a KV cache. One dot product per key instead of key tiles,
+// whose transposes cost more than the product when a tile serves a single query row (they were
+// a quarter of a batch-16 decode step); each row's softmax over all its visible keys at once.
+// q [B, Hq, T, D], k, v [B, Hkv, S, D], mask [B, S] | null → out [B, Hq, T, D], lse [B, Hq, T]
+void attention_decode(const float* q, const float* k, const float* v, const float* mask, float* out, float* lse,
+                      const AttnDims& d) {
+  const i64 D = d.D, S = d.S, T = d.T, group = d.Hq / d.Hkv;
+  parallel_for(d.B * d.Hq * T, std::max<i64>(1, 4096 / std::max<i64>(S * D, 1)), [&](i64 rb, i64 re) {
+    thread_local std::vector<float> sc, acc;
+    sc.resize(static_cast<size_t>(S));
+    acc.resize(static_cast<size_t>(D));
+    for (i64 row = rb; row < re; row++) {
+      const i64 t = row % T, bh = row / T, h = bh % d.Hq, b = bh / d.Hq;
+      const i64 kv = b * d.Hkv + h / group;
+      const float* qrow = q + row * D;
+      const float* K = k + kv * S * D;
+      const float* V = v + kv * S * D;
+      const float* mrow = mask ? mask + b * S : nullptr;
+      const i64 first = first_visible(d, t), last = std::min(S - 1, last_visible(d, t));
+      const i64 n = last - first + 1;  // keys in the window, visible or masked
+      float* o = out + row * D;
+      float* p = sc.data() + first;  // [n]
+      for (i64 s = 0; s < n; s++) {
+        const bool visible = mrow == nullptr || mrow[first + s] != 0.0f;
+        p[s] = visible ? simd::dot(qrow, K + (first + s) * D, D) * d.scale : -INFINITY;
+      }
+      const float m = n > 0 ? simd::max_nan(p, n) : -INFINITY;
+      if (m == -INFINITY) {  // no visible key
+        std::memset(o, 0, sizeof(float) * D);
+        lse[row] = -INFINITY;
+        continue;
+      }
+      simd::V sums = simd::zero();
+      for (i64 s = 0; s < n; s += simd::W) {
+        const i64 r = std::min<i64>(simd::W, n - s);
+        simd::V e = simd::keep(simd::first(r), simd::exp(simd::load(p + s, r) - simd::set1(m)));
+        simd::store(p + s, r, e);
+        sums = sums + e;
+      }
+      const float l = simd::hsum(sums);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      accumulate(acc.data(), D, n, p, 1, p, 1, V + first * D, D);  // zero weights never touch V
+      const float inv = 1.0f / l;
+      for (i64 j = 0; j < D; j++) o[j] = acc[j] * inv;
+      lse[row] = m + std::log(l);
+    }
+  });
+}
+
 }  // namespace
 
 // q [B, Hq, T, D], k, v [B, Hkv, S, D], mask [B, S] | null → out [B, Hq, T, D], lse [B, Hq, T]
 void attention(const float* q, const float* k, const float* v, const float* mask, float* out, float* lse,
                const AttnDims& d) {
+  if (d.T <= kDecodeRows) {
+    attention_decode(q, k, v, mask, out, lse, d);
+    return;
+  }
   const i64 D = d.D, S = d.S, T = d.T, group = d.Hq / d.Hkv;
   const i64 nqb = ceil_div(T, kTQ);
   parallel_for(d.B * d.Hq * nqb, 1, [&](i64 tb, i64 te) {
