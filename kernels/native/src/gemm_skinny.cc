@@ -16,36 +16,41 @@ using simd::V;
 constexpr i64 W = simd::W;
 using simd::hsum;
 
-// Weight rows n0 … n0+3 against rows m, m+1 of A: eight dot products over k, W lanes at a time.
-// Eight independent accumulators hide the FMA latency; 6 loads feed 8 FMAs.
+// Rows of A per register tile: 4 where there are 32 vector registers (AVX-512: 16 accumulators,
+// 4 weight vectors, 1 row vector), 2 with 16 (8 accumulators). More rows per tile means fewer
+// passes over each weight block and fewer loads per FMA (8 per 16 instead of 6 per 8).
+constexpr int kTileRows = W == 16 ? 4 : 2;
+
+// Weight rows n0 … n0+3 against `rows` ≤ R rows of A (rows past it repeat the last one): 4·R dot
+// products over k, W lanes at a time, each one chain of FMAs in increasing k, a fixed horizontal
+// sum and a scalar tail, so a result does not depend on which tile computed it.
 // Kept out of line: inlined into the threaded lambda, GCC runs out of registers and reloads the
 // pointers from the stack inside the loop (measured: 3× slower).
-__attribute__((noinline)) void dot4x2(const float* __restrict a0, const float* __restrict a1, const float* __restrict b0,
-                                      i64 ldb, i64 K, float* __restrict out0, float* __restrict out1) {
-  V s00 = simd::zero(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
-  const float *__restrict b1 = b0 + ldb, *__restrict b2 = b1 + ldb, *__restrict b3 = b2 + ldb;
+template <int R>
+__attribute__((noinline)) void dot4xR(const float* __restrict a, i64 lda, i64 rows, const float* __restrict b0, i64 ldb,
+                                      i64 K, float* __restrict out /* [R][4] */) {
+  const float* ar[R];
+  for (int r = 0; r < R; r++) ar[r] = a + std::min<i64>(r, rows - 1) * lda;
+  const float* br[4] = {b0, b0 + ldb, b0 + 2 * ldb, b0 + 3 * ldb};
+  V s[R][4];
+  for (int r = 0; r < R; r++)
+    for (int j = 0; j < 4; j++) s[r][j] = simd::zero();
   i64 k = 0;
   for (; k + W <= K; k += W) {
-    const V x0 = simd::load(a0 + k), x1 = simd::load(a1 + k);
-    const V w0 = simd::load(b0 + k), w1 = simd::load(b1 + k);
-    const V w2 = simd::load(b2 + k), w3 = simd::load(b3 + k);
-    s00 = simd::fma(x0, w0, s00);
-    s01 = simd::fma(x0, w1, s01);
-    s02 = simd::fma(x0, w2, s02);
-    s03 = simd::fma(x0, w3, s03);
-    s10 = simd::fma(x1, w0, s10);
-    s11 = simd::fma(x1, w1, s11);
-    s12 = simd::fma(x1, w2, s12);
-    s13 = simd::fma(x1, w3, s13);
-  }
-  float r[8] = {hsum(s00), hsum(s01), hsum(s02), hsum(s03), hsum(s10), hsum(s11), hsum(s12), hsum(s13)};
-  for (; k < K; k++) {
-    for (int j = 0; j < 4; j++) {
-      r[j] += a0[k] * b0[j * ldb + k];
-      r[4 + j] += a1[k] * b0[j * ldb + k];
+    V w[4];
+    for (int j = 0; j < 4; j++) w[j] = simd::load(br[j] + k);
+    for (int r = 0; r < R; r++) {
+      const V x = simd::load(ar[r] + k);
+      for (int j = 0; j < 4; j++) s[r][j] = simd::fma(x, w[j], s[r][j]);
     }
   }
-  for (int j = 0; j < 4; j++) out0[j] = r[j], out1[j] = r[4 + j];
+  for (int r = 0; r < R; r++) {
+    for (int j = 0; j < 4; j++) {
+      float acc = hsum(s[r][j]);
+      for (i64 kk = k; kk < K; kk++) acc += ar[r][kk] * br[j][kk];
+      out[r * 4 + j] = acc;
+    }
+  }
 }
 
 float dot1(const float* a, const float* b, i64 K) {
@@ -63,16 +68,16 @@ float dot1(const float* a, const float* b, i64 K) {
 void gemm_skinny_nt(i64 M, i64 N, i64 K, const float* A, i64 lda, const float* B, i64 ldb, float* C, i64 ldc) {
   constexpr i64 kRowsPerTask = 64;  // weight rows per task: a size-only split
   parallel_for(ceil_div(N, kRowsPerTask), 1, [&](i64 tb, i64 te) {
-    float out0[4], out1[4];
+    float out[kTileRows * 4];
     for (i64 t = tb; t < te; t++) {
       const i64 n0 = t * kRowsPerTask, n1 = std::min(N, n0 + kRowsPerTask);
       i64 n = n0;
       for (; n + 4 <= n1; n += 4) {
-        // An odd last row of A pairs with itself; the duplicate result is simply written twice.
-        for (i64 m = 0; m < M; m += 2) {
-          const i64 m1 = std::min(m + 1, M - 1);
-          dot4x2(A + m * lda, A + m1 * lda, B + n * ldb, ldb, K, out0, out1);
-          for (int j = 0; j < 4; j++) C[m * ldc + n + j] = out0[j], C[m1 * ldc + n + j] = out1[j];
+        for (i64 m = 0; m < M; m += kTileRows) {
+          const i64 rows = std::min<i64>(kTileRows, M - m);
+          dot4xR<kTileRows>(A + m * lda, lda, rows, B + n * ldb, ldb, K, out);
+          for (i64 r = 0; r < rows; r++)
+            for (int j = 0; j < 4; j++) C[(m + r) * ldc + n + j] = out[r * 4 + j];
         }
       }
       for (; n < n1; n++)
