@@ -6,8 +6,9 @@
  *   export const help: string;   // optional, shown by `npm run bench -- <name> --help`
  * It may print progress to stderr; the dispatcher prints its result last, as ONE JSON line on
  * stdout, so scripts can read it with `tail -n 1`. Every line carries the machine it ran on: `cpu`
- * (model name), `isa` (its widest vector ISA) and `blas` (blasInfo(): the BLAS family and kernels
- * behind matmul), unless the benchmark reports them itself.
+ * (model name), `isa` (its widest vector ISA), `kernels` (the build of our own kernels in use:
+ * avx512, avx2 or baseline) and `blas` (blasInfo(): the BLAS family and kernels behind matmul),
+ * unless the benchmark reports them itself.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import os from 'node:os';
@@ -32,13 +33,14 @@ interface BenchModule {
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const NAME = /^[a-z0-9][a-z0-9-]*$/;
 
-/** cpu, isa and blas of this machine (blas says why when the native backend does not load). */
+/** cpu, isa, kernels and blas of this machine (blas says why when the native backend does not load). */
 async function machineFacts(): Promise<Record<string, unknown>> {
   const native = await import('../kernels/native-backend.js');
   const available = native.nativeAvailable();
   return {
     cpu: os.cpus()[0]?.model ?? 'unknown',
     isa: available.ok ? native.cpuIsa() : 'unknown',
+    kernels: available.ok ? native.kernelIsa() : 'unknown',
     blas: available.ok ? native.blasInfo() : `native backend unavailable: ${available.reason}`,
   };
 }
