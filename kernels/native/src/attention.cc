@@ -19,6 +19,7 @@
 #include "kernels.h"
 #include "pool.h"
 #include "simd.h"
+#include "transpose.h"
 
 namespace aligner::ALIGNER_ISA_NS {
 
@@ -40,11 +41,16 @@ struct Scratch {
 };
 
 // Tile [s0, s0+ns) of a [S, D] matrix, transposed to [D, kTK], so a row of scores is a run of
-// vectorisable FMAs over s instead of ns separate dot products.
+// vectorisable FMAs over s instead of ns separate dot products. 8×8 blocks go through registers.
 void transpose_tile(const float* m, i64 s0, i64 ns, i64 D, float* out) {
+  const auto* src = reinterpret_cast<const uint32_t*>(m + s0 * D);  // [ns, D]
+  auto* dst = reinterpret_cast<uint32_t*>(out);                     // [D, kTK]
+  const i64 s8 = ns / 8 * 8, d8 = D / 8 * 8;
+  for (i64 s = 0; s < s8; s += 8)
+    for (i64 d = 0; d < d8; d += 8) simd::transpose8x8(src + s * D + d, D, dst + d * kTK + s, kTK);
   for (i64 s = 0; s < ns; s++) {
-    const float* row = m + (s0 + s) * D;
-    for (i64 d = 0; d < D; d++) out[d * kTK + s] = row[d];
+    const i64 d_from = s < s8 ? d8 : 0;  // rows of full 8-row blocks only miss their last columns
+    for (i64 d = d_from; d < D; d++) dst[d * kTK + s] = src[s * D + d];
   }
 }
 
@@ -61,6 +67,18 @@ void row_scores(const float* qrow, const float* kT, i64 /*ns*/, i64 D, float* sc
     for (int u = 0; u < kTileVecs; u++) a[u] = simd::fma(qd, simd::load(kd + simd::W * u), a[u]);
   }
   for (int u = 0; u < kTileVecs; u++) simd::store(sc + simd::W * u, a[u]);
+}
+
+// acc[j] += w_s · rows_s[j] for j0 ≤ j < D (the columns past the last 64-column chunk), through
+// memory, skipping every s whose gate p_s is 0.
+void accumulate_tail(float* acc, i64 j0, i64 D, i64 n, const float* w, i64 wst, const float* p, i64 pst,
+                     const float* rows, i64 rst) {
+  for (i64 s = 0; s < n; s++) {
+    if (p[s * pst] == 0.0f) continue;
+    const float ws = w[s * wst];
+    const float* r = rows + s * rst;
+    for (i64 j = j0; j < D; j++) acc[j] = std::fma(ws, r[j], acc[j]);
+  }
 }
 
 // acc[j] += w_s · rows_s[j] for j < D, over s < n in increasing s, skipping every s whose gate
@@ -81,12 +99,73 @@ void accumulate(float* acc, i64 D, i64 n, const float* w, i64 wst, const float* 
     }
     for (int u = 0; u < kTileVecs; u++) simd::store(acc + j0 + simd::W * u, a[u]);
   }
-  if (j0 == D) return;
-  for (i64 s = 0; s < n; s++) {
-    if (p[s * pst] == 0.0f) continue;
-    const float ws = w[s * wst];
-    const float* r = rows + s * rst;
-    for (i64 j = j0; j < D; j++) acc[j] = std::fma(ws, r[j], acc[j]);
+  if (j0 < D) accumulate_tail(acc, j0, D, n, w, wst, p, pst, rows, rst);
+}
+
+// Two query rows (or two keys) at a time where the registers allow it: on AVX-512 a row of 64
+// scores is 4 vectors, so two rows are 8 accumulators and share every load; on AVX2 one row is
+// already 8, and pairs would spill.
+constexpr bool kPairs = kTileVecs <= 4;
+constexpr i64 kRowStep = kPairs ? 2 : 1;
+
+// row_scores for two query rows against one tile: each row's sums are exactly row_scores' (the
+// same FMAs in the same order); the kT loads are shared.
+void row_scores2(const float* q0, const float* q1, const float* kT, i64 D, float* sc0, float* sc1) {
+  simd::V a[kTileVecs], b[kTileVecs];
+  for (int u = 0; u < kTileVecs; u++) a[u] = b[u] = simd::zero();
+  for (i64 d = 0; d < D; d++) {
+    const simd::V x0 = simd::set1(q0[d]), x1 = simd::set1(q1[d]);
+    const float* kd = kT + d * kTK;
+    for (int u = 0; u < kTileVecs; u++) {
+      const simd::V kv = simd::load(kd + simd::W * u);
+      a[u] = simd::fma(x0, kv, a[u]);
+      b[u] = simd::fma(x1, kv, b[u]);
+    }
+  }
+  for (int u = 0; u < kTileVecs; u++) {
+    simd::store(sc0 + simd::W * u, a[u]);
+    simd::store(sc1 + simd::W * u, b[u]);
+  }
+}
+
+// accumulate into two accumulators over the same rows: acc0 with weights w0 and gates p0, acc1 with
+// w1 and p1 (the same strides). Each gets exactly accumulate's FMAs in the same order; the row
+// loads are shared.
+void accumulate2(float* acc0, float* acc1, i64 D, i64 n, const float* w0, const float* p0, const float* w1,
+                 const float* p1, i64 wst, i64 pst, const float* rows, i64 rst) {
+  i64 j0 = 0;
+  for (; j0 + 64 <= D; j0 += 64) {
+    simd::V a[kTileVecs], b[kTileVecs];
+    for (int u = 0; u < kTileVecs; u++) {
+      a[u] = simd::load(acc0 + j0 + simd::W * u);
+      b[u] = simd::load(acc1 + j0 + simd::W * u);
+    }
+    for (i64 s = 0; s < n; s++) {
+      const bool g0 = p0[s * pst] != 0.0f, g1 = p1[s * pst] != 0.0f;
+      const float* r = rows + s * rst + j0;
+      if (g0 && g1) {
+        const simd::V x0 = simd::set1(w0[s * wst]), x1 = simd::set1(w1[s * wst]);
+        for (int u = 0; u < kTileVecs; u++) {
+          const simd::V rv = simd::load(r + simd::W * u);
+          a[u] = simd::fma(x0, rv, a[u]);
+          b[u] = simd::fma(x1, rv, b[u]);
+        }
+      } else if (g0) {
+        const simd::V x0 = simd::set1(w0[s * wst]);
+        for (int u = 0; u < kTileVecs; u++) a[u] = simd::fma(x0, simd::load(r + simd::W * u), a[u]);
+      } else if (g1) {
+        const simd::V x1 = simd::set1(w1[s * wst]);
+        for (int u = 0; u < kTileVecs; u++) b[u] = simd::fma(x1, simd::load(r + simd::W * u), b[u]);
+      }
+    }
+    for (int u = 0; u < kTileVecs; u++) {
+      simd::store(acc0 + j0 + simd::W * u, a[u]);
+      simd::store(acc1 + j0 + simd::W * u, b[u]);
+    }
+  }
+  if (j0 < D) {
+    accumulate_tail(acc0, j0, D, n, w0, wst, p0, pst, rows, rst);
+    accumulate_tail(acc1, j0, D, n, w1, wst, p1, pst, rows, rst);
   }
 }
 
@@ -197,31 +276,52 @@ void attention(const float* q, const float* k, const float* v, const float* mask
       for (i64 s0 = first_tile(d, t0); s0 < s_end; s0 += kTK) {
         const i64 ns = std::min(kTK, s_end - s0);
         transpose_tile(K, s0, ns, D, sp.kT.data());
-        for (i64 i = 0; i < nq; i++) {
-          const i64 first = first_visible(d, t0 + i), last = last_visible(d, t0 + i);
-          if (s0 > last || s0 + ns <= first) continue;  // the row sees no key of this tile
-          float* sc = sp.sc.data();
-          row_scores(Q + (t0 + i) * D, sp.kT.data(), ns, D, sc);
-          mask_scores(sc, s0, ns, first, last, mrow, d.scale);
-          const float mnew = max_nan2(m[i], simd::max_nan(sc, ns));
-          if (mnew == -INFINITY) continue;  // nothing visible yet
-          const float alpha = simd::exp1(m[i] - mnew);
-          float* acc = sp.acc.data() + i * D;
-          if (alpha != 1.0f)
-            for (i64 j = 0; j < D; j++) acc[j] *= alpha;
-          // P of the tile, kept in sc; then acc += P·V (zero weights never touch V, as the reference)
-          // Σ_s P_s in W-lane partial sums (masked-off lanes add 0), then a fixed horizontal sum.
-          simd::V psums = simd::zero();
-          for (i64 s = 0; s < ns; s += simd::W) {
-            i64 r = std::min<i64>(simd::W, ns - s);
-            simd::V e = simd::keep(simd::first(r), simd::exp(simd::load(sc + s, r) - simd::set1(mnew)));
-            simd::store(sc + s, r, e);
-            psums = psums + e;
+        for (i64 i = 0; i < nq; i += kRowStep) {
+          const i64 rows = std::min<i64>(kRowStep, nq - i);
+          float* sc[2] = {sp.sc.data(), sp.sc.data() + kTK};
+          bool live[2] = {false, false};
+          i64 first[2] = {0, 0}, last[2] = {0, 0};
+          for (i64 r = 0; r < rows; r++) {
+            first[r] = first_visible(d, t0 + i + r), last[r] = last_visible(d, t0 + i + r);
+            live[r] = !(s0 > last[r] || s0 + ns <= first[r]);  // the row sees a key of this tile
           }
-          const float psum = simd::hsum(psums);
-          accumulate(acc, D, ns, sc, 1, sc, 1, V + s0 * D, D);
-          l[i] = l[i] * alpha + psum;
-          m[i] = mnew;
+          if (rows == 2 && live[0] && live[1]) {
+            row_scores2(Q + (t0 + i) * D, Q + (t0 + i + 1) * D, sp.kT.data(), D, sc[0], sc[1]);
+          } else {
+            for (i64 r = 0; r < rows; r++)
+              if (live[r]) row_scores(Q + (t0 + i + r) * D, sp.kT.data(), ns, D, sc[r]);
+          }
+          for (i64 r = 0; r < rows; r++) {
+            if (!live[r]) continue;
+            mask_scores(sc[r], s0, ns, first[r], last[r], mrow, d.scale);
+            const float mnew = max_nan2(m[i + r], simd::max_nan(sc[r], ns));
+            if (mnew == -INFINITY) {  // nothing visible yet
+              live[r] = false;
+              continue;
+            }
+            const float alpha = simd::exp1(m[i + r] - mnew);
+            float* acc = sp.acc.data() + (i + r) * D;
+            if (alpha != 1.0f)
+              for (i64 j = 0; j < D; j++) acc[j] *= alpha;
+            // P of the tile, kept in sc; Σ_s P_s in W-lane partial sums (masked-off lanes add 0).
+            simd::V psums = simd::zero();
+            for (i64 s = 0; s < ns; s += simd::W) {
+              i64 k = std::min<i64>(simd::W, ns - s);
+              simd::V e = simd::keep(simd::first(k), simd::exp(simd::load(sc[r] + s, k) - simd::set1(mnew)));
+              simd::store(sc[r] + s, k, e);
+              psums = psums + e;
+            }
+            l[i + r] = l[i + r] * alpha + simd::hsum(psums);
+            m[i + r] = mnew;
+          }
+          // acc += P·V (zero weights never touch V, as the reference)
+          float* acc0 = sp.acc.data() + i * D;
+          if (rows == 2 && live[0] && live[1]) {
+            accumulate2(acc0, acc0 + D, D, ns, sc[0], sc[0], sc[1], sc[1], 1, 1, V + s0 * D, D);
+          } else {
+            for (i64 r = 0; r < rows; r++)
+              if (live[r]) accumulate(acc0 + r * D, D, ns, sc[r], 1, sc[r], 1, V + s0 * D, D);
+          }
         }
       }
       for (i64 i = 0; i < nq; i++) {
@@ -277,30 +377,72 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
             const i64 ns = std::min(kTK, s_end - s0);
             transpose_tile(K, s0, ns, D, sp.kT.data());
             transpose_tile(V, s0, ns, D, sp.vT.data());
-            for (i64 i = 0; i < nq; i++) {
-              const i64 t = t0 + i;
-              float* p = sp.p.data() + i * kTK;
-              float* dsr = ds.data() + i * kTK;
-              const i64 first = first_visible(d, t), last = last_visible(d, t);
-              if (L[t] == -INFINITY || s0 > last || s0 + ns <= first) {  // row sees no key here: P = 0
-                std::fill(p, p + ns, 0.0f);
-                std::fill(dsr, dsr + ns, 0.0f);
-                continue;
+            for (i64 i = 0; i < nq; i += kRowStep) {
+              const i64 rows = std::min<i64>(kRowStep, nq - i);
+              float* sc[2] = {sp.sc.data(), sp.sc.data() + kTK};
+              float *p[2] = {nullptr, nullptr}, *dsr[2] = {nullptr, nullptr};
+              bool live[2] = {false, false};
+              i64 first[2] = {0, 0}, last[2] = {0, 0};
+              for (i64 r = 0; r < rows; r++) {
+                const i64 t = t0 + i + r;
+                p[r] = sp.p.data() + (i + r) * kTK;
+                dsr[r] = ds.data() + (i + r) * kTK;
+                first[r] = first_visible(d, t), last[r] = last_visible(d, t);
+                live[r] = !(L[t] == -INFINITY || s0 > last[r] || s0 + ns <= first[r]);
+                if (!live[r]) {  // row sees no key here: P = 0
+                  std::fill(p[r], p[r] + ns, 0.0f);
+                  std::fill(dsr[r], dsr[r] + ns, 0.0f);
+                }
               }
-              float* sc = sp.sc.data();
-              row_scores(Q + t * D, sp.kT.data(), ns, D, sc);
-              mask_scores(sc, s0, ns, first, last, mrow, d.scale);
-              for (i64 s = 0; s < ns; s += simd::W) {
-                i64 r = std::min<i64>(simd::W, ns - s);
-                simd::store(p + s, r, simd::exp(simd::load(sc + s, r) - simd::set1(L[t])));
+              const bool both = rows == 2 && live[0] && live[1];
+              const float* Qi = Q + (t0 + i) * D;
+              const float* Gi = G + (t0 + i) * D;
+              if (both) {
+                row_scores2(Qi, Qi + D, sp.kT.data(), D, sc[0], sc[1]);
+              } else {
+                for (i64 r = 0; r < rows; r++)
+                  if (live[r]) row_scores(Qi + r * D, sp.kT.data(), ns, D, sc[r]);
               }
-              float* dp = sc;  // reuse: dP_s = Σ_i dO_i·V_s,i
-              row_scores(G + t * D, sp.vT.data(), ns, D, dp);
-              for (i64 s = 0; s < ns; s++) dsr[s] = p[s] * (dp[s] - delta[i]) * d.scale;
-              accumulate(GQ + t * D, D, ns, dsr, 1, p, 1, K + s0 * D, D);  // gq_t += dS·K
+              for (i64 r = 0; r < rows; r++) {
+                if (!live[r]) continue;
+                mask_scores(sc[r], s0, ns, first[r], last[r], mrow, d.scale);
+                const float lt = L[t0 + i + r];
+                for (i64 s = 0; s < ns; s += simd::W) {
+                  i64 k = std::min<i64>(simd::W, ns - s);
+                  simd::store(p[r] + s, k, simd::exp(simd::load(sc[r] + s, k) - simd::set1(lt)));
+                }
+              }
+              // reuse sc: dP_s = Σ_i dO_i·V_s,i
+              if (both) {
+                row_scores2(Gi, Gi + D, sp.vT.data(), D, sc[0], sc[1]);
+              } else {
+                for (i64 r = 0; r < rows; r++)
+                  if (live[r]) row_scores(Gi + r * D, sp.vT.data(), ns, D, sc[r]);
+              }
+              for (i64 r = 0; r < rows; r++) {
+                if (!live[r]) continue;
+                const float* dp = sc[r];
+                for (i64 s = 0; s < ns; s++) dsr[r][s] = p[r][s] * (dp[s] - delta[i + r]) * d.scale;
+              }
+              float* GQi = GQ + (t0 + i) * D;
+              if (both) {  // gq_t += dS·K
+                accumulate2(GQi, GQi + D, D, ns, dsr[0], p[0], dsr[1], p[1], 1, 1, K + s0 * D, D);
+              } else {
+                for (i64 r = 0; r < rows; r++)
+                  if (live[r]) accumulate(GQi + r * D, D, ns, dsr[r], 1, p[r], 1, K + s0 * D, D);
+              }
             }
             // gk, gv rows of this tile: contributions in increasing t, as the reference.
-            for (i64 s = 0; s < ns; s++) {
+            i64 s = 0;
+            for (; kPairs && s + 2 <= ns; s += 2) {  // two keys at a time, sharing the Q and dO rows
+              const float* ps = sp.p.data() + s;
+              const float* dss = ds.data() + s;
+              float* gk_s = GK + (s0 + s) * D;
+              float* gv_s = GV + (s0 + s) * D;
+              accumulate2(gk_s, gk_s + D, D, nq, dss, ps, dss + 1, ps + 1, kTK, kTK, Q + t0 * D, D);  // += dSᵀ·Q
+              accumulate2(gv_s, gv_s + D, D, nq, ps, ps, ps + 1, ps + 1, kTK, kTK, G + t0 * D, D);     // += Pᵀ·dO
+            }
+            for (; s < ns; s++) {
               const float* ps = sp.p.data() + s;
               accumulate(GK + (s0 + s) * D, D, nq, ds.data() + s, kTK, ps, kTK, Q + t0 * D, D);  // += dSᵀ·Q
               accumulate(GV + (s0 + s) * D, D, nq, ps, kTK, ps, kTK, G + t0 * D, D);             // += Pᵀ·dO

@@ -4,10 +4,7 @@
 
 #include "kernels.h"
 #include "pool.h"
-
-#if !defined(ALIGNER_ISA_BASELINE)
-#include <immintrin.h>
-#endif
+#include "transpose.h"
 
 namespace aligner::ALIGNER_ISA_NS {
 
@@ -52,35 +49,6 @@ PermLayout simplify(int rank, const i64* shape, const int* perm) {
   return l;
 }
 
-// dst[c][r] = src[r][c] for an 8×8 block of 4-byte elements, in registers: one pass over 8 source
-// rows instead of 64 strided loads (with power-of-two strides those all land in one L1 set).
-// Shuffles move bits only, so any 4-byte payload (i32, NaN) is copied exactly. The AVX2 shuffles
-// serve the avx512 build too; the baseline build copies element by element.
-inline void transpose8x8(const uint32_t* src, i64 src_stride, uint32_t* dst, i64 dst_stride) {
-#if defined(ALIGNER_ISA_BASELINE)
-  for (int r = 0; r < 8; r++)
-    for (int c = 0; c < 8; c++) dst[c * dst_stride + r] = src[r * src_stride + c];
-#else
-  __m256 r[8], t[8];
-  for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(reinterpret_cast<const float*>(src + k * src_stride));
-  for (int k = 0; k < 8; k += 2) {
-    t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
-    t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
-  }
-  for (int k = 0; k < 8; k += 4) {
-    r[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
-    r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
-    r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
-    r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
-  }
-  for (int k = 0; k < 4; k++) {
-    _mm256_storeu_ps(reinterpret_cast<float*>(dst + k * dst_stride), _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
-    _mm256_storeu_ps(reinterpret_cast<float*>(dst + (k + 4) * dst_stride),
-                     _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
-  }
-#endif
-}
-
 // out[i·os + j] = src[i + j·xs] for i < ni, j < nj (one tile of a transpose).
 template <class T>
 void transpose_tile(const T* src, i64 xs, T* out, i64 os, i64 ni, i64 nj) {
@@ -88,7 +56,7 @@ void transpose_tile(const T* src, i64 xs, T* out, i64 os, i64 ni, i64 nj) {
   if constexpr (sizeof(T) == 4) {
     for (; i + 8 <= ni; i += 8) {
       i64 j = 0;
-      for (; j + 8 <= nj; j += 8) transpose8x8(src + i + j * xs, xs, out + i * os + j, os);
+      for (; j + 8 <= nj; j += 8) simd::transpose8x8(src + i + j * xs, xs, out + i * os + j, os);
       for (; j < nj; j++)
         for (i64 r = i; r < i + 8; r++) out[r * os + j] = src[r + j * xs];
     }
