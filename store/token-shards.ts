@@ -513,7 +513,17 @@ class ShardReader<T> implements TokenDataset<T> {
       const entry = this.acquire(s);
       try {
         const shard = await entry.shard;
-        for (; k < located.length && located[k].s === s; k++) out[located[k].at] = await this.read(s, shard, located[k].r);
+        // A shard's records are read concurrently: one file read each, so a batch costs one round
+        // trip through the thread pool rather than one per record (a training step's 8 records
+        // measured 1–2 ms read one after another on a busy 2-core machine). All settle before the
+        // shard is released, so no read outlives its file handle.
+        const reads: Promise<void>[] = [];
+        for (; k < located.length && located[k].s === s; k++) {
+          const { at, r } = located[k];
+          reads.push(this.read(s, shard, r).then((v) => void (out[at] = v)));
+        }
+        const failed = (await Promise.allSettled(reads)).find((x) => x.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
       } finally {
         this.release(entry);
       }
