@@ -39,6 +39,9 @@ __attribute__((noinline)) void dot4xR(const float* __restrict a, i64 lda, i64 ro
   for (; k + W <= K; k += W) {
     V w[4];
     for (int j = 0; j < 4; j++) w[j] = simd::load(br[j] + k);
+    // The next 4 weight rows, a step ahead: they come from L3 or memory (a decoding step reads
+    // every weight once), and the hardware prefetcher does not follow 4 rows at once far enough.
+    for (int j = 0; j < 4; j++) __builtin_prefetch(br[j] + 4 * ldb + k);
     for (int r = 0; r < R; r++) {
       const V x = simd::load(ar[r] + k);
       for (int j = 0; j < 4; j++) s[r][j] = simd::fma(x, w[j], s[r][j]);
