@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import type { Storage } from '../kernels/backend.js';
+import { xorshiftF32 } from '../kernels/random.js';
 import { blasInfo, cpuIsa, fmaPeakGflops, getNumThreads, nativeBackend, setNumThreads } from '../kernels/native-backend.js';
 
 export const help = `bench gemm: fp32 GEMM GFLOP/s on the native backend, against the FMA peak.
@@ -63,18 +64,6 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Deterministic values in [-1, 1) (xorshift32), so runs are comparable. */
-function randomF32(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = (x >>> 0) / 2147483648 - 1;
-  }
-  return out;
-}
 
 const round = (x: number, digits: number) => Number(x.toFixed(digits));
 
@@ -110,8 +99,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
 
   const results: Record<string, unknown>[] = [];
   for (const { M, N, K } of shapes) {
-    const hostA = randomF32(M * K, 1 + M);
-    const hostB = randomF32(K * N, 2 + N);
+    const hostA = xorshiftF32(M * K, 1 + M);
+    const hostB = xorshiftF32(K * N, 2 + N);
     const a: Storage = backend.alloc('f32', M * K);
     const b: Storage = backend.alloc('f32', K * N);
     const out: Storage = backend.alloc('f32', M * N);

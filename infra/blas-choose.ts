@@ -31,6 +31,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 import type { BlasCore } from '../kernels/native-backend.js';
+import { xorshiftF32 } from '../kernels/random.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BLAS_DIR = path.join(ROOT, '.tools', 'blas');
@@ -76,25 +77,13 @@ interface Measured {
   error?: string;
 }
 
-/** Deterministic values in [-1, 1) (xorshift32). */
-function randomF32(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = (x >>> 0) / 2147483648 - 1;
-  }
-  return out;
-}
 
 async function child(): Promise<void> {
   const { blasCore, blasInfo, cpuIsa, getNumThreads, nativeBackend } = await import('../kernels/native-backend.js');
   const backend = nativeBackend();
   const matmul = backend.kernels.matmul!;
   const timers = SHAPES.map(({ name, M, N, K, tA, tB }) => {
-    const hostA = randomF32(M * K, 1 + M), hostB = randomF32(K * N, 2 + N);
+    const hostA = xorshiftF32(M * K, 1 + M), hostB = xorshiftF32(K * N, 2 + N);
     const a = backend.alloc('f32', M * K), b = backend.alloc('f32', K * N), out = backend.alloc('f32', M * N);
     backend.write(a, hostA);
     backend.write(b, hostB);

@@ -79,3 +79,16 @@ export class Generator {
     return g;
   }
 }
+
+/** Deterministic values in [-1, 1) (xorshift32): benchmark inputs that are the same in every run and language-independent. */
+export function xorshiftF32(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = (x >>> 0) / 2147483648 - 1;
+  }
+  return out;
+}

@@ -169,6 +169,29 @@ void accumulate2(float* acc0, float* acc1, i64 D, i64 n, const float* w0, const 
   }
 }
 
+// Scores of the live ones among `rows` (≤ 2) consecutive query rows q, q + D against one tile,
+// both at once when both are live.
+void tile_scores(const float* q, i64 rows, const bool* live, const float* kT, i64 ns, i64 D, float* const* sc) {
+  if (rows == 2 && live[0] && live[1]) {
+    row_scores2(q, q + D, kT, D, sc[0], sc[1]);
+    return;
+  }
+  for (i64 r = 0; r < rows; r++)
+    if (live[r]) row_scores(q + r * D, kT, ns, D, sc[r]);
+}
+
+// acc + r·D += Σ_s w[r][s]·rows_s (gated by p[r]) for the live ones among `rows` (≤ 2)
+// consecutive accumulators, both at once when both are live.
+void tile_accumulate(float* acc, i64 rows, const bool* live, i64 D, i64 ns, float* const* w, float* const* p,
+                     const float* key_rows) {
+  if (rows == 2 && live[0] && live[1]) {
+    accumulate2(acc, acc + D, D, ns, w[0], p[0], w[1], p[1], 1, 1, key_rows, D);
+    return;
+  }
+  for (i64 r = 0; r < rows; r++)
+    if (live[r]) accumulate(acc + r * D, D, ns, w[r], 1, p[r], 1, key_rows, D);
+}
+
 // Keys visible from query t (absolute position pos = S − T + t): first(t) ≤ s ≤ last(t) and
 // mask[b, s] ≠ 0 (a NaN mask counts as ≠ 0). last(t) = pos when causal; first(t) = pos − window + 1
 // with a window (also when not causal). Both grow with t, so a query block's first row bounds it.
@@ -285,12 +308,7 @@ void attention(const float* q, const float* k, const float* v, const float* mask
             first[r] = first_visible(d, t0 + i + r), last[r] = last_visible(d, t0 + i + r);
             live[r] = !(s0 > last[r] || s0 + ns <= first[r]);  // the row sees a key of this tile
           }
-          if (rows == 2 && live[0] && live[1]) {
-            row_scores2(Q + (t0 + i) * D, Q + (t0 + i + 1) * D, sp.kT.data(), D, sc[0], sc[1]);
-          } else {
-            for (i64 r = 0; r < rows; r++)
-              if (live[r]) row_scores(Q + (t0 + i + r) * D, sp.kT.data(), ns, D, sc[r]);
-          }
+          tile_scores(Q + (t0 + i) * D, rows, live, sp.kT.data(), ns, D, sc);
           for (i64 r = 0; r < rows; r++) {
             if (!live[r]) continue;
             mask_scores(sc[r], s0, ns, first[r], last[r], mrow, d.scale);
@@ -315,13 +333,7 @@ void attention(const float* q, const float* k, const float* v, const float* mask
             m[i + r] = mnew;
           }
           // acc += P·V (zero weights never touch V, as the reference)
-          float* acc0 = sp.acc.data() + i * D;
-          if (rows == 2 && live[0] && live[1]) {
-            accumulate2(acc0, acc0 + D, D, ns, sc[0], sc[0], sc[1], sc[1], 1, 1, V + s0 * D, D);
-          } else {
-            for (i64 r = 0; r < rows; r++)
-              if (live[r]) accumulate(acc0 + r * D, D, ns, sc[r], 1, sc[r], 1, V + s0 * D, D);
-          }
+          tile_accumulate(sp.acc.data() + i * D, rows, live, D, ns, sc, sc, V + s0 * D);
         }
       }
       for (i64 i = 0; i < nq; i++) {
@@ -394,15 +406,7 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
                   std::fill(dsr[r], dsr[r] + ns, 0.0f);
                 }
               }
-              const bool both = rows == 2 && live[0] && live[1];
-              const float* Qi = Q + (t0 + i) * D;
-              const float* Gi = G + (t0 + i) * D;
-              if (both) {
-                row_scores2(Qi, Qi + D, sp.kT.data(), D, sc[0], sc[1]);
-              } else {
-                for (i64 r = 0; r < rows; r++)
-                  if (live[r]) row_scores(Qi + r * D, sp.kT.data(), ns, D, sc[r]);
-              }
+              tile_scores(Q + (t0 + i) * D, rows, live, sp.kT.data(), ns, D, sc);
               for (i64 r = 0; r < rows; r++) {
                 if (!live[r]) continue;
                 mask_scores(sc[r], s0, ns, first[r], last[r], mrow, d.scale);
@@ -412,25 +416,13 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
                   simd::store(p[r] + s, k, simd::exp(simd::load(sc[r] + s, k) - simd::set1(lt)));
                 }
               }
-              // reuse sc: dP_s = Σ_i dO_i·V_s,i
-              if (both) {
-                row_scores2(Gi, Gi + D, sp.vT.data(), D, sc[0], sc[1]);
-              } else {
-                for (i64 r = 0; r < rows; r++)
-                  if (live[r]) row_scores(Gi + r * D, sp.vT.data(), ns, D, sc[r]);
-              }
+              tile_scores(G + (t0 + i) * D, rows, live, sp.vT.data(), ns, D, sc);  // reuse sc: dP_s = Σ_i dO_i·V_s,i
               for (i64 r = 0; r < rows; r++) {
                 if (!live[r]) continue;
                 const float* dp = sc[r];
                 for (i64 s = 0; s < ns; s++) dsr[r][s] = p[r][s] * (dp[s] - delta[i + r]) * d.scale;
               }
-              float* GQi = GQ + (t0 + i) * D;
-              if (both) {  // gq_t += dS·K
-                accumulate2(GQi, GQi + D, D, ns, dsr[0], p[0], dsr[1], p[1], 1, 1, K + s0 * D, D);
-              } else {
-                for (i64 r = 0; r < rows; r++)
-                  if (live[r]) accumulate(GQi + r * D, D, ns, dsr[r], 1, p[r], 1, K + s0 * D, D);
-              }
+              tile_accumulate(GQ + (t0 + i) * D, rows, live, D, ns, dsr, p, K + s0 * D);  // gq_t += dS·K
             }
             // gk, gv rows of this tile: contributions in increasing t, as the reference.
             i64 s = 0;
