@@ -1,6 +1,6 @@
 // The kernels' declarations, included once per ISA namespace: by kernels.h inside a kernel
-// build (namespace aligner::<isa>), and three times by dispatch.cc to build the ISA tables.
-// Deliberately no include guard. KERNEL_DECL_NS names the namespace.
+// build (namespace aligner::<isa>), and once for each ISA by dispatch.h / dispatch.cc to build
+// the tables. Deliberately no include guard. KERNEL_DECL_NS names the namespace.
 namespace aligner::KERNEL_DECL_NS {
 
 // ---- elementwise.cc ----
