@@ -193,7 +193,8 @@ function torchMatmul(threads: number, shapes: string[]): TorchGemm | { error: st
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const last = run.stdout.trim().split('\n').at(-1) ?? '';
+  if (run.error) return { error: `bench/python/cpu_gemm.py did not start: ${run.error.message}` };
+  const last = (run.stdout ?? '').trim().split('\n').at(-1) ?? '';
   try {
     return JSON.parse(last) as TorchGemm;
   } catch {

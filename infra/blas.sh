@@ -105,7 +105,8 @@ cpu="unknown" isa="unknown"
 if [[ -r /proc/cpuinfo ]]; then
   cpu="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" || cpu="unknown"
   flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2-) "
-  if [[ $flags == *" avx512f "* ]]; then isa=avx512
+  # As the addon's cpuIsa(): its avx512 kernels need F, DQ, BW and VL.
+  if [[ $flags == *" avx512f "* && $flags == *" avx512dq "* && $flags == *" avx512bw "* && $flags == *" avx512vl "* ]]; then isa=avx512
   elif [[ $flags == *" avx2 "* && $flags == *" fma "* ]]; then isa=avx2
   else isa=baseline; fi
 fi

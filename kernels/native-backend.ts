@@ -97,6 +97,8 @@ const redoChoice = (file: string) =>
  * keeps its library (which detects the CPU itself) but not its forced settings, with a warning.
  */
 function pickBlas(cpuIsa: string): { path?: string; origin?: string; env?: string[] } {
+  const disabled = process.env.ALIGN_DISABLE_BLAS;
+  if (disabled && disabled !== '0') return {}; // the addon's own GEMM, whatever else is set
   const named = process.env.ALIGN_BLAS;
   if (named === 'system') {
     blasSource = 'ALIGN_BLAS=system';
@@ -116,6 +118,13 @@ function pickBlas(cpuIsa: string): { path?: string; origin?: string; env?: strin
   try {
     choice = JSON.parse(readFileSync(file, 'utf8')) as BlasChoice;
     if (typeof choice?.path !== 'string' || choice.path === '') throw new Error('it has no "path"');
+    if (choice.files !== undefined && !(Array.isArray(choice.files) && choice.files.every((f) => typeof f === 'string'))) {
+      throw new Error('"files" is not a list of paths');
+    }
+    if (choice.env !== undefined && (typeof choice.env !== 'object' || choice.env === null || Array.isArray(choice.env) ||
+      !Object.values(choice.env).every((v) => typeof v === 'string'))) {
+      throw new Error('"env" is not an object of strings');
+    }
   } catch (err) {
     throw new BlasSettingError(`the BLAS choice ${file} cannot be read (${(err as Error).message}); ${redo}`);
   }

@@ -678,7 +678,7 @@ class ShardReader<T> implements TokenDataset<T> {
     const start = u64(shard.idx, entry(0));
     const last = this.fields[F - 1];
     const end = u64(shard.idx, entry(F - 1)) + shard.idx.getUint32(entry(F - 1) + 8, true) * FIELD_KINDS[last.kind].bytes;
-    // One reused scratch buffer (a concurrent read takes a fresh one): reading allocates no bytes.
+    // One reused scratch buffer; a concurrent read (getMany reads a shard's records at once) takes a fresh one.
     const len = end - start;
     const buf = this.takeScratch(len);
     try {

@@ -613,7 +613,7 @@ describe.skipIf(!nativeAvailable().ok)('native backend', () => {
   });
 });
 
-describe.skipIf(!nativeAvailable())('ALIGN_BLAS picks the BLAS library', () => {
+describe.skipIf(!nativeAvailable().ok)('ALIGN_BLAS picks the BLAS library', () => {
   const addonPath = fileURLToPath(new URL('../../kernels/native/build/Release/aligner_cpu.node', import.meta.url));
   const blasIn = (env: Record<string, string>) => execFileSync(process.execPath, ['-e', `
     const a = require(${JSON.stringify(addonPath)});
@@ -706,7 +706,7 @@ describe('the BLAS behind matmul', () => {
     expect(nativeAvailable()).toEqual({ ok: true });
   });
 
-  it.skipIf(!nativeAvailable())('is not a generic fallback: its kernels use the CPU\'s widest vector ISA (AVX2 or AVX-512)', (ctx) => {
+  it.skipIf(!nativeAvailable().ok)('is not a generic fallback: its kernels use the CPU\'s widest vector ISA (AVX2 or AVX-512)', (ctx) => {
     const isa = cpuIsa();
     const core = blasCore();
     const skip = (why: string) => {
@@ -799,6 +799,15 @@ describe('the BLAS behind matmul', () => {
       );
       expect(loaderIn({ ALIGN_BLAS_CHOICE: path.join(dir, 'none.json') }).reason).toBe(`ALIGN_BLAS_CHOICE=${path.join(dir, 'none.json')}: no such file`);
       expect(loaderIn({ ALIGN_BLAS_CHOICE: choice('bad.json', { env: {} }) }).reason).toMatch(/^the BLAS choice .*bad\.json cannot be read \(it has no "path"\); rerun/);
+      expect(loaderIn({ ALIGN_BLAS_CHOICE: choice('files.json', { path: lib, files: lib }) }).reason).toMatch(/cannot be read \("files" is not a list of paths\); rerun/);
+      expect(loaderIn({ ALIGN_BLAS_CHOICE: choice('env.json', { path: lib, env: 'OPENBLAS_CORETYPE=Haswell' }) }).reason).toMatch(/cannot be read \("env" is not an object of strings\); rerun/);
+    });
+
+    it('ALIGN_DISABLE_BLAS=1 wins over a broken or missing choice: the addon loads on its own GEMM', () => {
+      const broken = loaderIn({ ALIGN_BLAS_CHOICE: choice('broken.json', { env: {} }), ALIGN_DISABLE_BLAS: '1' });
+      expect(broken.reason).toBeUndefined();
+      expect(broken.info).toBe('fallback');
+      expect(loaderIn({ ALIGN_BLAS_CHOICE: path.join(dir, 'none.json'), ALIGN_DISABLE_BLAS: '1' }).info).toBe('fallback');
     });
 
     const openblas = installedBlas().find((c) => c.family === 'openblas');
@@ -864,15 +873,16 @@ describe.skipIf(!nativeAvailable().ok)('kernel builds: one per ISA, picked at lo
   });
 });
 
-describe.skipIf(!nativeAvailable())('CPU facts the benchmarks report', () => {
-  it('cpuIsa is the widest vector ISA /proc/cpuinfo lists (avx512f → avx512, avx2 + fma → avx2)', () => {
+describe.skipIf(!nativeAvailable().ok)('CPU facts the benchmarks report', () => {
+  it('cpuIsa is the widest vector ISA /proc/cpuinfo lists (avx512 f/dq/bw/vl → avx512, avx2 + fma → avx2)', () => {
     let flags: string[];
     try {
       flags = (readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').trim().split(/\s+/);
     } catch {
       return; // not Linux: nothing to compare against
     }
-    const want = flags.includes('avx512f') ? 'avx512' : flags.includes('avx2') && flags.includes('fma') ? 'avx2' : 'baseline';
+    const avx512 = ['avx512f', 'avx512dq', 'avx512bw', 'avx512vl'].every((f) => flags.includes(f));
+    const want = avx512 ? 'avx512' : flags.includes('avx2') && flags.includes('fma') ? 'avx2' : 'baseline';
     expect(cpuIsa()).toBe(want);
   });
 

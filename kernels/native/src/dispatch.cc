@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #define KERNEL_DECL_NS avx2
 #include "kernel_decls.h"
@@ -66,12 +67,20 @@ std::string select_isa(const std::string& name) {
 }
 
 std::string init_isa() {
-  const char* forced = std::getenv("ALIGN_ISA");
-  if (forced && *forced) {
-    std::string error = select_isa(forced);
-    return error.empty() ? error : "ALIGN_ISA=" + std::string(forced) + ": " + error;
-  }
-  return select_isa(available_isas().front());
+  // The table is process-wide: the first environment to load chooses, and a later one (a worker
+  // thread's) does not undo a setKernelIsa made meanwhile.
+  static std::once_flag once;
+  static std::string error;
+  std::call_once(once, [] {
+    const char* forced = std::getenv("ALIGN_ISA");
+    if (forced && *forced) {
+      error = select_isa(forced);
+      if (!error.empty()) error = "ALIGN_ISA=" + std::string(forced) + ": " + error;
+      return;
+    }
+    error = select_isa(available_isas().front());
+  });
+  return error;
 }
 
 }  // namespace aligner

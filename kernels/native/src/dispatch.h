@@ -37,8 +37,8 @@ struct KernelTable {
 // The active table. Set once at load (init_isa), or by select_isa once queued work has drained.
 const KernelTable& kernels();
 
-// Chooses the build at load: ALIGN_ISA when set (an error if this CPU cannot run it), else the
-// widest the CPU has. Returns "" or the error.
+// Chooses the build once per process, at the first load: ALIGN_ISA when set (an error if this
+// CPU cannot run it), else the widest the CPU has. Returns "" or the error (the same on every call).
 std::string init_isa();
 // Switches to the named build ("avx512", "avx2", "baseline"); "" or why not (unknown name, or
 // an ISA this CPU lacks). The caller drains the stream first.

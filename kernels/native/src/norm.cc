@@ -17,10 +17,6 @@ constexpr i64 kRowBlock = 32;
 using simd::V;
 constexpr i64 W = simd::W;
 
-inline V ld(const float* p, i64 k) {
-  return simd::load_upto(p, k);
-}
-
 // Σ_j f(j, k) in a fixed order, where f returns lanes j..j+k−1 (k ≤ W) as a vector; lanes past k
 // are zeroed here.
 template <class F>
@@ -91,7 +87,7 @@ void rms_norm_backward(const float* x, const float* w, const float* rstd, const 
     const V vinv = simd::set1(inv);
     // Σ_j ĝ_j x̂_j with ĝ = g·w, x̂ = x·rstd
     float dot = vsum(n, [&](i64 j, i64 k) {
-      return (ld(gr + j, k) * ld(w + j, k)) * (ld(xr + j, k) * vinv);
+      return (simd::load_upto(gr + j, k) * simd::load_upto(w + j, k)) * (simd::load_upto(xr + j, k) * vinv);
     });
     const float mean_dot = dot / static_cast<float>(n);
     float* o = gx + r * n;
@@ -113,7 +109,7 @@ void layer_norm(const float* x, const float* w, const float* b, float* out, floa
       const V vmu = simd::set1(mu);
       // Two passes (mean, then squared deviations): no cancellation for large offsets.
       float ss = vsum(n, [&](i64 j, i64 k) {
-        V d = ld(xr + j, k) - vmu;
+        V d = simd::load_upto(xr + j, k) - vmu;
         return d * d;
       });
       const float inv = inv_std(static_cast<double>(ss) / n, eps);
@@ -133,10 +129,10 @@ void layer_norm_backward(const float* x, const float* w, const float* mean, cons
     const float *xr = x + r * n, *gr = g + r * n;
     const float mu = mean[r], inv = rstd[r];
     const V vmu = simd::set1(mu), vinv = simd::set1(inv);
-    float sum_g = vsum(n, [&](i64 j, i64 k) { return ld(gr + j, k) * ld(w + j, k); });
+    float sum_g = vsum(n, [&](i64 j, i64 k) { return simd::load_upto(gr + j, k) * simd::load_upto(w + j, k); });
     float sum_gx = vsum(n, [&](i64 j, i64 k) {
-      V xhat = (ld(xr + j, k) - vmu) * vinv;
-      return (ld(gr + j, k) * ld(w + j, k)) * xhat;
+      V xhat = (simd::load_upto(xr + j, k) - vmu) * vinv;
+      return (simd::load_upto(gr + j, k) * simd::load_upto(w + j, k)) * xhat;
     });
     const float nf = static_cast<float>(n);
     const float mg = sum_g / nf, mgx = sum_gx / nf;

@@ -38,19 +38,15 @@ void map_gate(i64 n, F f) {
   });
 }
 using simd::V;
-inline V ld(const float* p, i64 k) {
-  return simd::load_upto(p, k);
-}
-inline void st(float* p, i64 k, V v) {
-  simd::store_upto(p, k, v);
-}
+using simd::load_upto;
+using simd::store_upto;
 }  // namespace
 
 // gate, up [n] → out [n]
 void swiglu(const float* gate, const float* up, float* out, i64 n) {
   map_gate(n, [&](i64 i, i64 k) {
-    V x = ld(gate + i, k);
-    st(out + i, k, x * simd::sigmoid(x) * ld(up + i, k));
+    V x = load_upto(gate + i, k);
+    store_upto(out + i, k, x * simd::sigmoid(x) * load_upto(up + i, k));
   });
 }
 
@@ -58,11 +54,11 @@ void swiglu(const float* gate, const float* up, float* out, i64 n) {
 void swiglu_backward(const float* gate, const float* up, const float* g, float* ggate, float* gup, i64 n) {
   const V one = simd::set1(1.0f);
   map_gate(n, [&](i64 i, i64 k) {
-    V x = ld(gate + i, k), s = simd::sigmoid(x), d = ld(g + i, k);
+    V x = load_upto(gate + i, k), s = simd::sigmoid(x), d = load_upto(g + i, k);
     // silu'(x) = s·(1 + x·(1 − s))
     V dsilu = s * (one + x * (one - s));
-    st(ggate + i, k, d * ld(up + i, k) * dsilu);
-    st(gup + i, k, d * x * s);
+    store_upto(ggate + i, k, d * load_upto(up + i, k) * dsilu);
+    store_upto(gup + i, k, d * x * s);
   });
 }
 

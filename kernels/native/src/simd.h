@@ -228,7 +228,8 @@ inline V select(M m, V if_false, V if_true) { return lanes([&](int i) { return m
 inline V keep(M m, V a) { return lanes([&](int i) { return m.m[i] ? a.v[i] : 0.0f; }); }
 inline V scale_pow2(V p, V n) {
   return lanes([&](int i) {
-    int32_t k = static_cast<int32_t>(n.v[i]);
+    // n is integral in [-150, 128], or NaN with p (then any k gives NaN): no undefined conversion.
+    int32_t k = n.v[i] == n.v[i] ? static_cast<int32_t>(n.v[i]) : 0;
     int32_t k1 = k >> 1, k2 = k - k1;  // arithmetic shift, as _mm256_srai_epi32
     uint32_t b1 = static_cast<uint32_t>(k1 + 127) << 23, b2 = static_cast<uint32_t>(k2 + 127) << 23;
     float s1, s2;
