@@ -58,7 +58,8 @@ function positiveInt(name: string, v: string | undefined, dflt: number | null): 
   return n;
 }
 
-function median(xs: number[]): number {
+/** The median of xs (the mean of the middle two for an even count); the benches share it. */
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;

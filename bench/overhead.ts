@@ -39,6 +39,7 @@ import { startWorkers } from '../infra/workers/worker.js';
 import { loadPretrained } from '../models/pretrained.js';
 import { Tokenizer } from '../models/tokenizer.js';
 import { CONTROL_QUEUE } from '../workflows/training.js';
+import { median } from './gemm.js';
 
 export const help = `bench overhead: wall time of an SFT run, plain loop vs Temporal with checkpoints; a short run
 (200 steps, checkpoint every 50) and a long one (training ≥ 3 min, checkpoint every 250), each
@@ -129,11 +130,6 @@ async function chainTimeline(client: Client, workflowId: string): Promise<{ star
   return { start, end, activities };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? 0 : s[Math.floor(s.length / 2)];
-}
-
 export async function run(argv: string[]): Promise<Record<string, unknown>> {
   const { values } = parseArgs({
     args: argv,
@@ -193,7 +189,7 @@ export async function run(argv: string[]): Promise<Record<string, unknown>> {
     if (!first || !last) throw new Error(`bench overhead: run ${runId} has no trainChunk activity in its history`);
     const chunkMs = chunks.map((c) => c.completed - c.scheduled);
     // The first chunk also loads the model onto the worker: what it took beyond a typical chunk.
-    const firstLoadMs = Math.max(0, chunkMs[0] - median(chunkMs.slice(1)));
+    const firstLoadMs = chunkMs.length > 1 ? Math.max(0, chunkMs[0] - median(chunkMs.slice(1))) : 0;
     const trainSpanMs = last.completed - first.scheduled;
     const perChunkMs = (trainSpanMs - firstLoadMs - plain.trainS * 1000) / chunks.length;
     const fixed = { start_s: (first.scheduled - start) / 1000, first_load_s: firstLoadMs / 1000, end_s: (end - last.completed) / 1000 };

@@ -19,6 +19,7 @@ import { getNumThreads, setNumThreads } from '../kernels/native-backend.js';
 import { LlamaForCausalLM } from '../models/llama.js';
 import type { LlamaConfig } from '../models/llama.js';
 import { lmTrainStep } from '../models/lm-step.js';
+import { median } from './gemm.js';
 
 export const help = `bench train-cpu: tokens/s of a training step (d=256, 4 layers, vocab 4096, batch 8×128)
 against PyTorch on CPU with the same thread count.
@@ -36,7 +37,6 @@ const CFG: LlamaConfig = { vocabSize: 4096, hiddenSize: 256, numLayers: 4, numHe
 const B = 8, T = 128;
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 interface OursResult {
   tokensPerS: number;

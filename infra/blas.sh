@@ -101,15 +101,11 @@ fi
 # --- The choice: measured again when anything it depends on differs. ----------------------------
 addon=kernels/native/build/Release/aligner_cpu.node
 [[ -f $addon ]] || exit 0  # no addon (ALIGN_SKIP_NATIVE=1): nothing to measure with
-cpu="unknown" isa="unknown"
-if [[ -r /proc/cpuinfo ]]; then
-  cpu="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" || cpu="unknown"
-  flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2-) "
-  # As the addon's cpuIsa(): its avx512 kernels need F, DQ, BW and VL.
-  if [[ $flags == *" avx512f "* && $flags == *" avx512dq "* && $flags == *" avx512bw "* && $flags == *" avx512vl "* ]]; then isa=avx512
-  elif [[ $flags == *" avx2 "* && $flags == *" fma "* ]]; then isa=avx2
-  else isa=baseline; fi
-fi
+# The CPU as the loader sees it (the addon's cpuIsa() and Node's model name), so the stamp and
+# kernels/native-backend.ts compare the same facts.
+facts="$(node -e "process.stdout.write(require('./$addon').cpuIsa() + ' ' + (require('os').cpus()[0]?.model ?? 'unknown'))" 2>/dev/null)" \
+  || facts="unknown unknown"
+isa="${facts%% *}" cpu="${facts#* }"
 ldc="$(command -v ldconfig || echo /sbin/ldconfig)"
 # grep without -m reads all input: an early exit would SIGPIPE ldconfig and fail the pipeline.
 system_blas="$("$ldc" -p 2>/dev/null | grep 'libopenblas\.so\.0 ' || true)"

@@ -40,22 +40,11 @@ void throw_deferred(Engine& e, uint64_t upto) {
 
 namespace {
 
-// A JS string's UTF-8 text; `error` when the value is not a string.
-std::string utf8(napi_env env, napi_value v, const std::string& error) {
-  napi_valuetype t;
-  size_t length = 0;
-  NAPI_OK(napi_typeof(env, v, &t));
-  if (t != napi_string || napi_get_value_string_utf8(env, v, nullptr, 0, &length) != napi_ok) fail("NativeError", error);
-  std::string s(length, '\0');
-  NAPI_OK(napi_get_value_string_utf8(env, v, s.data(), length + 1, &length));
-  return s;
-}
-
 // The BLAS to load when ALIGN_BLAS names none: init's optional path, origin and ["KEY=value", …].
 blas::Request blas_request(const Args& a) {
   blas::Request r;
-  if (a.count() > 1 && !a.is_nullish(1)) r.path = utf8(a.env, a[1], "init: blasPath must be a string");
-  if (a.count() > 2 && !a.is_nullish(2)) r.origin = utf8(a.env, a[2], "init: blasOrigin must be a string");
+  if (a.count() > 1 && !a.is_nullish(1)) r.path = a.str(1, "blasPath");
+  if (a.count() > 2 && !a.is_nullish(2)) r.origin = a.str(2, "blasOrigin");
   if (a.count() > 3 && !a.is_nullish(3)) {
     const char* bad = "init: blasEnv must be an array of 'KEY=value' strings";
     bool is_array = false;
@@ -66,7 +55,7 @@ blas::Request blas_request(const Args& a) {
     for (uint32_t i = 0; i < n; i++) {
       napi_value item;
       NAPI_OK(napi_get_element(a.env, a[3], i, &item));
-      const std::string kv = utf8(a.env, item, bad);
+      const std::string kv = js_text(a.env, item, bad);
       const size_t eq = kv.find('=');
       if (eq == std::string::npos || eq == 0) fail("NativeError", bad);
       r.env.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));

@@ -273,19 +273,13 @@ napi_value js_blas_core_isa(napi_env env, napi_callback_info info) {
   return guarded(env, [&]() -> napi_value {
     Args a(env, info, "blasCoreIsa", 2);
     const char* bad_family = "blasCoreIsa: family must be 'openblas' or 'mkl'";
-    char family[16] = {0};
-    size_t length = 0;
-    if (a.type(0) != napi_string || napi_get_value_string_utf8(env, a[0], family, sizeof family, &length) != napi_ok)
-      fail("NativeError", bad_family);
+    const std::string family = js_text(env, a[0], bad_family);
     std::string core;
     const char* isa;
-    if (std::strcmp(family, "mkl") == 0) {
+    if (family == "mkl") {
       std::tie(core, isa) = blas::mkl_branch(static_cast<int>(a.num(1, "code")));
-    } else if (std::strcmp(family, "openblas") == 0) {
-      char name[64] = {0};
-      if (a.type(1) != napi_string || napi_get_value_string_utf8(env, a[1], name, sizeof name, &length) != napi_ok)
-        fail("NativeError", "blasCoreIsa: an OpenBLAS core name must be a string");
-      core = name;
+    } else if (family == "openblas") {
+      core = js_text(env, a[1], "blasCoreIsa: an OpenBLAS core name must be a string");
       isa = blas::openblas_core_isa(core);
     } else {
       fail("NativeError", bad_family);

@@ -97,14 +97,7 @@ class Args {
     return v;
   }
 
-  std::string str(size_t i, const char* what) const {
-    size_t len = 0;
-    if (type(i) != napi_string || napi_get_value_string_utf8(env, argv_[i], nullptr, 0, &len) != napi_ok)
-      fail("NativeError", std::string(fn) + ": " + what + " must be a string");
-    std::string out(len, '\0');
-    NAPI_OK(napi_get_value_string_utf8(env, argv_[i], out.data(), len + 1, &len));
-    return out;
-  }
+  std::string str(size_t i, const char* what) const;
 
   // An Int32Array argument's elements.
   const int32_t* int32_array(size_t i, size_t* length) const {
@@ -133,6 +126,21 @@ class Args {
   size_t argc_;
   napi_value argv_[kMax];
 };
+
+// A JS string's UTF-8 text; a NativeError with `error` when the value is not a string.
+inline std::string js_text(napi_env env, napi_value v, const std::string& error) {
+  napi_valuetype t;
+  size_t length = 0;
+  NAPI_OK(napi_typeof(env, v, &t));
+  if (t != napi_string || napi_get_value_string_utf8(env, v, nullptr, 0, &length) != napi_ok) fail("NativeError", error);
+  std::string out(length, '\0');
+  NAPI_OK(napi_get_value_string_utf8(env, v, out.data(), length + 1, &length));
+  return out;
+}
+
+inline std::string Args::str(size_t i, const char* what) const {
+  return js_text(env, argv_[i], std::string(fn) + ": " + what + " must be a string");
+}
 
 inline napi_value js_undefined(napi_env env) {
   napi_value u;
