@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import type { Storage } from '../kernels/backend.js';
+import { checkGemmEntries } from '../kernels/gemm-check.js';
 import { xorshiftF32 } from '../kernels/random.js';
 import { blasInfo, cpuIsa, fmaPeakGflops, getNumThreads, nativeBackend, setNumThreads } from '../kernels/native-backend.js';
 
@@ -122,7 +123,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       // measured at a third of its warm speed.
       const warmStart = performance.now();
       for (let i = 0; i < warmup || performance.now() - warmStart < 200; i++) call();
-      checkEntries(backend.readSync(out), hostA, hostB, M, N, K);
+      checkGemmEntries(backend.readSync(out), hostA, hostB, M, N, K, false, false, `bench gemm: wrong result at ${M}x${N}x${K}`);
       const first = timed();
       // About 1 s per shape unless --reps says otherwise.
       const reps = fixedReps ?? Math.min(100, Math.max(5, Math.round(1000 / Math.max(first, 1e-3))));
@@ -200,28 +201,5 @@ function torchMatmul(threads: number, shapes: string[]): TorchGemm | { error: st
     return JSON.parse(last) as TorchGemm;
   } catch {
     return { error: `bench/python/cpu_gemm.py printed no JSON (exit ${run.status}): ${last.slice(0, 200)}` };
-  }
-}
-
-/** out[i, j] at a few fixed positions against a float64 dot product of row i of A and column j of B. */
-function checkEntries(out: ArrayLike<number>, A: Float32Array, B: Float32Array, M: number, N: number, K: number): void {
-  const points: [number, number][] = [
-    [0, 0],
-    [M - 1, N - 1],
-    [M >> 1, N >> 3],
-    [M >> 3, N >> 1],
-  ];
-  for (const [i, j] of points) {
-    let want = 0;
-    let scale = 0;
-    for (let k = 0; k < K; k++) {
-      want += A[i * K + k] * B[k * N + j];
-      scale += Math.abs(A[i * K + k] * B[k * N + j]);
-    }
-    const got = out[i * N + j];
-    // fp32 accumulation over K terms: error grows about like sqrt(K)·eps·Σ|a·b|; 1e-5·Σ|a·b| is generous.
-    if (!(Math.abs(got - want) <= 1e-5 * scale + 1e-6)) {
-      throw new Error(`bench gemm: wrong result at ${M}x${N}x${K} out[${i}, ${j}] = ${got}, expected ${want}`);
-    }
   }
 }

@@ -31,6 +31,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 import type { BlasCore } from '../kernels/native-backend.js';
+import { checkGemmEntries } from '../kernels/gemm-check.js';
 import { xorshiftF32 } from '../kernels/random.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -95,19 +96,7 @@ async function child(): Promise<void> {
     };
     call();
     call();
-    // out[i, j] = Σk A(i, k)·B(k, j), with A(i, k) at k·M + i when transposed, B(k, j) at j·K + k.
-    const got = backend.readSync(out);
-    for (const [i, j] of [[0, 0], [M - 1, N - 1], [M >> 1, N >> 3], [M >> 3, N >> 1]] as const) {
-      let want = 0, scale = 0;
-      for (let k = 0; k < K; k++) {
-        const p = hostA[tA ? k * M + i : i * K + k]! * hostB[tB ? j * K + k : k * N + j]!;
-        want += p;
-        scale += Math.abs(p);
-      }
-      if (!(Math.abs(got[i * N + j]! - want) <= 1e-5 * scale + 1e-6)) {
-        throw new Error(`${name}: out[${i}, ${j}] = ${got[i * N + j]}, expected ${want}`);
-      }
-    }
+    checkGemmEntries(backend.readSync(out), hostA, hostB, M, N, K, tA, tB, name);
     return { flops: 2 * M * N * K, call };
   });
   const ready: Ready = { core: blasCore(), info: blasInfo(), cpuIsa: cpuIsa(), threads: getNumThreads() };
