@@ -14,6 +14,12 @@ import { computeAdvantages, computeLogprobs, computeValues, scoreRollouts } from
 import { trainCritic, trainOnRollouts } from './online/train.js';
 import { evaluatePolicy } from './online/evaluate.js';
 import type { CriticTrainResult, IterationRequest, StageResult, TrainResult } from './online/types.js';
+import { beginPipeline, finishPipeline, planPipelineStage, recordPipeline } from './pipeline/plan.js';
+import type { StageSettings } from './pipeline/plan.js';
+import { mergeDataShards, runDataShard } from './pipeline/data-stage.js';
+import { ResidentPolicies } from './pipeline/policies.js';
+import type { DataShardResult, DataStageResult, PipelineInput, PipelineRecord, StagePlan } from './pipeline/types.js';
+import type { DataTaskName, StageOutputs } from '../algorithms/pipelines/index.js';
 import type {
   CheckpointRef, ChunkRequest, ChunkResult, DatasetRef, PrecomputedRef, RecipeConfig, RecipeName, ScoreRequest, ScoreResult,
 } from './types.js';
@@ -24,6 +30,8 @@ export interface ActivityDeps {
   workerQueue: string;
   runs?: ResidentRuns;
   judges?: ResidentJudges;
+  /** Causal LMs the pipeline data stages sample and score with, by folder. */
+  policies?: ResidentPolicies;
   /** Runs this worker trains at once (its slots). Default 1. */
   slots?: number;
   /** A slot whose run has not trained for this long is taken back (a terminated run never releases it). Default 2 minutes. */
@@ -38,6 +46,7 @@ export class NoFreeSlotError extends Error {
 export function createActivities(deps: ActivityDeps) {
   const runs = deps.runs ?? new ResidentRuns();
   const judges = deps.judges ?? new ResidentJudges();
+  const policies = deps.policies ?? new ResidentPolicies();
   return classified({
     async prepareDataset(args: { runId: string; recipe: RecipeName; config: RecipeConfig }): Promise<DatasetRef> {
       return prepareDataset(deps.store, args);
@@ -103,6 +112,26 @@ export function createActivities(deps: ActivityDeps) {
     },
     async exportModel(args: { runId: string; checkpoint: CheckpointRef }): Promise<string> {
       return deps.store.exportCheckpoint(args.runId, args.checkpoint);
+    },
+    // Pipelines (workflows/pipeline.ts): the parent's bookkeeping on the control queue, and the
+    // data stages' shards (workflows/data-stage.ts) on any compute worker.
+    async beginPipeline(input: PipelineInput & { pipelineId: string; attempt: number }): Promise<PipelineRecord> {
+      return beginPipeline(deps.store, input);
+    },
+    async planPipelineStage(args: { record: PipelineRecord; stage: string; outputs: StageOutputs; settings?: StageSettings }): Promise<StagePlan> {
+      return planPipelineStage(deps.store, args);
+    },
+    async recordPipeline(args: { record: PipelineRecord }): Promise<void> {
+      return recordPipeline(deps.store, args.record);
+    },
+    async finishPipeline(args: { record: PipelineRecord }): Promise<PipelineRecord> {
+      return finishPipeline(deps.store, args.record);
+    },
+    async runDataShard(args: { runId: string; task: DataTaskName; args: Record<string, unknown>; shard: number; shards: number }): Promise<DataShardResult> {
+      return runDataShard(deps.store, policies, judges, args);
+    },
+    async mergeDataShards(args: { runId: string; task: DataTaskName; args: Record<string, unknown>; parts: DataShardResult[] }): Promise<DataStageResult> {
+      return mergeDataShards(deps.store, args);
     },
   });
 }

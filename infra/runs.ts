@@ -28,6 +28,7 @@ import { openStore, StoreError, type ArtifactStore, type S3Config } from '../sto
 import { readIteration } from '../activities/online/ledger-view.js';
 import type { IterationView } from '../activities/online/ledger-view.js';
 import { ExportError, exportToFolder } from '../store/export.js';
+import { workflowTypeOf } from '../activities/pipeline/plan.js';
 
 export { ExportError };
 import { connectTemporal, TemporalUnavailableError } from './temporal.js';
@@ -45,6 +46,12 @@ export class RunNotFoundError extends AlignerError {
     super(`no run "${runId}" in Temporal namespace "${namespace}" at ${address}${storeUri ? ` and no checkpoints of it in ${storeUri}` : ''} (see align list, or GET /runs)`);
   }
 }
+
+/** A pipeline, schedule or other named object that does not exist. */
+export class NotFoundError extends AlignerError {}
+
+/** A name that is taken (a schedule id), or an operation its object's state forbids. */
+export class ConflictError extends AlignerError {}
 
 export class RunExistsError extends AlignerError {
   constructor(readonly runId: string) {
@@ -108,8 +115,8 @@ export type ErrorKind = 'usage' | 'not-found' | 'conflict' | 'unavailable' | 'in
 
 export function errorKind(e: unknown): ErrorKind {
   if (e instanceof ConfigError || e instanceof UsageError) return 'usage';
-  if (e instanceof RunNotFoundError || e instanceof NoCheckpointError) return 'not-found';
-  if (e instanceof RunStateError || e instanceof RunExistsError || e instanceof CheckpointCorruptError || e instanceof ExportError) return 'conflict';
+  if (e instanceof RunNotFoundError || e instanceof NoCheckpointError || e instanceof NotFoundError) return 'not-found';
+  if (e instanceof ConflictError || e instanceof RunStateError || e instanceof RunExistsError || e instanceof CheckpointCorruptError || e instanceof ExportError) return 'conflict';
   if (e instanceof TemporalUnavailableError) return 'unavailable';
   if (e instanceof StoreError) {
     return e.code === 'Unavailable' ? 'unavailable' : e.code === 'NotFound' ? 'not-found' : e.code === 'Invalid' || e.code === 'Denied' ? 'usage' : 'internal';
@@ -120,7 +127,7 @@ export function errorKind(e: unknown): ErrorKind {
 // ---- Runs
 
 /** The workflow type a recipe runs as: every offline recipe is the one training loop. */
-const workflowType = (recipe: RecipeName) => (getRecipe(recipe).kind === 'offline' ? 'trainingWorkflow' : `${recipe}Workflow`);
+const workflowType = workflowTypeOf;
 /** Workflow types of runs started before every offline recipe ran as trainingWorkflow. */
 const LEGACY_TYPES: Readonly<Record<string, RecipeName>> = { sftWorkflow: 'sft', dpoWorkflow: 'dpo' };
 const RUN_TYPES = [...new Set([...RECIPE_NAMES.map(workflowType), ...Object.keys(LEGACY_TYPES)])];
@@ -414,7 +421,7 @@ export class RunService {
   }
 
   /** Runs `fn` with the client, turning a lost server or a missing namespace into typed errors. */
-  private async withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
+  async withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
     const c = await this.client();
     try {
       return await fn(c);

@@ -8,3 +8,6 @@ export { ppoWorkflow } from './ppo.js';
 export { reinforceWorkflow } from './reinforce.js';
 export { grpoWorkflow } from './grpo.js';
 export { rsWorkflow } from './rs.js';
+// Pipelines: a parent per pipeline run, its stages child workflows (recipe runs and data stages).
+export { pipelineWorkflow, pipelineQuery } from './pipeline.js';
+export { dataStageWorkflow } from './data-stage.js';

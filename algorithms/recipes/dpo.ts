@@ -11,6 +11,7 @@ import type { Tensor } from '../../kernels/index.js';
 import type { CausalLM } from '../../models/causal-lm.js';
 import { logprobs } from '../../models/logprobs.js';
 import { baseSchema } from '../config/common.js';
+import { ConfigError } from '../errors.js';
 import { tokenizePreference } from '../data/preference.js';
 import type { PreferenceExample } from '../data/preference.js';
 import { PREFERENCE_LOSSES, preferenceLoss, preferenceMetrics } from '../losses/dpo.js';
@@ -28,6 +29,7 @@ export const dpoSection = z.object({
   sftWeight: z.number().nonnegative().default(0).describe('Weight of an SFT (NLL) term on the chosen responses (NeMo-Aligner sft_loss_weight).'),
   averageLogProbs: z.boolean().default(false).describe('Average token log-probs over the response instead of summing (preference_average_log_probs).'),
   gtRewardScale: z.number().default(1).describe('Scale of the ground-truth reward difference Δr for the RPO losses (chosen_reward − rejected_reward).'),
+  referenceModel: z.string().min(1).optional().describe('The reference policy\'s folder (local path or s3:// URI); default `model`. Iterative DPO keeps it at the first round\'s policy π₀ while `model` moves on.'),
 }).strict();
 
 export const dpoConfigSchema = baseSchema.extend({
@@ -139,6 +141,10 @@ export const dpo: OfflineRecipe<DpoConfig, PreferenceExample, RefLogps> = {
   summary: 'direct preference optimisation and its family: DPO, IPO, RPO (sq, bwd_kl, fwd_kl), optionally mixed with SFT',
   paper: 'Rafailov et al. 2023, Direct Preference Optimization, eq. 7 — https://arxiv.org/abs/2305.18290',
   schema: dpoConfigSchema,
+  check(c) {
+    // With LoRA the reference is the adapters-off model itself; another folder cannot be it.
+    if (c.lora && c.dpo.referenceModel) throw new ConfigError('dpo.referenceModel cannot be used with lora: the reference of a LoRA run is its model with the adapters off');
+  },
   example: {
     model: 'models/fixtures/tiny-llama',
     data: { train: 'data/demo/dpo.jsonl', validationFraction: 0.25 },
@@ -147,7 +153,7 @@ export const dpo: OfflineRecipe<DpoConfig, PreferenceExample, RefLogps> = {
   },
   roles: {
     policy: { description: 'the model being aligned', configField: 'model', trains: true },
-    reference: { description: 'the initial policy; its log-probs are precomputed once (with lora: the adapters-off model, each step)', configField: 'model', trains: false },
+    reference: { description: 'the initial policy (dpo.referenceModel when set); its log-probs are precomputed once (with lora: the adapters-off model, each step)', configField: 'dpo.referenceModel', trains: false },
   },
   metrics: {
     accuracy: { description: 'fraction of pairs with ρ(chosen) > ρ(rejected)' },
@@ -171,7 +177,7 @@ export const dpo: OfflineRecipe<DpoConfig, PreferenceExample, RefLogps> = {
     description: 'log-probs of every chosen and rejected response under the initial policy',
     role: 'reference',
     needed: (c) => !c.lora,
-    modelUri: (c) => c.model,
+    modelUri: (c) => c.dpo.referenceModel ?? c.model,
     fields: { chosen: 'f64', rejected: 'f64' },
     compute: (model, examples, c) => preferenceLogps(asCausalLM(model), examples, c.dpo.averageLogProbs, c.trainer.microBatchSize),
   },

@@ -13,6 +13,7 @@ import type { RunView, StartOptions } from '../runs.js';
 import { readConfigFile } from './config-file.js';
 import { formatList, formatRollouts, formatStatus, formatSummary } from './format.js';
 import { LiveProgress } from './watch.js';
+import { addPipelineCommands } from './pipeline-commands.js';
 
 export interface GlobalOptions {
   address?: string;
@@ -247,6 +248,10 @@ ${examples('align run sft --config sft.yaml --set trainer.lr=3e-4', 'align list'
       for (const s of globals(cmd).json ? [] : r.skipped) console.error(`align: skipped checkpoint at step ${s.step}: ${s.reason}`);
       print(cmd, `wrote run ${run} at step ${r.step} to ${r.outDir}: ${r.files.join(', ')}`, r);
     });
+
+  addPipelineCommands(program, {
+    service, print, json: (cmd) => !!globals(cmd).json, setExitCode: (code) => void (ctx.exitCode = code), positiveInt,
+  });
 
   /**
    * Follows a run to its end with the live display; Ctrl-C stops following (a second one exits).

@@ -93,6 +93,12 @@ export function fakeActivities(queue: string, script: Script = {}) {
     trainOnRollouts: notFaked('trainOnRollouts'),
     trainCritic: notFaked('trainCritic'),
     evaluatePolicy: notFaked('evaluatePolicy'),
+    beginPipeline: notFaked('beginPipeline'),
+    planPipelineStage: notFaked('planPipelineStage'),
+    recordPipeline: notFaked('recordPipeline'),
+    finishPipeline: notFaked('finishPipeline'),
+    runDataShard: notFaked('runDataShard'),
+    mergeDataShards: notFaked('mergeDataShards'),
   };
   return { acts, calls };
 }

@@ -1,0 +1,240 @@
+/**
+ * The pipeline service, for the `align pipeline` commands and the API: start a pipeline (its
+ * config validated, every stage planned once on paper, before anything starts), show its stage
+ * tree, list pipelines, and resume a failed one. A pipeline is a `pipelineWorkflow` execution
+ * whose workflow id is the pipeline id; its record (stages, child runs, outputs, lineage) is in
+ * the store at pipelines/<id>/record.json.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import type { WorkflowExecutionDescription } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { applyOverrides } from '../algorithms/config/common.js';
+import { ConfigError } from '../algorithms/errors.js';
+import { getPipeline, parsePipelineConfig, PIPELINE_NAMES } from '../algorithms/pipelines/index.js';
+import type { PipelineConfig } from '../algorithms/pipelines/index.js';
+import { parseRecipeConfig } from '../algorithms/recipes/index.js';
+import { fakeOutputs, pipelineRecordKey } from '../activities/pipeline/plan.js';
+import type { PipelineInput, PipelineRecord } from '../activities/pipeline/types.js';
+import { CONTROL_QUEUE } from '../workflows/training.js';
+import { pipelineQuery } from '../workflows/pipeline.js';
+import type { PipelineProgress } from '../workflows/pipeline.js';
+import { StoreError } from '../store/index.js';
+import type { ArtifactStore } from '../store/index.js';
+import { checkRunId, ConflictError, describeFailure, NotFoundError, RunStateError } from './runs.js';
+import type { FailureView, RunService, RunView } from './runs.js';
+
+/** Config keys whose string values are files or folders: made absolute against the config's folder and checked to exist. */
+const PATH_KEYS = new Set(['model', 'train', 'validation', 'function', 'teacher', 'referenceModel', 'prompts', 'data', 'constitution', 'fewShot', 'helpful', 'attributeModel', 'sftModel', 'judgeModel']);
+
+const isUri = (p: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(p);
+
+/** Every path-like value of the raw config, made absolute (keeping a `#export` suffix) and checked. */
+export function resolvePaths(raw: unknown, baseDir: string, where = ''): unknown {
+  if (Array.isArray(raw)) return raw.map((v, i) => resolvePaths(v, baseDir, `${where}[${i}]`));
+  if (typeof raw !== 'object' || raw === null) return raw;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    const field = where ? `${where}.${k}` : k;
+    if (typeof v === 'string' && PATH_KEYS.has(k) && (!isUri(v) || v.startsWith('file://'))) {
+      const hash = k === 'function' ? v.lastIndexOf('#') : -1;
+      const [p, suffix] = hash > 0 ? [v.slice(0, hash), v.slice(hash)] : [v, ''];
+      const abs = p.startsWith('file://') ? fileURLToPath(p) : path.resolve(baseDir, p);
+      if (!existsSync(abs)) throw new ConfigError(`${field}: no such file or folder: ${abs}`);
+      out[k] = (p.startsWith('file://') ? p : abs) + suffix;
+    } else {
+      out[k] = resolvePaths(v, baseDir, field);
+    }
+  }
+  return out;
+}
+
+/**
+ * The validated config of a pipeline: overrides applied, paths resolved, the pipeline's schema,
+ * and every stage planned with placeholder outputs and its recipe config checked by the recipe's
+ * schema, so that a bad value in the last stage's section fails now and not hours later.
+ */
+export function preparePipelineConfig(name: string, raw: unknown, sets: readonly string[] = [], baseDir = process.cwd()): PipelineConfig {
+  const def = getPipeline(name);
+  if (raw !== undefined && raw !== null && (typeof raw !== 'object' || Array.isArray(raw))) throw new ConfigError(`the ${name} pipeline config must be a mapping of keys to values`);
+  const withSets = applyOverrides((raw ?? {}) as Record<string, unknown>, sets);
+  const config = parsePipelineConfig(def.name, resolvePaths(withSets, baseDir));
+  const stages = def.stages(config);
+  const start = { model: config.model as string, round: 1 };
+  for (const stage of stages) {
+    const spec = def.stage(stage, config, fakeOutputs(stages, start.model), start);
+    if (spec.kind !== 'run') continue;
+    try {
+      parseRecipeConfig(spec.recipe, spec.config);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      throw new ConfigError(`pipeline stage "${stage}" (${spec.recipe}): ${e.message}`);
+    }
+  }
+  def.checkInputs?.(config);
+  return config;
+}
+
+export interface PipelineView {
+  pipelineId: string;
+  pipeline: string | null;
+  /** Temporal's execution status of the pipeline's current execution. */
+  state: string;
+  startTime: string;
+  closeTime: string | null;
+  record: PipelineRecord | null;
+  /** The running stage's run: its state and progress (null between stages). */
+  current: { stage: string; run: RunView | null } | null;
+  failure: FailureView | null;
+}
+
+export interface PipelineSummary {
+  pipelineId: string;
+  pipeline: string | null;
+  state: string;
+  startTime: string;
+  closeTime: string | null;
+  schedule: string | null;
+}
+
+/** `rlhf-20261202-101500-ab12`: pipeline, UTC time, 16 random bits (as run ids). */
+export function newPipelineId(name: string, now = new Date()): string {
+  const t = now.toISOString().replace(/[-:]/g, '').slice(0, 15).replace('T', '-');
+  return `${name}-${t}-${Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0')}`;
+}
+
+/** A JSON document of the store, or null when it is absent. */
+export async function readStoreJson<T>(store: ArtifactStore, key: string): Promise<T | null> {
+  try {
+    return JSON.parse((await store.get(key)).toString('utf8')) as T;
+  } catch (e) {
+    if (e instanceof StoreError && e.code === 'NotFound') return null;
+    throw e;
+  }
+}
+
+export class PipelineService {
+  constructor(readonly runs: RunService) {}
+
+  private record(pipelineId: string): Promise<PipelineRecord | null> {
+    return readStoreJson<PipelineRecord>(this.runs.store, pipelineRecordKey(pipelineId));
+  }
+
+  private get queues() {
+    return this.runs.opts.queues;
+  }
+
+  /** Validates, then starts the pipeline's parent workflow. */
+  async start(name: string, raw: unknown, sets: readonly string[] = [], opts: { pipelineId?: string; baseDir?: string } = {}): Promise<{ pipelineId: string; pipeline: string; stages: string[] }> {
+    const def = getPipeline(name);
+    const config = preparePipelineConfig(def.name, raw, sets, opts.baseDir);
+    await this.runs.store.probe();
+    const pipelineId = opts.pipelineId !== undefined ? checkRunId(opts.pipelineId) : newPipelineId(def.name);
+    if (await this.runs.store.stat(pipelineRecordKey(pipelineId))) throw new ConflictError(`a pipeline with id "${pipelineId}" already exists in ${this.runs.store.uri}; pick another id`);
+    const input: PipelineInput = { pipelineId, pipeline: def.name, config, ...(this.queues ? { queues: this.queues } : {}) };
+    await this.runs.withClient(async (c) => {
+      try {
+        await c.workflow.start('pipelineWorkflow', {
+          taskQueue: this.queues?.control ?? CONTROL_QUEUE, workflowId: pipelineId, args: [input],
+          workflowIdReusePolicy: 'REJECT_DUPLICATE', memo: { pipeline: def.name },
+        });
+      } catch (e) {
+        if (e instanceof WorkflowExecutionAlreadyStartedError) throw new ConflictError(`a pipeline with id "${pipelineId}" already exists; pick another id`);
+        throw e;
+      }
+    });
+    return { pipelineId, pipeline: def.name, stages: def.stages(config) };
+  }
+
+  /** The pipeline's workflow id: its own id, or (a scheduled round, whose id carries a time) the one its record names. */
+  private async workflowIdOf(pipelineId: string): Promise<string> {
+    checkRunId(pipelineId);
+    return (await this.record(pipelineId).catch(() => null))?.workflowId ?? pipelineId;
+  }
+
+  private async describe(pipelineId: string): Promise<WorkflowExecutionDescription> {
+    const workflowId = await this.workflowIdOf(pipelineId);
+    return this.runs.withClient(async (c) => {
+      try {
+        const d = await c.workflow.getHandle(workflowId).describe();
+        if (d.type !== 'pipelineWorkflow') throw new NotFoundError(`"${pipelineId}" is a ${d.type} run, not a pipeline; see align status ${pipelineId}`);
+        return d;
+      } catch (e) {
+        if (e instanceof WorkflowNotFoundError) throw new NotFoundError(`no pipeline "${pipelineId}" in Temporal namespace "${this.runs.namespace}" at ${this.runs.address} (see align pipeline list)`);
+        throw e;
+      }
+    });
+  }
+
+  /** The stage tree: the live record from the workflow (or the store's once it has closed), and the running stage's run. */
+  async status(pipelineId: string): Promise<PipelineView> {
+    const d = await this.describe(pipelineId);
+    const view: PipelineView = {
+      pipelineId, pipeline: (d.memo?.pipeline as string | undefined) ?? null, state: d.status.name, startTime: d.startTime.toISOString(),
+      closeTime: d.closeTime?.toISOString() ?? null, record: null, current: null, failure: null,
+    };
+    let live: PipelineProgress | null = null;
+    if (d.status.name === 'RUNNING') {
+      live = await this.runs.withClient((c) => c.connection.withDeadline(Date.now() + 3000, () => c.workflow.getHandle(d.workflowId).query(pipelineQuery))).catch(() => null);
+    }
+    view.record = live ?? (await this.record(pipelineId).catch(() => null));
+    view.pipeline ??= view.record?.pipeline ?? null;
+    const running = view.record?.stages.find((s) => s.state === 'running');
+    if (d.status.name === 'RUNNING' && running?.runId) {
+      view.current = { stage: running.name, run: await this.runs.getStatus(running.runId).catch(() => null) };
+    }
+    if (d.status.name !== 'RUNNING' && d.status.name !== 'COMPLETED') {
+      view.failure = await this.runs.withClient((c) => c.workflow.getHandle(d.workflowId).result()).then(
+        () => null, (e: unknown) => (e instanceof WorkflowFailedError ? describeFailure(e) : { message: String(e), type: null, activity: null, chain: [] }),
+      );
+    }
+    return view;
+  }
+
+  async list(opts: { limit?: number } = {}): Promise<PipelineSummary[]> {
+    const limit = opts.limit ?? 20;
+    return this.runs.withClient(async (c) => {
+      const out: PipelineSummary[] = [];
+      for await (const w of c.workflow.list({ query: `WorkflowType = 'pipelineWorkflow'`, pageSize: Math.min(limit, 1000) })) {
+        out.push({
+          pipelineId: w.workflowId, pipeline: (w.memo?.pipeline as string | undefined) ?? null, state: w.status.name,
+          startTime: w.startTime.toISOString(), closeTime: w.closeTime?.toISOString() ?? null,
+          schedule: (w.searchAttributes?.TemporalScheduledById as string[] | undefined)?.[0] ?? null,
+        });
+        if (out.length >= limit) break;
+      }
+      return out;
+    });
+  }
+
+  /**
+   * Starts a failed (or terminated) pipeline again under the same id: its completed stages are
+   * skipped, and the stage that failed continues from its run's newest valid checkpoint.
+   */
+  async resume(pipelineId: string): Promise<{ pipelineId: string; attempt: number; skipped: string[]; resumes: string | null }> {
+    const d = await this.describe(pipelineId);
+    if (d.status.name === 'RUNNING') throw new RunStateError(pipelineId, d.status.name, `pipeline ${pipelineId} is still running; see align pipeline status ${pipelineId}`);
+    if (d.status.name === 'COMPLETED') throw new RunStateError(pipelineId, d.status.name, `pipeline ${pipelineId} completed; there is nothing to resume`);
+    const record = await this.record(pipelineId);
+    if (!record) throw new NotFoundError(`pipeline ${pipelineId} has no record in ${this.runs.store.uri}; is that the store its workers use (--store)?`);
+    const input = await this.runs.withClient(async (c) => {
+      const history = await c.workflow.getHandle(d.workflowId).fetchHistory();
+      const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+      if (!payload) throw new RunStateError(pipelineId, 'UNKNOWN', `pipeline ${pipelineId}: its start event has no input`);
+      return defaultPayloadConverter.fromPayload<PipelineInput>(payload);
+    });
+    const attempt = record.attempt + 1;
+    const next: PipelineInput = { ...input, pipelineId: record.pipelineId, attempt };
+    await this.runs.withClient((c) => c.workflow.start('pipelineWorkflow', {
+      taskQueue: input.queues?.control ?? CONTROL_QUEUE, workflowId: d.workflowId, args: [next],
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY', memo: { pipeline: record.pipeline, attempt },
+    }));
+    const skipped = record.stages.filter((s) => s.state === 'completed').map((s) => s.name);
+    const resumes = record.stages.find((s) => s.state !== 'completed')?.name ?? null;
+    return { pipelineId, attempt, skipped, resumes };
+  }
+}
+
+export { PIPELINE_NAMES };

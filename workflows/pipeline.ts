@@ -1,0 +1,108 @@
+/**
+ * A pipeline as a parent workflow (algorithms/pipelines/: SFT → RM → PPO, SteerLM, SteerLM 2.0,
+ * CAI, iterative DPO, SPIN, rejection-sampling rounds): each stage is a child workflow, a run of a
+ * recipe or a sharded data stage, so each stage is durable and resumable on its own. The parent
+ * plans a stage from the outputs of the stages before it (a control activity, so the plan is in
+ * the history), starts its child, records the child's output and lineage in the store
+ * (pipelines/<id>/record.json), and moves on. A stage that fails fails the pipeline with the
+ * stage named; `align pipeline resume` starts the pipeline again with the same id, which skips the
+ * completed stages and resumes the failed one from its newest checkpoint.
+ *
+ * Deterministic code only: no I/O, no clocks, no tensors.
+ */
+import { ApplicationFailure, ChildWorkflowFailure, defineQuery, executeChild, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { DataStageResult, PipelineInput, PipelineRecord, StagePlan } from '../activities/pipeline/types.js';
+import type { StageOutput } from '../algorithms/pipelines/types.js';
+import type { RunResult } from '../activities/types.js';
+import { CONTROL_QUEUE, controlOn } from './training.js';
+
+export interface PipelineProgress extends PipelineRecord {
+  /** The stage running now; null between stages and at the end. */
+  current: string | null;
+}
+
+export const pipelineQuery = defineQuery<PipelineProgress>('pipeline');
+
+/** Workflow ids made store-safe (a scheduled round's id carries its time, with ':'). */
+export const pipelineIdOf = (workflowId: string): string => workflowId.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 100);
+
+/** The stage's effect from a run's result: its headline before → after, and the held-out policy's metrics. */
+function runOutput(r: RunResult): StageOutput {
+  const first = r.validations[0], last = r.validations.at(-1);
+  const metrics: Record<string, number> = {};
+  let summary = `${r.step} steps`;
+  if (first && last) {
+    const m = first.headline.metric;
+    metrics[`${m}Before`] = first.headline.value;
+    metrics[`${m}After`] = last.headline.value;
+    summary = `${m} ${first.headline.value.toFixed(3)} → ${last.headline.value.toFixed(3)}`;
+  }
+  const e0 = r.evaluations?.[0], e1 = r.evaluations?.at(-1);
+  if (e0 && e1 && e0 !== e1) {
+    for (const k of ['reward', 'kl'] as const) {
+      if (e0.metrics[k] === undefined || e1.metrics[k] === undefined) continue;
+      metrics[`heldOut${k[0].toUpperCase()}${k.slice(1)}Before`] = e0.metrics[k];
+      metrics[`heldOut${k[0].toUpperCase()}${k.slice(1)}After`] = e1.metrics[k];
+    }
+    if (e0.metrics.reward !== undefined && e1.metrics.reward !== undefined) summary += `; held-out reward ${e0.metrics.reward.toFixed(3)} → ${e1.metrics.reward.toFixed(3)}`;
+  }
+  return { model: r.exportUri ?? undefined, metrics, summary };
+}
+
+const dataOutput = (r: DataStageResult): StageOutput => ({ data: r.uri, records: r.records, metrics: r.metrics, summary: r.summary });
+
+export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRecord> {
+  const pipelineId = input.pipelineId ?? pipelineIdOf(workflowInfo().workflowId);
+  const control = controlOn(input.queues?.control ?? CONTROL_QUEUE);
+  const attempt = input.attempt ?? 0;
+  let current: string | null = null;
+  const record: PipelineRecord = await control.beginPipeline({ ...input, pipelineId, attempt, workflowId: workflowInfo().workflowId });
+  setHandler(pipelineQuery, (): PipelineProgress => ({ ...record, current }));
+
+  for (const stage of record.stages) {
+    if (stage.state === 'completed') continue;
+    current = stage.name;
+    const outputs = Object.fromEntries(record.stages.filter((s) => s.output).map((s) => [s.name, s.output!]));
+    let plan: StagePlan;
+    try {
+      plan = await control.planPipelineStage({
+        record, stage: stage.name, outputs,
+        settings: { queues: input.queues ?? null, heartbeatSeconds: input.heartbeatSeconds, storeRetrySeconds: input.storeRetrySeconds },
+      });
+    } catch (err) {
+      stage.state = 'failed';
+      stage.error = (err as Error).message;
+      record.state = 'failed';
+      await control.recordPipeline({ record });
+      throw err;
+    }
+    Object.assign(stage, { state: 'running', runId: plan.runId, inputs: plan.inputs, resumedFrom: plan.resumedFrom, error: null });
+    await control.recordPipeline({ record });
+    try {
+      const common = { workflowId: plan.runId, taskQueue: input.queues?.control ?? CONTROL_QUEUE };
+      if (plan.kind === 'run') {
+        const r = await executeChild(plan.workflowType, { ...common, args: [plan.input], memo: { recipe: plan.recipe, parentRunId: plan.input.parentRunId ?? null, pipelineId } });
+        stage.output = runOutput(r as RunResult);
+      } else {
+        const r = await executeChild(plan.workflowType, { ...common, args: [plan.input], memo: { task: plan.task, pipelineId } });
+        stage.output = dataOutput(r as DataStageResult);
+      }
+      stage.state = 'completed';
+      stage.attempt = attempt;
+    } catch (err) {
+      stage.state = 'failed';
+      stage.error = err instanceof ChildWorkflowFailure && err.cause ? err.cause.message : (err as Error).message;
+      record.state = 'failed';
+      current = null;
+      await control.recordPipeline({ record });
+      throw ApplicationFailure.create({
+        type: 'PipelineStageFailed', nonRetryable: true, cause: err as Error,
+        message: `pipeline ${pipelineId}: stage ${stage.name} (${stage.what}, run ${plan.runId}) failed: ${stage.error}; after fixing the cause, continue with: align pipeline resume ${pipelineId}`,
+      });
+    }
+    current = null;
+    await control.recordPipeline({ record });
+  }
+  record.state = 'completed';
+  return control.finishPipeline({ record });
+}
