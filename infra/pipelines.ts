@@ -127,13 +127,19 @@ export class PipelineService {
   }
 
   /** Validates, then starts the pipeline's parent workflow. */
-  async start(name: string, raw: unknown, sets: readonly string[] = [], opts: { pipelineId?: string; baseDir?: string } = {}): Promise<{ pipelineId: string; pipeline: string; stages: string[] }> {
+  async start(
+    name: string, raw: unknown, sets: readonly string[] = [],
+    opts: { pipelineId?: string; baseDir?: string; heartbeatSeconds?: number } = {},
+  ): Promise<{ pipelineId: string; pipeline: string; stages: string[] }> {
     const def = getPipeline(name);
     const config = preparePipelineConfig(def.name, raw, sets, opts.baseDir);
     await this.runs.store.probe();
     const pipelineId = opts.pipelineId !== undefined ? checkRunId(opts.pipelineId) : newPipelineId(def.name);
     if (await this.runs.store.stat(pipelineRecordKey(pipelineId))) throw new ConflictError(`a pipeline with id "${pipelineId}" already exists in ${this.runs.store.uri}; pick another id`);
-    const input: PipelineInput = { pipelineId, pipeline: def.name, config, ...(this.queues ? { queues: this.queues } : {}) };
+    const input: PipelineInput = {
+      pipelineId, pipeline: def.name, config, ...(this.queues ? { queues: this.queues } : {}),
+      ...(opts.heartbeatSeconds !== undefined ? { heartbeatSeconds: opts.heartbeatSeconds } : {}),
+    };
     await this.runs.withClient(async (c) => {
       try {
         await c.workflow.start('pipelineWorkflow', {

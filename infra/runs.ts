@@ -29,6 +29,7 @@ import { readIteration } from '../activities/online/ledger-view.js';
 import type { IterationView } from '../activities/online/ledger-view.js';
 import { ExportError, exportToFolder } from '../store/export.js';
 import { workflowTypeOf } from '../activities/pipeline/plan.js';
+import { ScheduleSpecError } from './schedule-spec.js';
 
 export { ExportError };
 import { connectTemporal, TemporalUnavailableError } from './temporal.js';
@@ -114,7 +115,7 @@ export function describeFailure(err: WorkflowFailedError): FailureView {
 export type ErrorKind = 'usage' | 'not-found' | 'conflict' | 'unavailable' | 'internal';
 
 export function errorKind(e: unknown): ErrorKind {
-  if (e instanceof ConfigError || e instanceof UsageError) return 'usage';
+  if (e instanceof ConfigError || e instanceof UsageError || e instanceof ScheduleSpecError) return 'usage';
   if (e instanceof RunNotFoundError || e instanceof NoCheckpointError || e instanceof NotFoundError) return 'not-found';
   if (e instanceof ConflictError || e instanceof RunStateError || e instanceof RunExistsError || e instanceof CheckpointCorruptError || e instanceof ExportError) return 'conflict';
   if (e instanceof TemporalUnavailableError) return 'unavailable';

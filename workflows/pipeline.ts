@@ -10,7 +10,7 @@
  *
  * Deterministic code only: no I/O, no clocks, no tensors.
  */
-import { ApplicationFailure, ChildWorkflowFailure, defineQuery, executeChild, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, executeChild, setHandler, TerminatedFailure, workflowInfo } from '@temporalio/workflow';
 import type { DataStageResult, PipelineInput, PipelineRecord, StagePlan } from '../activities/pipeline/types.js';
 import type { StageOutput } from '../algorithms/pipelines/types.js';
 import type { RunResult } from '../activities/types.js';
@@ -47,6 +47,19 @@ function runOutput(r: RunResult): StageOutput {
     if (e0.metrics.reward !== undefined && e1.metrics.reward !== undefined) summary += `; held-out reward ${e0.metrics.reward.toFixed(3)} → ${e1.metrics.reward.toFixed(3)}`;
   }
   return { model: r.exportUri ?? undefined, metrics, summary };
+}
+
+/**
+ * What the failing stage itself said: the innermost application error of the chain (our typed
+ * errors name the file, the field, the step), not the wrappers' "Activity task failed".
+ */
+function causeOf(err: unknown): string {
+  let message = (err as Error).message;
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof ApplicationFailure && e.message) message = e.message;
+    else if (e instanceof TerminatedFailure) message = `its run was terminated${e.message ? ` (${e.message})` : ''}`;
+  }
+  return message;
 }
 
 const dataOutput = (r: DataStageResult): StageOutput => ({ data: r.uri, records: r.records, metrics: r.metrics, summary: r.summary });
@@ -91,7 +104,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
       stage.attempt = attempt;
     } catch (err) {
       stage.state = 'failed';
-      stage.error = err instanceof ChildWorkflowFailure && err.cause ? err.cause.message : (err as Error).message;
+      stage.error = causeOf(err);
       record.state = 'failed';
       current = null;
       await control.recordPipeline({ record });

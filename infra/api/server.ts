@@ -10,6 +10,7 @@
  *   POST /runs/:id/export {step?, outDir}         200 {runId, step, checkpoint, outDir, files}
  *   GET  /recipes                                 200 {recipes: [{name, kind, summary}]}
  *   GET  /recipes/:name                           200 the recipe: roles, data formats, metrics, headline, config JSON schema, example YAML
+ *   /pipelines and /schedules                     see pipeline-routes.ts
  *
  * Errors are JSON `{error, message}`: 401 without a valid token, 400 for a bad body (naming each
  * failing field) or an invalid config (the ConfigError's message names the field), 404 for an
@@ -23,6 +24,7 @@ import { errorKind, UsageError, type ErrorKind, type RunService } from '../runs.
 import { z } from 'zod';
 import { exampleConfigYaml } from '../../algorithms/recipes/example-config.js';
 import { getRecipe, parseRecipeConfig, RECIPE_NAMES, RECIPES } from '../../algorithms/recipes/index.js';
+import { addPipelineRoutes } from './pipeline-routes.js';
 import { describeValidation, exportBody, listQuery, recipeParams, resumeFailedBody, rolloutsQuery, runParams, startBody, terminateBody, type StartBody } from './schemas.js';
 
 export interface ApiOptions {
@@ -122,6 +124,8 @@ export function buildApi(o: ApiOptions): FastifyInstance {
     if (!path.isAbsolute(outDir)) throw new UsageError(`body.outDir must be an absolute path on the API server, got ${JSON.stringify(outDir)}`);
     return svc.exportRun(req.params.id, { step, outDir });
   });
+
+  addPipelineRoutes(app, svc);
 
   return app;
 }
