@@ -15,7 +15,7 @@ import type { RunStorePort } from '../store/run-store-port.js';
 import { heartbeat } from './heartbeat.js';
 import type { ScoreRequest, ScoreResult } from './types.js';
 
-interface ResidentJudge {
+export interface ResidentJudge {
   model: SequenceScoreModel;
   tok: Tokenizer;
   labelNames: string[];
@@ -48,22 +48,27 @@ export class ResidentJudges {
 
 export async function scoreResponses(store: RunStorePort, judges: ResidentJudges, req: ScoreRequest): Promise<ScoreResult> {
   const judge = await judges.get(store, req.model);
-  const mb = req.microBatch ?? 8;
+  const rows = req.samples.map((s) => {
+    const t = tokenizePromptResponse(judge.tok, s.prompt, s.response, { style: req.style ?? 'trl' });
+    return [...t.prompt, ...t.response];
+  });
+  return { scores: await scoreIds(judge, rows, req.microBatch ?? 8), labelNames: judge.labelNames };
+}
+
+/** Scores of token sequences (each read at its last token), in micro-batches; heartbeats as it goes. */
+export async function scoreIds(judge: ResidentJudge, rows: readonly number[][], mb = 8): Promise<number[][]> {
   const scores: number[][] = [];
-  for (let i = 0; i < req.samples.length; i += mb) {
-    const rows = req.samples.slice(i, i + mb).map((s) => {
-      const t = tokenizePromptResponse(judge.tok, s.prompt, s.response, { style: req.style ?? 'trl' });
-      return [...t.prompt, ...t.response];
-    });
-    const T = Math.max(...rows.map((r) => r.length));
-    const ids = rows.flatMap((r) => [...r, ...new Array<number>(T - r.length).fill(0)]);
-    const mask = rows.map((r) => Array.from({ length: T }, (_, t) => (t < r.length ? 1 : 0)));
-    const out = tidy(() => noGrad(() => judge.model.forward(tensor(ids, [rows.length, T], { dtype: 'i32' }), mask))); // [b, N]
+  for (let i = 0; i < rows.length; i += mb) {
+    const batch = rows.slice(i, i + mb);
+    const T = Math.max(...batch.map((r) => r.length));
+    const ids = batch.flatMap((r) => [...r, ...new Array<number>(T - r.length).fill(0)]);
+    const mask = batch.map((r) => Array.from({ length: T }, (_, t) => (t < r.length ? 1 : 0)));
+    const out = tidy(() => noGrad(() => judge.model.forward(tensor(ids, [batch.length, T], { dtype: 'i32' }), mask))); // [b, N]
     const v = await out.data();
     out.dispose();
     const N = out.shape[1];
-    for (let b = 0; b < rows.length; b++) scores.push(Array.from(v.subarray(b * N, (b + 1) * N)));
-    heartbeat({ scored: scores.length, of: req.samples.length });
+    for (let b = 0; b < batch.length; b++) scores.push(Array.from(v.subarray(b * N, (b + 1) * N)));
+    heartbeat({ scored: scores.length, of: rows.length });
   }
-  return { scores, labelNames: judge.labelNames };
+  return scores;
 }

@@ -79,7 +79,9 @@ export async function saveTrainingState(s: TrainingState, dir: string, setup: Mo
     // tokenizer's own pad token (our sequences never contain it), not the eos fallback (every
     // reward-model sequence ends with eos, which transformers would then skip).
     const pad = Tokenizer.fromDir(setup.baseDir).padTokenId;
-    await saveSequenceClassifier(s.model, dir, pad === null ? {} : { padTokenId: pad });
+    // The attribute names (rm.attributes) name the score rows in id2label, so that scorers can check them.
+    const labelNames = setup.kind.kind === 'classifier' ? setup.kind.labelNames : undefined;
+    await saveSequenceClassifier(s.model, dir, { ...(pad === null ? {} : { padTokenId: pad }), ...(labelNames ? { labelNames } : {}) });
   }
   else await savePretrained(s.model, dir);
   const { m, v } = s.opt.state();

@@ -19,6 +19,7 @@ import type { CheckpointRef, Progress, Queues, RecipeConfig, RecipeName, RunInpu
 import { applyOverrides } from '../algorithms/config/common.js';
 import { checkMaxLength } from '../algorithms/config/common.js';
 import { getRecipe, isRecipeName, parseRecipeConfig, RECIPE_NAMES } from '../algorithms/recipes/index.js';
+import { isPipelineName } from '../algorithms/pipelines/index.js';
 import { contextWindowOf, readModelConfig } from '../activities/model-info.js';
 import { ConfigError } from '../algorithms/errors.js';
 import { AlignerError } from '../kernels/errors.js';
@@ -255,6 +256,7 @@ export function checkRunId(runId: string): string {
 }
 
 export function checkRecipe(recipe: string): RecipeName {
+  if (!isRecipeName(recipe) && isPipelineName(recipe)) throw new UsageError(`"${recipe}" is a pipeline, not a recipe: align pipeline run ${recipe} --config …`);
   getRecipe(recipe); // throws, listing the recipes
   return recipe as RecipeName;
 }

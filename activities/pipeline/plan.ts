@@ -13,6 +13,7 @@ import type { RecipeName } from '../../algorithms/recipes/index.js';
 import { latestValidCheckpoint, verifyCheckpoint } from '../../store/checkpoints.js';
 import type { RunStorePort } from '../../store/run-store-port.js';
 import type { RunInput } from '../types.js';
+import { DATA_TASKS } from './tasks.js';
 import type { PipelineInput, PipelineRecord, StagePlan, StageRecord } from './types.js';
 
 export const pipelineRecordKey = (pipelineId: string): string => `pipelines/${pipelineId}/record.json`;
@@ -92,7 +93,9 @@ export async function planPipelineStage(
     ...(settings.heartbeatSeconds !== undefined ? { heartbeatSeconds: settings.heartbeatSeconds } : {}),
   };
   if (spec.kind === 'data') {
-    return { kind: 'data', workflowType: 'dataStageWorkflow', runId, task: spec.task, inputs, resumedFrom: null, input: { runId, task: spec.task, args: spec.args, shards: spec.shards, ...fleet } };
+    const task = DATA_TASKS[spec.task];
+    const shards = spec.shards > 0 ? spec.shards : await task.shards!({ store }, spec.args);
+    return { kind: 'data', workflowType: 'dataStageWorkflow', runId, task: spec.task, inputs, resumedFrom: null, input: { runId, task: spec.task, args: spec.args, shards, ...fleet } };
   }
   const config = parseRecipeConfig(spec.recipe, spec.config);
   const input: RunInput = {

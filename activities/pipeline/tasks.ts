@@ -5,7 +5,8 @@
  *    the reward; the best and the worst form a pair (ties are skipped). `measureOnly` writes the
  *    scored samples instead, to measure a policy's reward.
  *  - spin-pairs (SPIN): the policy's own answer to each SFT prompt, rejected against the record's
- *    ground-truth response.
+ *    ground-truth response;
+ *  - annotate, steer-eval (SteerLM): steer-tasks.ts.
  */
 import type { JsonlRecord } from '../../algorithms/data/jsonl.js';
 import { atRecord } from '../../algorithms/data/jsonl.js';
@@ -19,6 +20,7 @@ import { rewardsOf } from '../online/reward.js';
 import type { ResidentJudges } from '../score.js';
 import type { ResidentPolicies } from './policies.js';
 import { promptIdsOf, readRecords, sampleResponses, shardIndices } from './sampling.js';
+import { annotate, steerEval } from './steer-tasks.js';
 
 export interface TaskContext {
   store: RunStorePort;
@@ -28,6 +30,8 @@ export interface TaskContext {
 }
 
 export interface DataTask {
+  /** How many shards, from the task's input, when the plan leaves it to the task (StageSpec shards 0). */
+  shards?(ctx: Pick<TaskContext, 'store'>, args: Record<string, unknown>): Promise<number>;
   run(ctx: TaskContext, args: Record<string, unknown>, shard: number, shards: number): Promise<{ records: Record<string, unknown>[]; sums: Record<string, number> }>;
   summarize(sums: Record<string, number>, records: number, args: Record<string, unknown>): { metrics: Record<string, number>; summary: string };
 }
@@ -135,4 +139,6 @@ const spinPairs: DataTask = {
   },
 };
 
-export const DATA_TASKS: Record<DataTaskName, DataTask> = { 'preference-pairs': preferencePairs, 'spin-pairs': spinPairs };
+export const DATA_TASKS: Record<DataTaskName, DataTask> = {
+  'preference-pairs': preferencePairs, 'spin-pairs': spinPairs, annotate, 'steer-eval': steerEval,
+};

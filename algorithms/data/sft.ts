@@ -17,7 +17,8 @@
  * Length: `maxLength` and `overlong` follow overlong.ts ('error' by default; 'truncate' keeps the
  * first maxLength tokens and drops an example left with no trained token).
  */
-import { normalizeConversation, normalizeMessages, tokenizeConversation } from '../../models/chat.js';
+import { normalizeConversation, normalizeMessages, renderChat, tokenizeConversation } from '../../models/chat.js';
+import { steeredContent, steeredPromptText } from './steerlm.js';
 import type { ChatMessage } from '../../models/chat.js';
 import type { Tokenizer } from '../../models/tokenizer.js';
 import type { JsonlRecord } from './jsonl.js';
@@ -47,15 +48,36 @@ export interface SftFormat {
   tokenize: (tok: Tokenizer, rec: JsonlRecord, source: string, opts: SftTokenizeOptions) => SftExample | null;
 }
 
-/** Render a conversation and train the assistant turns at or after `firstTrained` (a message index). */
+/**
+ * Render a conversation and train the assistant turns at or after `firstTrained` (a message index).
+ * An assistant turn with a SteerLM `label` (NeMo-Aligner's SteerLM format) opens with the label
+ * prefix (algorithms/data/steerlm.ts), which belongs to the prompt: it conditions the response and
+ * is not trained.
+ */
 function chatExample(
   tok: Tokenizer, rec: JsonlRecord, source: string, messages: ChatMessage[], opts: SftTokenizeOptions, firstTrained = 0,
 ): SftExample | null {
-  const t = tokenizeConversation(tok, messages, { template: opts.template });
+  const steered = messages.map((m) => (m.role === 'assistant' && typeof m.label === 'string' ? { ...m, content: steeredContent(m.label, m.content) } : m));
+  const t = tokenizeConversation(tok, steered, { template: opts.template });
   const lossMask = new Array<number>(t.ids.length).fill(0);
-  for (const b of t.boundaries) if (b.messageIndex >= firstTrained) lossMask.fill(1, b.start, b.end);
+  for (const b of t.boundaries) {
+    if (b.messageIndex < firstTrained) continue;
+    const label = messages[b.messageIndex].label;
+    const start = typeof label === 'string' ? labelEnd(tok, t.ids, steered, b.messageIndex, label, opts.template) : b.start;
+    lossMask.fill(1, Math.max(b.start, start), b.end);
+  }
   if (!lossMask.some(Boolean)) throw new Error('no assistant token is left to train on');
   return fitSequence({ ids: t.ids, lossMask }, opts, rec, source);
+}
+
+/** The first token after a steered turn's label prefix (by decoded length when BPE merged across it). */
+function labelEnd(tok: Tokenizer, ids: readonly number[], messages: readonly ChatMessage[], i: number, label: string, template?: string): number {
+  const prefix = steeredPromptText((m, g) => renderChat(tok, m as ChatMessage[], { template, addGenerationPrompt: g }), messages.slice(0, i), label);
+  const exact = tok.encode(prefix, { addSpecialTokens: false });
+  if (exact.every((id, k) => ids[k] === id)) return exact.length;
+  let k = 0;
+  while (k < ids.length && tok.decode(ids.slice(0, k)).length < prefix.length) k++;
+  return k;
 }
 
 const ioMessages = (rec: JsonlRecord, source: string): ChatMessage[] => [

@@ -49,3 +49,15 @@ export function checkLabelAttributes(label: string, modelAttributes: readonly st
 
 /** The text that opens a steered assistant turn: the marker, the label, a newline. */
 export const labelPrefix = (label: string): string => `${LABEL_START}${label}\n`;
+
+/** A steered turn's content: the label prefix, then the response (what a SteerLM model is trained on). */
+export const steeredContent = (label: string, response: string): string => `${labelPrefix(label)}${response}`;
+
+/**
+ * The prompt text a steered response continues: the conversation with the generation prompt,
+ * then the label prefix. Rendering the label as part of the assistant turn (steeredContent) and
+ * cutting before the response gives this same text, so sampling and training agree.
+ */
+export function steeredPromptText(render: (messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean) => string, messages: readonly { role: string; content: string }[], label: string): string {
+  return render(messages, true) + labelPrefix(label);
+}

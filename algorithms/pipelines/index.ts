@@ -9,9 +9,10 @@ import { iterativeDpo } from './iterative-dpo.js';
 import { rlhf } from './rlhf.js';
 import { rsRounds } from './rs.js';
 import { spin } from './spin.js';
+import { steerlm } from './steerlm.js';
 import type { PipelineDef } from './types.js';
 
-export const PIPELINES = { rlhf, rs: rsRounds, 'iterative-dpo': iterativeDpo, spin } as const;
+export const PIPELINES = { rlhf, steerlm, 'iterative-dpo': iterativeDpo, spin, rs: rsRounds } as const;
 
 export type PipelineName = keyof typeof PIPELINES;
 export type PipelineConfig = Record<string, unknown>;

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { modelField, modelOf, recipeSection, refuseWired } from './sections.js';
-import type { PipelineDef } from './types.js';
+import type { PipelineDef, StageSpec } from './types.js';
 
 const schema = z.object({
   model: modelField,
@@ -43,10 +43,13 @@ export const rlhf: PipelineDef<RlhfConfig> = {
     refuseWired(c.sft, 'sft', ['model']);
     refuseWired(c.rm, 'rm', ['model']);
     refuseWired(c.ppo, 'ppo', ['model', 'reward.model']);
-    if (name === 'sft') return { kind: 'run', recipe: 'sft', config: { ...c.sft, model: start.model } };
-    if (name === 'rm') return { kind: 'run', recipe: 'rm', config: { ...c.rm, model: modelOf(outputs, 'sft') } };
     const reward = (c.ppo.reward as Record<string, unknown> | undefined) ?? {};
-    return { kind: 'run', recipe: 'ppo', config: { ...c.ppo, model: modelOf(outputs, 'sft'), reward: { ...reward, model: modelOf(outputs, 'rm') } } };
+    const plans: Record<string, () => StageSpec> = {
+      sft: () => ({ kind: 'run', recipe: 'sft', config: { ...c.sft, model: start.model } }),
+      rm: () => ({ kind: 'run', recipe: 'rm', config: { ...c.rm, model: modelOf(outputs, 'sft') } }),
+      ppo: () => ({ kind: 'run', recipe: 'ppo', config: { ...c.ppo, model: modelOf(outputs, 'sft'), reward: { ...reward, model: modelOf(outputs, 'rm') } } }),
+    };
+    return plans[name]();
   },
   output: (_c, outputs) => ({ model: modelOf(outputs, 'ppo') }),
 };

@@ -29,7 +29,7 @@ export interface StageOutput {
 export type StageOutputs = Readonly<Record<string, StageOutput>>;
 
 /** The task names a data stage can run (activities/pipeline/tasks.ts implements each). */
-export type DataTaskName = 'preference-pairs' | 'spin-pairs';
+export type DataTaskName = 'preference-pairs' | 'spin-pairs' | 'annotate' | 'steer-eval';
 
 export type StageSpec =
   | {
@@ -43,7 +43,7 @@ export type StageSpec =
       task: DataTaskName;
       /** The task's arguments: URIs, numbers, strings (small JSON). */
       args: Record<string, unknown>;
-      /** Durable units: a crash redoes only the unfinished shard. */
+      /** Durable units: a crash redoes only the unfinished shard. 0: the task counts them from its input when planned. */
       shards: number;
     };
 

@@ -10,6 +10,7 @@ import { kd } from './kd.js';
 import { kto } from './kto.js';
 import { rm } from './rm.js';
 import { sft } from './sft.js';
+import { steerlm2 } from './steerlm2.js';
 import { grpo } from './online/grpo.js';
 import { ppo } from './online/ppo.js';
 import { reinforce } from './online/reinforce.js';
@@ -17,7 +18,7 @@ import { rs } from './online/rs.js';
 import type { OnlineConfig } from './online/config.js';
 import type { DatasetSpec, OfflineRecipe, OnlineRecipe, Recipe } from './types.js';
 
-export const RECIPES = { sft, dpo, rm, kd, kto, ppo, reinforce, grpo, rs } as const;
+export const RECIPES = { sft, dpo, rm, kd, kto, steerlm2, ppo, reinforce, grpo, rs } as const;
 
 export type RecipeName = keyof typeof RECIPES;
 /** A parsed config of some recipe: the shared sections, plus the recipe's own (read by the recipe only). */

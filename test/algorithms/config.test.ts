@@ -33,7 +33,7 @@ describe('recipe configs', () => {
       new ConfigError('trainer.globalBatchSize (6) must be a multiple of trainer.microBatchSize (4)'),
     );
     expect(() => parseRecipeConfig('dpo', { ...base, dpo: { loss: 'hinge' } })).toThrow(/dpo\.loss: /);
-    expect(() => parseRecipeConfig('spin', base)).toThrow('unknown recipe "spin"; available: sft, dpo, rm, kd, kto, ppo, reinforce, grpo, rs (align recipes lists them)');
+    expect(() => parseRecipeConfig('spin', base)).toThrow('unknown recipe "spin"; available: sft, dpo, rm, kd, kto, steerlm2, ppo, reinforce, grpo, rs (align recipes lists them)');
   });
 
   it('--set overrides parse JSON values and create sections', () => {

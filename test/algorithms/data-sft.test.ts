@@ -187,3 +187,32 @@ describe('KD rows (NeMo-Aligner synthetic-kd.jsonl)', () => {
     );
   });
 });
+
+describe('NeMo-Aligner SteerLM chat (attribute labels on assistant turns)', () => {
+  const steer = {
+    system: '',
+    conversations: [
+      { from: 'User', value: 'Shout it' },
+      { from: 'Assistant', value: 'HELLO', label: 'shouting:4,verbosity:0' },
+      { from: 'User', value: 'Now softly' },
+      { from: 'Assistant', value: 'hello', label: 'shouting:0,verbosity:0' },
+    ],
+    mask: 'User',
+  };
+
+  it('the label opens the assistant turn after <extra_id_2>, as part of the prompt: only the responses train', () => {
+    const [rec] = records('steer.jsonl', steer);
+    const e = tokenizeSft(tok, rec, 'steer.jsonl', opts);
+    const text = tok.decode(e.ids);
+    expect(text).toBe('<|im_start|>user\nShout it<|im_end|>\n<|im_start|>assistant\n<extra_id_2>shouting:4,verbosity:0\nHELLO<|im_end|>\n'
+      + '<|im_start|>user\nNow softly<|im_end|>\n<|im_start|>assistant\n<extra_id_2>shouting:0,verbosity:0\nhello<|im_end|>\n');
+    expect(masked(tok, e)).toBe('HELLO<|im_end|>hello<|im_end|>');
+  });
+
+  it('a turn without a label trains as before', () => {
+    const plain = { ...steer, conversations: steer.conversations.map(({ from, value }) => ({ from, value })) };
+    const [rec] = records('plain.jsonl', plain);
+    expect(masked(tok, tokenizeSft(tok, rec, 'plain.jsonl', opts))).toBe('HELLO<|im_end|>hello<|im_end|>');
+    expect(tok.decode(tokenizeSft(tok, rec, 'plain.jsonl', opts).ids)).not.toContain('<extra_id_2>');
+  });
+});

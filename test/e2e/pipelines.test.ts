@@ -50,4 +50,20 @@ describe('pipelines end to end', () => {
     expect(path.basename(r.start.model)).toBe('tiny-llama');
     await svc.runs.close();
   }, 600_000);
+
+  slowIt('SteerLM: asking for a higher attribute value raises the attribute model\'s score of the samples', async () => {
+    const svc = service();
+    const r = await runPipeline(svc, 'steerlm');
+    expect(r.stages.map((s) => s.name)).toEqual(['attribute-model', 'annotate', 'sft', 'steer-eval']);
+    for (const s of r.stages) console.log(`  ${s.name}: ${s.output?.summary}`);
+    // The attribute model learnt (its held-out MSE fell), the annotation labelled every turn.
+    const am = stage(r, 'attribute-model').output!.metrics;
+    expect(am.mseAfter).toBeLessThan(am.mseBefore);
+    expect(stage(r, 'annotate').output!.records).toBe(192);
+    const e = stage(r, 'steer-eval').output!.metrics;
+    console.log(`steerlm: shouting asked 0 → predicted ${e.shoutingAtLow.toFixed(2)}; asked 4 → ${e.shoutingAtHigh.toFixed(2)}`);
+    expect(e.shoutingAtHigh).toBeGreaterThan(e.shoutingAtLow + 1);
+    expect(stage(r, 'sft').inputs).toEqual([stage(r, 'annotate').output!.data]);
+    await svc.runs.close();
+  }, 600_000);
 });

@@ -172,6 +172,18 @@ const CASES: Record<string, Case> = {
     config: () => ({ model: tinyLlama, data: { train: writeLines(path.join(tmp, 'kto'), 'kto.jsonl', ktoRecords(160)), validationFraction: 0.25 }, trainer: trainer({ maxSteps: 24, microBatchSize: 8 }) }),
     check: (first, last) => expect(last.metrics.margin).toBeGreaterThan(first.metrics.margin + 1),
   },
+  steerlm2: {
+    // data/demo/make-steerlm2.ts: 96 prompts, one label, 4 written responses each, log Q′ from this model.
+    recipe: 'steerlm2',
+    config: () => ({
+      model: tinyLlama, data: { train: path.join(root, 'data/demo/steerlm2.jsonl'), validationFraction: 0.25 },
+      trainer: trainer({ maxSteps: 24, microBatchSize: 2, lr: 3e-5, minLr: 3e-6, maxLength: 160 }),
+    }),
+    check: (first, last) => {
+      expect(Math.abs(first.metrics.logRatio)).toBeLessThan(1e-3); // the data's log Q′ is of the ids trained on
+      expect(last.metrics.distance).toBeLessThan(0.5 * first.metrics.distance);
+    },
+  },
 };
 
 async function execute(recipe: string, raw: Record<string, unknown>, queues: typeof REF): Promise<RunResult> {
