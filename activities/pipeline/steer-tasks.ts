@@ -75,7 +75,7 @@ export const annotate: DataTask = {
 };
 
 /** The chat messages of a prompt record (a plain-text prompt becomes one user turn). */
-export function promptMessages(v: Record<string, unknown>): ChatMessage[] {
+export function promptRecordMessages(v: Record<string, unknown>): ChatMessage[] {
   const p = promptOf(v).prompt;
   return typeof p === 'string' ? [{ role: 'user', content: p }] : p;
 }
@@ -86,7 +86,7 @@ export const steerEval: DataTask = {
     const judge = await attributeJudge(ctx, str(a, 'attributeModel'), attributes);
     const policy = await ctx.policies.get(ctx.store, str(a, 'policy'));
     const source = str(a, 'prompts');
-    const prompts = (await readRecords(ctx.store, source)).map((r) => promptMessages(r.value));
+    const prompts = (await readRecords(ctx.store, source)).map((r) => promptRecordMessages(r.value));
     const attribute = str(a, 'attribute');
     const j = attributes.indexOf(attribute);
     const render = (m: readonly { role: string; content: string }[], g: boolean) => renderChat(policy.tok, m as ChatMessage[], { addGenerationPrompt: g });

@@ -6,7 +6,7 @@
  *    scored samples instead, to measure a policy's reward.
  *  - spin-pairs (SPIN): the policy's own answer to each SFT prompt, rejected against the record's
  *    ground-truth response;
- *  - annotate, steer-eval (SteerLM): steer-tasks.ts.
+ *  - annotate, steer-eval (SteerLM): steer-tasks.ts; steerlm2-sample (SteerLM 2.0): steerlm2-sample.ts.
  */
 import type { JsonlRecord } from '../../algorithms/data/jsonl.js';
 import { atRecord } from '../../algorithms/data/jsonl.js';
@@ -21,6 +21,7 @@ import type { ResidentJudges } from '../score.js';
 import type { ResidentPolicies } from './policies.js';
 import { promptIdsOf, readRecords, sampleResponses, shardIndices } from './sampling.js';
 import { annotate, steerEval } from './steer-tasks.js';
+import { steerlm2Sample } from './steerlm2-sample.js';
 
 export interface TaskContext {
   store: RunStorePort;
@@ -140,5 +141,5 @@ const spinPairs: DataTask = {
 };
 
 export const DATA_TASKS: Record<DataTaskName, DataTask> = {
-  'preference-pairs': preferencePairs, 'spin-pairs': spinPairs, annotate, 'steer-eval': steerEval,
+  'preference-pairs': preferencePairs, 'spin-pairs': spinPairs, annotate, 'steer-eval': steerEval, 'steerlm2-sample': steerlm2Sample,
 };

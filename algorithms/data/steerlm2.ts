@@ -113,7 +113,8 @@ function finite(v: Record<string, unknown>, key: string, where: string): number 
   return x;
 }
 
-function promptMessages(v: Record<string, unknown>): ChatMessage[] {
+/** The system turn (when non-empty) and the prompt turns of a SteerLM2 record, checked. */
+export function promptMessages(v: Record<string, unknown>): ChatMessage[] {
   if (v.system !== undefined && typeof v.system !== 'string') throw new Error(`"system" must be a string, got ${describeJson(v.system)}`);
   const turns = v.prompt_turns;
   if (turns === undefined) throw new Error('missing key "prompt_turns"');

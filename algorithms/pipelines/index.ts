@@ -10,9 +10,10 @@ import { rlhf } from './rlhf.js';
 import { rsRounds } from './rs.js';
 import { spin } from './spin.js';
 import { steerlm } from './steerlm.js';
+import { steerlm2Rounds } from './steerlm2.js';
 import type { PipelineDef } from './types.js';
 
-export const PIPELINES = { rlhf, steerlm, 'iterative-dpo': iterativeDpo, spin, rs: rsRounds } as const;
+export const PIPELINES = { rlhf, steerlm, steerlm2: steerlm2Rounds, 'iterative-dpo': iterativeDpo, spin, rs: rsRounds } as const;
 
 export type PipelineName = keyof typeof PIPELINES;
 export type PipelineConfig = Record<string, unknown>;

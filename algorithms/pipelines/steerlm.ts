@@ -109,9 +109,9 @@ export const steerlm: PipelineDef<SteerlmConfig> = {
   },
 };
 
-/** An attribute model's attribute names (its config.json id2label) must be `attributes`, in order. */
-export function checkModelAttributes(modelDir: string, attributes: readonly string[]): void {
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(modelDir) && !modelDir.startsWith('file://')) return; // remote: checked when the stage loads it
+/** The attribute names an attribute model predicts (its config.json id2label, by index); [] for a remote folder (checked when loaded). */
+export function modelAttributes(modelDir: string): string[] {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(modelDir) && !modelDir.startsWith('file://')) return [];
   const dir = modelDir.startsWith('file://') ? new URL(modelDir).pathname : modelDir;
   let cfg: { id2label?: Record<string, string> };
   try {
@@ -119,8 +119,14 @@ export function checkModelAttributes(modelDir: string, attributes: readonly stri
   } catch (e) {
     throw new ConfigError(`attributeModel: ${dir} is not a model folder with a config.json (${(e as Error).message})`);
   }
-  const names = Object.entries(cfg.id2label ?? {}).sort(([a], [b]) => Number(a) - Number(b)).map(([, n]) => n);
+  return Object.entries(cfg.id2label ?? {}).sort(([a], [b]) => Number(a) - Number(b)).map(([, n]) => n);
+}
+
+/** An attribute model's attribute names must be `attributes`, in order. */
+export function checkModelAttributes(modelDir: string, attributes: readonly string[]): void {
+  const names = modelAttributes(modelDir);
+  if (names.length === 0 && /^[a-z][a-z0-9+.-]*:\/\//i.test(modelDir) && !modelDir.startsWith('file://')) return;
   if (names.length !== attributes.length || names.some((n, i) => n !== attributes[i])) {
-    throw new ConfigError(`attributeModel ${dir} predicts [${names.join(', ')}], but attributes is [${attributes.join(', ')}]; they must be the same, in the same order`);
+    throw new ConfigError(`attributeModel ${modelDir} predicts [${names.join(', ')}], but attributes is [${attributes.join(', ')}]; they must be the same, in the same order`);
   }
 }

@@ -7,7 +7,8 @@
  *    conversations as the annotation stage renders them);
  *  - steerlm-sft.jsonl: TRL chat records (no labels: the pipeline's annotation stage adds them),
  *    each answer in lower or upper case;
- *  - steerlm-prompts.jsonl: prompts to steer at generation time.
+ *  - steerlm-prompts.jsonl: prompts to steer at generation time;
+ *  - steerlm2-prompts.jsonl: prompts with target attributes (a "label") for SteerLM 2.0 rounds.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -57,7 +58,11 @@ const rmLines = conversations(240, 7, 11).map(({ prompt, answer }) => JSON.strin
 const sftLines = conversations(192, 8, 12).map(({ prompt, answer }) => JSON.stringify({ messages: [{ role: 'user', content: prompt }, { role: 'assistant', content: answer }] }));
 const promptLines = conversations(16, 9, 13).map(({ prompt }) => JSON.stringify({ prompt: [{ role: 'user', content: prompt }] }));
 
+const targets = ['shouting:4,length:4', 'shouting:0,length:4'];
+const steer2Lines = conversations(32, 10, 14).map(({ prompt }, i) => JSON.stringify({ prompt: [{ role: 'user', content: prompt }], label: targets[i % 2] }));
+
+writeFileSync(path.join(here, 'steerlm2-prompts.jsonl'), `${steer2Lines.join('\n')}\n`);
 writeFileSync(path.join(here, 'steerlm-rm.jsonl'), `${rmLines.join('\n')}\n`);
 writeFileSync(path.join(here, 'steerlm-sft.jsonl'), `${sftLines.join('\n')}\n`);
 writeFileSync(path.join(here, 'steerlm-prompts.jsonl'), `${promptLines.join('\n')}\n`);
-console.log(`wrote ${rmLines.length} attribute records, ${sftLines.length} SFT conversations, ${promptLines.length} prompts`);
+console.log(`wrote ${rmLines.length} attribute records, ${sftLines.length} SFT conversations, ${promptLines.length} prompts, ${steer2Lines.length} SteerLM 2.0 prompts`);

@@ -32,6 +32,8 @@ export async function runPipeline(svc: PipelineService, name: string, over: Reco
 }
 
 const stage = (r: PipelineRecord, name: string) => r.stages.find((s) => s.name === name)!;
+/** The SteerLM pipeline's record: its models start the SteerLM 2.0 case. */
+let steered: PipelineRecord | undefined;
 
 describe('pipelines end to end', () => {
   slowIt('iterative DPO: the reward of the policy\'s samples rises over two rounds (π₀ → π₁ → π₂)', async () => {
@@ -64,6 +66,22 @@ describe('pipelines end to end', () => {
     console.log(`steerlm: shouting asked 0 → predicted ${e.shoutingAtLow.toFixed(2)}; asked 4 → ${e.shoutingAtHigh.toFixed(2)}`);
     expect(e.shoutingAtHigh).toBeGreaterThan(e.shoutingAtLow + 1);
     expect(stage(r, 'sft').inputs).toEqual([stage(r, 'annotate').output!.data]);
+    steered = r;
+    await svc.runs.close();
+  }, 600_000);
+
+  slowIt('SteerLM 2.0 from the SteerLM model: a round raises log P(a|x,y) of the policy\'s samples', async () => {
+    expect(steered, 'the SteerLM case runs first and gives the models').toBeDefined();
+    const svc = service();
+    const r = await runPipeline(svc, 'steerlm2', {
+      model: stage(steered!, 'sft').output!.model, attributeModel: stage(steered!, 'attribute-model').output!.model, rounds: 2,
+    });
+    for (const s of r.stages) console.log(`  ${s.name}: ${s.output?.summary}`);
+    // Every round samples the same prompts with the same seeds: the scores compare the policies.
+    const curve = ['sample-1', 'sample-2', 'measure'].map((s) => stage(r, s).output!.metrics.meanLogPa);
+    console.log(`steerlm2: mean log P(a|x,y) of the policy's samples by round ${curve.map((x) => x.toFixed(3)).join(' → ')}`);
+    expect(curve[1]).toBeGreaterThan(curve[0]);
+    expect(curve[2]).toBeGreaterThan(curve[0] + 0.2);
     await svc.runs.close();
   }, 600_000);
 });
