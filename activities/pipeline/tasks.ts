@@ -6,7 +6,8 @@
  *    scored samples instead, to measure a policy's reward.
  *  - spin-pairs (SPIN): the policy's own answer to each SFT prompt, rejected against the record's
  *    ground-truth response;
- *  - annotate, steer-eval (SteerLM): steer-tasks.ts; steerlm2-sample (SteerLM 2.0): steerlm2-sample.ts.
+ *  - annotate, steer-eval (SteerLM): steer-tasks.ts; steerlm2-sample (SteerLM 2.0): steerlm2-sample.ts;
+ *  - critique-revise, judge-pairs (Constitutional AI): cai-tasks.ts.
  */
 import type { JsonlRecord } from '../../algorithms/data/jsonl.js';
 import { atRecord } from '../../algorithms/data/jsonl.js';
@@ -22,6 +23,7 @@ import type { ResidentPolicies } from './policies.js';
 import { promptIdsOf, readRecords, sampleResponses, shardIndices } from './sampling.js';
 import { annotate, steerEval } from './steer-tasks.js';
 import { steerlm2Sample } from './steerlm2-sample.js';
+import { critiqueRevise, judgePairs } from './cai-tasks.js';
 
 export interface TaskContext {
   store: RunStorePort;
@@ -142,4 +144,5 @@ const spinPairs: DataTask = {
 
 export const DATA_TASKS: Record<DataTaskName, DataTask> = {
   'preference-pairs': preferencePairs, 'spin-pairs': spinPairs, annotate, 'steer-eval': steerEval, 'steerlm2-sample': steerlm2Sample,
+  'critique-revise': critiqueRevise, 'judge-pairs': judgePairs,
 };

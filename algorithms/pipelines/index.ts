@@ -5,6 +5,7 @@
  */
 import { ConfigError } from '../errors.js';
 import { parseWith } from '../config/common.js';
+import { cai } from './cai.js';
 import { iterativeDpo } from './iterative-dpo.js';
 import { rlhf } from './rlhf.js';
 import { rsRounds } from './rs.js';
@@ -13,7 +14,7 @@ import { steerlm } from './steerlm.js';
 import { steerlm2Rounds } from './steerlm2.js';
 import type { PipelineDef } from './types.js';
 
-export const PIPELINES = { rlhf, steerlm, steerlm2: steerlm2Rounds, 'iterative-dpo': iterativeDpo, spin, rs: rsRounds } as const;
+export const PIPELINES = { rlhf, steerlm, steerlm2: steerlm2Rounds, cai, 'iterative-dpo': iterativeDpo, spin, rs: rsRounds } as const;
 
 export type PipelineName = keyof typeof PIPELINES;
 export type PipelineConfig = Record<string, unknown>;

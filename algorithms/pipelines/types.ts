@@ -29,7 +29,7 @@ export interface StageOutput {
 export type StageOutputs = Readonly<Record<string, StageOutput>>;
 
 /** The task names a data stage can run (activities/pipeline/tasks.ts implements each). */
-export type DataTaskName = 'preference-pairs' | 'spin-pairs' | 'annotate' | 'steer-eval' | 'steerlm2-sample';
+export type DataTaskName = 'preference-pairs' | 'spin-pairs' | 'annotate' | 'steer-eval' | 'steerlm2-sample' | 'critique-revise' | 'judge-pairs';
 
 export type StageSpec =
   | {

@@ -3,6 +3,7 @@
  * model: each completes and each stage shows its stated effect, and stage records show which
  * child runs ran. Fault and schedule cases are in pipeline-faults.test.ts.
  */
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect } from 'vitest';
 import { getPipeline } from '../../algorithms/pipelines/index.js';
@@ -13,7 +14,7 @@ import { RunService } from '../../infra/runs.js';
 import { crashFixture, root, slowIt, uniqueId } from './helpers.js';
 
 const fixture = crashFixture('pipelines');
-const { storeUri, REF } = fixture;
+const { tmp, storeUri, store, REF } = fixture;
 
 const service = () => new PipelineService(new RunService({ address: defaultTemporalAddress(), storeUri, queues: REF }));
 
@@ -82,6 +83,43 @@ describe('pipelines end to end', () => {
     console.log(`steerlm2: mean log P(a|x,y) of the policy's samples by round ${curve.map((x) => x.toFixed(3)).join(' → ')}`);
     expect(curve[1]).toBeGreaterThan(curve[0]);
     expect(curve[2]).toBeGreaterThan(curve[0] + 0.2);
+    await svc.runs.close();
+  }, 600_000);
+
+  slowIt('Constitutional AI: the judge prefers the revisions above chance; SL-CAI SFT, judged pairs (kept for audit), DPO', async () => {
+    // A tiny "helpful-only" model scripted by SFT (data/demo/make-cai.ts): rude answers, critiques,
+    // kind revisions, and judging. Its context is widened to hold the judge's prompt.
+    const base = path.join(tmp, 'tiny-llama-1k');
+    cpSync(path.join(root, 'models/fixtures/tiny-llama'), base, { recursive: true });
+    const cfg = JSON.parse(readFileSync(path.join(base, 'config.json'), 'utf8'));
+    writeFileSync(path.join(base, 'config.json'), JSON.stringify({ ...cfg, max_position_embeddings: 1024 }));
+    const runs = new RunService({ address: defaultTemporalAddress(), storeUri, queues: REF });
+    const scripted = await runs.startRun('sft', {
+      model: base, data: { train: path.join(root, 'data/demo/cai-assistant.jsonl'), validationFraction: 0.05 },
+      trainer: { maxSteps: 150, globalBatchSize: 16, microBatchSize: 16, lr: 3e-3, minLr: 3e-4, warmupSteps: 0, checkpointEvery: 150, valEvery: 150, maxLength: 1024 },
+    }, [], { runId: uniqueId('cai-scripted'), detach: false });
+    expect(scripted.final!.state).toBe('COMPLETED');
+    const svc = service();
+    const r = await runPipeline(svc, 'cai', {
+      model: scripted.final!.result!.exportUri, constitution: path.join(root, 'data/demo/cai-constitution.json'),
+      response: { maxNewTokens: 48, temperature: 0.3 }, judge: { maxNewTokens: 48, temperature: 0.3 }, samplesPerPrompt: 2, maxPrompts: 24,
+    });
+    for (const s of r.stages) console.log(`  ${s.name}: ${s.output?.summary}`);
+    expect(r.stages.map((s) => s.name)).toEqual(['critique-revise', 'sl-cai', 'judge', 'rl-dpo']);
+    const cr = stage(r, 'critique-revise').output!.metrics;
+    // The exchange behind each revision is kept with it: the first answer, the critique, the judge's answer.
+    const exchange = JSON.parse((await store.get(store.keyOf(stage(r, 'critique-revise').output!.data!))).toString().split('\n')[0]).cai;
+    console.log(`cai: first exchange ${JSON.stringify(exchange)}`);
+    expect(Object.keys(exchange)).toEqual(['principle', 'initial', 'critique', 'revision', 'judge']);
+    expect(cr.judgeAnswered).toBeGreaterThan(0.5);
+    expect(cr.revisionPreferred).toBeGreaterThan(0.5);
+    expect(cr.helpful).toBe(24);
+    // Every judged pair is kept with the judge's own answer.
+    const judged = (await store.get(store.keyOf(stage(r, 'judge').output!.data!))).toString().trim().split('\n').map((l) => JSON.parse(l));
+    expect(judged.length).toBe(stage(r, 'judge').output!.records);
+    expect(judged.every((j) => typeof j.judge.raw === 'string' && j.chosen !== j.rejected)).toBe(true);
+    expect(stage(r, 'rl-dpo').state).toBe('completed');
+    await runs.close();
     await svc.runs.close();
   }, 600_000);
 });
