@@ -37,14 +37,12 @@ function runOutput(r: RunResult): StageOutput {
     metrics[`${m}After`] = last.headline.value;
     summary = `${m} ${first.headline.value.toFixed(3)} → ${last.headline.value.toFixed(3)}`;
   }
+  // Online runs: the policy on held-out prompts before the first iteration and after the last.
   const e0 = r.evaluations?.[0], e1 = r.evaluations?.at(-1);
-  if (e0 && e1 && e0 !== e1) {
-    for (const k of ['reward', 'kl'] as const) {
-      if (e0.metrics[k] === undefined || e1.metrics[k] === undefined) continue;
-      metrics[`heldOut${k[0].toUpperCase()}${k.slice(1)}Before`] = e0.metrics[k];
-      metrics[`heldOut${k[0].toUpperCase()}${k.slice(1)}After`] = e1.metrics[k];
-    }
-    if (e0.metrics.reward !== undefined && e1.metrics.reward !== undefined) summary += `; held-out reward ${e0.metrics.reward.toFixed(3)} → ${e1.metrics.reward.toFixed(3)}`;
+  if (e0 && e1 && e0 !== e1 && e0.metrics.evalReward !== undefined && e1.metrics.evalReward !== undefined) {
+    metrics.heldOutRewardBefore = e0.metrics.evalReward;
+    metrics.heldOutRewardAfter = e1.metrics.evalReward;
+    summary += `; held-out reward ${e0.metrics.evalReward.toFixed(3)} → ${e1.metrics.evalReward.toFixed(3)}`;
   }
   return { model: r.exportUri ?? undefined, metrics, summary };
 }

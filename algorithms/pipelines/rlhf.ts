@@ -25,15 +25,15 @@ export const rlhf: PipelineDef<RlhfConfig> = {
     model: 'models/fixtures/tiny-llama',
     sft: {
       data: { train: 'data/demo/sft.jsonl', validationFraction: 0.2 },
-      trainer: { maxSteps: 20, globalBatchSize: 8, microBatchSize: 8, lr: 1e-3, minLr: 1e-4, warmupSteps: 2, checkpointEvery: 10, valEvery: 10, maxLength: 96 },
+      trainer: { maxSteps: 40, globalBatchSize: 8, microBatchSize: 8, lr: 1e-3, minLr: 1e-4, warmupSteps: 2, checkpointEvery: 10, valEvery: 10, maxLength: 96 },
     },
     rm: {
       data: { train: 'data/demo/rm.jsonl', validationFraction: 0.2 },
-      trainer: { maxSteps: 30, globalBatchSize: 16, microBatchSize: 8, lr: 2e-3, minLr: 2e-4, warmupSteps: 0, checkpointEvery: 15, valEvery: 15, maxLength: 64 },
+      trainer: { maxSteps: 60, globalBatchSize: 16, microBatchSize: 8, lr: 2e-3, minLr: 2e-4, warmupSteps: 0, checkpointEvery: 20, valEvery: 20, maxLength: 64 },
     },
     ppo: {
       data: { train: 'data/demo/prompts.jsonl' },
-      trainer: { maxSteps: 4, globalBatchSize: 16, microBatchSize: 16, lr: 3e-3, minLr: 3e-3, maxLength: 96 },
+      trainer: { maxSteps: 12, globalBatchSize: 16, microBatchSize: 16, lr: 3e-3, minLr: 3e-3, maxLength: 96 },
       rollout: { promptsPerIteration: 16, maxNewTokens: 12, stopStrings: [' '], maskTruncated: false },
       ppo: { criticLr: 3e-3, klBeta: 0.1 },
     },

@@ -37,6 +37,23 @@ const stage = (r: PipelineRecord, name: string) => r.stages.find((s) => s.name =
 let steered: PipelineRecord | undefined;
 
 describe('pipelines end to end', () => {
+  slowIt('RLHF: SFT → reward model from the SFT model → PPO from the SFT model against it; each stage\'s effect recorded', async () => {
+    const svc = service();
+    const r = await runPipeline(svc, 'rlhf');
+    for (const s of r.stages) console.log(`  ${s.name}: ${s.output?.summary}`);
+    const [sft, rm, ppo] = ['sft', 'rm', 'ppo'].map((n) => stage(r, n));
+    expect(sft.output!.metrics.lossAfter).toBeLessThan(sft.output!.metrics.lossBefore);
+    expect(rm.output!.metrics.accuracyAfter).toBeGreaterThan(rm.output!.metrics.accuracyBefore);
+    // Lineage: the RM starts from the SFT export; PPO from the SFT export, scored by the RM's.
+    expect(rm.inputs).toEqual([sft.output!.model]);
+    expect(new Set(ppo.inputs)).toEqual(new Set([sft.output!.model, rm.output!.model]));
+    // PPO raises the reward model's reward of the policy's samples (as the demo shows).
+    expect(ppo.output!.metrics.rewardAfter).toBeGreaterThan(ppo.output!.metrics.rewardBefore);
+    expect(ppo.output!.metrics.heldOutRewardAfter).toBeDefined();
+    expect(r.output!.model).toBe(ppo.output!.model);
+    await svc.runs.close();
+  }, 600_000);
+
   slowIt('iterative DPO: the reward of the policy\'s samples rises over two rounds (π₀ → π₁ → π₂)', async () => {
     const svc = service();
     const r = await runPipeline(svc, 'iterative-dpo');
