@@ -1,7 +1,8 @@
 /**
- * `align pipeline run|resume|status|list|config` and `align schedule create|list|describe|pause|
- * unpause|trigger|delete`: thin shells over infra/pipelines.ts and infra/schedules.ts, which the
- * HTTP API shares.
+ * `align pipeline run|resume|status|list|config`, `align schedule create|list|describe|pause|
+ * unpause|trigger|delete` (thin shells over infra/pipelines.ts and infra/schedules.ts, which the
+ * HTTP API shares), and `align generate` (sampling in this process, steered with SteerLM
+ * attributes: infra/generate.ts).
  */
 import { Command } from 'commander';
 import { stringify } from 'yaml';
@@ -13,6 +14,10 @@ import type { OverlapName } from '../schedules.js';
 import { UsageError } from '../runs.js';
 import type { RunService } from '../runs.js';
 import { readConfigFile } from './config-file.js';
+import os from 'node:os';
+import path from 'node:path';
+import { generateSamples } from '../generate.js';
+import { RunStore } from '../../store/run-store.js';
 import { formatPipeline, formatPipelineList, formatSchedule, formatScheduleList } from './format-pipelines.js';
 
 export interface CommandDeps {
@@ -109,6 +114,33 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
     .action((name: string) => {
       const p = getPipeline(name);
       process.stdout.write(`# ${p.name}: ${p.summary}\n# stages: ${p.stages(p.schema.parse(p.example)).join(' → ')}\n${stringify(p.example)}`);
+    });
+
+  program
+    .command('generate')
+    .description('sample from a model in this process (no workers needed); --attributes steers a SteerLM model, --attribute-model scores each sample')
+    .option('-m, --model <dir|uri>', 'a Hugging Face folder (local path or s3:// URI)')
+    .option('-r, --run <run>', 'or a run: its export in the store (e.g. a pipeline\'s sft stage, <pipeline>.sft)')
+    .requiredOption('-p, --prompt <text>', 'the user turn to answer')
+    .option('-a, --attributes <list>', 'SteerLM attribute values, e.g. quality=4,toxicity=0 (every attribute the model was steered with)')
+    .option('--attribute-model <dir|uri>', 'an attribute model: orders the label as it was trained and scores each sample')
+    .option('-n, --samples <n>', 'samples', d.positiveInt, 1)
+    .option('--max-new-tokens <n>', 'longest response, in tokens', d.positiveInt, 64)
+    .option('-t, --temperature <x>', 'sampling temperature', Number, 0.7)
+    .option('--seed <n>', 'seed of the first sample (the i-th uses seed + i)', Number, 0)
+    .addHelpText('after', examples('align generate --run steerlm-20261202-101500-ab12.sft --prompt "Say something about cats" --attributes shouting=4,length=2 -n 4', 'align generate --model ./my-model --prompt "Hi"'))
+    .action(async (o: { model?: string; run?: string; prompt: string; attributes?: string; attributeModel?: string; samples: number; maxNewTokens: number; temperature: number; seed: number }, cmd: Command) => {
+      if ((o.model === undefined) === (o.run === undefined)) throw new UsageError('give exactly one of --model (a folder or URI) and --run (a run whose export to use)');
+      const svc = d.service(cmd);
+      const model = o.model ?? svc.store.uriOf(`runs/${o.run}/export/`);
+      const store = new RunStore(svc.store, path.join(os.tmpdir(), 'aligner-input-cache'));
+      const r = await generateSamples(store, { model, prompt: o.prompt, attributes: o.attributes, attributeModel: o.attributeModel, samples: o.samples, maxNewTokens: o.maxNewTokens, temperature: o.temperature, seed: o.seed });
+      const lines = [`${r.label ? `label ${r.label}; ` : ''}${r.samples.length} sample(s) from ${r.model}`];
+      r.samples.forEach((s, i) => {
+        lines.push(`[${i + 1}] ${s.text}${s.finish === 'length' ? ' …' : ''}`);
+        if (s.predicted) lines.push(`    predicted: ${Object.entries(s.predicted).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+      });
+      d.print(cmd, lines.join('\n'), r);
     });
 
   const schedule = program.command('schedule').description('put pipeline rounds on a Temporal Schedule: each round starts from the previous round\'s output (found through the schedule\'s lineage)');

@@ -10,6 +10,7 @@ import { getPipeline } from '../../algorithms/pipelines/index.js';
 import type { PipelineRecord } from '../../activities/pipeline/types.js';
 import { defaultTemporalAddress } from '../../infra/temporal.js';
 import { PipelineService } from '../../infra/pipelines.js';
+import { generateSamples } from '../../infra/generate.js';
 import { RunService } from '../../infra/runs.js';
 import { crashFixture, root, slowIt, uniqueId } from './helpers.js';
 
@@ -84,6 +85,17 @@ describe('pipelines end to end', () => {
     console.log(`steerlm: shouting asked 0 → predicted ${e.shoutingAtLow.toFixed(2)}; asked 4 → ${e.shoutingAtHigh.toFixed(2)}`);
     expect(e.shoutingAtHigh).toBeGreaterThan(e.shoutingAtLow + 1);
     expect(stage(r, 'sft').inputs).toEqual([stage(r, 'annotate').output!.data]);
+    // align generate --attributes: the same steering from the command's code path.
+    const gen = (attributes: string) => generateSamples(fixture.runStore, {
+      model: stage(r, 'sft').output!.model!, attributeModel: stage(r, 'attribute-model').output!.model!, prompt: 'Say something about the weather',
+      attributes, samples: 4, maxNewTokens: 24, temperature: 0.7,
+    });
+    const [calm, loud] = [await gen('length=2,shouting=0'), await gen('shouting=4,length=2')];
+    expect(loud.label).toBe('shouting:4,length:2');
+    const shout = (g: typeof calm) => g.samples.reduce((t, x) => t + x.predicted!.shouting, 0) / g.samples.length;
+    console.log(`align generate: shouting=0 → ${shout(calm).toFixed(2)} ${JSON.stringify(calm.samples[0].text)}; shouting=4 → ${shout(loud).toFixed(2)} ${JSON.stringify(loud.samples[0].text)}`);
+    expect(shout(loud)).toBeGreaterThan(shout(calm) + 1);
+    await expect(gen('shouting=4')).rejects.toThrow(/missing: length/);
     steered = r;
     await svc.runs.close();
   }, 600_000);
