@@ -1,14 +1,17 @@
 /**
  * Writes examples/<recipe>.yaml for every recipe of the table (the output of `align config
- * <recipe>`), plus variants that show a second mode of a recipe. Run from the repository root:
+ * <recipe>`), plus variants that show a second mode of a recipe, and examples/pipelines/<name>.yaml
+ * for every pipeline (`align pipeline config <name>`). Run from the repository root:
  * npx tsx examples/generate.ts. A test checks that the files are what this script writes.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exampleConfigYaml } from '../algorithms/recipes/example-config.js';
 import { getRecipe, RECIPE_NAMES } from '../algorithms/recipes/index.js';
 import type { Recipe } from '../algorithms/recipes/index.js';
+import { getPipeline, PIPELINE_NAMES } from '../algorithms/pipelines/index.js';
+import { pipelineExampleYaml } from '../algorithms/pipelines/example-config.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -40,6 +43,13 @@ export function exampleFiles(): Map<string, { recipe: string; yaml: string }> {
   return out;
 }
 
+/** Every pipeline example: name → YAML text (examples/pipelines/<name>.yaml). */
+export function pipelineExampleFiles(): Map<string, string> {
+  return new Map(PIPELINE_NAMES.map((name) => [name, pipelineExampleYaml(getPipeline(name))]));
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const [name, { yaml }] of exampleFiles()) writeFileSync(path.join(here, `${name}.yaml`), yaml);
+  mkdirSync(path.join(here, 'pipelines'), { recursive: true });
+  for (const [name, yaml] of pipelineExampleFiles()) writeFileSync(path.join(here, 'pipelines', `${name}.yaml`), yaml);
 }

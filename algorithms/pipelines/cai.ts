@@ -57,6 +57,10 @@ export const cai: PipelineDef<CaiConfig> = {
     rl: 'dpo',
     dpo: { data: { validationFraction: 0.1 }, trainer: { maxSteps: 20, globalBatchSize: 4, microBatchSize: 4, lr: 1e-3, minLr: 1e-4, warmupSteps: 0, checkpointEvery: 20, valEvery: 20, maxLength: 1024 } },
   },
+  exampleNotes: [
+    'Set model to a helpful chat model (the judge defaults to it) whose context holds the judge\'s prompt (about 900 tokens here):',
+    'the tiny fixture\'s 256 positions do not; test/e2e/pipelines.test.ts scripts one from it with data/demo/cai-assistant.jsonl.',
+  ],
   stages: (c) => ['critique-revise', 'sl-cai', 'judge', ...(c.rl === 'dpo' ? ['rl-dpo'] : ['rl-rm', 'rl-ppo'])],
   stage(name, c, outputs, start) {
     refuseWired(c.sft, 'sft', ['model', 'data.train']);

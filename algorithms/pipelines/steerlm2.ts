@@ -51,6 +51,10 @@ export const steerlm2Rounds: PipelineDef<Steerlm2Config> = {
       trainer: { maxSteps: 14, globalBatchSize: 2, microBatchSize: 2, lr: 3e-4, minLr: 3e-4, warmupSteps: 0, checkpointEvery: 14, valEvery: 14, maxLength: 160 },
     },
   },
+  exampleNotes: [
+    'Starts from a SteerLM pipeline\'s outputs: set model to its sft export and attributeModel to its attribute-model export,',
+    'e.g. --set model=.state/store/runs/<steerlm id>.sft/export --set attributeModel=.state/store/runs/<steerlm id>.attribute-model/export',
+  ],
   stages: (c) => [...roundStages(c.rounds, ['sample', 'train']), 'measure'],
   stage(name, c, outputs, start) {
     refuseWired(c.steerlm2, 'steerlm2', ['model', 'data.train']);

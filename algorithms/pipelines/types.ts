@@ -63,6 +63,8 @@ export interface PipelineDef<C = Record<string, unknown>> {
   schema: z.ZodType<C>;
   /** A minimal config on the tiny fixture models (examples/pipelines/). */
   example: Record<string, unknown>;
+  /** What to change in the example before it runs (models it cannot ship), as comment lines. */
+  exampleNotes?: readonly string[];
   /** The stage names, in order (rounds expanded: `sample-1`, `dpo-1`, `sample-2`, …). */
   stages(config: C): string[];
   /** The stage's spec from the config and the outputs of the stages before it. */

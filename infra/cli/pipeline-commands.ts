@@ -5,8 +5,8 @@
  * attributes: infra/generate.ts).
  */
 import { Command } from 'commander';
-import { stringify } from 'yaml';
 import { getPipeline, PIPELINE_NAMES, PIPELINES } from '../../algorithms/pipelines/index.js';
+import { pipelineExampleYaml } from '../../algorithms/pipelines/example-config.js';
 import { PipelineService } from '../pipelines.js';
 import type { PipelineView } from '../pipelines.js';
 import { OVERLAP_POLICIES, ScheduleService } from '../schedules.js';
@@ -112,8 +112,7 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
     .description('print an example config of a pipeline (YAML), runnable on the tiny fixture models from the repository root')
     .argument('<pipeline>', `one of: ${PIPELINE_NAMES.join(', ')}`)
     .action((name: string) => {
-      const p = getPipeline(name);
-      process.stdout.write(`# ${p.name}: ${p.summary}\n# stages: ${p.stages(p.schema.parse(p.example)).join(' → ')}\n${stringify(p.example)}`);
+      process.stdout.write(pipelineExampleYaml(getPipeline(name)));
     });
 
   program

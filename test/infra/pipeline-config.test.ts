@@ -4,7 +4,7 @@
  * attribute model's, a stage value its recipe refuses, a key the pipeline sets itself, unknown
  * keys and missing files. No server is involved.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,7 @@ import { getPipeline, PIPELINE_NAMES } from '../../algorithms/pipelines/index.js
 import { ConfigError } from '../../algorithms/errors.js';
 import { preparePipelineConfig } from '../../infra/pipelines.js';
 import { checkRecipe, UsageError } from '../../infra/runs.js';
+import { pipelineExampleFiles } from '../../examples/generate.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'aligner-pipeline-config-'));
@@ -50,6 +51,11 @@ describe('pipeline configs are checked before anything starts', () => {
       if (name === 'cai') ex.model = path.join(root, 'models/fixtures/tiny-llama');
       expect(() => preparePipelineConfig(name, ex, [], root), name).not.toThrow();
     }
+  });
+
+  it('examples/pipelines/*.yaml are the generated ones (npx tsx examples/generate.ts), one per pipeline', () => {
+    for (const [name, yaml] of pipelineExampleFiles()) expect(readFileSync(path.join(root, 'examples/pipelines', `${name}.yaml`), 'utf8'), name).toBe(yaml);
+    expect([...pipelineExampleFiles().keys()]).toEqual(PIPELINE_NAMES);
   });
 
   it('a constitution without principles', () => {
