@@ -87,6 +87,8 @@ export interface PipelineView {
   record: PipelineRecord | null;
   /** The running stage's run: its state and progress (null between stages). */
   current: { stage: string; run: RunView | null } | null;
+  /** Wall time of each stage's run so far, by stage (from Temporal's start and close times). */
+  seconds: Record<string, number>;
   failure: FailureView | null;
 }
 
@@ -179,7 +181,7 @@ export class PipelineService {
     const d = await this.describe(pipelineId);
     const view: PipelineView = {
       pipelineId, pipeline: (d.memo?.pipeline as string | undefined) ?? null, state: d.status.name, startTime: d.startTime.toISOString(),
-      closeTime: d.closeTime?.toISOString() ?? null, record: null, current: null, failure: null,
+      closeTime: d.closeTime?.toISOString() ?? null, record: null, current: null, failure: null, seconds: {},
     };
     let live: PipelineProgress | null = null;
     if (d.status.name === 'RUNNING') {
@@ -187,6 +189,10 @@ export class PipelineService {
     }
     view.record = live ?? (await this.record(pipelineId).catch(() => null));
     view.pipeline ??= view.record?.pipeline ?? null;
+    await Promise.all((view.record?.stages ?? []).filter((s) => s.runId).map(async (s) => {
+      const w = await this.runs.withClient((c) => c.workflow.getHandle(s.runId!).describe()).catch(() => null);
+      if (w) view.seconds[s.name] = ((w.closeTime ?? new Date()).getTime() - w.startTime.getTime()) / 1000;
+    }));
     const running = view.record?.stages.find((s) => s.state === 'running');
     if (d.status.name === 'RUNNING' && running?.runId) {
       view.current = { stage: running.name, run: await this.runs.getStatus(running.runId).catch(() => null) };

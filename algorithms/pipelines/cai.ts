@@ -44,6 +44,9 @@ const schema = z.object({
 
 export type CaiConfig = z.infer<typeof schema>;
 
+/** RL-CAI's last stages, by `rl`: the model it ends with is the last one's. */
+const RL_STAGES: Record<CaiConfig['rl'], readonly string[]> = { dpo: ['rl-dpo'], ppo: ['rl-rm', 'rl-ppo'] };
+
 export const cai: PipelineDef<CaiConfig> = {
   name: 'cai',
   summary: 'Constitutional AI: critique → revision with principles (SL-CAI SFT), then an AI judge with the constitution ranks samples → DPO, or RM → PPO',
@@ -61,7 +64,7 @@ export const cai: PipelineDef<CaiConfig> = {
     'Set model to a helpful chat model (the judge defaults to it) whose context holds the judge\'s prompt (about 900 tokens here):',
     'the tiny fixture\'s 256 positions do not; test/e2e/pipelines.test.ts scripts one from it with data/demo/cai-assistant.jsonl.',
   ],
-  stages: (c) => ['critique-revise', 'sl-cai', 'judge', ...(c.rl === 'dpo' ? ['rl-dpo'] : ['rl-rm', 'rl-ppo'])],
+  stages: (c) => ['critique-revise', 'sl-cai', 'judge', ...RL_STAGES[c.rl]],
   stage(name, c, outputs, start) {
     refuseWired(c.sft, 'sft', ['model', 'data.train']);
     refuseWired(c.dpo, 'dpo', ['model', 'data.train']);
@@ -84,7 +87,7 @@ export const cai: PipelineDef<CaiConfig> = {
     };
     return plans[name]();
   },
-  output: (c, outputs) => ({ model: modelOf(outputs, c.rl === 'dpo' ? 'rl-dpo' : 'rl-ppo') }),
+  output: (c, outputs) => ({ model: modelOf(outputs, RL_STAGES[c.rl].at(-1)!) }),
   checkInputs(c) {
     let text: string;
     try {

@@ -11,21 +11,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { rng } from './make-extra.js';
 import { critiqueMessages, judgeMessages, parseConstitution, revisionMessages } from '../../algorithms/pipelines/constitution.js';
 import type { ChatMessage } from '../../models/chat.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '../..');
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 const constitution = {
   principles: [

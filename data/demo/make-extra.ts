@@ -18,8 +18,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const corpus = path.join(path.dirname(createRequire(import.meta.url).resolve('nlp-corpus')), '../../builds');
 const sentences = (doc: number): string[] => JSON.parse(readFileSync(path.join(corpus, `doc-${doc}.json`), 'utf8')) as string[];
 
-/** xorshift32: the same data on every machine. */
-function rng(seed: number): () => number {
+/** xorshift32: the same data on every machine (the other demo data scripts use it too). */
+export function rng(seed: number): () => number {
   let x = seed >>> 0 || 1;
   return () => {
     x ^= x << 13;

@@ -14,6 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { rng } from './make-extra.js';
 import { renderChat } from '../../models/chat.js';
 import { Tokenizer } from '../../models/tokenizer.js';
 
@@ -22,15 +23,6 @@ const corpus = path.join(path.dirname(createRequire(import.meta.url).resolve('nl
 const sentences = (doc: number): string[] => JSON.parse(readFileSync(path.join(corpus, `doc-${doc}.json`), 'utf8')) as string[];
 const tok = Tokenizer.fromDir(path.join(here, '../../models/fixtures/tiny-llama'));
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 /** The two attributes of a response, as the attribute model learns them. */
 export function attributesOf(text: string): [number, number] {

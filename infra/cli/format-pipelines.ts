@@ -13,7 +13,8 @@ export function formatPipeline(v: PipelineView): string {
   if (r) {
     lines.push(`  starts from  ${r.start.model}${r.schedule ? ` (schedule ${r.schedule}, round ${r.start.round})` : ''}`);
     for (const s of r.stages) {
-      lines.push(`  ${MARK[s.state]} ${s.name.padEnd(16)} ${`${s.kind} ${s.what}`.padEnd(24)} ${s.runId ?? '-'}`);
+      const took = v.seconds[s.name] !== undefined ? `  ${v.seconds[s.name].toFixed(1)} s` : '';
+      lines.push(`  ${MARK[s.state]} ${s.name.padEnd(16)} ${`${s.kind} ${s.what}`.padEnd(24)} ${s.runId ?? '-'}${took}`);
       if (s.output?.summary) lines.push(`      ${s.output.summary}`);
       if (s.output?.model) lines.push(`      model  ${s.output.model}`);
       if (s.output?.data) lines.push(`      data   ${s.output.data}${s.output.records !== undefined ? ` (${s.output.records} records)` : ''}`);

@@ -68,6 +68,7 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
     .option('-s, --set <key=value>', 'override one config value (repeatable), e.g. --set rounds=3 --set dpo.dpo.beta=0.1', collect)
     .option('-d, --detach', 'start it and return at once, printing its id')
     .option('--pipeline-id <id>', 'pipeline id (default: <pipeline>-<UTC date>-<time>-<4 hex>)')
+    .addHelpText('after', () => `\nPipelines:\n${pipelineLines()}\n${examples('align pipeline run rlhf --config examples/pipelines/rlhf.yaml', 'align pipeline run iterative-dpo --config examples/pipelines/iterative-dpo.yaml --set rounds=3 --detach')}`)
     .action(async (name: string, o: { config?: string; set?: string[]; detach?: boolean; pipelineId?: string }, cmd: Command) => {
       getPipeline(name);
       const raw = o.config ? await readConfigFile(o.config) : {};
@@ -82,6 +83,7 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
     .description('start a failed (or terminated) pipeline again under the same id: completed stages are skipped, the failed stage continues from its newest checkpoint')
     .argument('<id>', 'the pipeline id')
     .option('-d, --detach', 'return at once')
+    .addHelpText('after', examples('align pipeline resume rlhf-20261202-101500-ab12'))
     .action(async (id: string, o: { detach?: boolean }, cmd: Command) => {
       const r = await pipelines(cmd).resume(id);
       if (o.detach) return d.print(cmd, `resumed pipeline ${id} (attempt ${r.attempt + 1}): skipping ${r.skipped.join(', ') || 'nothing'}; resuming at ${r.resumes}`, r);
@@ -93,6 +95,7 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
     .command('status')
     .description('show a pipeline\'s stage tree: each stage\'s state, child run, inputs, output and measured effect')
     .argument('<id>', 'the pipeline id')
+    .addHelpText('after', examples('align pipeline status rlhf-20261202-101500-ab12', 'align pipeline status rlhf-20261202-101500-ab12 --json'))
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const v = await pipelines(cmd).status(id);
       d.print(cmd, formatPipeline(v), v);
@@ -102,6 +105,7 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
     .command('list')
     .description('list pipelines, newest first')
     .option('-n, --limit <n>', 'how many', d.positiveInt, 20)
+    .addHelpText('after', examples('align pipeline list', 'align pipeline list --limit 100 --json'))
     .action(async (o: { limit: number }, cmd: Command) => {
       const list = await pipelines(cmd).list({ limit: o.limit });
       d.print(cmd, formatPipelineList(list), list);
@@ -111,6 +115,7 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
     .command('config')
     .description('print an example config of a pipeline (YAML), runnable on the tiny fixture models from the repository root')
     .argument('<pipeline>', `one of: ${PIPELINE_NAMES.join(', ')}`)
+    .addHelpText('after', examples('align pipeline config steerlm > steerlm.yaml', 'align pipeline run steerlm --config steerlm.yaml'))
     .action((name: string) => {
       process.stdout.write(pipelineExampleYaml(getPipeline(name)));
     });
@@ -156,6 +161,7 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
     .option('-s, --set <key=value>', 'override one config value (repeatable)', collect)
     .option('--overlap <policy>', `what a round due while one runs does: ${OVERLAP_POLICIES.join(', ')}`, 'skip')
     .option('--paused', 'create it paused (start it with align schedule unpause)')
+    .addHelpText('after', examples('align schedule create nightly-rs --pipeline rs --every 6h --config examples/pipelines/rs.yaml', 'align schedule create steer --pipeline steerlm2 --cron "0 2 * * *" --config steerlm2.yaml --paused'))
     .action(async (name: string, o: { pipeline: string; every?: string; cron?: string; config?: string; set?: string[]; overlap: string; paused?: boolean }, cmd: Command) => {
       if (!(OVERLAP_POLICIES as readonly string[]).includes(o.overlap)) throw new UsageError(`--overlap must be one of ${OVERLAP_POLICIES.join(', ')}, got ${JSON.stringify(o.overlap)}`);
       const raw = o.config ? await readConfigFile(o.config) : {};
@@ -166,6 +172,7 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
   schedule
     .command('list')
     .description('list the pipeline schedules')
+    .addHelpText('after', examples('align schedule list', 'align schedule list --json'))
     .action(async (_o: unknown, cmd: Command) => {
       const list = await schedules(cmd).list();
       d.print(cmd, formatScheduleList(list), list);
@@ -175,6 +182,7 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
     .command('describe')
     .description('show a schedule: its spec, whether it is paused, its recent rounds (failed ones with why) and its lineage')
     .argument('<name>', 'the schedule')
+    .addHelpText('after', examples('align schedule describe nightly-rs'))
     .action(async (name: string, _o: unknown, cmd: Command) => {
       const v = await schedules(cmd).describe(name);
       d.print(cmd, formatSchedule(v), v);
@@ -187,7 +195,7 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
     delete: 'delete the schedule (running rounds go on; the lineage stays in the store)',
   } as const;
   for (const [op, description] of Object.entries(ops) as [keyof typeof ops, string][]) {
-    const c = schedule.command(op).description(description).argument('<name>', 'the schedule');
+    const c = schedule.command(op).description(description).argument('<name>', 'the schedule').addHelpText('after', examples(`align schedule ${op} nightly-rs`));
     if (op === 'pause' || op === 'unpause') c.option('--note <text>', 'recorded on the schedule');
     if (op === 'trigger') c.option('--overlap <policy>', `${OVERLAP_POLICIES.join(', ')}`, 'skip');
     c.action(async (name: string, o: { note?: string; overlap?: string }, cmd: Command) => {

@@ -27,6 +27,8 @@ export async function runPipeline(svc: PipelineService, name: string, over: Reco
     const v = await svc.status(pipelineId);
     if (v.state !== 'RUNNING') {
       if (v.state !== 'COMPLETED') throw new Error(`pipeline ${pipelineId} ended ${v.state}: ${v.failure?.message}`);
+      const wall = (Date.parse(v.closeTime!) - Date.parse(v.startTime)) / 1000;
+      console.log(`${name}: ${wall.toFixed(1)} s wall; stages ${Object.entries(v.seconds).map(([k, x]) => `${k} ${x.toFixed(1)} s`).join(', ')}`);
       return v.record!;
     }
     await new Promise((r) => setTimeout(r, 500));

@@ -88,14 +88,14 @@ describe('HTTP API (real Temporal server, mocked activities)', () => {
 
   it('GET /recipes lists the table; GET /recipes/:name gives its roles, metrics, config schema and example; an unknown one is a 400 listing the recipes', async () => {
     const list = await get('/recipes') as { recipes: { name: string; kind: string; summary: string }[] };
-    expect(list.recipes.map((r) => r.name)).toEqual(['sft', 'dpo', 'rm', 'kd', 'kto', 'ppo', 'reinforce', 'grpo', 'rs']);
+    expect(list.recipes.map((r) => r.name)).toEqual(['sft', 'dpo', 'rm', 'kd', 'kto', 'steerlm2', 'ppo', 'reinforce', 'grpo', 'rs']);
     const kd = await get('/recipes/kd') as Record<string, unknown> & { configSchema: { properties: Record<string, unknown> }; exampleYaml: string };
     expect(kd).toMatchObject({ name: 'kd', kind: 'offline', headline: { metric: 'teacherKl', better: 'lower' }, precompute: { name: 'teacher-topk', role: 'teacher' } });
     expect(Object.keys(kd.configSchema.properties)).toEqual(['model', 'seed', 'data', 'trainer', 'lora', 'kd']);
     expect(kd.exampleYaml).toMatch(/^# align run kd /);
     const bad = await app.inject({ method: 'GET', url: '/recipes/sftt', headers: auth });
     expect(bad.statusCode).toBe(400);
-    expect(bad.json().message).toBe('params.name must be one of: sft, dpo, rm, kd, kto, ppo, reinforce, grpo, rs');
+    expect(bad.json().message).toBe('params.name must be one of: sft, dpo, rm, kd, kto, steerlm2, ppo, reinforce, grpo, rs');
   });
 
   it('start → status → pause → resume → cancel → list', async () => {
@@ -151,7 +151,7 @@ describe('HTTP API (real Temporal server, mocked activities)', () => {
     const before = await startedOnOurQueue();
     const cases: [object, number, object][] = [
       [{ config }, 400, { error: 'ValidationError', message: 'body.recipe is required', fields: ['body.recipe'] }],
-      [{ recipe: 'sftt', config }, 400, { error: 'ValidationError', message: 'body.recipe must be one of: sft, dpo, rm, kd, kto, ppo, reinforce, grpo, rs', fields: ['body.recipe'] }],
+      [{ recipe: 'sftt', config }, 400, { error: 'ValidationError', message: 'body.recipe must be one of: sft, dpo, rm, kd, kto, steerlm2, ppo, reinforce, grpo, rs', fields: ['body.recipe'] }],
       [{ recipe: 'sft', config, extra: 1 }, 400, { error: 'ValidationError', message: 'body.extra is not a known field', fields: ['body.extra'] }],
       [{ recipe: 'sft', config: 'sft.yaml' }, 400, { error: 'ValidationError', message: 'body.config must be object', fields: ['body.config'] }],
       [{ recipe: 'sft', config, set: ['trainer.lr'] }, 400, { error: 'ValidationError', message: 'body.set.0 must look like key.path=value', fields: ['body.set.0'] }],

@@ -174,14 +174,14 @@ describe('align CLI (real Temporal server, mocked activities)', () => {
     expect(parseRecipeConfig('kd', YAML.parse(config.stdout)).kd).toMatchObject({ topK: 16, loss: 'fwd_kl', kdWeight: 1, sftWeight: 0 });
     expect(config.stdout).toContain('# Teacher logits kept per token');
     const unknown = await align(['config', 'sftt']);
-    expect([unknown.code, unknown.stderr]).toEqual([2, 'align: error: unknown recipe "sftt"; available: sft, dpo, rm, kd, kto, ppo, reinforce, grpo, rs (align recipes lists them)\n']);
+    expect([unknown.code, unknown.stderr]).toEqual([2, 'align: error: unknown recipe "sftt"; available: sft, dpo, rm, kd, kto, steerlm2, ppo, reinforce, grpo, rs (align recipes lists them)\n']);
   });
 
   it('rejects an unknown recipe, a missing config file and bad arguments with exit 2', async () => {
     const recipe = await align(['run', 'sftt', '--config', path.join(tmp, 'sft.yaml')]);
-    expect([recipe.code, recipe.stderr]).toEqual([2, 'align: error: unknown recipe "sftt"; available: sft, dpo, rm, kd, kto, ppo, reinforce, grpo, rs (align recipes lists them)\n']);
+    expect([recipe.code, recipe.stderr]).toEqual([2, 'align: error: unknown recipe "sftt"; available: sft, dpo, rm, kd, kto, steerlm2, ppo, reinforce, grpo, rs (align recipes lists them)\n']);
     const asJson = await align(['--json', 'run', 'sftt']);
-    expect([asJson.code, JSON.parse(asJson.stderr)]).toEqual([2, { error: { kind: 'usage', type: 'ConfigError', message: 'unknown recipe "sftt"; available: sft, dpo, rm, kd, kto, ppo, reinforce, grpo, rs (align recipes lists them)' } }]);
+    expect([asJson.code, JSON.parse(asJson.stderr)]).toEqual([2, { error: { kind: 'usage', type: 'ConfigError', message: 'unknown recipe "sftt"; available: sft, dpo, rm, kd, kto, steerlm2, ppo, reinforce, grpo, rs (align recipes lists them)' } }]);
     const missing = await align(['run', 'sft', '--config', 'missing.yaml']);
     expect([missing.code, missing.stderr]).toEqual([2, `align: error: config file not found: ${path.join(root, 'missing.yaml')}\n`]);
     const step = await align(['export', 'some-run', '--step', 'last', '--out', path.join(tmp, 'x')]);
@@ -281,15 +281,17 @@ describe('align CLI (real Temporal server, mocked activities)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('Usage: align [options] [command]');
     const program = buildProgram({ exitCode: 0, json: false });
-    expect(program.commands.map((c) => c.name()).sort()).toEqual(['cancel', 'config', 'export', 'list', 'pause', 'recipes', 'resume', 'resume-failed', 'rollouts', 'run', 'status', 'terminate']);
-    for (const cmd of program.commands) {
+    expect(program.commands.map((c) => c.name()).sort()).toEqual(['cancel', 'config', 'export', 'generate', 'list', 'pause', 'pipeline', 'recipes', 'resume', 'resume-failed', 'rollouts', 'run', 'schedule', 'status', 'terminate']);
+    // Every command and every subcommand (align pipeline run, align schedule create, …).
+    const all = program.commands.flatMap((c) => [{ cmd: c, path: c.name() }, ...c.commands.map((s) => ({ cmd: s, path: `${c.name()} ${s.name()}` }))]);
+    for (const { cmd, path: name } of all) {
       let help = '';
       cmd.configureOutput({ writeOut: (s) => (help += s) });
       cmd.outputHelp();
-      expect(help, cmd.name()).toMatch(/Example/);
-      expect(help, cmd.name()).toContain(`$ align ${cmd.name()}`);
+      expect(help, name).toMatch(/Example/);
+      expect(help, name).toContain(`$ align ${name}`);
       // Help wraps long descriptions: compare with runs of whitespace as one space.
-      for (const arg of cmd.registeredArguments) expect(help.replace(/\s+/g, ' '), `${cmd.name()} <${arg.name()}>`).toContain(arg.description);
+      for (const arg of cmd.registeredArguments) expect(help.replace(/\s+/g, ' '), `${name} <${arg.name()}>`).toContain(arg.description);
     }
   });
 });
