@@ -127,7 +127,7 @@ export function createActivities(deps: ActivityDeps) {
     async finishPipeline(args: { record: PipelineRecord }): Promise<PipelineRecord> {
       return finishPipeline(deps.store, args.record);
     },
-    async runDataShard(args: { runId: string; task: DataTaskName; args: Record<string, unknown>; shard: number; shards: number }): Promise<DataShardResult> {
+    async runDataShard(args: { runId: string; task: DataTaskName; args: Record<string, unknown>; shard: number; shards: number; previousRuns?: string[] }): Promise<DataShardResult> {
       return runDataShard(deps.store, policies, judges, args);
     },
     async mergeDataShards(args: { runId: string; task: DataTaskName; args: Record<string, unknown>; parts: DataShardResult[] }): Promise<DataStageResult> {

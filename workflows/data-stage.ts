@@ -28,7 +28,7 @@ export async function dataStageWorkflow(input: DataStageInput): Promise<DataStag
   const shard = async (k: number): Promise<DataShardResult> => {
     for (let lost = 0; ; lost++) {
       try {
-        const r = await compute.runDataShard({ runId: input.runId, task: input.task, args: input.args, shard: k, shards: input.shards });
+        const r = await compute.runDataShard({ runId: input.runId, task: input.task, args: input.args, shard: k, shards: input.shards, previousRuns: input.previousRuns ?? [] });
         done++;
         return r;
       } catch (err) {

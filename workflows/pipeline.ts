@@ -4,13 +4,15 @@
  * recipe or a sharded data stage, so each stage is durable and resumable on its own. The parent
  * plans a stage from the outputs of the stages before it (a control activity, so the plan is in
  * the history), starts its child, records the child's output and lineage in the store
- * (pipelines/<id>/record.json), and moves on. A stage that fails fails the pipeline with the
- * stage named; `align pipeline resume` starts the pipeline again with the same id, which skips the
- * completed stages and resumes the failed one from its newest checkpoint.
+ * (pipelines/<id>/record.json), and moves on. A stage whose run fails for a reason another attempt
+ * may not meet is run again (STAGE_RETRIES), resumed from its newest checkpoint; one that fails for
+ * good (bad data, a NaN loss, a terminate) fails the pipeline with the stage named, and `align
+ * pipeline resume` starts the pipeline again with the same id, which skips the completed stages and
+ * resumes the failed one from its newest checkpoint.
  *
  * Deterministic code only: no I/O, no clocks, no tensors.
  */
-import { ApplicationFailure, defineQuery, executeChild, setHandler, TerminatedFailure, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancelledFailure, defineQuery, executeChild, setHandler, sleep, TerminatedFailure, workflowInfo } from '@temporalio/workflow';
 import type { DataStageResult, PipelineInput, PipelineRecord, StagePlan } from '../activities/pipeline/types.js';
 import type { StageOutput } from '../algorithms/pipelines/types.js';
 import type { RunResult } from '../activities/types.js';
@@ -22,6 +24,24 @@ export interface PipelineProgress extends PipelineRecord {
 }
 
 export const pipelineQuery = defineQuery<PipelineProgress>('pipeline');
+
+/**
+ * Times a stage whose run failed for a reason another attempt may not meet (its workers kept
+ * dying, a store outage outlasted the run's wait) is started again, from its newest checkpoint,
+ * before the pipeline fails (PipelineInput.stageRetries).
+ */
+export const STAGE_RETRIES = 2;
+/** Seconds before the n-th retry of a stage: n × this. */
+const STAGE_RETRY_PAUSE_SECONDS = 5;
+
+/** Whether another run of the stage might succeed: not after bad data or config, a NaN loss, a terminate or a cancel. */
+function retryable(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof TerminatedFailure || e instanceof CancelledFailure) return false;
+    if (e instanceof ApplicationFailure && e.nonRetryable) return false;
+  }
+  return true;
+}
 
 /** Workflow ids made store-safe (a scheduled round's id carries its time, with ':'). */
 export const pipelineIdOf = (workflowId: string): string => workflowId.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 100);
@@ -73,43 +93,55 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   for (const stage of record.stages) {
     if (stage.state === 'completed') continue;
     current = stage.name;
-    const outputs = Object.fromEntries(record.stages.filter((s) => s.output).map((s) => [s.name, s.output!]));
-    let plan: StagePlan;
-    try {
-      plan = await control.planPipelineStage({
-        record, stage: stage.name, outputs,
-        settings: { queues: input.queues ?? null, heartbeatSeconds: input.heartbeatSeconds, storeRetrySeconds: input.storeRetrySeconds },
-      });
-    } catch (err) {
-      stage.state = 'failed';
-      stage.error = (err as Error).message;
-      record.state = 'failed';
-      await control.recordPipeline({ record });
-      throw err;
-    }
-    Object.assign(stage, { state: 'running', runId: plan.runId, inputs: plan.inputs, resumedFrom: plan.resumedFrom, error: null });
-    await control.recordPipeline({ record });
-    try {
-      const common = { workflowId: plan.runId, taskQueue: input.queues?.control ?? CONTROL_QUEUE };
-      if (plan.kind === 'run') {
-        const r = await executeChild(plan.workflowType, { ...common, args: [plan.input], memo: { recipe: plan.recipe, parentRunId: plan.input.parentRunId ?? null, pipelineId } });
-        stage.output = runOutput(r as RunResult);
-      } else {
-        const r = await executeChild(plan.workflowType, { ...common, args: [plan.input], memo: { task: plan.task, pipelineId } });
-        stage.output = dataOutput(r as DataStageResult);
+    for (let retries = 0; stage.state !== 'completed'; retries++) {
+      const outputs = Object.fromEntries(record.stages.filter((s) => s.output).map((s) => [s.name, s.output!]));
+      let plan: StagePlan;
+      try {
+        plan = await control.planPipelineStage({
+          record, stage: stage.name, outputs,
+          settings: { queues: input.queues ?? null, heartbeatSeconds: input.heartbeatSeconds, storeRetrySeconds: input.storeRetrySeconds },
+        });
+      } catch (err) {
+        stage.state = 'failed';
+        stage.error = causeOf(err);
+        record.state = 'failed';
+        await control.recordPipeline({ record });
+        throw err;
       }
-      stage.state = 'completed';
-      stage.attempt = attempt;
-    } catch (err) {
-      stage.state = 'failed';
-      stage.error = causeOf(err);
-      record.state = 'failed';
-      current = null;
+      Object.assign(stage, { state: 'running', runId: plan.runId, inputs: plan.inputs, resumedFrom: plan.resumedFrom, error: stage.error ?? null });
       await control.recordPipeline({ record });
-      throw ApplicationFailure.create({
-        type: 'PipelineStageFailed', nonRetryable: true, cause: err as Error,
-        message: `pipeline ${pipelineId}: stage ${stage.name} (${stage.what}, run ${plan.runId}) failed: ${stage.error}; after fixing the cause, continue with: align pipeline resume ${pipelineId}`,
-      });
+      try {
+        const common = { workflowId: plan.runId, taskQueue: input.queues?.control ?? CONTROL_QUEUE };
+        if (plan.kind === 'run') {
+          const r = await executeChild(plan.workflowType, { ...common, args: [plan.input], memo: { recipe: plan.recipe, parentRunId: plan.input.parentRunId ?? null, pipelineId } });
+          stage.output = runOutput(r as RunResult);
+        } else {
+          const r = await executeChild(plan.workflowType, { ...common, args: [plan.input], memo: { task: plan.task, pipelineId } });
+          stage.output = dataOutput(r as DataStageResult);
+        }
+        stage.state = 'completed';
+        stage.attempt = attempt;
+        stage.error = null;
+      } catch (err) {
+        stage.error = causeOf(err);
+        if (retryable(err) && retries < (input.stageRetries ?? STAGE_RETRIES)) {
+          // Run the stage again as a new run, resumed from the failed one's newest checkpoint.
+          stage.state = 'pending';
+          stage.failedRuns = [...stage.failedRuns, plan.runId];
+          stage.runId = null;
+          await control.recordPipeline({ record });
+          await sleep((retries + 1) * STAGE_RETRY_PAUSE_SECONDS * 1000);
+          continue;
+        }
+        stage.state = 'failed';
+        record.state = 'failed';
+        current = null;
+        await control.recordPipeline({ record });
+        throw ApplicationFailure.create({
+          type: 'PipelineStageFailed', nonRetryable: true, cause: err as Error,
+          message: `pipeline ${pipelineId}: stage ${stage.name} (${stage.what}, run ${plan.runId}) failed: ${stage.error}; after fixing the cause, continue with: align pipeline resume ${pipelineId}`,
+        });
+      }
     }
     current = null;
     await control.recordPipeline({ record });

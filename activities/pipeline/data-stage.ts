@@ -30,10 +30,20 @@ const toJsonl = (records: readonly unknown[]): Uint8Array => Buffer.from(records
 
 export async function runDataShard(
   store: RunStorePort, policies: ResidentPolicies, judges: ResidentJudges,
-  args: { runId: string; task: DataTaskName; args: Record<string, unknown>; shard: number; shards: number },
+  args: { runId: string; task: DataTaskName; args: Record<string, unknown>; shard: number; shards: number; previousRuns?: string[] },
 ): Promise<DataShardResult> {
   const marker = await store.getJson<Marker>(markerKey(args.runId, args.shard));
   if (marker) return { shard: args.shard, records: marker.records, sums: marker.sums, seconds: marker.seconds };
+  // An earlier run of this stage committed the shard: take it over (part first, then its marker).
+  for (const earlier of [...(args.previousRuns ?? [])].reverse()) {
+    const m = await store.getJson<Marker>(markerKey(earlier, args.shard));
+    if (!m) continue;
+    const bytes = await store.store.get(partKey(earlier, args.shard));
+    if (sha256Hex(bytes) !== m.sha256) continue;
+    await store.store.put(partKey(args.runId, args.shard), bytes);
+    await store.putJson(markerKey(args.runId, args.shard), m);
+    return { shard: args.shard, records: m.records, sums: m.sums, seconds: 0 };
+  }
   const t0 = performance.now();
   const task = DATA_TASKS[args.task];
   const out = await task.run({ store, policies, judges, beat: (d) => heartbeat({ shard: args.shard, ...d }) }, args.args, args.shard, args.shards);

@@ -95,7 +95,7 @@ export async function planPipelineStage(
   if (spec.kind === 'data') {
     const task = DATA_TASKS[spec.task];
     const shards = spec.shards > 0 ? spec.shards : await task.shards!({ store }, spec.args);
-    return { kind: 'data', workflowType: 'dataStageWorkflow', runId, task: spec.task, inputs, resumedFrom: null, input: { runId, task: spec.task, args: spec.args, shards, ...fleet } };
+    return { kind: 'data', workflowType: 'dataStageWorkflow', runId, task: spec.task, inputs, resumedFrom: null, input: { runId, task: spec.task, args: spec.args, shards, previousRuns: st.failedRuns, ...fleet } };
   }
   const config = parseRecipeConfig(spec.recipe, spec.config);
   const input: RunInput = {

@@ -21,6 +21,8 @@ export interface PipelineInput {
   queues?: Queues | null;
   heartbeatSeconds?: number;
   storeRetrySeconds?: number;
+  /** Times a stage that failed for a retryable reason runs again before the pipeline fails. Default 2 (workflows/pipeline.ts). */
+  stageRetries?: number;
 }
 
 export type StageState = 'pending' | 'running' | 'completed' | 'failed';
@@ -74,6 +76,8 @@ export interface DataStageInput {
   task: DataTaskName;
   args: Record<string, unknown>;
   shards: number;
+  /** Earlier runs of the same stage (failed, then retried or resumed): their committed shards are taken over, not redone. */
+  previousRuns?: string[];
   queues?: Queues | null;
   heartbeatSeconds?: number;
 }

@@ -19,6 +19,8 @@ export interface Script {
   nanAt?: number;
   /** precompute returns a reference (as DPO's does) and fails its first attempt with a retryable error. */
   precomputeFailsOnce?: boolean;
+  /** Pipelines: the next N data shards fail, retryably (a lost worker) or for good (a DataError). */
+  shardFailures?: { count: number; kind: 'retryable' | 'data' };
 }
 
 const notFaked = (name: string) => async (): Promise<never> => {
@@ -93,12 +95,46 @@ export function fakeActivities(queue: string, script: Script = {}) {
     trainOnRollouts: notFaked('trainOnRollouts'),
     trainCritic: notFaked('trainCritic'),
     evaluatePolicy: notFaked('evaluatePolicy'),
-    beginPipeline: notFaked('beginPipeline'),
-    planPipelineStage: notFaked('planPipelineStage'),
-    recordPipeline: notFaked('recordPipeline'),
-    finishPipeline: notFaked('finishPipeline'),
-    runDataShard: notFaked('runDataShard'),
-    mergeDataShards: notFaked('mergeDataShards'),
+    // A pipeline of one data stage; its shards fail as scripted.
+    async beginPipeline(input) {
+      calls.push({ name: 'beginPipeline', args: { attempt: input.attempt } });
+      return {
+        pipelineId: input.pipelineId, workflowId: input.workflowId ?? input.pipelineId, pipeline: input.pipeline, config: input.config, start: { model: 'm0', round: 1 },
+        schedule: null, attempt: input.attempt, state: 'running', output: null,
+        stages: [{ name: 'pairs-1', kind: 'data', what: 'preference-pairs', state: 'pending', runId: null, failedRuns: [], inputs: [], output: null, attempt: null }],
+      };
+    },
+    async planPipelineStage({ record, stage, settings }) {
+      const st = record.stages.find((s) => s.name === stage)!;
+      const runId = `${record.pipelineId}.${stage}${st.failedRuns.length ? `.r${st.failedRuns.length}` : ''}`;
+      calls.push({ name: 'planPipelineStage', args: { runId } });
+      return {
+        kind: 'data', workflowType: 'dataStageWorkflow', runId, task: 'preference-pairs', inputs: [], resumedFrom: null,
+        input: { runId, task: 'preference-pairs', args: {}, shards: 1, previousRuns: st.failedRuns, queues: settings?.queues ?? null },
+      };
+    },
+    async recordPipeline({ record }) {
+      calls.push({ name: 'recordPipeline', args: { stages: record.stages.map((s) => `${s.name}:${s.state}`) } });
+    },
+    async finishPipeline({ record }) {
+      calls.push({ name: 'finishPipeline', args: {} });
+      return { ...record, state: 'completed', output: { model: 'm1' } };
+    },
+    async runDataShard(args) {
+      calls.push({ name: 'runDataShard', args: { runId: args.runId, previousRuns: args.previousRuns } });
+      const f = script.shardFailures;
+      if (f && f.count > 0) {
+        f.count--;
+        throw f.kind === 'data'
+          ? ApplicationFailure.create({ message: 'prompts.jsonl:3: missing key "prompt"', type: 'DataError', nonRetryable: true })
+          : ApplicationFailure.create({ message: 'worker lost', type: 'TransientError', nonRetryable: false });
+      }
+      return { shard: args.shard, records: 3, sums: {}, seconds: 0 };
+    },
+    async mergeDataShards(args) {
+      calls.push({ name: 'mergeDataShards', args: { runId: args.runId } });
+      return { runId: args.runId, uri: `file:///runs/${args.runId}/output/data.jsonl`, records: 3, metrics: {}, summary: '3 records' };
+    },
   };
   return { acts, calls };
 }
