@@ -17,6 +17,7 @@ import { readConfigFile } from './config-file.js';
 import os from 'node:os';
 import path from 'node:path';
 import { generateSamples } from '../generate.js';
+import { progressBar } from '../progress.js';
 import { RunStore } from '../../store/run-store.js';
 import { formatPipeline, formatPipelineList, formatSchedule, formatScheduleList } from './format-pipelines.js';
 
@@ -37,23 +38,59 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
   const pipelines = (cmd: Command) => new PipelineService(d.service(cmd));
   const schedules = (cmd: Command) => new ScheduleService(d.service(cmd));
 
-  /** Prints each stage as it starts and ends, until the pipeline closes; returns the exit code. */
+  /**
+   * Prints each stage as it starts and ends, with a progress bar of the running stage's steps (or
+   * shards), until the pipeline closes; returns the exit code. Ctrl-C stops following.
+   */
   async function follow(cmd: Command, id: string): Promise<number> {
     const svc = pipelines(cmd);
+    const json = d.json(cmd);
     const seen = new Map<string, string>();
-    for (;;) {
-      const v: PipelineView = await svc.status(id);
-      for (const s of v.record?.stages ?? []) {
-        const key = `${s.state}:${s.runId}`;
-        if (seen.get(s.name) === key || s.state === 'pending') continue;
-        seen.set(s.name, key);
-        if (!d.json(cmd)) console.error(`${s.state === 'running' ? '▶' : s.state === 'completed' ? '✔' : '✘'} ${s.name} (${s.kind} ${s.what}) ${s.runId ?? ''}${s.output?.summary ? `: ${s.output.summary}` : ''}${s.error ? `: ${s.error}` : ''}`);
+    // A holder, so that the closure's resets are seen by the loop.
+    const live: { bar: { stage: string; bar: ReturnType<typeof progressBar> } | null } = { bar: null };
+    const stopBar = () => {
+      live.bar?.bar.stop();
+      live.bar = null;
+    };
+    let following = true;
+    const onSigint = () => (following ? (following = false) : process.exit(130));
+    process.on('SIGINT', onSigint);
+    try {
+      for (;;) {
+        const v: PipelineView = await svc.status(id);
+        for (const s of v.record?.stages ?? []) {
+          const key = `${s.state}:${s.runId}`;
+          if (seen.get(s.name) === key || s.state === 'pending') continue;
+          seen.set(s.name, key);
+          if (s.state !== 'running' && live.bar?.stage === s.name) {
+            live.bar.bar.update(live.bar.bar.getTotal()); // it ended between two polls
+            stopBar();
+          }
+          if (!json) console.error(`${s.state === 'running' ? '▶' : s.state === 'completed' ? '✔' : '✘'} ${s.name} (${s.kind} ${s.what}) ${s.runId ?? ''}${s.output?.summary ? `: ${s.output.summary}` : ''}${s.error ? `: ${s.error}` : ''}`);
+        }
+        const p = v.current?.run?.progress;
+        if (!json && v.current && p && p.maxSteps > 0) {
+          if (live.bar?.stage !== v.current.stage) {
+            stopBar();
+            live.bar = { stage: v.current.stage, bar: progressBar(v.current.stage.padEnd(14), p.maxSteps) };
+          }
+          live.bar.bar.update(p.step, { loss: p.lastLoss?.toFixed(3) ?? '-', tps: p.tokensPerSecond ? Math.round(p.tokensPerSecond).toLocaleString() : '-' });
+        }
+        if (v.state !== 'RUNNING') {
+          stopBar();
+          d.print(cmd, formatPipeline(v), v);
+          return v.state === 'COMPLETED' ? 0 : 1;
+        }
+        if (!following) {
+          stopBar();
+          d.print(cmd, `stopped following pipeline ${id}; it goes on. Follow it: align pipeline status ${id}`, { event: 'detached', pipelineId: id });
+          return 0;
+        }
+        await sleep(1000);
       }
-      if (v.state !== 'RUNNING') {
-        d.print(cmd, formatPipeline(v), v);
-        return v.state === 'COMPLETED' ? 0 : 1;
-      }
-      await sleep(2000);
+    } finally {
+      stopBar();
+      process.off('SIGINT', onSigint);
     }
   }
 
