@@ -49,7 +49,7 @@ export class ResidentJudges {
 export async function scoreResponses(store: RunStorePort, judges: ResidentJudges, req: ScoreRequest): Promise<ScoreResult> {
   const judge = await judges.get(store, req.model);
   const rows = req.samples.map((s) => {
-    const t = tokenizePromptResponse(judge.tok, s.prompt, s.response, { style: req.style ?? 'trl' });
+    const t = tokenizePromptResponse(judge.tok, s.prompt, s.response, { style: req.style ?? 'trl', allowEmpty: true });
     return [...t.prompt, ...t.response];
   });
   return { scores: await scoreIds(judge, rows, req.microBatch ?? 8), labelNames: judge.labelNames };

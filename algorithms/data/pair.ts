@@ -31,6 +31,8 @@ export interface PromptResponseOptions {
   style: TextStyle;
   /** Chat template override for chat-form prompts; default the tokenizer's own (or ChatML). */
   template?: string;
+  /** An empty plain-text response is scored, not refused (a sampled response that ended at once). */
+  allowEmpty?: boolean;
 }
 
 /** A response as a record gives it: its text, or the assistant message itself (extra keys kept for the template). */
@@ -43,7 +45,7 @@ export function tokenizePromptResponse(
   if (typeof prompt === 'string') {
     const text = typeof response === 'string' ? response : response.content;
     const ids = tok.encode(text, { addSpecialTokens: false });
-    if (ids.length === 0) throw new Error('the response is empty');
+    if (ids.length === 0 && !opts.allowEmpty) throw new Error('the response is empty');
     if (opts.style === 'nemo') return { prompt: tok.encode(prompt, { addSpecialTokens: false }), response: ids };
     if (tok.eosTokenId !== null && ids.at(-1) !== tok.eosTokenId) ids.push(tok.eosTokenId);
     return { prompt: tok.encode(prompt, { addSpecialTokens: true }), response: ids };

@@ -82,7 +82,8 @@ export const cai: PipelineDef<CaiConfig> = {
       'rl-rm': () => ({ kind: 'run', recipe: 'rm', config: { ...withData(c.rm, dataOf(outputs, 'judge')), seed: c.seed, model: modelOf(outputs, 'sl-cai') } }),
       'rl-ppo': () => {
         const reward = (c.ppo.reward as Record<string, unknown> | undefined) ?? {};
-        return { kind: 'run', recipe: 'ppo', config: { ...withData(c.ppo, c.redTeam), seed: c.seed, model: modelOf(outputs, 'sl-cai'), reward: { ...reward, model: modelOf(outputs, 'rl-rm') } } };
+        // The judged pairs' prompts (chat messages, as the reward model read them) are PPO's prompts.
+        return { kind: 'run', recipe: 'ppo', config: { ...withData(c.ppo, dataOf(outputs, 'judge')), seed: c.seed, model: modelOf(outputs, 'sl-cai'), reward: { ...reward, model: modelOf(outputs, 'rl-rm') } } };
       },
     };
     return plans[name]();

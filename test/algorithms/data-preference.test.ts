@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { parseJsonl } from '../../algorithms/data/jsonl.js';
 import type { JsonlRecord } from '../../algorithms/data/jsonl.js';
 import { tokenizePreference } from '../../algorithms/data/preference.js';
+import { tokenizePromptResponse } from '../../algorithms/data/pair.js';
 import { DataError } from '../../algorithms/errors.js';
 import { Tokenizer } from '../../models/tokenizer.js';
 
@@ -110,5 +111,15 @@ describe('explicit prompt: TRL plain text, margin, rewards', () => {
     expect(dataError(() => tokenizePreference(tok, badMargin, 'pref.jsonl', 64)).message).toBe('pref.jsonl:3: "margin" must be a finite number, got "large"');
     expect(dataError(() => tokenizePreference(tok, twoTurns, 'pref.jsonl', 64)).message).toBe('pref.jsonl:4: "chosen" must hold one assistant message, got 2 messages');
     expect(dataError(() => tokenizePreference(tok, userResponse, 'pref.jsonl', 64)).message).toBe('pref.jsonl:5: "chosen" must be an assistant message, got role "user"');
+  });
+});
+
+describe('tokenizePromptResponse: an empty plain-text response', () => {
+  const fixtureTok = Tokenizer.fromDir(path.join(root, 'models/fixtures/tiny-llama'));
+
+  it('is refused in training data, and scored (as EOS under TRL\'s rule, as nothing under NeMo-Aligner\'s) when a sample ended at once', () => {
+    expect(() => tokenizePromptResponse(fixtureTok, 'Say: ', '', { style: 'trl' })).toThrow('the response is empty');
+    expect(tokenizePromptResponse(fixtureTok, 'Say: ', '', { style: 'trl', allowEmpty: true }).response).toEqual([fixtureTok.eosTokenId]);
+    expect(tokenizePromptResponse(fixtureTok, 'Say: ', '', { style: 'nemo', allowEmpty: true })).toEqual({ prompt: fixtureTok.encode('Say: ', { addSpecialTokens: false }), response: [] });
   });
 });

@@ -117,7 +117,7 @@ describe('pipelines end to end', () => {
     await svc.runs.close();
   }, 600_000);
 
-  slowIt('Constitutional AI: the judge prefers the revisions above chance; SL-CAI SFT, judged pairs (kept for audit), DPO', async () => {
+  slowIt('Constitutional AI: the judge prefers the revisions above chance; SL-CAI SFT, judged pairs (kept for audit), then DPO, or RM → PPO', async () => {
     // A tiny "helpful-only" model scripted by SFT (data/demo/make-cai.ts): rude answers, critiques,
     // kind revisions, and judging. Its context is widened to hold the judge's prompt.
     const base = path.join(tmp, 'tiny-llama-1k');
@@ -150,6 +150,17 @@ describe('pipelines end to end', () => {
     expect(judged.length).toBe(stage(r, 'judge').output!.records);
     expect(judged.every((j) => typeof j.judge.raw === 'string' && j.chosen !== j.rejected)).toBe(true);
     expect(stage(r, 'rl-dpo').state).toBe('completed');
+    // RL-CAI's other ending: a reward model on the judged pairs, then PPO against it on the red-team prompts.
+    const p = await runPipeline(svc, 'cai', {
+      model: scripted.final!.result!.exportUri, constitution: path.join(root, 'data/demo/cai-constitution.json'),
+      response: { maxNewTokens: 48, temperature: 0.3 }, judge: { maxNewTokens: 48, temperature: 0.3 }, samplesPerPrompt: 2, maxPrompts: 16, rl: 'ppo',
+      rm: { trainer: { maxSteps: 10, globalBatchSize: 4, microBatchSize: 4, lr: 1e-3, minLr: 1e-4, warmupSteps: 0, checkpointEvery: 10, valEvery: 10, maxLength: 256 } },
+      ppo: { trainer: { maxSteps: 2, globalBatchSize: 8, microBatchSize: 8, lr: 1e-4, minLr: 1e-4, maxLength: 256 }, rollout: { promptsPerIteration: 8, maxNewTokens: 24, evalPrompts: 4 } },
+    });
+    for (const s of p.stages) console.log(`  ${s.name}: ${s.output?.summary}`);
+    expect(p.stages.map((s) => s.name)).toEqual(['critique-revise', 'sl-cai', 'judge', 'rl-rm', 'rl-ppo']);
+    expect(new Set(stage(p, 'rl-ppo').inputs)).toEqual(new Set([stage(p, 'sl-cai').output!.model, stage(p, 'rl-rm').output!.model, stage(p, 'judge').output!.data]));
+    expect(p.output!.model).toBe(stage(p, 'rl-ppo').output!.model);
     await runs.close();
     await svc.runs.close();
   }, 600_000);
