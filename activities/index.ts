@@ -6,6 +6,7 @@
 import type { RunStorePort } from '../store/run-store-port.js';
 import { prepareDataset } from './dataset.js';
 import { classified } from './errors.js';
+import { keepAlive } from './heartbeat.js';
 import { precompute } from './precompute.js';
 import { ResidentJudges, scoreResponses } from './score.js';
 import { ResidentRuns, trainChunk } from './train.js';
@@ -128,7 +129,8 @@ export function createActivities(deps: ActivityDeps) {
       return finishPipeline(deps.store, args.record);
     },
     async runDataShard(args: { runId: string; task: DataTaskName; args: Record<string, unknown>; shard: number; shards: number; previousRuns?: string[] }): Promise<DataShardResult> {
-      return runDataShard(deps.store, policies, judges, args);
+      // Loading and sampling can outlast the heartbeat timeout: keep heartbeating throughout.
+      return keepAlive(() => runDataShard(deps.store, policies, judges, args));
     },
     async mergeDataShards(args: { runId: string; task: DataTaskName; args: Record<string, unknown>; parts: DataShardResult[] }): Promise<DataStageResult> {
       return mergeDataShards(deps.store, args);

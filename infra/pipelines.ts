@@ -27,7 +27,7 @@ import { checkRunId, ConflictError, describeFailure, NotFoundError, RunStateErro
 import type { FailureView, RunService, RunView } from './runs.js';
 
 /** Config keys whose string values are files or folders: made absolute against the config's folder and checked to exist. */
-const PATH_KEYS = new Set(['model', 'train', 'validation', 'function', 'teacher', 'referenceModel', 'prompts', 'data', 'constitution', 'fewShot', 'helpful', 'attributeModel', 'sftModel', 'judgeModel']);
+const PATH_KEYS = new Set(['model', 'train', 'validation', 'function', 'teacher', 'referenceModel', 'prompts', 'data', 'constitution', 'fewShot', 'helpful', 'redTeam', 'attributeModel', 'sftModel', 'judgeModel']);
 
 const isUri = (p: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(p);
 

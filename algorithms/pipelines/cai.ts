@@ -71,7 +71,7 @@ export const cai: PipelineDef<CaiConfig> = {
     refuseWired(c.rm, 'rm', ['model', 'data.train']);
     refuseWired(c.ppo, 'ppo', ['model', 'data.train', 'reward.model']);
     const shards = Math.ceil(c.maxPrompts / c.shardPrompts);
-    const judgeModel = c.judgeModel ?? start.model;
+    const judgeModel = c.judgeModel ?? c.model;
     const common = { constitution: c.constitution, redTeam: c.redTeam, maxPrompts: c.maxPrompts, shardPrompts: c.shardPrompts, seed: c.seed, judgeModel, judge: c.judge };
     const withData = (section: Record<string, unknown>, train: string) => ({ ...section, data: { ...((section.data as Record<string, unknown> | undefined) ?? {}), train } });
     const plans: Record<string, () => StageSpec> = {

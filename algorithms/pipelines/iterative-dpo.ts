@@ -78,7 +78,7 @@ export const iterativeDpo: PipelineDef<IterativeDpoConfig> = {
     const dpo = (c.dpo.dpo as Record<string, unknown> | undefined) ?? {};
     return {
       kind: 'run', recipe: 'dpo',
-      config: { ...c.dpo, seed: c.seed, model: policyBefore(round, outputs, start), data: { ...data, train: dataOf(outputs, `pairs-${round}`) }, dpo: { ...dpo, referenceModel: start.model } },
+      config: { ...c.dpo, seed: c.seed, model: policyBefore(round, outputs, start), data: { ...data, train: dataOf(outputs, `pairs-${round}`) }, dpo: { ...dpo, referenceModel: c.model } },
     };
   },
   output: (c, outputs) => ({ model: modelOf(outputs, `dpo-${c.rounds}`) }),

@@ -57,9 +57,9 @@ export const steerlm2Rounds: PipelineDef<Steerlm2Config> = {
   ],
   stages: (c) => [...roundStages(c.rounds, ['sample', 'train']), 'measure'],
   stage(name, c, outputs, start) {
-    refuseWired(c.steerlm2, 'steerlm2', ['model', 'data.train']);
+    refuseWired(c.steerlm2, 'steerlm2', ['model', 'data.train', 'steerlm2.chatTemplate']);
     const args = (policy: string, round: number) => ({
-      policy, sftModel: c.sftModel ?? start.model, attributeModel: c.attributeModel, attributes: modelAttributes(c.attributeModel), prompts: c.prompts,
+      policy, sftModel: c.sftModel ?? c.model, attributeModel: c.attributeModel, attributes: modelAttributes(c.attributeModel), prompts: c.prompts,
       promptsPerRound: c.promptsPerRound, samplesPerPrompt: c.samplesPerPrompt, maxNewTokens: c.maxNewTokens, temperature: c.temperature,
       levels: c.levels, sigma: c.sigma, shardPrompts: c.shardPrompts, seed: c.seed, round, seedRound: start.round,
     });
