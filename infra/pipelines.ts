@@ -176,8 +176,12 @@ export class PipelineService {
     });
   }
 
-  /** The stage tree: the live record from the workflow (or the store's once it has closed), and the running stage's run. */
-  async status(pipelineId: string): Promise<PipelineView> {
+  /**
+   * The stage tree: the live record from the workflow (or the store's once it has closed), and the
+   * running stage's run. `timings: false` leaves out the stages' wall times (one describe per stage),
+   * for callers that poll.
+   */
+  async status(pipelineId: string, opts: { timings?: boolean } = {}): Promise<PipelineView> {
     const d = await this.describe(pipelineId);
     const view: PipelineView = {
       pipelineId, pipeline: (d.memo?.pipeline as string | undefined) ?? null, state: d.status.name, startTime: d.startTime.toISOString(),
@@ -189,7 +193,7 @@ export class PipelineService {
     }
     view.record = live ?? (await this.record(pipelineId).catch(() => null));
     view.pipeline ??= view.record?.pipeline ?? null;
-    await Promise.all((view.record?.stages ?? []).filter((s) => s.runId).map(async (s) => {
+    if (opts.timings !== false) await Promise.all((view.record?.stages ?? []).filter((s) => s.runId).map(async (s) => {
       const w = await this.runs.withClient((c) => c.workflow.getHandle(s.runId!).describe()).catch(() => null);
       if (w) view.seconds[s.name] = ((w.closeTime ?? new Date()).getTime() - w.startTime.getTime()) / 1000;
     }));

@@ -93,6 +93,13 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   for (const stage of record.stages) {
     if (stage.state === 'completed') continue;
     current = stage.name;
+    /** The stage (and so the pipeline) has failed for good: recorded before the workflow fails. */
+    const failed = async () => {
+      stage.state = 'failed';
+      record.state = 'failed';
+      current = null;
+      await control.recordPipeline({ record });
+    };
     for (let retries = 0; stage.state !== 'completed'; retries++) {
       const outputs = Object.fromEntries(record.stages.filter((s) => s.output).map((s) => [s.name, s.output!]));
       let plan: StagePlan;
@@ -102,10 +109,8 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
           settings: { queues: input.queues ?? null, heartbeatSeconds: input.heartbeatSeconds, storeRetrySeconds: input.storeRetrySeconds },
         });
       } catch (err) {
-        stage.state = 'failed';
         stage.error = causeOf(err);
-        record.state = 'failed';
-        await control.recordPipeline({ record });
+        await failed();
         throw err;
       }
       Object.assign(stage, { state: 'running', runId: plan.runId, inputs: plan.inputs, resumedFrom: plan.resumedFrom, error: stage.error ?? null });
@@ -133,10 +138,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
           await sleep((retries + 1) * STAGE_RETRY_PAUSE_SECONDS * 1000);
           continue;
         }
-        stage.state = 'failed';
-        record.state = 'failed';
-        current = null;
-        await control.recordPipeline({ record });
+        await failed();
         throw ApplicationFailure.create({
           type: 'PipelineStageFailed', nonRetryable: true, cause: err as Error,
           message: `pipeline ${pipelineId}: stage ${stage.name} (${stage.what}, run ${plan.runId}) failed: ${stage.error}; after fixing the cause, continue with: align pipeline resume ${pipelineId}`,

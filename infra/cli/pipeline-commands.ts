@@ -57,7 +57,7 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
     process.on('SIGINT', onSigint);
     try {
       for (;;) {
-        const v: PipelineView = await svc.status(id);
+        const v: PipelineView = await svc.status(id, { timings: false });
         for (const s of v.record?.stages ?? []) {
           const key = `${s.state}:${s.runId}`;
           if (seen.get(s.name) === key || s.state === 'pending') continue;
@@ -78,8 +78,9 @@ export function addPipelineCommands(program: Command, d: CommandDeps): void {
         }
         if (v.state !== 'RUNNING') {
           stopBar();
-          d.print(cmd, formatPipeline(v), v);
-          return v.state === 'COMPLETED' ? 0 : 1;
+          const final = await svc.status(id); // with each stage's wall time
+          d.print(cmd, formatPipeline(final), final);
+          return final.state === 'COMPLETED' ? 0 : 1;
         }
         if (!following) {
           stopBar();
