@@ -12,7 +12,7 @@
  *
  * Deterministic code only: no I/O, no clocks, no tensors.
  */
-import { ApplicationFailure, CancelledFailure, defineQuery, executeChild, setHandler, sleep, TerminatedFailure, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, CancelledFailure, defineQuery, executeChild, setHandler, sleep, TerminatedFailure, workflowInfo } from '@temporalio/workflow';
 import type { DataStageResult, PipelineInput, PipelineRecord, StagePlan } from '../activities/pipeline/types.js';
 import type { StageOutput } from '../algorithms/pipelines/types.js';
 import type { RunResult } from '../activities/types.js';
@@ -94,12 +94,13 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
     if (stage.state === 'completed') continue;
     current = stage.name;
     /** The stage (and so the pipeline) has failed for good: recorded before the workflow fails. */
-    const failed = async () => {
+    const failed = () => CancellationScope.nonCancellable(async () => {
+      // Not cancellable: a cancelled pipeline records its stage as failed too (not left "running").
       stage.state = 'failed';
       record.state = 'failed';
       current = null;
       await control.recordPipeline({ record });
-    };
+    });
     for (let retries = 0; stage.state !== 'completed'; retries++) {
       const outputs = Object.fromEntries(record.stages.filter((s) => s.output).map((s) => [s.name, s.output!]));
       let plan: StagePlan;
@@ -118,8 +119,13 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
       try {
         const common = { workflowId: plan.runId, taskQueue: input.queues?.control ?? CONTROL_QUEUE };
         if (plan.kind === 'run') {
-          const r = await executeChild(plan.workflowType, { ...common, args: [plan.input], memo: { recipe: plan.recipe, parentRunId: plan.input.parentRunId ?? null, pipelineId } });
-          stage.output = runOutput(r as RunResult);
+          const r = await executeChild(plan.workflowType, { ...common, args: [plan.input], memo: { recipe: plan.recipe, parentRunId: plan.input.parentRunId ?? null, pipelineId } }) as RunResult;
+          if (r.status === 'stopped') {
+            // Stopped by a person (`align stop`): it checkpointed but exported nothing, so the stage is
+            // not done; resume continues it from that checkpoint.
+            throw ApplicationFailure.create({ type: 'StageStopped', nonRetryable: true, message: `its run was stopped at step ${r.step}${r.lastCheckpoint ? ` (checkpoint at step ${r.lastCheckpoint.step})` : ''}` });
+          }
+          stage.output = runOutput(r);
         } else {
           const r = await executeChild(plan.workflowType, { ...common, args: [plan.input], memo: { task: plan.task, pipelineId } });
           stage.output = dataOutput(r as DataStageResult);

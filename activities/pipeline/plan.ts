@@ -91,6 +91,7 @@ export async function planPipelineStage(
   const fleet = {
     ...(settings.queues ? { queues: settings.queues } : {}),
     ...(settings.heartbeatSeconds !== undefined ? { heartbeatSeconds: settings.heartbeatSeconds } : {}),
+    ...(settings.storeRetrySeconds !== undefined ? { storeRetrySeconds: settings.storeRetrySeconds } : {}),
   };
   if (spec.kind === 'data') {
     const task = DATA_TASKS[spec.task];
@@ -98,22 +99,19 @@ export async function planPipelineStage(
     return { kind: 'data', workflowType: 'dataStageWorkflow', runId, task: spec.task, inputs, resumedFrom: null, input: { runId, task: spec.task, args: spec.args, shards, previousRuns: st.failedRuns, ...fleet } };
   }
   const config = parseRecipeConfig(spec.recipe, spec.config);
-  const input: RunInput = {
-    runId, recipe: spec.recipe, config, ...fleet,
-    ...(settings.storeRetrySeconds !== undefined ? { storeRetrySeconds: settings.storeRetrySeconds } : {}),
-  };
+  const input: RunInput = { runId, recipe: spec.recipe, config, ...fleet };
   let resumedFrom: { runId: string; step: number } | null = null;
-  const failed = st.failedRuns.at(-1);
-  if (failed) {
-    // The stage failed before: continue from its newest valid checkpoint, as resume-failed does.
+  // The stage failed before: continue from the newest valid checkpoint of its failed runs, newest
+  // run first (a run that failed before its first checkpoint must not send the stage back to step 0).
+  for (const failed of [...st.failedRuns].reverse()) {
     const { checkpoint } = await latestValidCheckpoint(store.store, failed);
-    if (checkpoint) {
-      input.resumeFrom = checkpoint.ref;
-      input.parentRunId = failed;
-      resumedFrom = { runId: failed, step: checkpoint.ref.step };
-      const critic = await verifyCheckpoint(store.store, `${failed}-critic`, checkpoint.ref.step).then((c) => c.ref, () => null);
-      if (critic) input.resumeCritic = critic;
-    }
+    if (!checkpoint) continue;
+    input.resumeFrom = checkpoint.ref;
+    input.parentRunId = failed;
+    resumedFrom = { runId: failed, step: checkpoint.ref.step };
+    const critic = await verifyCheckpoint(store.store, `${failed}-critic`, checkpoint.ref.step).then((c) => c.ref, () => null);
+    if (critic) input.resumeCritic = critic;
+    break;
   }
   return { kind: 'run', workflowType: workflowTypeOf(spec.recipe), runId, recipe: spec.recipe, input, inputs, resumedFrom };
 }

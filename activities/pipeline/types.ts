@@ -80,6 +80,8 @@ export interface DataStageInput {
   previousRuns?: string[];
   queues?: Queues | null;
   heartbeatSeconds?: number;
+  /** How long a shard (and the join) waits out a store outage before the stage fails (RunInput.storeRetrySeconds). */
+  storeRetrySeconds?: number;
 }
 
 export interface DataShardResult {

@@ -95,7 +95,9 @@ describe('pipelines over HTTP', () => {
     expect(created.json()).toMatchObject({ name, pipeline: 'rs', spec: 'every 1h' });
     try {
       expect((await app.inject({ method: 'POST', url: `/schedules/${name}/trigger`, headers: auth })).statusCode).toBe(202);
-      const d = await until('a completed round', async () => (await app.inject({ method: 'GET', url: `/schedules/${name}`, headers: auth })).json(), (x) => x.completed?.length === 1);
+      // The round's lineage is written by its last activity, moments before its workflow closes: wait for both.
+      const d = await until('a completed round', async () => (await app.inject({ method: 'GET', url: `/schedules/${name}`, headers: auth })).json(),
+        (x) => x.completed?.length === 1 && x.recent?.[0]?.state !== 'RUNNING');
       expect(d).toMatchObject({ paused: true, overlap: 'skip', pipeline: 'rs' });
       expect(d.recent[0].state).toBe('COMPLETED');
       expect(d.completed[0].model).toMatch(/rs-1\/export\/$/);

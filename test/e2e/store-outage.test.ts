@@ -2,7 +2,8 @@
  * Store outages: the S3 server (a private versitygw) is killed with -9 in the middle of a run.
  * Down for 10 s, the run waits it out (its status says what it waits for, naming the endpoint)
  * and completes with the weights of an uninterrupted run; down for longer than the run's budget,
- * it fails cleanly with the store's message, and resume-failed finishes it, bit-identical.
+ * it fails cleanly with the store's message, and resume-failed finishes it, bit-identical. A
+ * pipeline's sharded data stage waits out an outage the same way, shard by shard.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -10,6 +11,7 @@ import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { parseRecipeConfig } from '../../algorithms/recipes/index.js';
+import type { DataStageResult } from '../../activities/pipeline/types.js';
 import type { RunResult } from '../../activities/types.js';
 import { startS3 } from '../../infra/dev-stack.js';
 import type { S3Info } from '../../infra/dev-stack.js';
@@ -110,5 +112,27 @@ describe('store outages', () => {
     } finally {
       await service.close();
     }
+  });
+
+  slowIt('S3 down for 10 s in the middle of a data stage: its shards wait (saying for what) and the stage completes with every record', async () => {
+    const runId = uniqueId('outage-data');
+    const args = { policy: tinyLlama, data: writeSftData(path.join(tmp, 'spin'), 64), maxNewTokens: 16, temperature: 1, maxRecords: 64, shardPrompts: 4, seed: 3, round: 1 };
+    const handle = await client.workflow.start('dataStageWorkflow', {
+      taskQueue: queues.control, workflowId: runId, args: [{ runId, task: 'spin-pairs', args, shards: 16, heartbeatSeconds: 10, queues }],
+    });
+    for (let i = 0; i < 1200 && (await handle.query(progressQuery)).step < 1; i++) await new Promise((r) => setTimeout(r, 25));
+    down();
+    const t0 = Date.now();
+    let waiting: string | null = null;
+    while (Date.now() - t0 < 10_000) {
+      const p = await handle.query(progressQuery);
+      if (p.status === 'waiting') waiting ??= p.waiting ?? null;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await up();
+    const result: DataStageResult = await handle.result();
+    expect(waiting).toMatch(/^waiting for the store \(S3 endpoint .* is unreachable/);
+    expect(result.records).toBe(64);
+    expect((await store.get(`runs/${runId}/output/data.jsonl`)).toString().trim().split('\n')).toHaveLength(64);
   });
 });

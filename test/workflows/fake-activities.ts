@@ -5,6 +5,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities/index.js';
+import { parseRecipeConfig } from '../../algorithms/recipes/index.js';
 import type { ChunkRequest, ChunkResult } from '../../activities/types.js';
 import { workflowCode } from '../../infra/workers/workflow-code.js';
 
@@ -21,6 +22,8 @@ export interface Script {
   precomputeFailsOnce?: boolean;
   /** Pipelines: the next N data shards fail, retryably (a lost worker) or for good (a DataError). */
   shardFailures?: { count: number; kind: 'retryable' | 'data' };
+  /** Pipelines: the stage is a (fake) SFT run of this many steps instead of a data stage. */
+  runStageSteps?: number;
 }
 
 const notFaked = (name: string) => async (): Promise<never> => {
@@ -108,6 +111,13 @@ export function fakeActivities(queue: string, script: Script = {}) {
       const st = record.stages.find((s) => s.name === stage)!;
       const runId = `${record.pipelineId}.${stage}${st.failedRuns.length ? `.r${st.failedRuns.length}` : ''}`;
       calls.push({ name: 'planPipelineStage', args: { runId } });
+      if (script.runStageSteps) {
+        const config = parseRecipeConfig('sft', { model: 'm', data: { train: 't.jsonl' }, trainer: { maxSteps: script.runStageSteps, checkpointEvery: 2, valEvery: 0, warmupSteps: 0 } });
+        return {
+          kind: 'run', workflowType: 'trainingWorkflow', runId, recipe: 'sft', inputs: [], resumedFrom: null,
+          input: { runId, recipe: 'sft', config, heartbeatSeconds: 5, queues: settings?.queues ?? undefined },
+        };
+      }
       return {
         kind: 'data', workflowType: 'dataStageWorkflow', runId, task: 'preference-pairs', inputs: [], resumedFrom: null,
         input: { runId, task: 'preference-pairs', args: {}, shards: 1, previousRuns: st.failedRuns, queues: settings?.queues ?? null },

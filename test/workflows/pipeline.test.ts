@@ -2,9 +2,11 @@
  * The pipeline workflow on the real Temporal server with mocked activities (fake-activities.ts):
  * a stage whose run fails for a retryable reason (its shard's workers kept dying past the data
  * stage's re-placements) runs again as a new run that takes over the failed one's committed
- * shards; a stage that fails for good (a DataError) fails the pipeline at once, naming it.
+ * shards; a stage that fails for good (a DataError) fails the pipeline at once, naming it; a
+ * stage whose run a person stopped is not recorded as completed (it exported nothing).
  */
 import { Client, WorkflowFailedError } from '@temporalio/client';
+import { stopSignal } from '../../workflows/training.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PipelineRecord } from '../../activities/pipeline/types.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
@@ -51,5 +53,45 @@ describe('pipelineWorkflow (mocked activities)', () => {
     expect((err as WorkflowFailedError).cause!.message).toBe(`pipeline ${id}: stage pairs-1 (preference-pairs, run ${id}.pairs-1) failed: prompts.jsonl:3: missing key "prompt"; after fixing the cause, continue with: align pipeline resume ${id}`);
     expect(callsOf('runDataShard')).toHaveLength(1);
     expect(callsOf('recordPipeline').at(-1)!.args).toEqual({ stages: ['pairs-1:failed'] });
+  }, 60_000);
+
+  it('a stage whose run was stopped fails the pipeline without a retry: a stopped run exported nothing', async () => {
+    fake.calls.length = 0;
+    script.shardFailures = undefined;
+    script.runStageSteps = 1000;
+    script.chunkMs = 50;
+    try {
+      const id = `p-stop-${suffix}`;
+      const pipeline = start(id).then(() => null, (e: unknown) => e);
+      const child = client.workflow.getHandle(`${id}.pairs-1`);
+      for (let i = 0; i < 200 && !(await child.describe().then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
+      await child.signal(stopSignal);
+      const err = await pipeline;
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect((err as WorkflowFailedError).cause!.message).toMatch(new RegExp(`^pipeline ${id}: stage pairs-1 \\(preference-pairs, run ${id}\\.pairs-1\\) failed: its run was stopped at step \\d+`));
+      expect(callsOf('planPipelineStage')).toHaveLength(1);
+      expect(callsOf('recordPipeline').at(-1)!.args).toEqual({ stages: ['pairs-1:failed'] });
+    } finally {
+      script.runStageSteps = undefined;
+      script.chunkMs = undefined;
+    }
+  }, 60_000);
+
+  it('a cancelled pipeline records its running stage as failed, not left running', async () => {
+    fake.calls.length = 0;
+    script.runStageSteps = 1000;
+    script.chunkMs = 50;
+    try {
+      const id = `p-cancel-${suffix}`;
+      const pipeline = start(id).then(() => null, (e: unknown) => e);
+      const child = client.workflow.getHandle(`${id}.pairs-1`);
+      for (let i = 0; i < 200 && !(await child.describe().then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
+      await client.workflow.getHandle(id).cancel();
+      expect(await pipeline).toBeInstanceOf(WorkflowFailedError);
+      expect(callsOf('recordPipeline').at(-1)!.args).toEqual({ stages: ['pairs-1:failed'] });
+    } finally {
+      script.runStageSteps = undefined;
+      script.chunkMs = undefined;
+    }
   }, 60_000);
 });
