@@ -163,6 +163,13 @@ export class PipelineService {
   }
 
   private async describe(pipelineId: string): Promise<WorkflowExecutionDescription> {
+    const d = await this.describeIfKnown(pipelineId);
+    if (!d) throw new NotFoundError(`no pipeline "${pipelineId}" in Temporal namespace "${this.runs.namespace}" at ${this.runs.address} (see align pipeline list)`);
+    return d;
+  }
+
+  /** The pipeline's current execution, or null when Temporal does not know it (never started, or past retention). */
+  private async describeIfKnown(pipelineId: string): Promise<WorkflowExecutionDescription | null> {
     const workflowId = await this.workflowIdOf(pipelineId);
     return this.runs.withClient(async (c) => {
       try {
@@ -170,7 +177,7 @@ export class PipelineService {
         if (d.type !== 'pipelineWorkflow') throw new NotFoundError(`"${pipelineId}" is a ${d.type} run, not a pipeline; see align status ${pipelineId}`);
         return d;
       } catch (e) {
-        if (e instanceof WorkflowNotFoundError) throw new NotFoundError(`no pipeline "${pipelineId}" in Temporal namespace "${this.runs.namespace}" at ${this.runs.address} (see align pipeline list)`);
+        if (e instanceof WorkflowNotFoundError) return null;
         throw e;
       }
     });
@@ -229,27 +236,52 @@ export class PipelineService {
    * Starts a failed (or terminated) pipeline again under the same id: its completed stages are
    * skipped, and the stage that failed continues from its run's newest valid checkpoint.
    */
+  /**
+   * Starts the pipeline again under its workflow id, with its start input (from Temporal's history,
+   * or rebuilt from the store's record once Temporal has dropped the closed execution past its
+   * retention): completed stages are skipped, the failed one resumes from its newest checkpoint.
+   */
   async resume(pipelineId: string): Promise<{ pipelineId: string; attempt: number; skipped: string[]; resumes: string | null }> {
-    const d = await this.describe(pipelineId);
-    if (d.status.name === 'RUNNING') throw new RunStateError(pipelineId, d.status.name, `pipeline ${pipelineId} is still running; see align pipeline status ${pipelineId}`);
-    if (d.status.name === 'COMPLETED') throw new RunStateError(pipelineId, d.status.name, `pipeline ${pipelineId} completed; there is nothing to resume`);
+    const d = await this.describeIfKnown(pipelineId);
+    if (d?.status.name === 'RUNNING') throw new RunStateError(pipelineId, d.status.name, `pipeline ${pipelineId} is still running; see align pipeline status ${pipelineId}`);
+    if (d?.status.name === 'COMPLETED') throw new RunStateError(pipelineId, d.status.name, `pipeline ${pipelineId} completed; there is nothing to resume`);
     const record = await this.record(pipelineId);
-    if (!record) throw new NotFoundError(`pipeline ${pipelineId} has no record in ${this.runs.store.uri}; is that the store its workers use (--store)?`);
-    const input = await this.runs.withClient(async (c) => {
-      const history = await c.workflow.getHandle(d.workflowId).fetchHistory();
+    if (!record) {
+      if (!d) throw new NotFoundError(`no pipeline "${pipelineId}" in Temporal namespace "${this.runs.namespace}" at ${this.runs.address} nor in ${this.runs.store.uri} (see align pipeline list)`);
+      throw new NotFoundError(`pipeline ${pipelineId} has no record in ${this.runs.store.uri}; is that the store its workers use (--store)?`);
+    }
+    if (!d && record.state === 'completed') throw new RunStateError(pipelineId, 'COMPLETED', `pipeline ${pipelineId} completed; there is nothing to resume`);
+    const workflowId = d?.workflowId ?? record.workflowId;
+    const input = d ? await this.startInput(pipelineId, workflowId) : {
+      pipeline: record.pipeline, config: record.config, ...(record.schedule ? { schedule: record.schedule } : {}), ...(this.queues ? { queues: this.queues } : {}),
+    } satisfies PipelineInput;
+    const attempt = record.attempt + 1;
+    const next: PipelineInput = { ...input, pipelineId: record.pipelineId, attempt };
+    await this.runs.withClient(async (c) => {
+      try {
+        await c.workflow.start('pipelineWorkflow', {
+          taskQueue: input.queues?.control ?? CONTROL_QUEUE, workflowId, args: [next],
+          workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY', memo: { pipeline: record.pipeline, attempt },
+        });
+      } catch (e) {
+        // Another resume started it first (or it completed meanwhile).
+        if (e instanceof WorkflowExecutionAlreadyStartedError) throw new ConflictError(`pipeline ${pipelineId} was started again meanwhile (another resume?); see align pipeline status ${pipelineId}`);
+        throw e;
+      }
+    });
+    const skipped = record.stages.filter((s) => s.state === 'completed').map((s) => s.name);
+    const resumes = record.stages.find((s) => s.state !== 'completed')?.name ?? null;
+    return { pipelineId, attempt, skipped, resumes };
+  }
+
+  /** The input the pipeline's workflow was started with (the first event of its history). */
+  private startInput(pipelineId: string, workflowId: string): Promise<PipelineInput> {
+    return this.runs.withClient(async (c) => {
+      const history = await c.workflow.getHandle(workflowId).fetchHistory();
       const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
       if (!payload) throw new RunStateError(pipelineId, 'UNKNOWN', `pipeline ${pipelineId}: its start event has no input`);
       return defaultPayloadConverter.fromPayload<PipelineInput>(payload);
     });
-    const attempt = record.attempt + 1;
-    const next: PipelineInput = { ...input, pipelineId: record.pipelineId, attempt };
-    await this.runs.withClient((c) => c.workflow.start('pipelineWorkflow', {
-      taskQueue: input.queues?.control ?? CONTROL_QUEUE, workflowId: d.workflowId, args: [next],
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY', memo: { pipeline: record.pipeline, attempt },
-    }));
-    const skipped = record.stages.filter((s) => s.state === 'completed').map((s) => s.name);
-    const resumes = record.stages.find((s) => s.state !== 'completed')?.name ?? null;
-    return { pipelineId, attempt, skipped, resumes };
   }
 }
 

@@ -12,6 +12,7 @@ import { scheduleRoundsKey } from '../activities/pipeline/plan.js';
 import type { ScheduledRound } from '../activities/pipeline/plan.js';
 import type { PipelineInput } from '../activities/pipeline/types.js';
 import { CONTROL_QUEUE } from '../workflows/training.js';
+import { pipelineIdOf } from '../workflows/pipeline.js';
 import { preparePipelineConfig, readStoreJson } from './pipelines.js';
 import { checkRunId, ConflictError, NotFoundError, UsageError } from './runs.js';
 import type { RunService } from './runs.js';
@@ -39,6 +40,8 @@ export interface CreateScheduleOptions {
 
 export interface ScheduleRoundView {
   workflowId: string;
+  /** The round's pipeline id (its workflow id made store-safe): what `align pipeline status` takes. */
+  pipelineId: string;
   scheduledAt: string;
   /** RUNNING, COMPLETED, FAILED, …; null when Temporal no longer knows the execution. */
   state: string | null;
@@ -81,6 +84,9 @@ export function scheduleSpecOf(o: Pick<CreateScheduleOptions, 'every' | 'cron'>)
   return { spec: { cronExpressions: [cron] }, text: `cron "${cron}" (UTC)` };
 }
 
+/** Longest schedule name: its rounds' ids (<name>-<ISO time>, 21 more characters) fit pipelineIdOf's 100. */
+export const MAX_SCHEDULE_NAME = 64;
+
 const describeSpec = (memo: Record<string, unknown> | undefined): string => (typeof memo?.spec === 'string' ? memo.spec : '?');
 
 export class ScheduleService {
@@ -104,6 +110,9 @@ export class ScheduleService {
 
   async create(name: string, o: CreateScheduleOptions): Promise<{ name: string; pipeline: string; spec: string; nextRuns: string[] }> {
     checkRunId(name);
+    // A round's pipeline id is the name and the round's start time (<name>-2026-12-02T06-00-00Z),
+    // cut to 100 characters: a longer name would give every round the same id.
+    if (name.length > MAX_SCHEDULE_NAME) throw new UsageError(`schedule name "${name}" is ${name.length} characters; at most ${MAX_SCHEDULE_NAME}, so that each round's pipeline id keeps its start time`);
     const def = getPipeline(o.pipeline);
     const { spec, text } = scheduleSpecOf(o);
     const config = preparePipelineConfig(def.name, o.config, o.sets ?? [], o.baseDir);
@@ -146,7 +155,7 @@ export class ScheduleService {
     const d = await this.on(name, (h) => h.describe());
     const recent = await Promise.all(d.info.recentActions.map(async (a): Promise<ScheduleRoundView> => {
       const workflowId = a.action.workflow.workflowId;
-      const round: ScheduleRoundView = { workflowId, scheduledAt: a.scheduledAt.toISOString(), state: null };
+      const round: ScheduleRoundView = { workflowId, pipelineId: pipelineIdOf(workflowId), scheduledAt: a.scheduledAt.toISOString(), state: null };
       await this.runs.withClient(async (c) => {
         const h = c.workflow.getHandle(workflowId, a.action.workflow.firstExecutionRunId);
         const w = await h.describe();

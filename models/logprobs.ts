@@ -2,7 +2,7 @@
  * Per-token log-probabilities of given sequences: the one path that policy, old-policy and
  * reference log-probs all come from (PPO, DPO, REINFORCE, SteerLM 2.0).
  */
-import { slice, tensor, tokenLogprobs } from '../kernels/index.js';
+import { affine, slice, tensor, tokenLogprobs } from '../kernels/index.js';
 import type { Tensor } from '../kernels/index.js';
 import { IGNORE_INDEX } from '../kernels/ops/softmax.js';
 import type { CausalLM } from './causal-lm.js';
@@ -19,8 +19,10 @@ export interface SequenceBatch {
 /**
  * log π(ids[:, t] | ids[:, < t]) for t = 1 … T−1, as a tensor [B, T−1] with 0 where lossMask is 0
  * (lossMask[:, 0] is ignored: the first token has no context). Differentiable when grad is on.
+ * At a temperature τ ≠ 1 these are the log-probs of the tempered distribution softmax(logits/τ),
+ * the one a sampler at τ draws from (an importance weight's proposal).
  */
-export function logprobs(model: CausalLM, batch: SequenceBatch): Tensor {
+export function logprobs(model: CausalLM, batch: SequenceBatch, temperature = 1): Tensor {
   const B = batch.ids.length, T = batch.ids[0]?.length ?? 0;
   if (T < 2) throw new RangeError(`logprobs: sequences need at least 2 tokens, got ${T}`);
   const ids = batch.ids.flat();
@@ -31,6 +33,7 @@ export function logprobs(model: CausalLM, batch: SequenceBatch): Tensor {
   for (let b = 0; b < B; b++) for (let t = 1; t < T; t++) targets.push(batch.lossMask[b][t] ? batch.ids[b][t] : IGNORE_INDEX);
   // Key padding: positions after a row's last real token never matter to the scored ones (causal).
   const logits = model.forward(tensor(ids, [B, T], { dtype: 'i32' })); // [B, T, V]
-  const shifted = slice(logits, 1, 0, T - 1); // [B, T−1, V]
+  const tempered = temperature === 1 ? logits : affine(logits, 1 / temperature, 0); // [B, T, V]
+  const shifted = slice(tempered, 1, 0, T - 1); // [B, T−1, V]
   return tokenLogprobs(shifted, tensor(targets, [B, T - 1], { dtype: 'i32' })); // [B, T−1]
 }

@@ -16,10 +16,19 @@ export async function readRecords(store: RunStorePort, uri: string): Promise<Jso
   return readJsonl(await store.fetchInput(uri), uri);
 }
 
-/** Round r's prompts: the r-th block of `perRound` of a seeded shuffle (wrapping), then this shard's slice of it. */
+/**
+ * Round r's prompts: the r-th block of `perRound` of the prompt stream, then this shard's slice of
+ * it. The stream is the file in a seeded shuffle, reshuffled at each pass over it (epoch e > 0
+ * draws its own order), so rounds that wrap around see the prompts in new company and order.
+ */
 export function shardIndices(count: number, opts: { seed: number; round: number; perRound: number; perShard: number; shard: number }): number[] {
-  const order = shuffled(count, opts.seed);
-  const round = Array.from({ length: Math.min(opts.perRound, count) }, (_, i) => order[((opts.round - 1) * opts.perRound + i) % count]);
+  const orders = new Map<number, number[]>();
+  const epochOrder = (e: number): number[] => {
+    if (!orders.has(e)) orders.set(e, shuffled(count, e === 0 ? opts.seed : (opts.seed ^ Math.imul(e, 0x9e3779b1)) >>> 0));
+    return orders.get(e)!;
+  };
+  const at = (p: number): number => epochOrder(Math.floor(p / count))[p % count];
+  const round = Array.from({ length: Math.min(opts.perRound, count) }, (_, i) => at((opts.round - 1) * opts.perRound + i));
   return round.slice(opts.shard * opts.perShard, (opts.shard + 1) * opts.perShard);
 }
 

@@ -28,11 +28,11 @@ const num = (a: Record<string, unknown>, k: string): number => a[k] as number;
 const str = (a: Record<string, unknown>, k: string): string => a[k] as string;
 
 /** Σ log-probs of each response after its prompt: [prompt ‖ response] rows, scored on the response. */
-async function sequenceLogps(model: CausalLM, rows: readonly { prompt: number[]; response: number[] }[], micro = 8): Promise<number[]> {
+async function sequenceLogps(model: CausalLM, rows: readonly { prompt: number[]; response: number[] }[], temperature = 1, micro = 8): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < rows.length; i += micro) {
     const batch = rows.slice(i, i + micro).map((r) => joinPromptCompletion(r.prompt, r.response));
-    const sums = tidy(() => noGrad(() => sum(logprobs(model, padRows(batch)), 1))); // [b]
+    const sums = tidy(() => noGrad(() => sum(logprobs(model, padRows(batch), temperature), 1))); // [b]
     out.push(...(await sums.data()));
     sums.dispose();
   }
@@ -50,7 +50,9 @@ const nemoTurns = (messages: readonly ChatMessage[]) => messages.filter((m) => m
 
 export const steerlm2Sample: DataTask = {
   async run(ctx, a, shard) {
-    const attributes = a.attributes as string[];
+    // The attribute model names its attributes (a remote one is only read here, once loaded).
+    const judge = await ctx.judges.get(ctx.store, str(a, 'attributeModel'));
+    const attributes = judge.labelNames;
     const source = str(a, 'prompts');
     const all = await readRecords(ctx.store, source);
     const idx = shardIndices(all.length, { seed: num(a, 'seed'), round: num(a, 'round'), perRound: num(a, 'promptsPerRound'), perShard: num(a, 'shardPrompts'), shard });
@@ -65,14 +67,13 @@ export const steerlm2Sample: DataTask = {
     // rounds' scores compare the policies on the same draws, not the draws.
     const samples = await sampleResponses(policy, steered, { samplesPerPrompt: n, maxNewTokens: num(a, 'maxNewTokens'), temperature: num(a, 'temperature'), seed: num(a, 'seed'), round: num(a, 'seedRound'), shard });
     ctx.beat({ sampled: samples.length });
-    // log Q′(y|a,x): the sampler on the ids the recipe trains on.
-    const logQ = await sequenceLogps(policy.model, samples.map((s) => ({ prompt: steered[s.prompt], response: steeredResponseIds(policy.tok, steered[s.prompt], s.text) })));
+    // log Q′(y|a,x): the sampler, at the temperature it sampled with, on the ids the recipe trains on.
+    const logQ = await sequenceLogps(policy.model, samples.map((s) => ({ prompt: steered[s.prompt], response: steeredResponseIds(policy.tok, steered[s.prompt], s.text) })), num(a, 'temperature'));
     // log P(y|x): the SFT model, the prompt without the label.
     const sft = await ctx.policies.get(ctx.store, str(a, 'sftModel'));
     const plain = prompts.map((p) => sft.tok.encode(renderChat(sft.tok, p.messages, { addGenerationPrompt: true }), { addSpecialTokens: false }));
     const logPy = await sequenceLogps(sft.model, samples.map((s) => ({ prompt: plain[s.prompt], response: steeredResponseIds(sft.tok, plain[s.prompt], s.text) })));
     // log P(a|x,y): the attribute model reads the conversation, as it was trained.
-    const judge = await ctx.judges.get(ctx.store, str(a, 'attributeModel'));
     const scores = await scoreIds(judge, samples.map((s) => judge.tok.encode(renderChat(judge.tok, [...prompts[s.prompt].messages, { role: 'assistant', content: s.text }]), { addSpecialTokens: false })));
     const opts = { levels: num(a, 'levels'), sigma: num(a, 'sigma') };
     const logPa = samples.map((s, k) => attributeLogProb(scores[k], judge.labelNames, prompts[s.prompt].target, opts));

@@ -2,7 +2,7 @@
  * THE DATA TASKS a pipeline's data stages run, one entry each (as RECIPES lists recipes): what a
  * shard computes and how the stage's metrics come from the shards' sums.
  *  - preference-pairs (iterative DPO): N samples per prompt from the current policy, scored by
- *    the reward; the best and the worst form a pair (ties are skipped). `measureOnly` writes the
+ *    the reward; the best and the worst non-empty ones form a pair (ties are skipped). `measureOnly` writes the
  *    scored samples instead, to measure a policy's reward.
  *  - spin-pairs (SPIN): the policy's own answer to each SFT prompt, rejected against the record's
  *    ground-truth response;
@@ -71,8 +71,16 @@ const preferencePairs: DataTask = {
         for (const g of group) records.push({ prompt, response: g.s.text, reward: g.r, line: k.rec.line });
         return;
       }
-      const best = group.reduce((x, y) => (y.r > x.r ? y : x));
-      const worst = group.reduce((x, y) => (y.r < x.r ? y : x));
+      // A response that ended at once (empty text) is scored but never paired: DPO refuses an empty
+      // plain-text response, and one empty sample must not fail the round's training stage.
+      const pairable = group.filter((g) => g.s.text.trim() !== '');
+      sums.emptySamples = (sums.emptySamples ?? 0) + group.length - pairable.length;
+      if (pairable.length === 0) {
+        sums.ties++;
+        return;
+      }
+      const best = pairable.reduce((x, y) => (y.r > x.r ? y : x));
+      const worst = pairable.reduce((x, y) => (y.r < x.r ? y : x));
       sums.bestSum += best.r;
       sums.worstSum += worst.r;
       if (best.r === worst.r) {
@@ -91,8 +99,9 @@ const preferencePairs: DataTask = {
     const groups = (s.pairs ?? 0) + (s.ties ?? 0);
     const metrics: Record<string, number> = { meanReward: mean(s, 'rewardSum', 'samples'), samples: s.samples ?? 0, skippedPrompts: s.skippedPrompts ?? 0 };
     if (a.measureOnly) return { metrics, summary: `policy reward ${metrics.meanReward.toFixed(3)} over ${s.samples} samples` };
-    Object.assign(metrics, { meanBest: groups ? s.bestSum / groups : 0, meanWorst: groups ? s.worstSum / groups : 0, pairs: s.pairs ?? 0, ties: s.ties ?? 0 });
-    return { metrics, summary: `policy reward ${metrics.meanReward.toFixed(3)} (best ${metrics.meanBest.toFixed(3)}, worst ${metrics.meanWorst.toFixed(3)}); ${records} pairs, ${s.ties} ties skipped` };
+    Object.assign(metrics, { meanBest: groups ? s.bestSum / groups : 0, meanWorst: groups ? s.worstSum / groups : 0, pairs: s.pairs ?? 0, ties: s.ties ?? 0, emptySamples: s.emptySamples ?? 0 });
+    const empty = s.emptySamples ? `, ${s.emptySamples} empty samples left out` : '';
+    return { metrics, summary: `policy reward ${metrics.meanReward.toFixed(3)} (best ${metrics.meanBest.toFixed(3)}, worst ${metrics.meanWorst.toFixed(3)}); ${records} pairs, ${s.ties} ties skipped${empty}` };
   },
 };
 
@@ -130,15 +139,20 @@ const spinPairs: DataTask = {
         sums.identical++;
         return;
       }
+      if (s.text.trim() === '') {
+        sums.empty = (sums.empty ?? 0) + 1; // DPO refuses an empty plain-text response
+        return;
+      }
       sums.pairs++;
       records.push({ prompt: k.prompt, chosen: k.truth, rejected: s.text });
     });
     return { records, sums };
   },
   summarize(s, records) {
-    const seen = (s.pairs ?? 0) + (s.identical ?? 0);
-    const metrics = { pairs: s.pairs ?? 0, identicalToTruth: seen ? s.identical / seen : 0, meanGeneratedChars: seen ? s.generatedChars / seen : 0 };
-    return { metrics, summary: `${records} pairs; ${(metrics.identicalToTruth * 100).toFixed(1)}% of generations equal the ground truth` };
+    const seen = (s.pairs ?? 0) + (s.identical ?? 0) + (s.empty ?? 0);
+    const metrics = { pairs: s.pairs ?? 0, identicalToTruth: seen ? s.identical / seen : 0, meanGeneratedChars: seen ? s.generatedChars / seen : 0, emptyGenerations: s.empty ?? 0 };
+    const empty = s.empty ? `; ${s.empty} empty generations left out` : '';
+    return { metrics, summary: `${records} pairs; ${(metrics.identicalToTruth * 100).toFixed(1)}% of generations equal the ground truth${empty}` };
   },
 };
 

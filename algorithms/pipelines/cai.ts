@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { parseConstitution } from './constitution.js';
-import { dataOf, modelField, modelOf, recipeSection, refuseWired } from './sections.js';
+import { dataOf, isRemote, localPathOf, modelField, modelOf, recipeSection, refuseWired } from './sections.js';
 import type { PipelineDef, StageSpec } from './types.js';
 
 const positiveInt = z.number().int().positive();
@@ -90,9 +90,10 @@ export const cai: PipelineDef<CaiConfig> = {
   },
   output: (c, outputs) => ({ model: modelOf(outputs, RL_STAGES[c.rl].at(-1)!) }),
   checkInputs(c) {
+    if (isRemote(c.constitution)) return; // read and checked by the critique stage
     let text: string;
     try {
-      text = readFileSync(c.constitution, 'utf8');
+      text = readFileSync(localPathOf(c.constitution), 'utf8');
     } catch (e) {
       throw new ConfigError(`constitution: cannot read ${c.constitution} (${(e as Error).message})`);
     }

@@ -68,3 +68,12 @@ export function roundOf(stage: string): number {
 
 export const roundStages = (rounds: number, names: readonly string[]): string[] =>
   Array.from({ length: rounds }, (_, i) => names.map((n) => `${n}-${i + 1}`)).flat();
+
+/**
+ * Whether a model or data reference lives in a store (s3://…) rather than on this machine: the
+ * pre-start checks read local files only; a remote one is checked by the stage that loads it.
+ */
+export const isRemote = (uri: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(uri) && !uri.startsWith('file://');
+
+/** A local path or file:// URI as a path. */
+export const localPathOf = (uri: string): string => (uri.startsWith('file://') ? new URL(uri).pathname : uri);

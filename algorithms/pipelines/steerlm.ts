@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { parseJsonl } from '../data/jsonl.js';
 import { checkLabelAttributes } from '../data/steerlm.js';
-import { dataOf, modelField, modelOf, recipeSection, refuseWired } from './sections.js';
+import { dataOf, isRemote, localPathOf, modelField, modelOf, recipeSection, refuseWired } from './sections.js';
 import type { PipelineDef, StageOutputs } from './types.js';
 
 const positiveInt = z.number().int().positive();
@@ -95,7 +95,8 @@ export const steerlm: PipelineDef<SteerlmConfig> = {
     if (c.evaluate?.attribute && !c.attributes.includes(c.evaluate.attribute)) throw new ConfigError(`evaluate.attribute "${c.evaluate.attribute}" is not one of attributes (${c.attributes.join(', ')})`);
     if (c.attributeModel) checkModelAttributes(c.attributeModel, c.attributes);
     // Records already labelled (NeMo-Aligner's SteerLM format) must speak of the same attributes.
-    for (const rec of parseJsonl(readFileSync(c.data, 'utf8'), c.data)) {
+    if (isRemote(c.data)) return;
+    for (const rec of parseJsonl(readFileSync(localPathOf(c.data), 'utf8'), c.data)) {
       const turns = Array.isArray(rec.value.conversations) ? (rec.value.conversations as Record<string, unknown>[]) : [];
       for (const t of turns) {
         if (typeof t.label !== 'string') continue;
@@ -111,8 +112,8 @@ export const steerlm: PipelineDef<SteerlmConfig> = {
 
 /** The attribute names an attribute model predicts (its config.json id2label, by index); [] for a remote folder (checked when loaded). */
 export function modelAttributes(modelDir: string): string[] {
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(modelDir) && !modelDir.startsWith('file://')) return [];
-  const dir = modelDir.startsWith('file://') ? new URL(modelDir).pathname : modelDir;
+  if (isRemote(modelDir)) return [];
+  const dir = localPathOf(modelDir);
   let cfg: { id2label?: Record<string, string> };
   try {
     cfg = JSON.parse(readFileSync(`${dir}/config.json`, 'utf8')) as typeof cfg;
@@ -124,8 +125,8 @@ export function modelAttributes(modelDir: string): string[] {
 
 /** An attribute model's attribute names must be `attributes`, in order. */
 export function checkModelAttributes(modelDir: string, attributes: readonly string[]): void {
+  if (isRemote(modelDir)) return;
   const names = modelAttributes(modelDir);
-  if (names.length === 0 && /^[a-z][a-z0-9+.-]*:\/\//i.test(modelDir) && !modelDir.startsWith('file://')) return;
   if (names.length !== attributes.length || names.some((n, i) => n !== attributes[i])) {
     throw new ConfigError(`attributeModel ${modelDir} predicts [${names.join(', ')}], but attributes is [${attributes.join(', ')}]; they must be the same, in the same order`);
   }

@@ -10,8 +10,8 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { parseJsonl } from '../data/jsonl.js';
 import { checkLabelAttributes } from '../data/steerlm.js';
-import { dataOf, modelField, modelOf, recipeSection, refuseWired, roundOf, roundsField, roundStages } from './sections.js';
-import { checkModelAttributes, modelAttributes } from './steerlm.js';
+import { dataOf, isRemote, localPathOf, modelField, modelOf, recipeSection, refuseWired, roundOf, roundsField, roundStages } from './sections.js';
+import { modelAttributes } from './steerlm.js';
 import type { PipelineDef, PipelineStart, StageOutputs } from './types.js';
 
 const positiveInt = z.number().int().positive();
@@ -59,7 +59,7 @@ export const steerlm2Rounds: PipelineDef<Steerlm2Config> = {
   stage(name, c, outputs, start) {
     refuseWired(c.steerlm2, 'steerlm2', ['model', 'data.train', 'steerlm2.chatTemplate']);
     const args = (policy: string, round: number) => ({
-      policy, sftModel: c.sftModel ?? c.model, attributeModel: c.attributeModel, attributes: modelAttributes(c.attributeModel), prompts: c.prompts,
+      policy, sftModel: c.sftModel ?? c.model, attributeModel: c.attributeModel, prompts: c.prompts,
       promptsPerRound: c.promptsPerRound, samplesPerPrompt: c.samplesPerPrompt, maxNewTokens: c.maxNewTokens, temperature: c.temperature,
       levels: c.levels, sigma: c.sigma, shardPrompts: c.shardPrompts, seed: c.seed, round, seedRound: start.round,
     });
@@ -74,10 +74,11 @@ export const steerlm2Rounds: PipelineDef<Steerlm2Config> = {
   },
   output: (c, outputs) => ({ model: modelOf(outputs, `train-${c.rounds}`) }),
   checkInputs(c) {
+    // Every prompt's target must speak of the attribute model's attributes (read from its
+    // config.json; with a remote model or prompt file, the sampling stage checks each record).
+    if (isRemote(c.attributeModel) || isRemote(c.prompts)) return;
     const names = modelAttributes(c.attributeModel);
-    checkModelAttributes(c.attributeModel, names);
-    // Every prompt's target must speak of the attribute model's attributes.
-    for (const rec of parseJsonl(readFileSync(c.prompts, 'utf8'), c.prompts)) {
+    for (const rec of parseJsonl(readFileSync(localPathOf(c.prompts), 'utf8'), c.prompts)) {
       const label = rec.value.label;
       if (typeof label !== 'string') throw new ConfigError(`${c.prompts}:${rec.line}: missing key "label": the target attributes, e.g. "${names.map((n) => `${n}:4`).join(',')}"`);
       try {

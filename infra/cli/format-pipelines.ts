@@ -41,7 +41,7 @@ export function formatSchedule(s: ScheduleView): string {
     `schedule ${s.name} (${s.pipeline ?? '?'}): ${s.spec}, ${s.paused ? 'PAUSED' : 'active'}, overlap ${s.overlap}${s.note ? ` — ${s.note}` : ''}`,
     `  rounds started ${s.actionsTaken}, skipped (overlap) ${s.skippedOverlap}; next ${s.paused ? '(paused)' : s.nextRuns[0] ?? '-'}`,
   ];
-  for (const r of s.recent) lines.push(`  ${r.scheduledAt}  ${r.workflowId}  ${(r.state ?? 'unknown').toLowerCase()}${r.failure ? `: ${r.failure}` : ''}`);
+  for (const r of s.recent) lines.push(`  ${r.scheduledAt}  ${r.pipelineId}  ${(r.state ?? 'unknown').toLowerCase()}${r.failure ? `: ${r.failure}` : ''}`);
   if (s.completed.length) {
     lines.push('  lineage (completed rounds; each next round starts from the last model):');
     for (const c of s.completed) lines.push(`    round ${c.round}  ${c.pipelineId}  → ${c.model}`);

@@ -89,6 +89,9 @@ describe('pipelines over HTTP', () => {
     const unknownField = await app.inject({ method: 'POST', url: '/schedules', headers: auth, payload: { name, pipeline: 'rs', every: '1h', config, bogus: 1 } });
     expect(unknownField.statusCode).toBe(400);
     expect((await app.inject({ method: 'GET', url: `/schedules/${name}`, headers: auth })).statusCode).toBe(404);
+    const long = await app.inject({ method: 'POST', url: '/schedules', headers: auth, payload: { name: 'r'.repeat(65), pipeline: 'rs', every: '1h', config } });
+    expect(long.statusCode).toBe(400);
+    expect(long.json().message).toMatch(/65 characters; at most 64/);
 
     const created = await app.inject({ method: 'POST', url: '/schedules', headers: auth, payload: { name, pipeline: 'rs', every: '1h', config, paused: true } });
     expect(created.statusCode, created.body).toBe(201);
@@ -100,6 +103,7 @@ describe('pipelines over HTTP', () => {
         (x) => x.completed?.length === 1 && x.recent?.[0]?.state !== 'RUNNING');
       expect(d).toMatchObject({ paused: true, overlap: 'skip', pipeline: 'rs' });
       expect(d.recent[0].state).toBe('COMPLETED');
+      expect(d.recent[0].pipelineId).toMatch(new RegExp(`^${name}-\\d{4}-\\d\\d-\\d\\dT\\d\\d-\\d\\d-\\d\\dZ$`));
       expect(d.completed[0].model).toMatch(/rs-1\/export\/$/);
       expect((await app.inject({ method: 'POST', url: `/schedules/${name}/unpause`, headers: auth })).statusCode).toBe(202);
       expect((await app.inject({ method: 'POST', url: `/schedules/${name}/pause`, headers: auth, payload: { note: 'maintenance' } })).statusCode).toBe(202);

@@ -4,14 +4,15 @@
  *    stage: each stage continues on another worker (the data stage redoes only its unfinished
  *    shard), and no earlier stage runs again (checked from the stage records and Temporal);
  *  - a stage that fails (its run terminated) fails the pipeline naming the stage; `resume` skips
- *    the completed stages and continues the failed one from its newest checkpoint;
+ *    the completed stages and continues the failed one from its newest checkpoint; resume works
+ *    from the store's record after Temporal has dropped the failed execution;
  *  - a schedule with a short interval runs two rounds, the second starting from the first's output
  *    (through the schedule's lineage), and pause stops the third; a failed round shows in describe;
  *  - bad input (an invalid cron expression, an unknown pipeline, a bad stage value) fails before
  *    anything starts.
  */
 import type { ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, onTestFinished } from 'vitest';
@@ -159,6 +160,30 @@ describe('pipelines under faults', () => {
     // The record in the store is the one the status shows.
     expect(JSON.parse((await store.get(pipelineRecordKey(id))).toString()).state).toBe('completed');
   }, 600_000);
+
+  slowIt('resume after Temporal dropped the failed execution (past retention): rebuilt from the store\'s record', async () => {
+    const svc = pipelines();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'aligner-retention-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const prompts = path.join(dir, 'prompts.jsonl');
+    const good = readFileSync(path.join(root, 'data/demo/prompts.jsonl'), 'utf8');
+    writeFileSync(prompts, `${good.split('\n')[0]}\n{"prompt": \n`); // line 2 is not JSON
+    const ex = getPipeline('rs').example as Record<string, Record<string, unknown>>;
+    const config = { ...ex, rounds: 1, rs: { ...ex.rs, data: { train: prompts }, trainer: { ...(ex.rs.trainer as object), maxSteps: 1 } } };
+    const id = uniqueId('pf-retention');
+    await svc.start('rs', config, [], { pipelineId: id, baseDir: root });
+    const failed = await finished(svc, id);
+    expect(failed.state).toBe('FAILED');
+    expect(failed.failure!.message).toMatch(/prompts\.jsonl:2/);
+    writeFileSync(prompts, good);
+    await fixture.client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId: id } });
+    await waitFor('Temporal to forget the pipeline', async () => svc.status(id).then(() => false, () => true), 60_000);
+    expect(await svc.resume(id)).toMatchObject({ attempt: 1, skipped: [], resumes: 'rs-1' });
+    const v = await finished(svc, id);
+    expect(v.state, v.failure?.message).toBe('COMPLETED');
+    expect(stage(v.record!, 'rs-1')).toMatchObject({ state: 'completed', failedRuns: [`${id}.rs-1`] });
+    await expect(svc.resume(id)).rejects.toThrow(/completed; there is nothing to resume/);
+  }, 300_000);
 });
 
 describe('schedules', () => {

@@ -79,6 +79,17 @@ describe('pipeline configs are checked before anything starts', () => {
     expect(fails('steerlm2', { ...getPipeline('steerlm2').example, attributeModel: attributeModel(['shouting', 'length']), prompts: unlabelled })).toMatch(/unlabelled\.jsonl:1: missing key "label"/);
   });
 
+  it('models, data and constitutions in a store are left to the stages that load them (nothing local is read)', () => {
+    const remote = { attributeModel: 's3://models/am/export/', prompts: 's3://data/targets.jsonl' };
+    const c = preparePipelineConfig('steerlm2', { ...getPipeline('steerlm2').example, ...remote }, [], root);
+    const sample = getPipeline('steerlm2').stage('sample-1', c, {}, { model: c.model as string, round: 1 });
+    // The sampler reads the attribute names from the loaded model, not from the config.
+    expect(sample.kind === 'data' && sample.args).toMatchObject(remote);
+    expect(sample.kind === 'data' && 'attributes' in sample.args).toBe(false);
+    expect(() => preparePipelineConfig('cai', { ...getPipeline('cai').example, model: 's3://models/assistant/', constitution: 's3://data/constitution.json' }, [], root)).not.toThrow();
+    expect(() => preparePipelineConfig('steerlm', { ...getPipeline('steerlm').example, data: 's3://data/steerlm.jsonl', attributeModel: 's3://models/am/' }, [], root)).not.toThrow();
+  });
+
   it('SteerLM records labelled with other attributes, and an attribute model of other attributes', () => {
     const data = write('labelled.jsonl', JSON.stringify({ conversations: [{ from: 'User', value: 'Hi' }, { from: 'Assistant', value: 'Hello', label: 'humor:3' }] }));
     expect(fails('steerlm', { ...getPipeline('steerlm').example, data })).toMatch(/labelled\.jsonl:1: attribute label "humor:3" names "humor"/);

@@ -1,6 +1,6 @@
 /** Generation: cache ≡ no cache, per-row seeds, EOS and stop strings, log-probs, and bad input. */
 import { describe, expect, it } from 'vitest';
-import { Generator, noGrad, tidy } from '../../kernels/index.js';
+import { Generator, noGrad, tensor, tidy } from '../../kernels/index.js';
 import { generate } from '../../models/generate.js';
 import { logprobs } from '../../models/logprobs.js';
 import { createModel } from '../../models/pretrained.js';
@@ -43,6 +43,22 @@ describe.each([['llama', LLAMA], ['mistral (sliding window 5)', MISTRAL], ['gpt2
     const lp = tidy(() => noGrad(() => logprobs(model, { ids: [seq], lossMask: [mask] }).toArraySync()));
     const scored = Array.from(lp).slice(PROMPTS[0].length - 1);
     scored.forEach((x, i) => expect(x).toBeCloseTo(out.logprobs[0][i], 4));
+  });
+
+  it('logprobs() at a temperature τ are log softmax(logits/τ) of the next token, by hand', () => {
+    const seq = [...PROMPTS[0], 11, 12];
+    const mask = seq.map((_, t) => (t >= PROMPTS[0].length ? 1 : 0));
+    const tau = 0.7;
+    const lp = Array.from(tidy(() => noGrad(() => logprobs(model, { ids: [seq], lossMask: [mask] }, tau).toArraySync()))); // [1·(T−1)]
+    const logits = Array.from(tidy(() => noGrad(() => model.forward(tensor(seq, [1, seq.length], { dtype: 'i32' })).toArraySync()))); // [1·T·V]
+    const V = config.vocabSize;
+    for (let t = PROMPTS[0].length; t < seq.length; t++) {
+      const z = logits.slice((t - 1) * V, t * V).map((v) => v / tau);
+      const m = Math.max(...z);
+      const logZ = m + Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0));
+      expect(lp[t - 1]).toBeCloseTo(z[seq[t]] - logZ, 4);
+    }
+    expect(lp[0]).toBe(0); // a prompt position is not scored
   });
 
   it('EOS ends a row and stop strings end a row, each reported', async () => {
