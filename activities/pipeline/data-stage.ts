@@ -76,7 +76,9 @@ export async function runDataShard(store: RunStorePort, policies: ResidentPolici
   }
   const t0 = performance.now();
   const task = DATA_TASKS[args.task];
-  const out = await task.run({ store, policies, judges, beat: (d) => heartbeat({ shard: args.shard, ...d }) }, args.args, args.shard, args.shards);
+  const held = policies.scope();
+  const out = await task.run({ store, policies: held, judges, beat: (d) => heartbeat({ shard: args.shard, ...d }) }, args.args, args.shard, args.shards)
+    .finally(() => held.release());
   const seconds = (performance.now() - t0) / 1000;
   const m = await commitShard(store, args, toJsonl(out.records), { records: out.records.length, sums: out.sums, fingerprint, seconds });
   return resultOf(args.shard, m, seconds);

@@ -19,7 +19,7 @@ import type { ChatMessage } from '../../models/chat.js';
 import type { RunStorePort } from '../../store/run-store-port.js';
 import { rewardsOf } from '../online/reward.js';
 import type { ResidentJudges } from '../score.js';
-import type { ResidentPolicies } from './policies.js';
+import type { PolicySource } from './policies.js';
 import { promptIdsOf, readRecords, sampleResponses, shardIndices } from './sampling.js';
 import { annotate, steerEval } from './steer-tasks.js';
 import { steerlm2Sample } from './steerlm2-sample.js';
@@ -27,7 +27,8 @@ import { critiqueRevise, judgePairs } from './cai-tasks.js';
 
 export interface TaskContext {
   store: RunStorePort;
-  policies: ResidentPolicies;
+  /** The shard's models: loaded once per worker, held until the shard ends. */
+  policies: PolicySource;
   judges: ResidentJudges;
   beat: (details: Record<string, unknown>) => void;
 }
