@@ -1,19 +1,19 @@
 /**
  * Scheduled pipeline rounds (`align schedule …` and /schedules): a Temporal Schedule whose action
  * starts a pipelineWorkflow round. The round finds the model it starts from through the
- * schedule's lineage in the store (schedules/<name>/rounds.json, appended by each completed round),
+ * schedule's lineage in the store (schedules/<name>/rounds/, one object per completed round),
  * never through a path fixed at creation. Overlapping rounds are skipped by default; a failed round
  * pauses nothing (the next one starts from the last round that completed) and shows in describe.
  */
 import { ScheduleAlreadyRunning, ScheduleNotFoundError } from '@temporalio/client';
 import type { ScheduleOverlapPolicy, ScheduleSpec } from '@temporalio/client';
 import { getPipeline } from '../algorithms/pipelines/index.js';
-import { scheduleRoundsKey } from '../activities/pipeline/plan.js';
+import { readLineage } from '../activities/pipeline/plan.js';
 import type { ScheduledRound } from '../activities/pipeline/plan.js';
 import type { PipelineInput } from '../activities/pipeline/types.js';
 import { CONTROL_QUEUE } from '../workflows/training.js';
 import { pipelineIdOf } from '../workflows/pipeline.js';
-import { preparePipelineConfig, readStoreJson } from './pipelines.js';
+import { preparePipelineConfig } from './pipelines.js';
 import { checkRunId, ConflictError, NotFoundError, UsageError } from './runs.js';
 import type { RunService } from './runs.js';
 import { checkCron, parseEvery } from './schedule-spec.js';
@@ -170,7 +170,7 @@ export class ScheduleService {
       name, pipeline: (d.memo?.pipeline as string | undefined) ?? null, spec: describeSpec(d.memo), paused: d.state.paused, note: d.state.note ?? null,
       overlap: String(d.policies.overlap).toLowerCase().replace(/_/g, '-'), actionsTaken: d.info.numActionsTaken, skippedOverlap: d.info.numActionsSkippedOverlap,
       nextRuns: d.info.nextActionTimes.map((t) => t.toISOString()), recent,
-      completed: (await readStoreJson<ScheduledRound[]>(this.runs.store, scheduleRoundsKey(name))) ?? [],
+      completed: await readLineage(this.runs.store, name),
     };
   }
 

@@ -3,7 +3,8 @@
  * resumed pipeline's completed stages from its record), plan a stage (its child workflow and
  * validated input), record the pipeline after every stage, and finish (the output model, appended
  * to the schedule's lineage when a schedule started it). The record and the lineage live in the
- * store: pipelines/<id>/record.json and schedules/<name>/rounds.json.
+ * store: pipelines/<id>/record.json and schedules/<name>/rounds/<pipeline id>.json (one object per
+ * completed round, written only if absent: rounds that finish together never overwrite each other).
  */
 import { getPipeline } from '../../algorithms/pipelines/index.js';
 import type { StageOutputs } from '../../algorithms/pipelines/index.js';
@@ -11,13 +12,15 @@ import { ConfigError } from '../../algorithms/errors.js';
 import { getRecipe, parseRecipeConfig } from '../../algorithms/recipes/index.js';
 import type { RecipeName } from '../../algorithms/recipes/index.js';
 import { latestValidCheckpoint, verifyCheckpoint } from '../../store/checkpoints.js';
+import type { ArtifactStore } from '../../store/index.js';
 import type { RunStorePort } from '../../store/run-store-port.js';
 import type { RunInput } from '../types.js';
 import { DATA_TASKS } from './tasks.js';
 import type { PipelineInput, PipelineRecord, StagePlan, StageRecord } from './types.js';
 
 export const pipelineRecordKey = (pipelineId: string): string => `pipelines/${pipelineId}/record.json`;
-export const scheduleRoundsKey = (schedule: string): string => `schedules/${schedule}/rounds.json`;
+const scheduleRoundsPrefix = (schedule: string): string => `schedules/${schedule}/rounds/`;
+export const scheduleRoundKey = (schedule: string, pipelineId: string): string => `${scheduleRoundsPrefix(schedule)}${pipelineId}.json`;
 
 /** One completed round of a schedule: the pipeline that ran it and the model it produced. */
 export interface ScheduledRound {
@@ -27,8 +30,18 @@ export interface ScheduledRound {
   finishedAt: string;
 }
 
+/** A schedule's lineage: its completed rounds, oldest first (by round, then finish time). */
+export async function readLineage(store: ArtifactStore, schedule: string): Promise<ScheduledRound[]> {
+  const objects = await store.list(scheduleRoundsPrefix(schedule));
+  const rounds = await Promise.all(objects.filter((o) => o.key.endsWith('.json')).map(async (o) => JSON.parse((await store.get(o.key)).toString('utf8')) as ScheduledRound));
+  return rounds.sort((a, b) => a.round - b.round || a.finishedAt.localeCompare(b.finishedAt));
+}
+
 /** The workflow a recipe runs as: every offline recipe is the one training loop, each online recipe a loop of its own. */
 export const workflowTypeOf = (recipe: RecipeName): string => (getRecipe(recipe).kind === 'offline' ? 'trainingWorkflow' : `${recipe}Workflow`);
+
+/** Most shards of one data stage: its workflow history holds a few events per shard (Temporal caps a history at 50k). */
+export const MAX_DATA_SHARDS = 4000;
 
 export const stageRunId = (pipelineId: string, stage: string, failedBefore: number): string =>
   `${pipelineId}.${stage}${failedBefore > 0 ? `.r${failedBefore}` : ''}`;
@@ -51,8 +64,7 @@ export async function beginPipeline(store: RunStorePort, input: PipelineInput & 
   if (previous) throw new ConfigError(`pipeline ${input.pipelineId} already has a record in the store (${previous.state}); pipeline ids are never reused`);
   let start = { model: input.config.model as string, round: 1 };
   if (input.schedule) {
-    const rounds = (await store.getJson<ScheduledRound[]>(scheduleRoundsKey(input.schedule))) ?? [];
-    const last = rounds.at(-1);
+    const last = (await readLineage(store.store, input.schedule)).at(-1);
     if (last) start = { model: last.model, round: last.round + 1 };
   }
   const names = def.stages(input.config);
@@ -96,6 +108,9 @@ export async function planPipelineStage(
   if (spec.kind === 'data') {
     const task = DATA_TASKS[spec.task];
     const shards = spec.shards > 0 ? spec.shards : await task.shards!({ store }, spec.args);
+    if (shards > MAX_DATA_SHARDS) {
+      throw new ConfigError(`pipeline stage "${stage}" (${spec.task}) would run ${shards} shards; at most ${MAX_DATA_SHARDS} (each is a few events of one workflow history): put more records in each shard (its shardPrompts or shardRecords setting)`);
+    }
     return { kind: 'data', workflowType: 'dataStageWorkflow', runId, task: spec.task, inputs, resumedFrom: null, input: { runId, task: spec.task, args: spec.args, shards, previousRuns: st.failedRuns, ...fleet } };
   }
   const config = parseRecipeConfig(spec.recipe, spec.config);
@@ -126,13 +141,9 @@ export async function finishPipeline(store: RunStorePort, record: PipelineRecord
   const done: PipelineRecord = { ...record, state: 'completed', output: def.output(record.config, outputs) };
   await store.putJson(pipelineRecordKey(record.pipelineId), done);
   if (record.schedule) {
-    const key = scheduleRoundsKey(record.schedule);
-    const rounds = (await store.getJson<ScheduledRound[]>(key)) ?? [];
-    // Idempotent: a retried finish does not append the round twice.
-    if (!rounds.some((r) => r.pipelineId === record.pipelineId)) {
-      rounds.push({ round: record.start.round, pipelineId: record.pipelineId, model: done.output!.model, finishedAt: new Date().toISOString() });
-      await store.putJson(key, rounds);
-    }
+    // Idempotent: a retried finish finds its round written and leaves it.
+    const round: ScheduledRound = { round: record.start.round, pipelineId: record.pipelineId, model: done.output!.model, finishedAt: new Date().toISOString() };
+    await store.store.putIfAbsent(scheduleRoundKey(record.schedule, record.pipelineId), Buffer.from(JSON.stringify(round), 'utf8'));
   }
   return done;
 }
