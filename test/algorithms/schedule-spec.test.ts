@@ -4,6 +4,7 @@
  * setup starts a Temporal server this file does not need.
  */
 import { describe, expect, it } from 'vitest';
+import { thrownMessage } from '../helpers/errors.js';
 import { AlignerError } from '../../kernels/errors.js';
 import {
   ScheduleSpecError,
@@ -16,14 +17,9 @@ import {
 } from '../../infra/schedule-spec.js';
 
 function message(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ScheduleSpecError);
-    expect(e).toBeInstanceOf(AlignerError);
-    return (e as Error).message;
-  }
-  throw new Error('expected a ScheduleSpecError');
+  const text = thrownMessage(fn, ScheduleSpecError);
+  expect(ScheduleSpecError.prototype).toBeInstanceOf(AlignerError);
+  return text;
 }
 
 describe('parseEvery', () => {

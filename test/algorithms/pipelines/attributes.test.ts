@@ -3,6 +3,7 @@
  * against numbers worked out by hand.
  */
 import { describe, expect, it } from 'vitest';
+import { thrownMessage } from '../../helpers/errors.js';
 import { attributeLogProb, levelLogProbs } from '../../../algorithms/pipelines/attributes.js';
 import { ConfigError } from '../../../algorithms/errors.js';
 
@@ -53,15 +54,7 @@ describe('attributeLogProb', () => {
   });
 
   it('names the attribute that is not predicted, and other mistakes', () => {
-    const err = (fn: () => unknown) => {
-      try {
-        fn();
-      } catch (e) {
-        expect(e).toBeInstanceOf(ConfigError);
-        return (e as Error).message;
-      }
-      throw new Error('expected a ConfigError');
-    };
+    const err = (fn: () => unknown) => thrownMessage(fn, ConfigError);
     expect(err(() => attributeLogProb([1, 2], ['a', 'b'], { humor: 2 }))).toBe(
       'target attribute "humor" is not one the attribute model predicts (a, b); remove it from the target or rename it',
     );

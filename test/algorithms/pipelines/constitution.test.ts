@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { thrownMessage } from '../../helpers/errors.js';
 import { parseJsonl } from '../../../algorithms/data/jsonl.js';
 import { sftMessages } from '../../../algorithms/data/sft.js';
 import { ConfigError } from '../../../algorithms/errors.js';
@@ -26,15 +27,7 @@ import type { Constitution } from '../../../algorithms/pipelines/constitution.js
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const example = (f: string) => readFileSync(path.join(root, 'examples/cai', f), 'utf8');
 
-function configError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as Error).message;
-  }
-  throw new Error('expected a ConfigError');
-}
+const configError = (fn: () => unknown): string => thrownMessage(fn, ConfigError);
 
 // The layout of NeMo-Aligner's file (entries harmful0…harmful15), with our own words.
 const NEMO = JSON.stringify({
