@@ -13,7 +13,7 @@ import { loadPretrained } from '../models/pretrained.js';
 import { renderChat } from '../models/chat.js';
 import type { ChatMessage } from '../models/chat.js';
 import { Tokenizer } from '../models/tokenizer.js';
-import { noGrad, tensor, tidy } from '../kernels/index.js';
+import { scoreIds } from '../activities/score.js';
 import type { RunStorePort } from '../store/run-store-port.js';
 
 export interface GenerateRequest {
@@ -74,18 +74,14 @@ export async function generateSamples(store: RunStorePort, req: GenerateRequest)
     });
     const samples: GeneratedSample[] = out.tokens.map((t, i) => ({ text: tok.decode(t.at(-1) === eos ? t.slice(0, -1) : t).trim(), finish: out.finishReason[i] }));
     if (amDir) {
-      const { model: judge, labelNames } = await loadSequenceClassifier(amDir, {});
-      const jt = Tokenizer.fromDir(amDir);
+      const { model: judgeModel, labelNames } = await loadSequenceClassifier(amDir, {});
+      const judge = { model: judgeModel, tok: Tokenizer.fromDir(amDir), labelNames };
       try {
-        for (const s of samples) {
-          const seq = jt.encode(renderChat(jt, [...messages, { role: 'assistant', content: s.text }]), { addSpecialTokens: false });
-          const v = tidy(() => noGrad(() => judge.forward(tensor(seq, [1, seq.length], { dtype: 'i32' }), [seq.map(() => 1)]))); // [1, N]
-          const scores = await v.data();
-          v.dispose();
-          s.predicted = Object.fromEntries(labelNames.map((name, k) => [name, scores[k]]));
-        }
+        const rows = samples.map((s) => judge.tok.encode(renderChat(judge.tok, [...messages, { role: 'assistant', content: s.text }]), { addSpecialTokens: false }));
+        const scores = await scoreIds(judge, rows); // [samples][attributes]
+        samples.forEach((s, i) => (s.predicted = Object.fromEntries(labelNames.map((name, k) => [name, scores[i][k]]))));
       } finally {
-        judge.dispose();
+        judgeModel.dispose();
       }
     }
     return { model: req.model, label, prompt: text, samples };

@@ -21,8 +21,7 @@ import type { PipelineInput, PipelineRecord } from '../activities/pipeline/types
 import { CONTROL_QUEUE } from '../workflows/training.js';
 import { pipelineQuery } from '../workflows/pipeline.js';
 import type { PipelineProgress } from '../workflows/pipeline.js';
-import { StoreError } from '../store/index.js';
-import type { ArtifactStore } from '../store/index.js';
+import { readJsonIfPresent } from '../store/run-store.js';
 import { checkRunId, ConflictError, describeFailure, NotFoundError, RunStateError } from './runs.js';
 import type { FailureView, RunService, RunView } from './runs.js';
 
@@ -108,20 +107,11 @@ export function newPipelineId(name: string, now = new Date()): string {
 }
 
 /** A JSON document of the store, or null when it is absent. */
-export async function readStoreJson<T>(store: ArtifactStore, key: string): Promise<T | null> {
-  try {
-    return JSON.parse((await store.get(key)).toString('utf8')) as T;
-  } catch (e) {
-    if (e instanceof StoreError && e.code === 'NotFound') return null;
-    throw e;
-  }
-}
-
 export class PipelineService {
   constructor(readonly runs: RunService) {}
 
   private record(pipelineId: string): Promise<PipelineRecord | null> {
-    return readStoreJson<PipelineRecord>(this.runs.store, pipelineRecordKey(pipelineId));
+    return readJsonIfPresent<PipelineRecord>(this.runs.store, pipelineRecordKey(pipelineId));
   }
 
   private get queues() {

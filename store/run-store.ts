@@ -15,16 +15,21 @@ import { exportToStore } from './export.js';
 import type { CheckpointMeta, RunStorePort } from './run-store-port.js';
 import type { CheckpointRef } from './checkpoints.js';
 
+/** A JSON object of the store, or null when the key does not exist (other failures throw). */
+export async function readJsonIfPresent<T>(store: ArtifactStore, key: string): Promise<T | null> {
+  try {
+    return JSON.parse((await store.get(key)).toString('utf8')) as T;
+  } catch (err) {
+    if (err instanceof StoreError && err.code === 'NotFound') return null;
+    throw err;
+  }
+}
+
 export class RunStore implements RunStorePort {
   constructor(readonly store: ArtifactStore, readonly cacheDir: string) {}
 
-  async getJson<T>(key: string): Promise<T | null> {
-    try {
-      return JSON.parse((await this.store.get(key)).toString('utf8')) as T;
-    } catch (err) {
-      if (err instanceof StoreError && err.code === 'NotFound') return null;
-      throw err;
-    }
+  getJson<T>(key: string): Promise<T | null> {
+    return readJsonIfPresent<T>(this.store, key);
   }
 
   async putJson(key: string, value: unknown): Promise<string> {
