@@ -5,9 +5,6 @@
  * whose workflow id is the pipeline id; its record (stages, child runs, outputs, lineage) is in
  * the store at pipelines/<id>/record.json.
  */
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import type { WorkflowExecutionDescription } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
@@ -22,13 +19,12 @@ import { CONTROL_QUEUE } from '../workflows/training.js';
 import { pipelineQuery } from '../workflows/pipeline.js';
 import type { PipelineProgress } from '../workflows/pipeline.js';
 import { readJsonIfPresent } from '../store/run-store.js';
+import { resolveConfigPath } from './config-paths.js';
 import { checkRunId, ConflictError, describeFailure, NotFoundError, RunStateError } from './runs.js';
 import type { FailureView, RunService, RunView } from './runs.js';
 
 /** Config keys whose string values are files or folders: made absolute against the config's folder and checked to exist. */
 const PATH_KEYS = new Set(['model', 'train', 'validation', 'function', 'teacher', 'referenceModel', 'prompts', 'data', 'constitution', 'fewShot', 'helpful', 'redTeam', 'attributeModel', 'sftModel', 'judgeModel']);
-
-const isUri = (p: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(p);
 
 /** Every path-like value of the raw config, made absolute (keeping a `#export` suffix) and checked. */
 export function resolvePaths(raw: unknown, baseDir: string, where = ''): unknown {
@@ -37,12 +33,8 @@ export function resolvePaths(raw: unknown, baseDir: string, where = ''): unknown
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
     const field = where ? `${where}.${k}` : k;
-    if (typeof v === 'string' && PATH_KEYS.has(k) && (!isUri(v) || v.startsWith('file://'))) {
-      const hash = k === 'function' ? v.lastIndexOf('#') : -1;
-      const [p, suffix] = hash > 0 ? [v.slice(0, hash), v.slice(hash)] : [v, ''];
-      const abs = p.startsWith('file://') ? fileURLToPath(p) : path.resolve(baseDir, p);
-      if (!existsSync(abs)) throw new ConfigError(`${field}: no such file or folder: ${abs}`);
-      out[k] = (p.startsWith('file://') ? p : abs) + suffix;
+    if (typeof v === 'string' && PATH_KEYS.has(k)) {
+      out[k] = resolveConfigPath(field, v, baseDir, k === 'function');
     } else {
       out[k] = resolvePaths(v, baseDir, field);
     }

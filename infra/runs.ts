@@ -8,7 +8,6 @@
  * the server is down, and a long-lived API process reconnects after an outage.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +29,7 @@ import { readIteration } from '../activities/online/ledger-view.js';
 import type { IterationView } from '../activities/online/ledger-view.js';
 import { ExportError, exportToFolder } from '../store/export.js';
 import { workflowTypeOf } from '../activities/pipeline/plan.js';
+import { isLocalPath, resolveConfigPath } from './config-paths.js';
 import { ScheduleSpecError } from './schedule-spec.js';
 
 export { ExportError };
@@ -261,7 +261,6 @@ export function checkRecipe(recipe: string): RecipeName {
   return recipe as RecipeName;
 }
 
-const isLocalPath = (p: string) => !/^[a-z][a-z0-9+.-]*:\/\//i.test(p);
 
 /**
  * The validated config of a run: overrides applied, parsed with the recipe's strict schema, and
@@ -275,15 +274,7 @@ export function prepareConfig(recipe: string, raw: unknown, sets: readonly strin
   }
   const config = parseRecipeConfig(r, applyOverrides((raw ?? {}) as Record<string, unknown>, sets));
   const entry = getRecipe(r);
-  const fix = (field: string, spec: string | undefined): string | undefined => {
-    // A module path may name its export after '#' (reward.function: rewards.ts#exact).
-    const hash = spec?.lastIndexOf('#') ?? -1;
-    const [p, suffix] = spec !== undefined && hash > 0 && entry.files?.includes(field) ? [spec.slice(0, hash), spec.slice(hash)] : [spec, ''];
-    if (p === undefined || (!isLocalPath(p) && !p.startsWith('file://'))) return spec;
-    const abs = p.startsWith('file://') ? fileURLToPath(p) : path.resolve(baseDir ?? process.cwd(), p);
-    if (!existsSync(abs)) throw new ConfigError(`${field}: no such file or folder: ${abs}`);
-    return (isLocalPath(p) ? abs : p) + suffix;
-  };
+  const fix = (field: string, spec: string): string => resolveConfigPath(field, spec, baseDir ?? process.cwd(), entry.files?.includes(field));
   // Every path the recipe reads: the data, the model folder of each role (model, kd.teacher, …), its modules (reward.function).
   const fields = ['data.train', 'data.validation', ...Object.values(entry.roles).map((role) => role!.configField), ...(entry.files ?? [])];
   for (const field of new Set(fields)) {
