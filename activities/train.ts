@@ -14,6 +14,8 @@ import type { OfflineRecipe, RecipeConfig } from '../algorithms/recipes/index.js
 import type { StepContext } from '../algorithms/recipes/types.js';
 import { optimizerStep } from '../algorithms/train/runner.js';
 import type { StepMetrics } from '../algorithms/train/runner.js';
+import { writeMetricsChunk } from '../store/metrics-ledger.js';
+import type { StepRow, ValidationRow } from '../store/metrics-ledger.js';
 import type { RunStorePort } from '../store/run-store-port.js';
 import { heartbeat, keepAlive } from './heartbeat.js';
 import { openParts, openSplit } from './data-source.js';
@@ -188,6 +190,8 @@ async function validate(recipe: OfflineRecipe<RecipeConfig>, ctx: StepContext<Re
   return { step: r.state.step, loss, metrics, headline: { ...h, value: h.metric === 'loss' ? loss : metrics[h.metric] } };
 }
 
+const validationRow = (v: Validation): ValidationRow => ({ type: 'validation', step: v.step, loss: v.loss, metrics: v.metrics, headline: v.headline });
+
 export function trainChunk(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest): Promise<ChunkResult> {
   return keepAlive(() => runChunk(store, runs, req));
 }
@@ -216,6 +220,13 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
     throw err;
   }
   const validation = req.validate ? await validate(recipe, ctx, r) : null;
+  // The chunk's metrics go to the ledger before its checkpoint commits: a committed step always has its row.
+  const rows = [
+    ...(validationBefore ? [validationRow(validationBefore)] : []),
+    ...steps.map((m): StepRow => ({ type: 'step', ...m })),
+    ...(validation ? [validationRow(validation)] : []),
+  ];
+  await writeMetricsChunk(store.store, req.runId, { fromStep: req.fromStep, toStep: r.state.step, parent: req.checkpoint ? { uri: req.checkpoint.uri, step: req.checkpoint.step } : null }, rows);
   heartbeat({ step: r.state.step, phase: 'checkpointing' });
   const checkpoint = await commit(store, req, r);
   // Retention in the same activity: one round trip per chunk instead of two.

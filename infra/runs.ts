@@ -22,7 +22,7 @@ import { isPipelineName } from '../algorithms/pipelines/index.js';
 import { contextWindowOf, readModelConfig } from '../activities/model-info.js';
 import { ConfigError } from '../algorithms/errors.js';
 import { AlignerError } from '../kernels/errors.js';
-import { CONTROL_QUEUE, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../workflows/training.js';
+import { COMPUTE_QUEUE, CONTROL_QUEUE, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../workflows/training.js';
 import { CheckpointCorruptError, latestValidCheckpoint, listCheckpoints, readManifest, verifyCheckpoint } from '../store/checkpoints.js';
 import { openStore, StoreError, type ArtifactStore, type S3Config } from '../store/index.js';
 import { readIteration } from '../activities/online/ledger-view.js';
@@ -34,6 +34,8 @@ import { ScheduleSpecError } from './schedule-spec.js';
 
 export { ExportError };
 import { connectTemporal, TemporalUnavailableError } from './temporal.js';
+import { readMetricsHistory } from '../store/metrics-ledger.js';
+import type { MetricsHistory } from '../store/metrics-ledger.js';
 
 export { TemporalUnavailableError };
 
@@ -141,6 +143,10 @@ function recipeOf(type: string, memo: Record<string, unknown> | undefined): Reci
 }
 /** How long a progress query may wait for a worker before status reports "no answer". */
 const QUERY_DEADLINE_MS = 3_000;
+/** temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY */
+const TASK_QUEUE_TYPE_ACTIVITY = 2;
+/** temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED */
+const PENDING_ACTIVITY_SCHEDULED = 1;
 
 /** The store the workers use by default: ALIGN_STORE_URI, else the repo's .state/store. */
 export function defaultStoreUri(): string {
@@ -398,6 +404,19 @@ export class RunService {
     return readIteration(this.store, runId, iteration);
   }
 
+  /**
+   * A run's metrics history from the metrics ledger, each step once, continued across the runs it
+   * resumed from; `from`/`to` keep the steps (and validations, evaluations) in that range.
+   */
+  async metrics(runId: string, range: { from?: number; to?: number } = {}): Promise<MetricsHistory> {
+    checkRunId(runId);
+    const h = await readMetricsHistory(this.store, runId);
+    // Nothing in the ledger: an unknown run is a 404, a run that has not trained yet an empty history.
+    if (h.steps.length + h.validations.length + h.evaluations.length === 0) await this.describe(runId);
+    const inRange = (r: { step: number }) => r.step >= (range.from ?? 0) && r.step <= (range.to ?? Infinity);
+    return { steps: h.steps.filter(inRange), validations: h.validations.filter(inRange), evaluations: h.evaluations.filter(inRange), lineage: h.lineage };
+  }
+
   get store(): ArtifactStore {
     this.storeCache ??= openStore(this.opts.storeUri, this.opts.s3);
     return this.storeCache;
@@ -494,7 +513,9 @@ export class RunService {
         // A closed run answers too (a worker replays it): the step it failed at is worth showing.
         view.progress = await c.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => handle.query(progressQuery));
         view.parentRunId = view.progress.parentRunId;
-        if (view.progress.waiting) view.progress.waiting += waitingDetail(d);
+        const none = d.status.name === 'RUNNING' ? await this.noComputeWorker(c, d) : null;
+        if (none) view.progress.waiting = none;
+        else if (view.progress.waiting) view.progress.waiting += waitingDetail(d);
       } catch (e) {
         view.progressError = `no worker answered the progress query within ${QUERY_DEADLINE_MS / 1000} s (${(e as Error).message}); are the workers running?`;
       }
@@ -514,6 +535,20 @@ export class RunService {
       }
       return view;
     });
+  }
+
+  /**
+   * A run whose activity waits to start while no compute worker polls the run's compute queue
+   * waits for nothing that will come by itself: say so (and how to start one), so that it never
+   * looks like an ordinary wait. Null when a worker polls, or nothing waits to start.
+   */
+  private async noComputeWorker(c: Client, d: WorkflowExecutionDescription): Promise<string | null> {
+    const unstarted = d.raw.pendingActivities?.some((a) => Number(a.state) === PENDING_ACTIVITY_SCHEDULED || String(a.state).endsWith('SCHEDULED'));
+    if (!unstarted) return null;
+    const queue = this.opts.queues?.compute ?? COMPUTE_QUEUE;
+    const pollers = await c.workflowService.describeTaskQueue({ namespace: this.namespace, taskQueue: { name: queue }, taskQueueType: TASK_QUEUE_TYPE_ACTIVITY })
+      .then((r) => r.pollers?.length ?? 0, () => null);
+    return pollers === 0 ? `waiting for a compute worker on ${queue}: none is polling; start one with npx tsx infra/workers/main.ts (ALIGN_QUEUES names the queues)` : null;
   }
 
   /** Polls getStatus until the run closes (or `signal` aborts, returning the last view). */

@@ -191,14 +191,17 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
       },
       async train() {
         currentStage = 'train';
+        // The stages' measurements travel with the train request, which writes them to the metrics
+        // ledger before its checkpoint commits (an argument, not a command: replay is unchanged).
+        const trainRequest = (): IterationRequest => ({ ...request(), iterationMetrics: { ...((advantages as StageResult | null)?.metrics ?? {}), ...phase } });
         if (!opts.ownCritic) {
-          const r = await durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(request()));
+          const r = await durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(trainRequest()));
           phase.trainSeconds = r.seconds;
           return r;
         }
         // Actor and critic train in parallel, each on its own worker, each re-placed on its own.
         const [r, c] = await Promise.all([
-          durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(request())),
+          durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(trainRequest())),
           durably('critic', () => computeOn(criticQueue, heartbeat).trainCritic(request())),
         ]);
         s.criticCheckpoint = c.checkpoint;

@@ -21,6 +21,7 @@ import type { GeneratedRollout } from './ledger-records.js';
 import { checkGeneratingWeights, loopFor } from './resident.js';
 import { rewardsOf } from './reward.js';
 import type { IterationRequest, StageResult } from './types.js';
+import { writeEvaluation } from '../../store/metrics-ledger.js';
 
 export const EVAL_FIELDS = { ...GENERATE_FIELDS, reward: 'f64' } as const;
 type EvalRecord = GeneratedRollout & { reward: number };
@@ -46,7 +47,9 @@ export function evaluatePolicy(store: RunStorePort, runs: ResidentRuns, judges: 
     if (done) {
       const ref = stageRef(req.runId, req.iteration, 'eval', [done]);
       const records = await readStage<EvalRecord>(store.store, ref, path.join(store.cacheDir, 'shards'));
-      return { ref, seconds: (performance.now() - t0) / 1000, written: 0, metrics: metricsOf(records) };
+      const metrics = metricsOf(records);
+      await writeEvaluation(store.store, req.runId, { step: req.iteration, metrics }); // the activity may have died before it
+      return { ref, seconds: (performance.now() - t0) / 1000, written: 0, metrics };
     }
     runs.touch(req.runId);
     heartbeat({ stage: 'eval', phase: 'loading' });
@@ -67,6 +70,9 @@ export function evaluatePolicy(store: RunStorePort, runs: ResidentRuns, judges: 
     })), (n) => heartbeat({ stage: 'eval', scored: n }));
     const records = rows.map((x, i) => ({ ...x, reward: rewards[i] }));
     const part = await writePart(store.store, prefix, EVAL_FIELDS, records, { writtenBy: writer, writtenAt: new Date().toISOString() });
-    return { ref: stageRef(req.runId, req.iteration, 'eval', [part]), seconds: (performance.now() - t0) / 1000, written: 1, metrics: metricsOf(records) };
+    const seconds = (performance.now() - t0) / 1000;
+    const metrics = metricsOf(records);
+    await writeEvaluation(store.store, req.runId, { step: req.iteration, metrics: { ...metrics, evalSeconds: seconds } });
+    return { ref: stageRef(req.runId, req.iteration, 'eval', [part]), seconds, written: 1, metrics };
   });
 }

@@ -16,6 +16,8 @@ import { microBatches, shuffled } from '../../algorithms/train/batching.js';
 import { applyUpdate, checkFinite } from '../../algorithms/train/runner.js';
 import { tidy } from '../../kernels/index.js';
 import { logprobs } from '../../models/logprobs.js';
+import { writeMetricsChunk } from '../../store/metrics-ledger.js';
+import type { StepRow } from '../../store/metrics-ledger.js';
 import type { RunStorePort } from '../../store/run-store-port.js';
 import { heartbeat, keepAlive } from '../heartbeat.js';
 import type { ResidentRuns } from '../train.js';
@@ -158,13 +160,21 @@ export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: It
       runs.dropLoop(req.runId); // half-trained weights must not be reused
       throw err;
     }
+    const metrics: Record<string, number> = {};
+    if (recipe.policyClip) metrics.clipFraction = t.clipped / Math.max(1, t.tokens);
+    if (loop.critic) metrics.valueLoss = t.valueLoss / Math.max(1, steps);
+    // The iteration's row goes to the metrics ledger before its checkpoint commits.
+    const row: StepRow = {
+      type: 'step', step: req.iteration + 1, loss: t.loss / Math.max(1, steps), lr: t.lr, gradNorm: t.gradNorm, tokens: t.tokens,
+      metrics: { ...(req.iterationMetrics ?? {}), ...metrics, trainSeconds: (performance.now() - t0) / 1000 },
+    };
+    const parent = req.checkpoint ? { uri: req.checkpoint.uri, step: req.checkpoint.step } : null;
+    await writeMetricsChunk(store.store, req.runId, { fromStep: req.iteration, toStep: req.iteration + 1, parent }, [row]);
     heartbeat({ stage: 'train', phase: 'checkpointing' });
     const tc = performance.now();
     const checkpoint = await commitLoop(store, req, loop, req.state ?? recipe.initialState(config));
     await store.pruneCheckpoints(req.runId, config.trainer.keepCheckpoints);
-    const metrics: Record<string, number> = { checkpointSeconds: (performance.now() - tc) / 1000 };
-    if (recipe.policyClip) metrics.clipFraction = t.clipped / Math.max(1, t.tokens);
-    if (loop.critic) metrics.valueLoss = t.valueLoss / Math.max(1, steps);
+    metrics.checkpointSeconds = (performance.now() - tc) / 1000;
     return {
       checkpoint, seconds: (performance.now() - t0) / 1000, loss: t.loss / Math.max(1, steps), steps, tokens: t.tokens,
       gradNorm: t.gradNorm, lr: t.lr, metrics, loadedFrom,

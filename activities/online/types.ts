@@ -21,6 +21,11 @@ export interface IterationRequest {
   refs: Partial<Record<StageName, StageRef>>;
   /** Set when the critic lives on a worker of its own (ppo.criticWorker = own): its checkpoint after the previous iteration. */
   critic?: { checkpoint: CheckpointRef | null } | null;
+  /**
+   * trainOnRollouts only: what the iteration's earlier stages measured (their seconds, the
+   * rewards and advantages), which the train stage writes to the metrics ledger with its own.
+   */
+  iterationMetrics?: Record<string, number>;
 }
 
 export interface CriticTrainResult {

@@ -40,6 +40,12 @@ export const rolloutsQuery = {
   properties: { iteration: { type: 'integer', minimum: 0 } },
 } as const;
 
+export const metricsQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { from: { type: 'integer', minimum: 0 }, to: { type: 'integer', minimum: 0 } },
+} as const;
+
 export const listQuery = {
   type: 'object',
   additionalProperties: false,

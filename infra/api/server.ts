@@ -4,6 +4,8 @@
  *   POST /runs {recipe, config, set?, runId?}     201 {runId, recipe}
  *   GET  /runs?limit=N                            200 {runs: [...]}, newest first
  *   GET  /runs/:id                                200 status: state, progress, result or failure
+ *   GET  /runs/:id/metrics?from=&to=              200 {steps, validations, evaluations, lineage} from the metrics ledger
+ *   GET  /runs/:id/rollouts?iteration=N           200 an online run's samples at an iteration (rollout ledger)
  *   POST /runs/:id/pause | resume | cancel        202 {runId, requested}
  *   POST /runs/:id/terminate {reason?}            202 {runId, requested}
  *   POST /runs/:id/resume-failed {runId?}         201 {runId, parentRunId, resumeFrom, skipped}
@@ -25,7 +27,7 @@ import { z } from 'zod';
 import { exampleConfigYaml } from '../../algorithms/recipes/example-config.js';
 import { getRecipe, parseRecipeConfig, RECIPE_NAMES, RECIPES } from '../../algorithms/recipes/index.js';
 import { addPipelineRoutes } from './pipeline-routes.js';
-import { describeValidation, exportBody, listQuery, recipeParams, resumeFailedBody, rolloutsQuery, runParams, startBody, terminateBody, type StartBody } from './schemas.js';
+import { describeValidation, exportBody, listQuery, metricsQuery, recipeParams, resumeFailedBody, rolloutsQuery, runParams, startBody, terminateBody, type StartBody } from './schemas.js';
 
 export interface ApiOptions {
   service: RunService;
@@ -104,6 +106,10 @@ export function buildApi(o: ApiOptions): FastifyInstance {
   // An online run's samples at an iteration (default the newest), from the rollout ledger.
   app.get('/runs/:id/rollouts', { schema: { params: runParams, querystring: rolloutsQuery } }, async (req: FastifyRequest<{ Params: { id: string }; Querystring: { iteration?: number } }>) =>
     svc.rollouts(req.params.id, req.query.iteration));
+
+  // Every step's, validation's and evaluation's metrics from the metrics ledger, across the run's lineage.
+  app.get('/runs/:id/metrics', { schema: { params: runParams, querystring: metricsQuery } }, async (req: FastifyRequest<{ Params: { id: string }; Querystring: { from?: number; to?: number } }>) =>
+    svc.metrics(req.params.id, req.query));
 
   for (const op of ['pause', 'resume', 'cancel'] as const) {
     app.post(`/runs/:id/${op}`, { schema: { params: runParams } }, async (req: IdRequest, reply: FastifyReply) => reply.code(202).send(await svc[op](req.params.id)));

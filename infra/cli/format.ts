@@ -1,10 +1,10 @@
 /** Human-readable text for `align status`, `align list` and the end-of-run summary. */
 import type { IterationView } from '../../activities/online/ledger-view.js';
 import type { Progress, StepSummary, Validation } from '../../activities/types.js';
-import { sparkline } from '../progress.js';
+import { formatNumber, sparklineWithRange } from '../progress.js';
 import type { RunSummary, RunView } from '../runs.js';
 
-export const num = (x: number | null | undefined, digits = 4): string => (x === null || x === undefined ? '-' : Number(x.toFixed(digits)).toString());
+export const num = formatNumber;
 const rate = (x: number | null | undefined): string => (x === null || x === undefined ? '-' : Math.round(x).toLocaleString('en-US'));
 
 /** The headline first (with which way is better), then the loss and the recipe's other metrics. */
@@ -62,7 +62,7 @@ function headlineCurve(vs: readonly Validation[]): string | null {
   const h = vs.at(-1)?.headline;
   if (!h || vs.length < 1) return null;
   const series = vs.map((v) => v.metrics[h.metric] ?? v.headline.value);
-  return `${h.metric} ${num(series[0], 3)} → ${num(series.at(-1), 3)}   ${sparkline(series, 40)} (${series.length} iterations; ${h.better} is better)`;
+  return `${h.metric} ${num(series[0], 3)} → ${num(series.at(-1), 3)}   ${sparklineWithRange(series, 40)} (${series.length} iterations; ${h.better} is better)`;
 }
 
 export function formatStatus(v: RunView, losses?: readonly number[]): string {
@@ -90,7 +90,7 @@ export function formatStatus(v: RunView, losses?: readonly number[]): string {
   } else if (p) {
     row('step', `${p.step}/${p.maxSteps}`);
     const series = losses ?? p.recent.map((s: StepSummary) => s.loss);
-    row('loss', `${num(p.lastLoss)}${series.length > 1 ? `   ${sparkline(series, 40)} (${losses ? `${series.length} steps` : 'recent steps'})` : ''}`);
+    row('loss', `${num(p.lastLoss)}${series.length > 1 ? `   ${sparklineWithRange(series, 40)} (${losses ? `all ${series.length} steps; align metrics ${v.runId}` : 'recent steps'})` : ''}`);
     if (p.waiting) row('waiting', p.waiting);
     row('validation', formatValidation(p.lastValidation));
     const change = formatChange(p.firstValidation, p.lastValidation);
@@ -144,7 +144,7 @@ export function formatSummary(v: RunView, losses: readonly number[]): string {
     if (heldOut) row('held-out', heldOut);
     const phases = formatPhases(p?.recent.at(-1));
     if (phases) row('phases', `${phases} (last iteration)`);
-  } else if (losses.length > 0) row('loss', `${num(losses[0])} → ${num(losses.at(-1))}   ${sparkline(losses, 60)}`);
+  } else if (losses.length > 0) row('loss', `${num(losses[0])} → ${num(losses.at(-1))}   ${sparklineWithRange(losses, 60)}`);
   const lastVal = v.result?.validations.at(-1) ?? p?.lastValidation;
   if (lastVal) row('validation', formatValidation(lastVal));
   const change = formatChange(v.result?.validations[0] ?? p?.firstValidation, lastVal);

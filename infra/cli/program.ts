@@ -12,6 +12,7 @@ import { checkRecipe, defaultStoreUri, parseQueues, RunService } from '../runs.j
 import type { RunView, StartOptions } from '../runs.js';
 import { readConfigFile } from './config-file.js';
 import { formatList, formatRollouts, formatStatus, formatSummary } from './format.js';
+import { formatMetrics, metricsCsv } from './format-metrics.js';
 import { LiveProgress } from './watch.js';
 import { addPipelineCommands } from './pipeline-commands.js';
 
@@ -156,7 +157,23 @@ ${examples('align run sft --config sft.yaml --set trainer.lr=3e-4', 'align list'
     .addHelpText('after', examples('align status sft-20261128-051200-ab12', 'align status sft-20261128-051200-ab12 --json'))
     .action(async (run: string, _o: unknown, cmd: Command) => {
       const view = await service(cmd).getStatus(run);
-      print(cmd, formatStatus(view), view);
+      // The full loss history from the metrics ledger; the live recent steps when the store cannot be read.
+      const history = await service(cmd).metrics(run).catch(() => null);
+      const losses = history && history.steps.length > 1 && !view.progress?.stage ? history.steps.map((x) => x.loss) : undefined;
+      print(cmd, formatStatus(view, losses), view);
+    });
+
+  program
+    .command('metrics')
+    .description('a run\'s full metrics history from the metrics ledger: a loss chart, learning rate, grad norm, the online curves (reward, KL, entropy, length), validations and held-out evaluations, continued across the runs it resumed from')
+    .argument('<run>', RUN_ARG)
+    .option('--from <step>', 'first step to show', nonNegativeInt)
+    .option('--to <step>', 'last step to show', nonNegativeInt)
+    .option('--csv', 'print the steps as CSV (step, loss, lr, gradNorm, tokens, then every metric)')
+    .addHelpText('after', examples('align metrics sft-20261128-051200-ab12', 'align metrics ppo-20261201-101500-ab12 --from 10 --csv > ppo.csv', 'align metrics sft-20261128-051200-ab12 --json'))
+    .action(async (run: string, o: { from?: number; to?: number; csv?: boolean }, cmd: Command) => {
+      const history = await service(cmd).metrics(run, { from: o.from, to: o.to });
+      print(cmd, o.csv ? metricsCsv(history) : formatMetrics(run, history), history);
     });
 
   program

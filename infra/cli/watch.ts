@@ -6,6 +6,7 @@
  */
 import cliProgress from 'cli-progress';
 import type { RunView } from '../runs.js';
+import { BAR_DEFAULTS } from '../progress.js';
 import { num } from './format.js';
 
 export class LiveProgress {
@@ -30,11 +31,10 @@ export class LiveProgress {
     if (!this.bar) {
       this.bar = new cliProgress.SingleBar(
         {
+          ...BAR_DEFAULTS,
           format: `${p.recipe} {bar} {value}/{total} | loss {loss} | {tps} tok/s | ETA {eta_formatted} | val {val}{note}`,
-          hideCursor: true,
           noTTYOutput: !process.stderr.isTTY, // logs still get a line every few seconds
           notTTYSchedule: 2000,
-          etaBuffer: 20,
         },
         cliProgress.Presets.shades_classic,
       );

@@ -23,6 +23,7 @@ import { RunService } from '../../infra/runs.js';
 import { readManifest } from '../../store/checkpoints.js';
 import { listStage, partPrefix } from '../../store/rollout-ledger.js';
 import { crashFixture, root, slowIt, spawnComputeWorker, uniqueId } from './helpers.js';
+import { readMetricsHistory } from '../../store/metrics-ledger.js';
 
 const fixture = crashFixture('online');
 const { tmp, storeUri, store, runStore, REF, CRASH } = fixture;
@@ -257,6 +258,14 @@ describe('PPO: exact resume after kill -9 mid-iteration', () => {
       expect(parts.every((p) => p.info?.writtenBy.endsWith(killed)), `${stage} of iteration 1 was written by the killed worker only`).toBe(true);
     }
     expect(await finalWeights(result)).toBe(want);
+    // The metrics ledger: each iteration once, as the uninterrupted run measured it, and the held-out evaluations.
+    const [got, ref] = await Promise.all([readMetricsHistory(store, result.runId), readMetricsHistory(store, reference.runId)]);
+    const curve = (h: typeof got) => h.steps.map((x) => [x.step, x.loss, x.gradNorm, x.tokens]);
+    expect(got.steps.map((x) => x.step)).toEqual(Array.from({ length: result.step }, (_, i) => i + 1));
+    expect(curve(got)).toEqual(curve(ref));
+    expect(got.steps[0].metrics).toHaveProperty('generateSeconds');
+    expect(got.evaluations.map((e) => e.step)).toEqual(ref.evaluations.map((e) => e.step));
+    expect(got.evaluations[0].metrics).toHaveProperty('evalReward');
   });
 
   slowIt('(c) the scoring worker killed during scoring: the run re-scores and completes bit-identically', async () => {

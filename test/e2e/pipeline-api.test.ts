@@ -75,6 +75,17 @@ describe('pipelines over HTTP', () => {
     expect(dpo).toMatchObject({ name: 'dpo-1', kind: 'run', what: 'dpo', state: 'completed' });
     expect(dpo.inputs).toEqual([gen.output.data]);
     console.log(`spin: ${gen.output.summary}; dpo-1: ${dpo.output.summary}`);
+    // The stage run's metrics ledger over HTTP: every step once, its validations; a range; 401 and 404.
+    const metrics = (await app.inject({ method: 'GET', url: `/runs/${dpo.runId}/metrics`, headers: auth })).json();
+    expect(metrics.steps.map((x: { step: number }) => x.step)).toEqual(Array.from({ length: metrics.steps.length }, (_, i) => i + 1));
+    expect(metrics.steps.length).toBeGreaterThan(0);
+    expect(metrics.validations.map((v: { step: number }) => v.step)).toContain(0);
+    expect(metrics.lineage).toEqual([{ runId: dpo.runId, fromStep: 0, toStep: metrics.steps.length }]);
+    const tail = (await app.inject({ method: 'GET', url: `/runs/${dpo.runId}/metrics?from=2&to=3`, headers: auth })).json();
+    expect(tail.steps.map((x: { step: number }) => x.step)).toEqual([2, 3]);
+    expect((await app.inject({ method: 'GET', url: `/runs/${dpo.runId}/metrics` })).statusCode).toBe(401);
+    expect((await app.inject({ method: 'GET', url: '/runs/no-such-run/metrics', headers: auth })).statusCode).toBe(404);
+    expect((await app.inject({ method: 'GET', url: `/runs/${dpo.runId}/metrics?from=-1`, headers: auth })).statusCode).toBe(400);
     const list = (await app.inject({ method: 'GET', url: '/pipelines?limit=50', headers: auth })).json();
     expect(list.pipelines.map((p: { pipelineId: string }) => p.pipelineId)).toContain(id);
   }, 300_000);

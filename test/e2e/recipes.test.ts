@@ -22,6 +22,7 @@ import { Tokenizer } from '../../models/tokenizer.js';
 import { tokenizePromptResponse } from '../../algorithms/data/pair.js';
 import { readManifest } from '../../store/checkpoints.js';
 import { openStore } from '../../store/index.js';
+import { readMetricsHistory } from '../../store/metrics-ledger.js';
 import { progressQuery } from '../../workflows/training.js';
 import { crashFixture, root, slowIt, spawnComputeWorker, tinyLlama, uniqueId, writeLines, writePreferenceData, writeSftData } from './helpers.js';
 
@@ -238,6 +239,12 @@ describe('every offline recipe end to end', () => {
       expect(stepAtKill).toBeLessThan(config.trainer.maxSteps);
       expect(result.status).toBe('completed');
       expect(await weightsSha(result)).toBe(await weightsSha(reference));
+      // The metrics ledger: every step once, as the uninterrupted run measured it.
+      const [got, want] = await Promise.all([readMetricsHistory(runStore.store, result.runId), readMetricsHistory(runStore.store, reference.runId)]);
+      const curve = (h: typeof got) => h.steps.map((x) => [x.step, x.loss, x.lr, x.gradNorm, x.tokens]);
+      expect(got.steps.map((x) => x.step)).toEqual(Array.from({ length: config.trainer.maxSteps }, (_, i) => i + 1));
+      expect(curve(got)).toEqual(curve(want));
+      expect(got.validations.map((v) => [v.step, v.loss])).toEqual(want.validations.map((v) => [v.step, v.loss]));
     });
   }
 });

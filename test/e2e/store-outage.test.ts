@@ -22,6 +22,7 @@ import { startWorkers } from '../../infra/workers/worker.js';
 import type { RunningWorkers } from '../../infra/workers/worker.js';
 import { progressQuery } from '../../workflows/training.js';
 import { readManifest } from '../../store/checkpoints.js';
+import { readMetricsHistory } from '../../store/metrics-ledger.js';
 import { S3Store } from '../../store/s3-store.js';
 import { RunStore } from '../../store/run-store.js';
 import { slowIt, tinyLlama, uniqueId, writeSftData } from './helpers.js';
@@ -109,6 +110,12 @@ describe('store outages', () => {
       expect(resumed.resumeFrom.step).toBeGreaterThanOrEqual(8);
       expect(resumed.final?.state).toBe('COMPLETED');
       expect(await weightsSha(resumed.runId, 24)).toBe(await weightsSha(reference.runId, 24));
+      // The ledger continues across the two runs: each step once, as the uninterrupted run measured it.
+      const [got, want] = await Promise.all([readMetricsHistory(store, resumed.runId), readMetricsHistory(store, reference.runId)]);
+      expect(got.lineage.map((l) => l.runId)).toEqual([runId, resumed.runId]);
+      expect(got.lineage[1].fromStep).toBe(resumed.resumeFrom.step);
+      expect(got.steps.map((x) => [x.step, x.loss])).toEqual(want.steps.map((x) => [x.step, x.loss]));
+      expect(got.steps).toHaveLength(24);
     } finally {
       await service.close();
     }

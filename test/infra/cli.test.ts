@@ -20,6 +20,7 @@ import { RunService, type RunView } from '../../infra/runs.js';
 import { parseRecipeConfig, RECIPE_NAMES, RECIPES } from '../../algorithms/recipes/index.js';
 import YAML from 'yaml';
 import { writeCheckpoint } from '../../store/checkpoints.js';
+import { writeMetricsChunk } from '../../store/metrics-ledger.js';
 import { openStore } from '../../store/index.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
 import { loadPretrained } from '../../models/pretrained.js';
@@ -240,6 +241,44 @@ describe('align CLI (real Temporal server, mocked activities)', () => {
     expect(again.stderr).toContain('completed, it did not fail');
   });
 
+  it('a run with no compute worker polling its queue says so in status within seconds, naming the queue', async () => {
+    const nobody = `nobody-polls-${suffix}`;
+    const lonely = new RunService({ address: defaultTemporalAddress(), storeUri, queues: { control: queues.control, compute: nobody } });
+    try {
+      const { runId } = await lonely.startRun('sft', YAML.parse(readFileSync(path.join(tmp, 'sft.yaml'), 'utf8')), [], { detach: true, baseDir: root });
+      const v = await until('the run to wait for a worker', runId, () => true);
+      let text = '';
+      for (let i = 0; i < 50 && !text.includes('none is polling'); i++) {
+        text = (await align(['--queues', `${queues.control},${nobody}`, '--store', storeUri, 'status', runId], { plain: true })).stdout;
+      }
+      expect(v.state).toBe('RUNNING');
+      expect(text).toContain(`waiting for a compute worker on ${nobody}: none is polling; start one with npx tsx infra/workers/main.ts`);
+      await lonely.cancel(runId);
+    } finally {
+      await lonely.close();
+    }
+  });
+
+  it('metrics charts the ledger\'s full history (small losses in significant digits), as CSV and JSON; an unknown run exits 2', async () => {
+    const runId = `cli-ledger-${suffix}`;
+    const store = openStore(storeUri);
+    const row = (step: number) => ({ type: 'step' as const, step, loss: 0.002 / step, lr: 1e-4, gradNorm: 0.5, tokens: 100, metrics: { reward: step / 10 } });
+    await writeMetricsChunk(store, runId, { fromStep: 0, toStep: 20, parent: null }, Array.from({ length: 20 }, (_, i) => row(i + 1)));
+    await writeMetricsChunk(store, runId, { fromStep: 20, toStep: 40, parent: null }, Array.from({ length: 20 }, (_, i) => row(i + 21)));
+    const text = await align(['metrics', runId]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(`run ${runId}: 40 steps in the metrics ledger`);
+    expect(text.stdout).toMatch(/loss {11}0\.002 → 0\.00005\n/);
+    expect(text.stdout).toContain('step 1 … 40');
+    expect(text.stdout).toMatch(/reward {9}0\.1 → 4 /);
+    const csv = await align(['metrics', runId, '--from', '39', '--csv']);
+    expect(csv.stdout.trim().split('\n')).toEqual(['step,loss,lr,gradNorm,tokens,reward', `39,${0.002 / 39},0.0001,0.5,100,3.9`, '40,0.00005,0.0001,0.5,100,4']);
+    expect(json(await align(['--json', 'metrics', runId, '--to', '2'])).steps.map((x: { step: number }) => x.step)).toEqual([1, 2]);
+    const unknown = await align(['metrics', `no-such-run-${suffix}`]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('no-such-run');
+  });
+
   it('export writes a Hugging Face folder (model files only, verified) that loadPretrained loads', async () => {
     const runId = `cli-export-${suffix}`;
     const store = openStore(storeUri);
@@ -281,7 +320,7 @@ describe('align CLI (real Temporal server, mocked activities)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('Usage: align [options] [command]');
     const program = buildProgram({ exitCode: 0, json: false });
-    expect(program.commands.map((c) => c.name()).sort()).toEqual(['cancel', 'config', 'export', 'generate', 'list', 'pause', 'pipeline', 'recipes', 'resume', 'resume-failed', 'rollouts', 'run', 'schedule', 'status', 'terminate']);
+    expect(program.commands.map((c) => c.name()).sort()).toEqual(['cancel', 'config', 'export', 'generate', 'list', 'metrics', 'pause', 'pipeline', 'recipes', 'resume', 'resume-failed', 'rollouts', 'run', 'schedule', 'status', 'terminate']);
     // Every command and every subcommand (align pipeline run, align schedule create, …).
     const all = program.commands.flatMap((c) => [{ cmd: c, path: c.name() }, ...c.commands.map((s) => ({ cmd: s, path: `${c.name()} ${s.name()}` }))]);
     for (const { cmd, path: name } of all) {
