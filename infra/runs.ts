@@ -176,6 +176,8 @@ export interface RunServiceOptions {
   storeUri: string;
   /** How long to wait for the Temporal server on connect. Default 5000 ms. */
   connectTimeoutMs?: number;
+  /** How long one operation's calls to the server may take in all before it counts as unreachable. Default 3000 ms. */
+  callTimeoutMs?: number;
   /** Task queues of an isolated worker fleet; default align-control / align-cpu. */
   queues?: Queues;
   /** S3 settings for an s3:// store, over the ALIGN_S3_* environment. */
@@ -324,10 +326,18 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   });
 
 const GRPC_UNAVAILABLE = 14;
+const GRPC_DEADLINE_EXCEEDED = 4;
+/** Default of RunServiceOptions.callTimeoutMs: the API answers 503 within about this when the server is gone. */
+const CALL_TIMEOUT_MS = 3_000;
 /** The server went away after we connected (gRPC UNAVAILABLE, raw or wrapped by the SDK). */
 function isUnavailable(e: unknown): boolean {
   const g = e instanceof ServiceError ? e.cause : e;
   return isGrpcServiceError(g) && g.code === GRPC_UNAVAILABLE;
+}
+
+function isDeadlineExceeded(e: unknown): boolean {
+  const g = e instanceof ServiceError ? e.cause : e;
+  return isGrpcServiceError(g) && g.code === GRPC_DEADLINE_EXCEEDED;
 }
 
 // ---- Checkpoints: where a failed run resumes from, and exports as Hugging Face folders.
@@ -436,11 +446,17 @@ export class RunService {
   /** Runs `fn` with the client, turning a lost server or a missing namespace into typed errors. */
   async withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
     const c = await this.client();
+    const timeout = this.opts.callTimeoutMs ?? CALL_TIMEOUT_MS;
     try {
-      return await fn(c);
+      // A deadline on every call: a server that went away answers "unavailable" in seconds, not
+      // after the SDK's ~20 s of retries.
+      return await c.connection.withDeadline(Date.now() + timeout, () => fn(c));
     } catch (e) {
       if (isUnavailable(e)) {
         throw new TemporalUnavailableError(this.address, `lost the Temporal server at ${this.address} (${(e as Error).message}); is it running? Start one with: npm run stack`, { cause: e });
+      }
+      if (isDeadlineExceeded(e)) {
+        throw new TemporalUnavailableError(this.address, `the Temporal server at ${this.address} did not answer within ${timeout / 1000} s; is it running? Start one with: npm run stack`, { cause: e });
       }
       if (/namespace .* not found/i.test((e as Error).message ?? '')) {
         throw new UsageError(`Temporal namespace "${this.namespace}" does not exist on ${this.address}`);

@@ -26,12 +26,23 @@ function parseLine(raw: string, line: number, source: string): JsonlRecord | nul
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new DataError(`${source}:${line}: not valid JSON (${(err as Error).message})`, source, line);
+    throw new DataError(`${source}:${line}: not valid JSON (${jsonSyntaxProblem(err as Error)})`, source, line);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new DataError(`${source}:${line}: expected a JSON object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`, source, line);
   }
   return { line, value: value as Record<string, unknown> };
+}
+
+/**
+ * What JSON.parse found wrong, without the text it quotes: V8 echoes the start of the line
+ * (`Unexpected token 'r', "root:x:0:0"... is not valid JSON`), and a dataset path pointed at a
+ * file that is not a dataset must not show its content in an error. Positions are kept.
+ */
+export function jsonSyntaxProblem(err: Error): string {
+  const m = err.message;
+  if (/^Unexpected token /.test(m)) return 'an unexpected character; the line does not start or continue as JSON does';
+  return m.replace(/, ".*"(\.\.\.)? is not valid JSON$/s, '').replace(/^".*" is not valid JSON$/s, 'not JSON');
 }
 
 const emptyDataset = (source: string) => new DataError(`${source}: the dataset is empty`, source, null);
@@ -105,14 +116,15 @@ export function atRecord<T>(rec: JsonlRecord, source: string, fn: () => T): T {
   }
 }
 
-/** How a JSON value reads in an error message: `a string`, `an array`, `null`, … */
+/** How a JSON value reads in an error message: `a string of 5 characters`, `a number`, `an array`, `null`, … */
 export function describeJson(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object') return 'an object';
-  const shown = JSON.stringify(v) ?? String(v);
-  return `a ${typeof v} (${shown.length > 40 ? `${shown.slice(0, 37)}...` : shown})`;
+  // The type and size only: a record's content never appears in an error (it may not be a dataset at all).
+  if (typeof v === 'string') return v === '' ? 'an empty string' : `a string of ${v.length} characters`;
+  return `a ${typeof v}`;
 }
 
 /** A string field of a record, or a DataError naming the key, the file and the line. */

@@ -32,6 +32,7 @@
  */
 import type { ChatMessage } from '../../models/chat.js';
 import { ConfigError } from '../errors.js';
+import { jsonSyntaxProblem } from '../data/jsonl.js';
 
 export interface Principle {
   name: string;
@@ -81,7 +82,7 @@ function parseJson(text: string, source: string, what: string, format: string): 
   try {
     return JSON.parse(text) as Json;
   } catch (e) {
-    throw new ConfigError(`${source}: not valid JSON (${(e as Error).message}); a ${what} file looks like ${format}`);
+    throw new ConfigError(`${source}: not valid JSON (${jsonSyntaxProblem(e as Error)}); a ${what} file looks like ${format}`);
   }
 }
 

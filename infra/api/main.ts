@@ -60,6 +60,8 @@ if (!token) fail('no bearer token: set ALIGN_API_TOKEN or pass --token');
 let service: RunService;
 try {
   service = new RunService({
+    // 503 within about 4 s when the server is down or gone: connecting and each operation's calls.
+    connectTimeoutMs: 3_500,
     address: values.address ?? defaultTemporalAddress(), namespace: values.namespace, storeUri: values.store ?? defaultStoreUri(),
     queues: parseQueues(values.queues ?? process.env.ALIGN_QUEUES),
   });

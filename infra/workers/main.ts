@@ -8,8 +8,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { RunStore } from '../../store/run-store.js';
 import { defaultStoreUri } from '../runs.js';
-import { openStore } from '../../store/index.js';
-import { defaultTemporalAddress } from '../temporal.js';
+import { openStore, StoreError } from '../../store/index.js';
+import { AlignerError } from '../../kernels/errors.js';
+import { connectTemporal, defaultTemporalAddress, TemporalUnavailableError } from '../temporal.js';
 import { startWorkers } from './worker.js';
 import type { WorkerRole } from './worker.js';
 
@@ -33,13 +34,30 @@ if (values.help) {
   --queues   CONTROL,COMPUTE task queue names of an isolated fleet (default align-control,align-cpu)`);
   process.exit(0);
 }
+/** A problem a person can fix: one line on stderr naming it, no stack trace, exit 2 (usage) or 3 (a server). */
+function fail(message: string, code: number): never {
+  console.error(`worker: ${message}`);
+  process.exit(code);
+}
+
 const role = values.role as WorkerRole;
-if (!['all', 'control', 'compute'].includes(role)) throw new Error(`--role must be all, control or compute, got ${role}`);
+if (!['all', 'control', 'compute'].includes(role)) fail(`--role must be all, control or compute, got ${role}`, 2);
 const storeUri = values.store ?? defaultStoreUri();
-const store = new RunStore(openStore(storeUri), path.join(os.tmpdir(), 'aligner-input-cache'));
+const address = values.address ?? defaultTemporalAddress();
 const [control, compute] = (values.queues ?? process.env.ALIGN_QUEUES ?? '').split(',');
 const queues = control && compute ? { control, compute } : undefined;
-const workers = await startWorkers({ address: values.address ?? defaultTemporalAddress(), store, role, workerId: values.id, queues });
+let workers: Awaited<ReturnType<typeof startWorkers>>;
+try {
+  const store = new RunStore(openStore(storeUri), path.join(os.tmpdir(), 'aligner-input-cache'));
+  // Reach the server first (5 s), so that a wrong address is named at once, not as a connect stack.
+  await (await connectTemporal(address)).close();
+  workers = await startWorkers({ address, store, role, workerId: values.id, queues });
+} catch (e) {
+  if (e instanceof TemporalUnavailableError) fail(`${e.message} (--address or TEMPORAL_ADDRESS)`, 3);
+  if (e instanceof StoreError) fail(`the run store ${storeUri} cannot be used: ${e.message} (--store or ALIGN_STORE_URI)`, 3);
+  if (e instanceof AlignerError) fail(e.message, 2);
+  throw e;
+}
 console.log(JSON.stringify({ event: 'worker-started', role, queue: workers.workerQueue, store: storeUri, pid: process.pid }));
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void workers.shutdown());
 await workers.done;

@@ -127,9 +127,9 @@ describe('regression RM records {"text", "label": [...]}', () => {
 
   it.each([
     [short, 'steer.jsonl:2: "label" has 5 values, expected 9 (numAttributes)'],
-    [nonNumber, 'steer.jsonl:3: "label"[1] must be a finite number (-100 = masked), got a string ("high")'],
+    [nonNumber, 'steer.jsonl:3: "label"[1] must be a finite number (-100 = masked), got a string of 4 characters'],
     [missing, 'steer.jsonl:4: missing key "label" (a list of 9 numbers, -100 = masked)'],
-    [notList, 'steer.jsonl:5: "label" must be a list of 9 numbers (-100 = masked), got a string ("helpfulness:4")'],
+    [notList, 'steer.jsonl:5: "label" must be a list of 9 numbers (-100 = masked), got a string of 13 characters'],
   ])('bad label %#: file, line, expected and got', (rec, message) => {
     const err = dataError(() => tokenizeRegression(tok, rec, 'steer.jsonl', opts));
     expect(err.message).toBe(message);

@@ -18,6 +18,8 @@ import { RunService } from '../../infra/runs.js';
 import { writeCheckpoint } from '../../store/checkpoints.js';
 import { openStore } from '../../store/index.js';
 import { connectTemporal, defaultTemporalAddress } from '../../infra/temporal.js';
+import { startTemporal } from '../../infra/dev-stack.js';
+import { freePort } from '../../infra/services.js';
 import { loadPretrained } from '../../models/pretrained.js';
 import { startFakeWorkers, type Script } from '../workflows/fake-activities.js';
 
@@ -239,6 +241,26 @@ describe('HTTP API (real Temporal server, mocked activities)', () => {
       expect((await fetch(`${url}/runs`)).status).toBe(401);
     } finally {
       await server.close();
+    }
+  });
+
+  it('503 within seconds when the Temporal server goes away after the API connected (kill -9), naming it', async () => {
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'aligner-api-down-'));
+    const server = await startTemporal({ stateDir, temporalPort: await freePort(), headless: true, detached: false });
+    const svc = new RunService({ address: server.address, storeUri });
+    const api = buildApi({ service: svc, token: TOKEN });
+    try {
+      expect((await api.inject({ method: 'GET', url: '/runs', headers: auth })).statusCode).toBe(200);
+      process.kill(server.pid!, 'SIGKILL');
+      const t0 = Date.now();
+      const res = await api.inject({ method: 'GET', url: '/runs', headers: auth });
+      console.log(`API answer after the Temporal server died: ${res.statusCode} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      expect(res.statusCode).toBe(503);
+      expect(res.json().message).toContain(server.address);
+    } finally {
+      await api.close();
+      await svc.close();
+      rmSync(stateDir, { recursive: true, force: true });
     }
   });
 

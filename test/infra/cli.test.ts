@@ -199,6 +199,23 @@ describe('align CLI (real Temporal server, mocked activities)', () => {
     expect(r.stderr).toMatch(/^align: error: cannot reach the Temporal server at 127\.0\.0\.1:1 .*npm run stack\n$/);
   });
 
+  it('a worker started with a bad Temporal address or role: one line naming it, no stack trace', async () => {
+    const worker = (args: string[]) => new Promise<Result>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'infra/workers/main.ts', ...args], { cwd: root, env: { ...process.env, ALIGN_STORE_URI: storeUri } });
+      let stdout = '', stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    const far = await worker(['--address', '127.0.0.1:1']);
+    expect(far.code).toBe(3);
+    expect(far.stderr).toMatch(/^worker: cannot reach the Temporal server at 127\.0\.0\.1:1 .*\(--address or TEMPORAL_ADDRESS\)\n$/);
+    const role = await worker(['--role', 'gpu-please']);
+    expect(role.code).toBe(2);
+    expect(role.stderr).toBe('worker: --role must be all, control or compute, got gpu-please\n');
+  });
+
   it('resume-failed starts a new run from the last valid checkpoint, with lineage', async () => {
     script.dataError = 'train.jsonl:3: missing key "output"';
     const failed = `cli-failed-${suffix}`;
