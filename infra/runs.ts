@@ -142,7 +142,7 @@ function recipeOf(type: string, memo: Record<string, unknown> | undefined): Reci
   return LEGACY_TYPES[type] ?? null;
 }
 /** How long a progress query may wait for a worker before status reports "no answer". */
-const QUERY_DEADLINE_MS = 3_000;
+const QUERY_DEADLINE_MS = 2_500;
 /** temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY */
 const TASK_QUEUE_TYPE_ACTIVITY = 2;
 /** temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED */
@@ -518,39 +518,46 @@ export class RunService {
   /** The run's state, its progress (from the workflow's query) and, once closed, its result or failure. */
   async getStatus(runId: string): Promise<RunView> {
     const d = await this.describe(runId);
-    return this.withClient(async (c) => {
-      const handle = c.workflow.getHandle(runId);
-      const view: RunView = {
-        runId, recipe: recipeOf(d.type, d.memo), state: d.status.name, startTime: d.startTime.toISOString(),
-        closeTime: d.closeTime?.toISOString() ?? null, parentRunId: (d.memo?.parentRunId as string | null) ?? null,
-        progress: null, result: null, failure: null,
-      };
+    const view: RunView = {
+      runId, recipe: recipeOf(d.type, d.memo), state: d.status.name, startTime: d.startTime.toISOString(),
+      closeTime: d.closeTime?.toISOString() ?? null, parentRunId: (d.memo?.parentRunId as string | null) ?? null,
+      progress: null, result: null, failure: null,
+    };
+    // Each step is an operation of its own (its own call deadline): a query no worker answers must
+    // not use up the time of the calls after it.
+    await this.withClient(async (c) => {
       try {
         // A closed run answers too (a worker replays it): the step it failed at is worth showing.
-        view.progress = await c.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => handle.query(progressQuery));
-        view.parentRunId = view.progress.parentRunId;
-        const none = d.status.name === 'RUNNING' ? await this.noComputeWorker(c, d) : null;
-        if (none) view.progress.waiting = none;
-        else if (view.progress.waiting) view.progress.waiting += waitingDetail(d);
+        const progress = await c.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => c.workflow.getHandle(runId).query(progressQuery));
+        view.progress = progress;
+        view.parentRunId = progress.parentRunId;
       } catch (e) {
+        if (isUnavailable(e)) throw e;
         view.progressError = `no worker answered the progress query within ${QUERY_DEADLINE_MS / 1000} s (${(e as Error).message}); are the workers running?`;
       }
-      if (d.status.name === 'COMPLETED') {
-        view.result = (await handle.result()) as RunResult;
-        if (view.result.status === 'stopped') view.state = 'STOPPED';
-      }
-      else if (d.status.name !== 'RUNNING') {
-        view.failure = await handle.result().then(
-          () => null,
-          (e: unknown) => (e instanceof WorkflowFailedError ? describeFailure(e) : { message: String(e), type: null, activity: null, chain: [] }),
-        );
-        // Where resume-failed would start: the newest committed checkpoint in the store (verified when
-        // resuming), which can differ from the last one the workflow recorded (pruned, or newer).
-        const newest = (await listCheckpoints(this.store, runId).catch(() => []))[0];
-        view.resumeFrom = newest ? { step: newest.step, uri: newest.uri } : null;
-      }
-      return view;
     });
+    if (view.progress && d.status.name === 'RUNNING') {
+      const none = await this.withClient((c) => this.noComputeWorker(c, d));
+      if (none) view.progress.waiting = none;
+      else if (view.progress.waiting) view.progress.waiting += waitingDetail(d);
+    }
+    if (d.status.name === 'COMPLETED') {
+      view.result = (await this.withClient((c) => c.workflow.getHandle(runId).result())) as RunResult;
+      if (view.result.status === 'stopped') view.state = 'STOPPED';
+    } else if (d.status.name !== 'RUNNING') {
+      view.failure = await this.withClient((c) => c.workflow.getHandle(runId).result().then(
+        () => null,
+        (e: unknown) => {
+          if (isUnavailable(e) || isDeadlineExceeded(e)) throw e;
+          return e instanceof WorkflowFailedError ? describeFailure(e) : { message: String(e), type: null, activity: null, chain: [] };
+        },
+      ));
+      // Where resume-failed would start: the newest committed checkpoint in the store (verified when
+      // resuming), which can differ from the last one the workflow recorded (pruned, or newer).
+      const newest = (await listCheckpoints(this.store, runId).catch(() => []))[0];
+      view.resumeFrom = newest ? { step: newest.step, uri: newest.uri } : null;
+    }
+    return view;
   }
 
   /**
