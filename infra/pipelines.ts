@@ -19,12 +19,11 @@ import { CONTROL_QUEUE } from '../workflows/training.js';
 import { pipelineQuery } from '../workflows/pipeline.js';
 import type { PipelineProgress } from '../workflows/pipeline.js';
 import { readJsonIfPresent } from '../store/run-store.js';
+import type { AllowedRoots } from './allowed-roots.js';
+import { PATH_KEYS } from './allowed-roots.js';
 import { resolveConfigPath } from './config-paths.js';
 import { checkRunId, ConflictError, describeFailure, NotFoundError, RunStateError } from './runs.js';
 import type { FailureView, RunService, RunView } from './runs.js';
-
-/** Config keys whose string values are files or folders: made absolute against the config's folder and checked to exist. */
-const PATH_KEYS = new Set(['model', 'train', 'validation', 'function', 'teacher', 'referenceModel', 'prompts', 'data', 'constitution', 'fewShot', 'helpful', 'redTeam', 'attributeModel', 'sftModel', 'judgeModel']);
 
 /** Every path-like value of the raw config, made absolute (keeping a `#export` suffix) and checked. */
 export function resolvePaths(raw: unknown, baseDir: string, where = ''): unknown {
@@ -113,10 +112,11 @@ export class PipelineService {
   /** Validates, then starts the pipeline's parent workflow. */
   async start(
     name: string, raw: unknown, sets: readonly string[] = [],
-    opts: { pipelineId?: string; baseDir?: string; heartbeatSeconds?: number } = {},
+    opts: { pipelineId?: string; baseDir?: string; heartbeatSeconds?: number; allowedRoots?: AllowedRoots } = {},
   ): Promise<{ pipelineId: string; pipeline: string; stages: string[] }> {
     const def = getPipeline(name);
     const config = preparePipelineConfig(def.name, raw, sets, opts.baseDir);
+    opts.allowedRoots?.checkConfig(config);
     await this.runs.store.probe();
     const pipelineId = opts.pipelineId !== undefined ? checkRunId(opts.pipelineId) : newPipelineId(def.name);
     if (await this.runs.store.stat(pipelineRecordKey(pipelineId))) throw new ConflictError(`a pipeline with id "${pipelineId}" already exists in ${this.runs.store.uri}; pick another id`);

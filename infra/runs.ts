@@ -29,6 +29,7 @@ import { readIteration } from '../activities/online/ledger-view.js';
 import type { IterationView } from '../activities/online/ledger-view.js';
 import { ExportError, exportToFolder } from '../store/export.js';
 import { workflowTypeOf } from '../activities/pipeline/plan.js';
+import type { AllowedRoots } from './allowed-roots.js';
 import { isLocalPath, resolveConfigPath } from './config-paths.js';
 import { ScheduleSpecError } from './schedule-spec.js';
 
@@ -191,6 +192,8 @@ export interface StartOptions {
   detach?: boolean;
   /** Relative local paths in the config (model, data.*) are made absolute against this folder. */
   baseDir?: string;
+  /** Every path of the config must lie under these (the API's ALIGN_ALLOWED_ROOTS); unlimited when absent. */
+  allowedRoots?: AllowedRoots;
   /** Polled progress while not detached. */
   onProgress?: (view: RunView) => void;
   /** Poll interval while not detached. Default 1000 ms. */
@@ -427,6 +430,11 @@ export class RunService {
     return { steps: h.steps.filter(inRange), validations: h.validations.filter(inRange), evaluations: h.evaluations.filter(inRange), lineage: h.lineage };
   }
 
+  /** The run store's URI (file:///… or s3://bucket/prefix). */
+  get storeUri(): string {
+    return this.opts.storeUri;
+  }
+
   get store(): ArtifactStore {
     this.storeCache ??= openStore(this.opts.storeUri, this.opts.s3);
     return this.storeCache;
@@ -474,6 +482,7 @@ export class RunService {
   /** Parses and validates the config, then starts the run (and, unless detached, waits for it). */
   async startRun(recipe: string, rawConfig: unknown, sets: readonly string[] = [], opts: StartOptions = {}): Promise<StartedRun> {
     const config = prepareConfig(recipe, rawConfig, sets, opts.baseDir);
+    opts.allowedRoots?.checkConfig(config);
     await checkModelLimits(config);
     await this.store.probe(); // the store the workers write to must work before a run is started
     const r = recipe as RecipeName;

@@ -13,6 +13,7 @@ import type { ScheduledRound } from '../activities/pipeline/plan.js';
 import type { PipelineInput } from '../activities/pipeline/types.js';
 import { CONTROL_QUEUE } from '../workflows/training.js';
 import { pipelineIdOf } from '../workflows/pipeline.js';
+import type { AllowedRoots } from './allowed-roots.js';
 import { preparePipelineConfig } from './pipelines.js';
 import { checkRunId, ConflictError, NotFoundError, UsageError } from './runs.js';
 import type { RunService } from './runs.js';
@@ -36,6 +37,8 @@ export interface CreateScheduleOptions {
   /** Create it paused (start it with unpause). */
   paused?: boolean;
   note?: string;
+  /** Every path of the config must lie under these (the API's ALIGN_ALLOWED_ROOTS). */
+  allowedRoots?: AllowedRoots;
 }
 
 export interface ScheduleRoundView {
@@ -116,6 +119,7 @@ export class ScheduleService {
     const def = getPipeline(o.pipeline);
     const { spec, text } = scheduleSpecOf(o);
     const config = preparePipelineConfig(def.name, o.config, o.sets ?? [], o.baseDir);
+    o.allowedRoots?.checkConfig(config);
     await this.runs.store.probe();
     const queues = this.runs.opts.queues;
     const input: PipelineInput = { pipeline: def.name, config, schedule: name, ...(queues ? { queues } : {}) };

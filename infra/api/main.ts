@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { defaultTemporalAddress } from '../temporal.js';
 import { defaultStoreUri, parseQueues, RunService } from '../runs.js';
+import { AllowedRoots } from '../allowed-roots.js';
 import { buildApi } from './server.js';
 
 const HELP = `npm run api -- [options]
@@ -21,6 +22,12 @@ export) over HTTP with bearer-token auth. See infra/api/server.ts for the routes
   --queues C,W     task queues of an isolated worker fleet (default: $ALIGN_QUEUES, else align-control,align-cpu)
   --store URI      artifact store of the workers (default: $ALIGN_STORE_URI, else .state/store)
   -h, --help       this text
+
+Environment:
+  ALIGN_API_TOKEN       the token of scope operate (start, pause, resume, cancel, export, schedule)
+  ALIGN_API_READ_TOKEN  optionally, a token of scope read (GET only: runs, metrics, rollouts, pipelines)
+  ALIGN_ALLOWED_ROOTS   folders and s3:// prefixes configs and exports may point into, comma-separated
+                        (default: the working folder and the store); anything else is a 400
 
 Example:
   ALIGN_API_TOKEN=$(openssl rand -hex 16) npm run api -- --port 8787
@@ -68,10 +75,19 @@ try {
 } catch (e) {
   fail((e as Error).message);
 }
-const app = buildApi({ service, token, logger: { level: process.env.ALIGN_API_LOG ?? 'info' } });
+const readToken = process.env.ALIGN_API_READ_TOKEN;
+let allowedRoots: AllowedRoots;
+try {
+  allowedRoots = AllowedRoots.fromEnv(service.storeUri);
+} catch (e) {
+  fail((e as Error).message);
+}
+const app = buildApi({
+  service, token, tokens: readToken ? [{ token: readToken, scope: 'read' }] : [], allowedRoots, logger: { level: process.env.ALIGN_API_LOG ?? 'info' },
+});
 try {
   const url = await app.listen({ port, host: values.host });
-  console.log(JSON.stringify({ event: 'api-started', url, temporal: service.address, store: service.opts.storeUri }));
+  console.log(JSON.stringify({ event: 'api-started', url, temporal: service.address, store: service.opts.storeUri, allowedRoots: allowedRoots.roots }));
 } catch (e) {
   fail(`cannot listen on ${values.host}:${port}: ${(e as Error).message}`);
 }

@@ -15,6 +15,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PIPELINE_NAMES } from '../../algorithms/pipelines/index.js';
+import type { AllowedRoots } from '../allowed-roots.js';
 import { PipelineService } from '../pipelines.js';
 import type { RunService } from '../runs.js';
 import { OVERLAP_POLICIES, ScheduleService } from '../schedules.js';
@@ -43,13 +44,13 @@ const noteBody = { type: ['object', 'null'], additionalProperties: false, proper
 
 type Named = FastifyRequest<{ Params: { name: string }; Body: { note?: string; overlap?: OverlapName } | null }>;
 
-export function addPipelineRoutes(app: FastifyInstance, runs: RunService): void {
+export function addPipelineRoutes(app: FastifyInstance, runs: RunService, allowedRoots: AllowedRoots): void {
   const pipelines = new PipelineService(runs);
   const schedules = new ScheduleService(runs);
 
   app.post('/pipelines', { schema: { body: pipelineBody } }, async (req: FastifyRequest<{ Body: { pipeline: string; config: Record<string, unknown>; set?: string[]; pipelineId?: string } }>, reply) => {
     const b = req.body;
-    const r = await pipelines.start(b.pipeline, b.config, b.set ?? [], { pipelineId: b.pipelineId });
+    const r = await pipelines.start(b.pipeline, b.config, b.set ?? [], { pipelineId: b.pipelineId, allowedRoots });
     return reply.code(201).header('location', `/pipelines/${r.pipelineId}`).send(r);
   });
   app.get('/pipelines', { schema: { querystring: listQuery } }, async (req: FastifyRequest<{ Querystring: { limit: number } }>) => ({ pipelines: await pipelines.list({ limit: req.query.limit }) }));
@@ -58,7 +59,7 @@ export function addPipelineRoutes(app: FastifyInstance, runs: RunService): void 
 
   app.post('/schedules', { schema: { body: scheduleBody } }, async (req: FastifyRequest<{ Body: { name: string; pipeline: string; config: Record<string, unknown>; set?: string[]; every?: string; cron?: string; overlap?: OverlapName; paused?: boolean } }>, reply) => {
     const b = req.body;
-    const r = await schedules.create(b.name, { pipeline: b.pipeline, config: b.config, sets: b.set ?? [], every: b.every, cron: b.cron, overlap: b.overlap, paused: b.paused });
+    const r = await schedules.create(b.name, { pipeline: b.pipeline, config: b.config, sets: b.set ?? [], every: b.every, cron: b.cron, overlap: b.overlap, paused: b.paused, allowedRoots });
     return reply.code(201).header('location', `/schedules/${r.name}`).send(r);
   });
   app.get('/schedules', async () => ({ schedules: await schedules.list() }));

@@ -14,6 +14,10 @@
  *   GET  /recipes/:name                           200 the recipe: roles, data formats, metrics, headline, config JSON schema, example YAML
  *   /pipelines and /schedules                     see pipeline-routes.ts
  *
+ * Tokens have a scope: `read` may GET, `operate` may also change things (403 otherwise). Configs
+ * and exports must point under the allowed roots (infra/allowed-roots.ts; 400 naming the field
+ * otherwise), and a body is at most 1 MiB (413).
+ *
  * Errors are JSON `{error, message}`: 401 without a valid token, 400 for a bad body (naming each
  * failing field) or an invalid config (the ConfigError's message names the field), 404 for an
  * unknown run or checkpoint, 409 for an operation the run's state does not allow, 503 when the
@@ -26,16 +30,29 @@ import { errorKind, UsageError, type ErrorKind, type RunService } from '../runs.
 import { z } from 'zod';
 import { exampleConfigYaml } from '../../algorithms/recipes/example-config.js';
 import { getRecipe, parseRecipeConfig, RECIPE_NAMES, RECIPES } from '../../algorithms/recipes/index.js';
+import { AllowedRoots } from '../allowed-roots.js';
 import { addPipelineRoutes } from './pipeline-routes.js';
 import { describeValidation, exportBody, listQuery, metricsQuery, recipeParams, resumeFailedBody, rolloutsQuery, runParams, startBody, terminateBody, type StartBody } from './schemas.js';
 
+/** What a token may do: `read` sees runs, metrics, rollouts and pipelines; `operate` also starts, pauses, cancels, resumes, exports and schedules. */
+export type TokenScope = 'read' | 'operate';
+
 export interface ApiOptions {
   service: RunService;
-  /** The bearer token every request must carry. */
+  /** The bearer token of scope `operate` (ALIGN_API_TOKEN). */
   token: string;
+  /** More tokens, each with its scope (ALIGN_API_READ_TOKEN is one of scope `read`). */
+  tokens?: { token: string; scope: TokenScope }[];
+  /** Where configs and exports may point (default: ALIGN_ALLOWED_ROOTS, else the working folder and the store). */
+  allowedRoots?: AllowedRoots;
+  /** Largest request body in bytes (default 1 MiB): beyond it, 413. */
+  bodyLimit?: number;
   /** fastify's logger setting (false in tests). */
   logger?: boolean | Record<string, unknown>;
 }
+
+/** Default of ApiOptions.bodyLimit: a config is a few kilobytes; data travels by URI, never in a request. */
+export const BODY_LIMIT = 1 << 20;
 
 const STATUS: Record<ErrorKind, number> = { usage: 400, 'not-found': 404, conflict: 409, unavailable: 503, internal: 500 };
 
@@ -46,21 +63,34 @@ type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 export function buildApi(o: ApiOptions): FastifyInstance {
   if (!o.token) throw new UsageError('the API needs a bearer token: set ALIGN_API_TOKEN or pass --token');
   const svc = o.service;
+  const roots = o.allowedRoots ?? AllowedRoots.fromEnv(svc.storeUri);
   const app = Fastify({
     logger: o.logger ?? false,
+    bodyLimit: o.bodyLimit ?? BODY_LIMIT,
     // Report every failing field, and reject unknown ones rather than dropping them silently.
     ajv: { customOptions: { allErrors: true, removeAdditional: false } },
   });
 
-  const expected = digest(o.token);
+  const known = [{ token: o.token, scope: 'operate' as TokenScope }, ...(o.tokens ?? [])].filter((t) => t.token).map((t) => ({ digest: digest(t.token), scope: t.scope }));
+  /** The scope of a presented token, or null. Every known token is compared (in constant time): timing says nothing about which matched. */
+  const scopeOf = (presented: string): TokenScope | null => {
+    const d = digest(presented);
+    let found: TokenScope | null = null;
+    for (const k of known) if (timingSafeEqual(d, k.digest) && found !== 'operate') found = k.scope;
+    return found;
+  };
   app.addHook('onRequest', async (req, reply) => {
     const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-    // Compare digests in constant time: the token's length and prefix leak nothing.
-    if (!m || !timingSafeEqual(digest(m[1].trim()), expected)) {
+    const scope = m ? scopeOf(m[1].trim()) : null;
+    if (!scope) {
       return reply
         .code(401)
         .header('www-authenticate', 'Bearer')
         .send({ error: 'Unauthorized', message: m ? 'invalid bearer token' : 'missing bearer token: send "Authorization: Bearer <token>"' });
+    }
+    // Reading is GET; everything else changes something and needs an operate token.
+    if (scope === 'read' && req.method !== 'GET' && req.method !== 'HEAD') {
+      return reply.code(403).send({ error: 'Forbidden', message: `this token may only read (scope read); ${req.method} ${req.url.split('?')[0]} needs a token of scope operate` });
     }
   });
 
@@ -93,7 +123,7 @@ export function buildApi(o: ApiOptions): FastifyInstance {
 
   app.post('/runs', { schema: { body: startBody } }, async (req: FastifyRequest<{ Body: StartBody }>, reply) => {
     const b = req.body;
-    const r = await svc.startRun(b.recipe, b.config, b.set ?? [], { runId: b.runId, detach: true });
+    const r = await svc.startRun(b.recipe, b.config, b.set ?? [], { runId: b.runId, detach: true, allowedRoots: roots });
     return reply.code(201).header('location', `/runs/${r.runId}`).send({ runId: r.runId, recipe: r.recipe });
   });
 
@@ -128,10 +158,11 @@ export function buildApi(o: ApiOptions): FastifyInstance {
     const { step, outDir } = req.body;
     // A relative path would depend on where the server was started.
     if (!path.isAbsolute(outDir)) throw new UsageError(`body.outDir must be an absolute path on the API server, got ${JSON.stringify(outDir)}`);
+    roots.check('body.outDir', outDir);
     return svc.exportRun(req.params.id, { step, outDir });
   });
 
-  addPipelineRoutes(app, svc);
+  addPipelineRoutes(app, svc, roots);
 
   return app;
 }

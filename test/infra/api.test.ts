@@ -6,7 +6,7 @@
  * configs (400 naming the field, nothing started), unknown runs (404), resume-failed with
  * lineage, export, and an unreachable Temporal server (503 naming the address).
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../infra/api/server.js';
+import { AllowedRoots } from '../../infra/allowed-roots.js';
 import { RunService } from '../../infra/runs.js';
 import { writeCheckpoint } from '../../store/checkpoints.js';
 import { openStore } from '../../store/index.js';
@@ -30,6 +31,7 @@ const storeUri = `file://${path.join(tmp, 'store')}`;
 const suffix = `${process.pid}-${Date.now()}`;
 const queues = { control: `api-test-control-${suffix}`, compute: `api-test-cpu-${suffix}` };
 const TOKEN = 'test-token-0123456789';
+const READ_TOKEN = 'read-only-token-9876543210';
 const auth = { authorization: `Bearer ${TOKEN}` };
 /** What the fake activities do; tests change it between runs (workers read it at each call). */
 const script: Script = {};
@@ -48,7 +50,8 @@ beforeAll(async () => {
   fake = await startFakeWorkers(defaultTemporalAddress(), queues, script);
   calls = fake.calls;
   service = new RunService({ address: defaultTemporalAddress(), storeUri, queues });
-  app = buildApi({ service, token: TOKEN });
+  // The repository (models, demo data) and this test's folder (store, exports); a read-only token too.
+  app = buildApi({ service, token: TOKEN, tokens: [{ token: READ_TOKEN, scope: 'read' }], allowedRoots: new AllowedRoots([root, tmp]) });
   await app.ready();
 });
 afterAll(async () => {
@@ -86,6 +89,49 @@ describe('HTTP API (real Temporal server, mocked activities)', () => {
       expect(wrong.json()).toEqual({ error: 'Unauthorized', message: 'invalid bearer token' });
     }
     expect((await app.inject({ method: 'GET', url: '/runs', headers: { authorization: TOKEN } })).statusCode).toBe(401); // no scheme
+  });
+
+  it('a read token reads (runs, recipes) but cannot start, pause, cancel or schedule: 403, nothing started', async () => {
+    const read = { authorization: `Bearer ${READ_TOKEN}` };
+    const before = await startedOnOurQueue();
+    expect((await app.inject({ method: 'GET', url: '/runs', headers: read })).statusCode).toBe(200);
+    expect((await app.inject({ method: 'GET', url: '/recipes', headers: read })).statusCode).toBe(200);
+    for (const [url, payload] of [['/runs', { recipe: 'sft', config }], ['/runs/any/pause', undefined], ['/runs/any/cancel', undefined], ['/schedules', { name: 'x', pipeline: 'rs', every: '1h', config: {} }]] as const) {
+      const res = await app.inject({ method: 'POST', url, headers: read, ...(payload ? { payload } : {}) });
+      expect(res.statusCode, url).toBe(403);
+      expect(res.json().message).toContain('needs a token of scope operate');
+    }
+    expect((await app.inject({ method: 'DELETE', url: '/schedules/x', headers: read })).statusCode).toBe(403);
+    expect(await startedOnOurQueue()).toBe(before);
+  });
+
+  it('configs and exports must point under the allowed roots: /etc/passwd, another bucket, ../ and a symlink out are 400s naming the field; nothing is started', async () => {
+    const before = await startedOnOurQueue();
+    const link = path.join(tmp, 'escape');
+    symlinkSync('/etc', link);
+    const refused = [
+      [{ ...config, data: { train: '/etc/passwd' } }, 'data.train'],
+      [{ ...config, data: { train: `${root}/../../etc/passwd` } }, 'data.train'],
+      [{ ...config, data: { train: path.join(link, 'passwd') } }, 'data.train'],
+      [{ ...config, model: 's3://other-bucket/models/llama/' }, 'model'],
+    ] as const;
+    for (const [c, field] of refused) {
+      const res = await post('/runs', { recipe: 'sft', config: c });
+      expect(res.statusCode, JSON.stringify(c)).toBe(400);
+      expect(res.json().message).toMatch(new RegExp(`^${field.replace('.', '\\.')}: .* is outside the folders and stores this server may read and write`));
+      expect(res.json().message).not.toContain('root:x:0:0');
+    }
+    const exp = await post('/runs/any-run/export', { outDir: '/etc/aligner-export' });
+    expect(exp.statusCode).toBe(400);
+    expect(exp.json().message).toMatch(/^body\.outDir: \/etc\/aligner-export is outside/);
+    expect(await startedOnOurQueue()).toBe(before);
+  });
+
+  it('413 for a body over the limit; nothing is started', async () => {
+    const before = await startedOnOurQueue();
+    const res = await post('/runs', { recipe: 'sft', config: { ...config, padding: 'x'.repeat(1 << 20) } });
+    expect(res.statusCode).toBe(413);
+    expect(await startedOnOurQueue()).toBe(before);
   });
 
   it('GET /recipes lists the table; GET /recipes/:name gives its roles, metrics, config schema and example; an unknown one is a 400 listing the recipes', async () => {
