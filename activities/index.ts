@@ -9,6 +9,7 @@ import { classified } from './errors.js';
 import { keepAlive } from './heartbeat.js';
 import { precompute } from './precompute.js';
 import { ResidentJudges, scoreResponses } from './score.js';
+import type { Drain } from './drain.js';
 import { ResidentRuns, trainChunk } from './train.js';
 import { generateRollouts } from './online/generate.js';
 import { computeAdvantages, computeLogprobs, computeValues, scoreRollouts } from './online/stages.js';
@@ -37,6 +38,8 @@ export interface ActivityDeps {
   slots?: number;
   /** A slot whose run has not trained for this long is taken back (a terminated run never releases it). Default 2 minutes. */
   slotIdleMs?: number;
+  /** Set when the worker is being taken away: no new runs; chunks stop at the next step and commit. */
+  drain?: Drain;
 }
 
 /** No slot is free on this worker: retryable, so the placement is offered again (to any worker) after a backoff. */
@@ -59,6 +62,7 @@ export function createActivities(deps: ActivityDeps) {
      */
     async placeRun(args: { runId: string }): Promise<string> {
       const slots = deps.slots ?? 1;
+      if (deps.drain?.requested) throw new NoFreeSlotError(`worker ${deps.workerQueue} is shutting down (${deps.drain.reason})`);
       if (!runs.place(args.runId, slots, deps.slotIdleMs ?? 120_000)) {
         throw new NoFreeSlotError(`worker ${deps.workerQueue} has no free slot (${runs.slotsInUse} of ${slots} in use)`);
       }
@@ -69,7 +73,7 @@ export function createActivities(deps: ActivityDeps) {
       return precompute(deps.store, args);
     },
     async trainChunk(req: ChunkRequest): Promise<ChunkResult> {
-      return trainChunk(deps.store, runs, req);
+      return trainChunk(deps.store, runs, req, deps.drain);
     },
     /** The run ended, failed or moved: free its model, optimizer and open data on this worker. */
     async releaseRun(args: { runId: string }): Promise<boolean> {

@@ -18,6 +18,8 @@ import { writeMetricsChunk } from '../store/metrics-ledger.js';
 import type { StepRow, ValidationRow } from '../store/metrics-ledger.js';
 import type { RunStorePort } from '../store/run-store-port.js';
 import { heartbeat, keepAlive } from './heartbeat.js';
+import { WorkerDrainingError } from './drain.js';
+import type { Drain } from './drain.js';
 import { openParts, openSplit } from './data-source.js';
 import { isShardedDataset, prepareDataset } from './dataset.js';
 import { precompute } from './precompute.js';
@@ -192,11 +194,11 @@ async function validate(recipe: OfflineRecipe<RecipeConfig>, ctx: StepContext<Re
 
 const validationRow = (v: Validation): ValidationRow => ({ type: 'validation', step: v.step, loss: v.loss, metrics: v.metrics, headline: v.headline });
 
-export function trainChunk(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest): Promise<ChunkResult> {
-  return keepAlive(() => runChunk(store, runs, req));
+export function trainChunk(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest, drain?: Drain): Promise<ChunkResult> {
+  return keepAlive(() => runChunk(store, runs, req, drain));
 }
 
-async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkRequest): Promise<ChunkResult> {
+async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkRequest, drain?: Drain): Promise<ChunkResult> {
   // A run in flight since before token shards carries a JSON-array dataset: prepare it as shards (once).
   const req = isShardedDataset(request.dataset) ? request : { ...request, dataset: await prepareDataset(store, request) };
   const t0 = performance.now();
@@ -210,6 +212,11 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
   try {
     if (req.validateBefore) validationBefore = await validate(recipe, ctx, r);
     for (let step = req.fromStep; step < req.toStep; step++) {
+      // The worker is being taken away: stop after the step just completed and commit it.
+      if (drain?.requested) {
+        if (step === req.fromStep) throw new WorkerDrainingError(`worker is shutting down (${drain.reason}) before step ${step + 1} of run ${req.runId}; the run moves to another worker`);
+        break;
+      }
       const m = await optimizerStep(recipe, ctx, r.train, r.pre?.train ?? null, step);
       r.state.step = step + 1;
       steps.push(summary(m));
@@ -219,7 +226,8 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
     runs.drop(req.runId); // a half-trained resident model must not be reused
     throw err;
   }
-  const validation = req.validate ? await validate(recipe, ctx, r) : null;
+  const preempted = r.state.step < req.toStep;
+  const validation = req.validate && !preempted ? await validate(recipe, ctx, r) : null;
   // The chunk's metrics go to the ledger before its checkpoint commits: a committed step always has its row.
   const rows = [
     ...(validationBefore ? [validationRow(validationBefore)] : []),
@@ -231,9 +239,10 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
   const checkpoint = await commit(store, req, r);
   // Retention in the same activity: one round trip per chunk instead of two.
   await store.pruneCheckpoints(req.runId, req.config.trainer.keepCheckpoints);
+  if (preempted) runs.release(req.runId); // handed back: this worker is going away
   return {
     step: r.state.step, steps, checkpoint, validation, loadedFrom, seconds: (performance.now() - t0) / 1000,
-    ...(req.validateBefore ? { validationBefore } : {}),
+    ...(req.validateBefore ? { validationBefore } : {}), ...(preempted ? { preempted: true } : {}),
   };
 }
 

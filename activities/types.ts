@@ -125,6 +125,8 @@ export interface ChunkResult {
   /** Where the weights came from at the start of the chunk. */
   loadedFrom: 'resident' | 'checkpoint' | 'base';
   seconds: number;
+  /** The worker is being taken away: the chunk stopped before toStep, committed at `step`, and handed the run back. */
+  preempted?: boolean;
 }
 
 export type RunStatus = 'preparing' | 'precomputing' | 'training' | 'waiting' | 'paused' | 'stopping' | 'exporting' | 'completed' | 'stopped';

@@ -34,6 +34,8 @@ const RECIPE_TABLE_PATCH = 'recipe-table-precompute-v1';
 const RELEASE_PATCH = 'release-resident-v1';
 /** A store outage is waited out with backoff (not spent as re-placements). */
 const STORE_WAIT_PATCH = 'store-outage-wait-v1';
+/** A chunk whose worker was preempted (SIGTERM) is placed again at once. */
+const PREEMPT_PATCH = 'preempted-chunk-replace-v1';
 /** Default of RunInput.storeRetrySeconds: how long a run waits for its store before it fails. */
 export const STORE_RETRY_SECONDS = 300;
 
@@ -183,7 +185,10 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
     if (stopRequested) break;
     status = 'training';
     const toStep = Math.min(t.maxSteps, (Math.floor(s.step / every) + 1) * every);
-    const validate = toStep === t.maxSteps || (t.valEvery > 0 && Math.floor(toStep / t.valEvery) > Math.floor(s.step / t.valEvery));
+    // Validation is planned by the chunk's nominal start, so a chunk cut short by a preempted
+    // worker validates at the same steps as an uninterrupted run.
+    const chunkStart = Math.max(0, toStep - every);
+    const validate = toStep === t.maxSteps || (t.valEvery > 0 && Math.floor(toStep / t.valEvery) > Math.floor(Math.min(s.step, chunkStart) / t.valEvery));
     try {
       const r = await computeOn(queue, heartbeat).trainChunk({
         runId, recipe, config, dataset: s.dataset, fromStep: s.step, toStep, checkpoint: s.lastCheckpoint, validate,
@@ -201,6 +206,10 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
       s.trainSeconds += r.seconds;
       storeWaited = 0;
       waiting = null;
+      if (r.preempted && patched(PREEMPT_PATCH)) {
+        // Its worker is being taken away and handed the run back at its last step: place it again now.
+        queue = await place();
+      }
     } catch (err) {
       const outage = storeOutage(err);
       if (outage && storeWaited < storeBudget && patched(STORE_WAIT_PATCH)) {

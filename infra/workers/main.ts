@@ -59,5 +59,12 @@ try {
   throw e;
 }
 console.log(JSON.stringify({ event: 'worker-started', role, queue: workers.workerQueue, store: storeUri, pid: process.pid }));
-for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void workers.shutdown());
+// SIGTERM is a notice (a spot reclaim, a Kubernetes drain): training chunks commit at the step they
+// are on and hand their runs back before the worker exits. SIGINT (Ctrl-C) does the same.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    console.log(JSON.stringify({ event: 'worker-draining', signal: sig, pid: process.pid }));
+    void workers.preempt(`${sig} to pid ${process.pid}`);
+  });
+}
 await workers.done;

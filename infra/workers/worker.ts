@@ -11,6 +11,7 @@ import type { Queues } from '../../activities/types.js';
 import { ResidentRuns } from '../../activities/train.js';
 import { COMPUTE_QUEUE, CONTROL_QUEUE } from '../../workflows/training.js';
 import { workflowCode } from './workflow-code.js';
+import { Drain } from '../../activities/drain.js';
 
 export type WorkerRole = 'control' | 'compute' | 'all';
 
@@ -44,7 +45,15 @@ export interface RunningWorkers {
   /** Resolves when every worker has stopped. */
   done: Promise<void>;
   shutdown(): Promise<void>;
+  /**
+   * Being taken away (SIGTERM): take no new run, let each chunk in flight finish the step it is on,
+   * commit a checkpoint there and hand its run back, then stop.
+   */
+  preempt(reason: string): Promise<void>;
 }
+
+/** How long a preempted worker's activities may take to commit and hand back before they are cancelled. */
+const SHUTDOWN_GRACE = '2 minutes';
 
 
 let runtimeInstalled = false;
@@ -70,7 +79,8 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   const workerQueue = `${queues.compute}-${o.workerId ?? `${os.hostname()}-${process.pid}`}`;
   const resident = new ResidentRuns();
   const slots = o.slots ?? (Number(process.env.ALIGN_WORKER_SLOTS) || defaultSlots());
-  const activities = createActivities({ store: o.store, workerQueue, runs: resident, slots });
+  const drain = new Drain();
+  const activities = createActivities({ store: o.store, workerQueue, runs: resident, slots, drain });
   const workers: Worker[] = [];
   if (o.role !== 'compute') {
     workers.push(await Worker.create({ connection, namespace, taskQueue: queues.control, ...workflowCode(), activities }));
@@ -78,20 +88,25 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   if (o.role !== 'control') {
     // The shared queue: placements and precompute, one at a time. The worker's own queue: one
     // chunk per slot, so a placed run never waits behind another run's chunk.
-    const compute = { connection, namespace, activities };
+    const compute = { connection, namespace, activities, shutdownGraceTime: SHUTDOWN_GRACE };
     workers.push(await Worker.create({ ...compute, taskQueue: queues.compute, maxConcurrentActivityTaskExecutions: 1 }));
     workers.push(await Worker.create({ ...compute, taskQueue: workerQueue, maxConcurrentActivityTaskExecutions: slots }));
   }
   const done = Promise.all(workers.map((w) => w.run())).then(async () => {
     await connection.close();
   });
+  const shutdown = async () => {
+    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    await done;
+  };
   return {
     workerQueue,
     resident,
     done,
-    async shutdown() {
-      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-      await done;
+    shutdown,
+    async preempt(reason: string) {
+      drain.request(reason);
+      await shutdown();
     },
   };
 }
