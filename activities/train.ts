@@ -195,7 +195,7 @@ async function validate(recipe: OfflineRecipe<RecipeConfig>, ctx: StepContext<Re
 const validationRow = (v: Validation): ValidationRow => ({ type: 'validation', step: v.step, loss: v.loss, metrics: v.metrics, headline: v.headline });
 
 export function trainChunk(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest, drain?: Drain): Promise<ChunkResult> {
-  return keepAlive(() => runChunk(store, runs, req, drain));
+  return keepAlive(() => runChunk(store, runs, req, drain), { hangSeconds: req.config.trainer.hangSeconds });
 }
 
 async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkRequest, drain?: Drain): Promise<ChunkResult> {
@@ -204,13 +204,17 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
   const t0 = performance.now();
   runs.touch(req.runId);
   const recipe = getOfflineRecipe(req.recipe);
-  heartbeat({ step: req.fromStep, phase: 'loading' });
+  heartbeat({ step: req.fromStep, phase: 'loading' }, { watch: false });
   const { r, loadedFrom } = await residentFor(store, runs, req, recipe);
   const ctx: StepContext<RecipeConfig> = { model: r.state.model, lora: r.state.lora, opt: r.state.opt, trainer: req.config.trainer, config: req.config, seed: req.config.seed };
   const steps: StepSummary[] = [];
   let validationBefore: Validation | null = null;
   try {
-    if (req.validateBefore) validationBefore = await validate(recipe, ctx, r);
+    if (req.validateBefore) {
+      heartbeat({ step: req.fromStep, phase: 'validating' }, { watch: false });
+      validationBefore = await validate(recipe, ctx, r);
+    }
+    heartbeat({ step: req.fromStep, phase: 'training' }); // the watchdog watches the steps from here
     for (let step = req.fromStep; step < req.toStep; step++) {
       // The worker is being taken away: stop after the step just completed and commit it.
       if (drain?.requested) {
@@ -227,6 +231,7 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
     throw err;
   }
   const preempted = r.state.step < req.toStep;
+  if (req.validate && !preempted) heartbeat({ step: r.state.step, phase: 'validating' }, { watch: false });
   const validation = req.validate && !preempted ? await validate(recipe, ctx, r) : null;
   // The chunk's metrics go to the ledger before its checkpoint commits: a committed step always has its row.
   const rows = [
@@ -235,7 +240,7 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
     ...(validation ? [validationRow(validation)] : []),
   ];
   await writeMetricsChunk(store.store, req.runId, { fromStep: req.fromStep, toStep: r.state.step, parent: req.checkpoint ? { uri: req.checkpoint.uri, step: req.checkpoint.step } : null }, rows);
-  heartbeat({ step: r.state.step, phase: 'checkpointing' });
+  heartbeat({ step: r.state.step, phase: 'checkpointing' }, { watch: false });
   const checkpoint = await commit(store, req, r);
   // Retention in the same activity: one round trip per chunk instead of two.
   await store.pruneCheckpoints(req.runId, req.config.trainer.keepCheckpoints);

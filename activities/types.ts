@@ -88,7 +88,18 @@ export interface Validation {
   headline: Headline & { value: number };
 }
 
+/** Something that happened to a run that its status should show: the watchdog found it hung, its worker was preempted. */
+export interface RunEvent {
+  type: 'hang' | 'preempted';
+  /** The step the run moves on from (its last checkpoint). */
+  step: number;
+  /** The worker queue it happened on. */
+  worker: string;
+  detail: string;
+}
+
 export interface CarriedState {
+  events?: RunEvent[];
   step: number;
   dataset: DatasetRef;
   precomputed?: PrecomputedRef | null;
@@ -151,6 +162,8 @@ export interface Progress {
   report?: PreparationReport | null;
   /** What the run waits for (a store outage), when it waits; null otherwise. */
   waiting?: string | null;
+  /** Hangs and preemptions, oldest first (the latest 50). */
+  events?: RunEvent[];
   /** Online runs: the stage of the current iteration (generate, score, …, train, eval); null between iterations. */
   stage?: string | null;
   /** Online runs: the policy on held-out prompts, by iteration (0 = before training). */

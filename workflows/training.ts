@@ -15,7 +15,8 @@ import {
   patched, proxyActivities, setHandler, sleep, workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { CarriedState, Progress, RunInput, RunResult, RunStatus } from '../activities/types.js';
+import type { HangReport } from '../activities/heartbeat.js';
+import type { CarriedState, Progress, RunEvent, RunInput, RunResult, RunStatus } from '../activities/types.js';
 
 export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
@@ -116,6 +117,13 @@ export async function waitForStore(outage: string, waited: number, budget: numbe
   return waited + pause;
 }
 
+/** What the hang watchdog said of an attempt it gave up on (its last heartbeat), or null. */
+export function hangOf(err: unknown): HangReport | null {
+  if (!(err instanceof ActivityFailure) || !(err.cause instanceof TimeoutFailure)) return null;
+  const details = err.cause.lastHeartbeatDetails as { hung?: HangReport } | null | undefined;
+  return details?.hung ?? null;
+}
+
 /** A failure that another worker might not have: lost worker, timeout, transient error. */
 export function isPlacementFailure(err: unknown): boolean {
   if (!(err instanceof ActivityFailure)) return false;
@@ -158,8 +166,9 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
     runId, recipe, status, step: s.step, maxSteps: t.maxSteps,
     lastLoss: s.history.at(-1)?.loss ?? null, lastValidation: s.validations.at(-1) ?? null, lastCheckpoint: s.lastCheckpoint,
     tokensPerSecond: s.trainSeconds > 0 ? s.tokensSeen / s.trainSeconds : null, recent: s.history.slice(-20),
-    parentRunId: input.parentRunId ?? null, exportUri, firstValidation, report: s.dataset?.report ?? null, waiting,
+    parentRunId: input.parentRunId ?? null, exportUri, firstValidation, report: s.dataset?.report ?? null, waiting, events: s.events ?? [],
   }));
+  const record = (e: RunEvent) => void (s.events = [...(s.events ?? []), e].slice(-50));
 
   if (!input.carried) s.dataset = await control.prepareDataset({ runId, recipe, config });
   const tableAware = patched(RECIPE_TABLE_PATCH);
@@ -208,6 +217,7 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
       waiting = null;
       if (r.preempted && patched(PREEMPT_PATCH)) {
         // Its worker is being taken away and handed the run back at its last step: place it again now.
+        record({ type: 'preempted', step: r.step, worker: queue, detail: `the worker was taken away (SIGTERM); it committed step ${r.step} and handed the run back` });
         queue = await place();
       }
     } catch (err) {
@@ -226,6 +236,8 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
       // The worker holding the model is gone (or failed transiently): give its slot back (if it is
       // alive), place the run again; the next chunk starts from the last committed checkpoint on
       // whichever worker takes it.
+      const hung = hangOf(err);
+      if (hung) record({ type: 'hang', step: s.step, worker: queue, detail: `no progress for ${hung.seconds} s (last report: ${JSON.stringify(hung.last)}); moved from the checkpoint at step ${s.step}` });
       // Not awaited: a dead worker would make the run wait for its schedule-to-start timeout.
       if (patched(RELEASE_PATCH)) void releaseOn(queue).releaseRun({ runId }).catch(() => false);
       queue = await place();

@@ -135,7 +135,7 @@ export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: It
   return keepAlive(async () => {
     const t0 = performance.now();
     runs.touch(req.runId);
-    heartbeat({ stage: 'train', phase: 'loading' });
+    heartbeat({ stage: 'train', phase: 'loading' }, { watch: false });
     const recipe = getOnlineRecipe(req.recipe);
     const config = req.config as unknown as OnlineConfig;
     const { loop, loadedFrom } = await loopFor(store, runs, req);
@@ -170,7 +170,7 @@ export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: It
     };
     const parent = req.checkpoint ? { uri: req.checkpoint.uri, step: req.checkpoint.step } : null;
     await writeMetricsChunk(store.store, req.runId, { fromStep: req.iteration, toStep: req.iteration + 1, parent }, [row]);
-    heartbeat({ stage: 'train', phase: 'checkpointing' });
+    heartbeat({ stage: 'train', phase: 'checkpointing' }, { watch: false });
     const tc = performance.now();
     const checkpoint = await commitLoop(store, req, loop, req.state ?? recipe.initialState(config));
     await store.pruneCheckpoints(req.runId, config.trainer.keepCheckpoints);
@@ -179,7 +179,7 @@ export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: It
       checkpoint, seconds: (performance.now() - t0) / 1000, loss: t.loss / Math.max(1, steps), steps, tokens: t.tokens,
       gradNorm: t.gradNorm, lr: t.lr, metrics, loadedFrom,
     };
-  });
+  }, { hangSeconds: req.config.trainer.hangSeconds });
 }
 
 /**

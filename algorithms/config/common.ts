@@ -24,6 +24,9 @@ export const trainerSchema = z.object({
   checkpointEvery: z.number().int().nonnegative().default(50).describe('Checkpoint every N steps (0 = only at the end).'),
   keepCheckpoints: positiveInt.default(2).describe('Keep the last K full checkpoints; older ones are pruned.'),
   continueAsNewEvery: positiveInt.default(50).describe('Start a fresh workflow history (continueAsNew) every N training chunks.'),
+  hangSeconds: z.number().int().nonnegative().default(1800).describe(
+    'Hang watchdog: a training activity that keeps heartbeating but reports no progress (no new step, batch or phase) for this long is failed as retryable, and the run moves from its last checkpoint; the event is recorded in the run status. 0 turns it off.',
+  ),
   maxLength: positiveInt.default(512).describe("Longest tokenized sequence; must not exceed the model's max_position_embeddings (see data.overlong)."),
 }).strict();
 

@@ -14,6 +14,7 @@ import type { RunResult } from '../../activities/types.js';
 import { defaultTemporalAddress } from '../../infra/temporal.js';
 import { listCheckpoints, readManifest } from '../../store/checkpoints.js';
 import { readMetricsHistory } from '../../store/metrics-ledger.js';
+import { progressQuery } from '../../workflows/training.js';
 import { crashFixture, slowIt, spawnComputeWorker, tinyLlama, uniqueId, writeSftData } from './helpers.js';
 
 const fixture = crashFixture('preempt');
@@ -63,6 +64,9 @@ describe('preemption', () => {
     expect(cut, `checkpoints ${steps.join(', ')}`).toBeGreaterThanOrEqual(seen);
     expect(cut!).toBeLessThan(40);
     expect(await weightsSha(result)).toBe(await weightsSha(reference));
+    // The status records the preemption.
+    const events = (await handle.query(progressQuery)).events ?? [];
+    expect(events.map((e) => [e.type, e.step])).toEqual([['preempted', cut]]);
     // Each step once in the ledger, as the uninterrupted run measured it, with the same validations.
     const [got, want] = await Promise.all([readMetricsHistory(store, runId), readMetricsHistory(store, refId)]);
     expect(got.steps.map((x) => [x.step, x.loss])).toEqual(want.steps.map((x) => [x.step, x.loss]));

@@ -2,8 +2,9 @@
  * Mock activities for workflow tests: the real Temporal server runs the real workflow code, and
  * these stand in for data, training and storage with instant, scripted results.
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { heartbeat, keepAlive } from '../../activities/heartbeat.js';
 import type { Activities } from '../../activities/index.js';
 import { parseRecipeConfig } from '../../algorithms/recipes/index.js';
 import type { ChunkRequest, ChunkResult } from '../../activities/types.js';
@@ -22,6 +23,8 @@ export interface Script {
   precomputeFailsOnce?: boolean;
   /** Pipelines: the next N data shards fail, retryably (a lost worker) or for good (a DataError). */
   shardFailures?: { count: number; kind: 'retryable' | 'data' };
+  /** The chunk starting at this step hangs once: it reports one step, then never progresses (under the real keepAlive watchdog). */
+  hangOnceAt?: number;
   /** Pipelines: the stage is a (fake) SFT run of this many steps instead of a data stage. */
   runStageSteps?: number;
 }
@@ -32,7 +35,7 @@ const notFaked = (name: string) => async (): Promise<never> => {
 
 export function fakeActivities(queue: string, script: Script = {}) {
   const calls: { name: string; args: unknown }[] = [];
-  let failed = false, precomputeFailed = false;
+  let failed = false, precomputeFailed = false, hung = false;
   const acts: Activities = {
     async prepareDataset(args) {
       calls.push({ name: 'prepareDataset', args });
@@ -74,6 +77,15 @@ export function fakeActivities(queue: string, script: Script = {}) {
       if (script.failOnceAt === req.fromStep && !failed) {
         failed = true;
         throw ApplicationFailure.create({ message: 'worker lost its GPU', type: 'TransientError', nonRetryable: false });
+      }
+      if (script.hangOnceAt === req.fromStep && !hung) {
+        hung = true;
+        // A stuck collective: the event loop is free (keepAlive keeps beating), no step ever ends.
+        return keepAlive(async () => {
+          heartbeat({ step: req.fromStep + 1, phase: 'training' });
+          // Never ends by itself; the worker's shutdown cancels it (so that the test can stop its workers).
+          return new Promise<never>((_, reject) => void Context.current().cancelled.catch(reject));
+        }, { hangSeconds: req.config.trainer.hangSeconds });
       }
       await new Promise((r) => setTimeout(r, script.chunkMs ?? 5));
       const steps = [];

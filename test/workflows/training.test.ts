@@ -106,6 +106,21 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
     });
   });
 
+  it('the hang watchdog: a chunk that heartbeats without progress for trainer.hangSeconds is failed, the run moves from its last checkpoint, the hang is recorded', async () => {
+    await withWorkers({ hangOnceAt: 4 }, async (calls) => {
+      const inp = { ...input({ hangSeconds: 1, continueAsNewEvery: 100 }), heartbeatSeconds: 3 };
+      const handle = await client.workflow.start('trainingWorkflow', { taskQueue: QUEUES.control, workflowId: inp.runId, args: [inp] });
+      const result = await handle.result();
+      expect(result.status).toBe('completed');
+      const chunks = calls.filter((c) => c.name === 'trainChunk').map((c) => (c.args as { from: number }).from);
+      expect(chunks).toEqual([0, 2, 4, 4, 6, 8]); // the chunk from 4 ran again after the hang
+      const events = (await handle.query(progressQuery)).events!;
+      expect(events).toHaveLength(1);
+      expect(events[0]).toMatchObject({ type: 'hang', step: 4 });
+      expect(events[0].detail).toMatch(/^no progress for \d+ s \(last report: \{"step":5,"phase":"training"\}\); moved from the checkpoint at step 4$/);
+    });
+  });
+
   it('a lost worker re-places the run, which resumes from the last checkpoint', async () => {
     await withWorkers({ failOnceAt: 4 }, async (calls) => {
       const inp = input({ continueAsNewEvery: 100 });
