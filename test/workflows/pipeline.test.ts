@@ -55,43 +55,37 @@ describe('pipelineWorkflow (mocked activities)', () => {
     expect(callsOf('recordPipeline').at(-1)!.args).toEqual({ stages: ['pairs-1:failed'] });
   }, 60_000);
 
-  it('a stage whose run was stopped fails the pipeline without a retry: a stopped run exported nothing', async () => {
+  /**
+   * A pipeline whose one stage is a long (fake) SFT run: `act` is called once the stage's child
+   * run exists; returns what the pipeline ended with (its failure, or null).
+   */
+  async function withRunningStage(id: string, act: () => Promise<unknown>): Promise<unknown> {
     fake.calls.length = 0;
     script.shardFailures = undefined;
-    script.runStageSteps = 1000;
-    script.chunkMs = 50;
+    Object.assign(script, { runStageSteps: 1000, chunkMs: 50 });
     try {
-      const id = `p-stop-${suffix}`;
       const pipeline = start(id).then(() => null, (e: unknown) => e);
       const child = client.workflow.getHandle(`${id}.pairs-1`);
       for (let i = 0; i < 200 && !(await child.describe().then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
-      await child.signal(stopSignal);
-      const err = await pipeline;
-      expect(err).toBeInstanceOf(WorkflowFailedError);
-      expect((err as WorkflowFailedError).cause!.message).toMatch(new RegExp(`^pipeline ${id}: stage pairs-1 \\(preference-pairs, run ${id}\\.pairs-1\\) failed: its run was stopped at step \\d+`));
-      expect(callsOf('planPipelineStage')).toHaveLength(1);
-      expect(callsOf('recordPipeline').at(-1)!.args).toEqual({ stages: ['pairs-1:failed'] });
+      await act();
+      return await pipeline;
     } finally {
-      script.runStageSteps = undefined;
-      script.chunkMs = undefined;
+      Object.assign(script, { runStageSteps: undefined, chunkMs: undefined });
     }
+  }
+
+  it('a stage whose run was stopped fails the pipeline without a retry: a stopped run exported nothing', async () => {
+    const id = `p-stop-${suffix}`;
+    const err = await withRunningStage(id, () => client.workflow.getHandle(`${id}.pairs-1`).signal(stopSignal));
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect((err as WorkflowFailedError).cause!.message).toMatch(new RegExp(`^pipeline ${id}: stage pairs-1 \\(preference-pairs, run ${id}\\.pairs-1\\) failed: its run was stopped at step \\d+`));
+    expect(callsOf('planPipelineStage')).toHaveLength(1);
+    expect(callsOf('recordPipeline').at(-1)!.args).toEqual({ stages: ['pairs-1:failed'] });
   }, 60_000);
 
   it('a cancelled pipeline records its running stage as failed, not left running', async () => {
-    fake.calls.length = 0;
-    script.runStageSteps = 1000;
-    script.chunkMs = 50;
-    try {
-      const id = `p-cancel-${suffix}`;
-      const pipeline = start(id).then(() => null, (e: unknown) => e);
-      const child = client.workflow.getHandle(`${id}.pairs-1`);
-      for (let i = 0; i < 200 && !(await child.describe().then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
-      await client.workflow.getHandle(id).cancel();
-      expect(await pipeline).toBeInstanceOf(WorkflowFailedError);
-      expect(callsOf('recordPipeline').at(-1)!.args).toEqual({ stages: ['pairs-1:failed'] });
-    } finally {
-      script.runStageSteps = undefined;
-      script.chunkMs = undefined;
-    }
+    const id = `p-cancel-${suffix}`;
+    expect(await withRunningStage(id, () => client.workflow.getHandle(id).cancel())).toBeInstanceOf(WorkflowFailedError);
+    expect(callsOf('recordPipeline').at(-1)!.args).toEqual({ stages: ['pairs-1:failed'] });
   }, 60_000);
 });
