@@ -206,13 +206,23 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
   const recipe = getOfflineRecipe(req.recipe);
   heartbeat({ step: req.fromStep, phase: 'loading' }, { watch: false });
   const { r, loadedFrom } = await residentFor(store, runs, req, recipe);
+  // Seconds by phase, for the run's usage (workflows/usage.ts).
+  const phases: Record<string, number> = { loading: (performance.now() - t0) / 1000 };
+  const timed = async <T>(phase: string, fn: () => Promise<T>): Promise<T> => {
+    const t = performance.now();
+    try {
+      return await fn();
+    } finally {
+      phases[phase] = (phases[phase] ?? 0) + (performance.now() - t) / 1000;
+    }
+  };
   const ctx: StepContext<RecipeConfig> = { model: r.state.model, lora: r.state.lora, opt: r.state.opt, trainer: req.config.trainer, config: req.config, seed: req.config.seed };
   const steps: StepSummary[] = [];
   let validationBefore: Validation | null = null;
   try {
     if (req.validateBefore) {
       heartbeat({ step: req.fromStep, phase: 'validating' }, { watch: false });
-      validationBefore = await validate(recipe, ctx, r);
+      validationBefore = await timed('validating', () => validate(recipe, ctx, r));
     }
     heartbeat({ step: req.fromStep, phase: 'training' }); // the watchdog watches the steps from here
     for (let step = req.fromStep; step < req.toStep; step++) {
@@ -221,7 +231,7 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
         if (step === req.fromStep) throw new WorkerDrainingError(`worker is shutting down (${drain.reason}) before step ${step + 1} of run ${req.runId}; the run moves to another worker`);
         break;
       }
-      const m = await optimizerStep(recipe, ctx, r.train, r.pre?.train ?? null, step);
+      const m = await timed('training', () => optimizerStep(recipe, ctx, r.train, r.pre?.train ?? null, step));
       r.state.step = step + 1;
       steps.push(summary(m));
       heartbeat({ step: step + 1, loss: m.loss });
@@ -232,7 +242,7 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
   }
   const preempted = r.state.step < req.toStep;
   if (req.validate && !preempted) heartbeat({ step: r.state.step, phase: 'validating' }, { watch: false });
-  const validation = req.validate && !preempted ? await validate(recipe, ctx, r) : null;
+  const validation = req.validate && !preempted ? await timed('validating', () => validate(recipe, ctx, r)) : null;
   // The chunk's metrics go to the ledger before its checkpoint commits: a committed step always has its row.
   const rows = [
     ...(validationBefore ? [validationRow(validationBefore)] : []),
@@ -241,12 +251,15 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
   ];
   await writeMetricsChunk(store.store, req.runId, { fromStep: req.fromStep, toStep: r.state.step, parent: req.checkpoint ? { uri: req.checkpoint.uri, step: req.checkpoint.step } : null }, rows);
   heartbeat({ step: r.state.step, phase: 'checkpointing' }, { watch: false });
-  const checkpoint = await commit(store, req, r);
-  // Retention in the same activity: one round trip per chunk instead of two.
-  await store.pruneCheckpoints(req.runId, req.config.trainer.keepCheckpoints);
+  const checkpoint = await timed('checkpointing', async () => {
+    const ref = await commit(store, req, r);
+    // Retention in the same activity: one round trip per chunk instead of two.
+    await store.pruneCheckpoints(req.runId, req.config.trainer.keepCheckpoints);
+    return ref;
+  });
   if (preempted) runs.release(req.runId); // handed back: this worker is going away
   return {
-    step: r.state.step, steps, checkpoint, validation, loadedFrom, seconds: (performance.now() - t0) / 1000,
+    step: r.state.step, steps, checkpoint, validation, loadedFrom, seconds: (performance.now() - t0) / 1000, phases,
     ...(req.validateBefore ? { validationBefore } : {}), ...(preempted ? { preempted: true } : {}),
   };
 }

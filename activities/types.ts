@@ -88,6 +88,20 @@ export interface Validation {
   headline: Headline & { value: number };
 }
 
+/** A run's use of its devices, by phase (workflows/usage.ts). */
+export interface Usage {
+  wallSeconds: number;
+  deviceSeconds: number;
+  tokens: number;
+  phases: Record<string, { wallSeconds: number; deviceSeconds: number }>;
+}
+
+/** config.cost: the price of a device-hour (a GPU, or a CPU worker's compute slot). */
+export interface CostConfig {
+  perDeviceHour?: number;
+  currency: string;
+}
+
 /** Something that happened to a run that its status should show: the watchdog found it hung, its worker was preempted. */
 export interface RunEvent {
   type: 'hang' | 'preempted';
@@ -100,6 +114,9 @@ export interface RunEvent {
 
 export interface CarriedState {
   events?: RunEvent[];
+  usage?: Usage;
+  /** The budget has paused the run once (resume goes on past it). */
+  budgetPaused?: boolean;
   step: number;
   dataset: DatasetRef;
   precomputed?: PrecomputedRef | null;
@@ -138,6 +155,8 @@ export interface ChunkResult {
   seconds: number;
   /** The worker is being taken away: the chunk stopped before toStep, committed at `step`, and handed the run back. */
   preempted?: boolean;
+  /** Seconds of the chunk's phases: loading, validating, training, checkpointing. */
+  phases?: Record<string, number>;
 }
 
 export type RunStatus = 'preparing' | 'precomputing' | 'training' | 'waiting' | 'paused' | 'stopping' | 'exporting' | 'completed' | 'stopped';
@@ -164,6 +183,11 @@ export interface Progress {
   waiting?: string | null;
   /** Hangs and preemptions, oldest first (the latest 50). */
   events?: RunEvent[];
+  /** Wall seconds, device-seconds and tokens by phase, and their cost at config.cost.perDeviceHour. */
+  usage?: Usage;
+  cost?: { amount: number; currency: string; perDeviceHour: number } | null;
+  /** Why the run is paused, when it paused itself (its budget). */
+  pauseReason?: string | null;
   /** Online runs: the stage of the current iteration (generate, score, …, train, eval); null between iterations. */
   stage?: string | null;
   /** Online runs: the policy on held-out prompts, by iteration (0 = before training). */

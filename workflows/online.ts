@@ -13,7 +13,8 @@
  */
 import { condition, continueAsNew, setHandler } from '@temporalio/workflow';
 import type { Evaluation, IterationRequest, LoopState, StageName, StageRef, StageResult, TrainResult } from '../activities/online/types.js';
-import type { CheckpointRef, DatasetRef, Progress, RunInput, RunResult, RunStatus, StepSummary, Validation } from '../activities/types.js';
+import type { CheckpointRef, DatasetRef, Progress, RunInput, RunResult, RunStatus, StepSummary, Usage, Validation } from '../activities/types.js';
+import { addUsage, budgetReached, costOf, emptyUsage } from './usage.js';
 import {
   computeOn, CONTROL_QUEUE, COMPUTE_QUEUE, controlOn, DEFAULT_HEARTBEAT_SECONDS, isPlacementFailure, MAX_REPLACEMENTS, pauseSignal,
   placementOn, progressQuery, release, releaseOn, resumeSignal, sharedOn, stopSignal, storeOutage, STORE_RETRY_SECONDS, waitForStore,
@@ -53,6 +54,9 @@ export interface LoopCarried {
   criticCheckpoint?: CheckpointRef | null;
   /** The policy on held-out prompts: at the start, every trainer.valEvery iterations, at the end. */
   evaluations?: Evaluation[];
+  usage?: Usage;
+  /** The budget has paused the run once (resume goes on past it). */
+  budgetPaused?: boolean;
 }
 
 const STAGE_ACTIVITY = {
@@ -72,6 +76,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
   const storeBudget = input.storeRetrySeconds ?? STORE_RETRY_SECONDS;
   let status: RunStatus = 'preparing';
   let paused = false, stopRequested = false;
+  let pauseReason: string | null = null;
   let exportUri: string | null = null, waiting: string | null = null, currentStage: string | null = null;
   const s: LoopCarried = input.loop ?? {
     iteration: input.resumeFrom?.step ?? 0, dataset: null as never, lastCheckpoint: input.resumeFrom ?? null, state: null,
@@ -80,7 +85,10 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
   s.evaluations ??= [];
 
   setHandler(pauseSignal, () => void (paused = true));
-  setHandler(resumeSignal, () => void (paused = false));
+  setHandler(resumeSignal, () => {
+    paused = false;
+    pauseReason = null;
+  });
   setHandler(stopSignal, () => void (stopRequested = true));
   setHandler(progressQuery, (): Progress => ({
     runId, recipe, status, step: s.iteration, maxSteps: t.maxSteps,
@@ -88,6 +96,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     tokensPerSecond: s.trainSeconds > 0 ? s.tokensSeen / s.trainSeconds : null, recent: s.history.slice(-20),
     parentRunId: input.parentRunId ?? null, exportUri, firstValidation: s.validations[0] ?? null, report: s.dataset?.report ?? null,
     waiting, stage: currentStage, evaluations: s.evaluations,
+    usage: s.usage ?? emptyUsage(), cost: costOf(s.usage ?? emptyUsage(), config.cost), pauseReason: paused ? pauseReason : null,
   }));
 
   if (!input.loop) s.dataset = await control.prepareDataset({ runId, recipe, config });
@@ -153,6 +162,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     const req = requestAt(s.state, {});
     const r = await durably('actor', () => computeOn(queue, heartbeat).evaluatePolicy(req));
     const metrics = { ...(r.metrics ?? {}), evalSeconds: r.seconds };
+    s.usage = addUsage(s.usage ?? emptyUsage(), { eval: r.seconds });
     s.evaluations = [...(s.evaluations ?? []), { iteration: s.iteration, metrics }].filter((_, i, all) => i === 0 || i >= all.length - 199);
     const last = s.history.at(-1);
     if (last && last.step === s.iteration) Object.assign(last.metrics, metrics);
@@ -221,6 +231,15 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     s.iteration += 1;
     s.tokensSeen += trained.tokens;
     s.trainSeconds += trained.seconds;
+    // Each stage's seconds on the device it held (an own-worker critic's training on its own).
+    const stageSeconds = Object.fromEntries(Object.entries(phase).filter(([k]) => k.endsWith('Seconds')).map(([k, v]) => [k.replace(/Seconds$/, ''), v]));
+    s.usage = addUsage(s.usage ?? emptyUsage(), stageSeconds, { tokens: trained.tokens });
+    const over = s.budgetPaused ? null : budgetReached(s.usage, config.budget?.maxDeviceHours);
+    if (over) {
+      s.budgetPaused = true;
+      paused = true;
+      pauseReason = over;
+    }
     currentStage = null;
     if (s.iteration === t.maxSteps || (t.valEvery > 0 && s.iteration % t.valEvery === 0)) await evaluate();
     if (s.iteration % t.continueAsNewEvery === 0 && s.iteration < t.maxSteps && !stopRequested) {

@@ -16,6 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { HangReport } from '../activities/heartbeat.js';
+import { addUsage, budgetReached, costOf, emptyUsage } from './usage.js';
 import type { CarriedState, Progress, RunEvent, RunInput, RunResult, RunStatus } from '../activities/types.js';
 
 export const pauseSignal = defineSignal('pause');
@@ -151,6 +152,7 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
   const sharedCompute = input.queues?.compute ?? COMPUTE_QUEUE;
   let status: RunStatus = 'preparing';
   let paused = false, stopRequested = false;
+  let pauseReason: string | null = null;
   let exportUri: string | null = null;
   let waiting: string | null = null;
   const s: CarriedState = input.carried ?? {
@@ -160,13 +162,17 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
   let firstValidation: CarriedState['validations'][number] | null = s.validations[0] ?? null;
 
   setHandler(pauseSignal, () => void (paused = true));
-  setHandler(resumeSignal, () => void (paused = false));
+  setHandler(resumeSignal, () => {
+    paused = false;
+    pauseReason = null;
+  });
   setHandler(stopSignal, () => void (stopRequested = true));
   setHandler(progressQuery, (): Progress => ({
     runId, recipe, status, step: s.step, maxSteps: t.maxSteps,
     lastLoss: s.history.at(-1)?.loss ?? null, lastValidation: s.validations.at(-1) ?? null, lastCheckpoint: s.lastCheckpoint,
     tokensPerSecond: s.trainSeconds > 0 ? s.tokensSeen / s.trainSeconds : null, recent: s.history.slice(-20),
     parentRunId: input.parentRunId ?? null, exportUri, firstValidation, report: s.dataset?.report ?? null, waiting, events: s.events ?? [],
+    usage: s.usage ?? emptyUsage(), cost: costOf(s.usage ?? emptyUsage(), config.cost), pauseReason: paused ? pauseReason : null,
   }));
   const record = (e: RunEvent) => void (s.events = [...(s.events ?? []), e].slice(-50));
 
@@ -213,6 +219,14 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
       if (r.validation) s.validations = [...s.validations, r.validation];
       s.tokensSeen += r.steps.reduce((a, x) => a + x.tokens, 0);
       s.trainSeconds += r.seconds;
+      s.usage = addUsage(s.usage ?? emptyUsage(), r.phases ?? { training: r.seconds }, { tokens: r.steps.reduce((a, x) => a + x.tokens, 0) });
+      const over = s.budgetPaused ? null : budgetReached(s.usage, config.budget?.maxDeviceHours);
+      if (over) {
+        // Paused, not failed: the run holds its checkpoint and goes on when resumed.
+        s.budgetPaused = true;
+        paused = true;
+        pauseReason = over;
+      }
       storeWaited = 0;
       waiting = null;
       if (r.preempted && patched(PREEMPT_PATCH)) {

@@ -52,6 +52,13 @@ export const baseSchema = z.object({
   seed: z.number().int().nonnegative().default(0).describe('Seed for data order, held-out split and any sampling.'),
   data: dataSchema.describe('Where the data is, and how it is split and cut.'),
   trainer: trainerSchema.default(trainerSchema.parse({})).describe('Optimisation and checkpointing; shared by every offline recipe.'),
+  cost: z.object({
+    perDeviceHour: z.number().nonnegative().optional().describe('Price of one device-hour (a GPU, or a CPU worker\'s compute slot); align status and the API then show what the run cost.'),
+    currency: z.string().min(1).default('USD').describe('Currency of perDeviceHour, as shown.'),
+  }).strict().optional().describe('What a device-hour costs: the run\'s device-seconds by phase turned into money.'),
+  budget: z.object({
+    maxDeviceHours: z.number().positive().optional().describe('Pause the run (status says why) once it has used this many device-hours; align resume goes on past it.'),
+  }).strict().optional().describe('Limits on what the run may use.'),
   lora: loraSchema.optional().describe(
     'Train LoRA adapters instead of every weight (causal-LM recipes). The reference policy of dpo and kto is then the model with its adapters off, computed in each step: no second copy, nothing precomputed. Checkpoints keep the adapters (PEFT layout) and the merged model, which is what exports hold.',
   ),

@@ -25,6 +25,15 @@ export function formatChange(first: Validation | null | undefined, last: Validat
   return `${h.metric} ${num(value(first))} → ${num(value(last))} (step ${first.step} → ${last.step}; ${h.better} is better)`;
 }
 
+/** Device-hours, the biggest phases, tokens and the cost: `0.0021 device-hours (training 80%, checkpointing 12%, …), 1,200 tokens; cost 0.0052 USD at 2.5/device-hour`. */
+export function formatUsage(p: Progress): string {
+  const u = p.usage!;
+  const top = Object.entries(u.phases).sort((a, b) => b[1].deviceSeconds - a[1].deviceSeconds).slice(0, 4)
+    .map(([k, x]) => `${k} ${Math.round((100 * x.deviceSeconds) / u.deviceSeconds)}%`);
+  const cost = p.cost ? `; cost ${num(p.cost.amount, 4)} ${p.cost.currency} at ${num(p.cost.perDeviceHour)}/device-hour` : '';
+  return `${num(u.deviceSeconds / 3600, 4)} device-hours (${top.join(', ')}), ${u.tokens.toLocaleString('en-US')} tokens${cost}`;
+}
+
 /** What to type next, by state. */
 function hints(v: RunView): string[] {
   if (v.state === 'RUNNING') {
@@ -103,6 +112,8 @@ export function formatStatus(v: RunView, losses?: readonly number[]): string {
   } else if (v.progressError) {
     row('progress', v.progressError);
   }
+  if (p?.pauseReason) row('paused', p.pauseReason);
+  if (p?.usage && p.usage.deviceSeconds > 0) row('usage', formatUsage(p));
   if (v.result) {
     row('result', `${v.result.status} at step ${v.result.step}`);
     if (v.result.lastCheckpoint && !p) row('checkpoint', `${v.result.lastCheckpoint.uri} (step ${v.result.lastCheckpoint.step})`);

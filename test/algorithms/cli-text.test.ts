@@ -3,6 +3,8 @@
  * the pure project runs it: test/infra is the integration project, whose setup starts servers.
  */
 import { describe, expect, it } from 'vitest';
+import { formatUsage } from '../../infra/cli/format.js';
+import type { Progress } from '../../activities/types.js';
 import { formatEta, formatNumber, lineChart, sparklineWithRange } from '../../infra/progress.js';
 
 describe('CLI text', () => {
@@ -38,5 +40,12 @@ describe('CLI text', () => {
     ]);
     // A jump of several rows is joined by a vertical stroke.
     expect(lineChart([1, 5], { height: 5 }).slice(0, 5).map((l) => l.slice(-2))).toEqual([' •', ' │', ' │', ' │', '• ']);
+  });
+
+  it('usage: device-hours, the biggest phases by share, tokens and the cost', () => {
+    const usage = { wallSeconds: 90, deviceSeconds: 90, tokens: 12345, phases: { training: { wallSeconds: 72, deviceSeconds: 72 }, checkpointing: { wallSeconds: 18, deviceSeconds: 18 } } };
+    const p = { usage, cost: { amount: 0.0625, currency: 'USD', perDeviceHour: 2.5 } } as unknown as Progress;
+    expect(formatUsage(p)).toBe('0.025 device-hours (training 80%, checkpointing 20%), 12,345 tokens; cost 0.0625 USD at 2.5/device-hour');
+    expect(formatUsage({ ...p, cost: null })).toBe('0.025 device-hours (training 80%, checkpointing 20%), 12,345 tokens');
   });
 });

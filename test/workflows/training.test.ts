@@ -106,6 +106,35 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
     });
   });
 
+  it('usage and budget: device-seconds by phase add up, the cost follows cost.perDeviceHour, budget.maxDeviceHours pauses the run once saying why; resume goes on', async () => {
+    await withWorkers({}, async () => {
+      const config = parseRecipeConfig('sft', {
+        model: 'm', data: { train: 't.jsonl' }, trainer: { maxSteps: 10, checkpointEvery: 2, valEvery: 4, warmupSteps: 0 },
+        cost: { perDeviceHour: 7200, currency: 'EUR' }, budget: { maxDeviceHours: 0.025 / 3600 }, // each fake chunk reports 0.01 s
+      });
+      const inp: RunInput = { runId: `wf-test-${Date.now()}-${n++}`, recipe: 'sft', config, heartbeatSeconds: 5, queues: QUEUES };
+      const handle = await client.workflow.start('trainingWorkflow', { taskQueue: QUEUES.control, workflowId: inp.runId, args: [inp] });
+      let p = await handle.query(progressQuery);
+      for (let i = 0; i < 200 && p.status !== 'paused'; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        p = await handle.query(progressQuery);
+      }
+      expect(p.status).toBe('paused');
+      expect(p.step).toBe(6); // three chunks of 0.01 s passed 0.025 s
+      expect(p.pauseReason).toMatch(/^budget reached: 0\.00000833 of budget\.maxDeviceHours 0\.0000069\d* device-hours used; align resume goes on past it/);
+      expect(p.usage!.phases.training.deviceSeconds).toBeCloseTo(0.03, 10);
+      expect(p.cost).toMatchObject({ currency: 'EUR', perDeviceHour: 7200 });
+      expect(p.cost!.amount).toBeCloseTo(0.06, 10); // 0.03 s at 7200 per hour = 2 per second
+      await handle.signal(resumeSignal);
+      const result = await handle.result();
+      expect(result.step).toBe(10); // the budget paused it once
+      const end = await handle.query(progressQuery);
+      expect(end.usage!.deviceSeconds).toBeCloseTo(0.05, 10);
+      expect(end.usage!.tokens).toBe(1000);
+      expect(end.pauseReason).toBeNull();
+    });
+  });
+
   it('the hang watchdog: a chunk that heartbeats without progress for trainer.hangSeconds is failed, the run moves from its last checkpoint, the hang is recorded', async () => {
     await withWorkers({ hangOnceAt: 4 }, async (calls) => {
       const inp = { ...input({ hangSeconds: 1, continueAsNewEvery: 100 }), heartbeatSeconds: 3 };
