@@ -51,8 +51,7 @@ export function heartbeat(details: unknown, opts: { watch?: boolean } = {}): voi
  * last checkpoint and records the hang: a stuck collective or kernel that leaves the event loop
  * free no longer holds a run forever.
  */
-export async function keepAlive<T>(fn: () => Promise<T>, opts: number | { everyMs?: number; hangSeconds?: number } = {}): Promise<T> {
-  const o = typeof opts === 'number' ? { everyMs: opts } : opts;
+export async function keepAlive<T>(fn: () => Promise<T>, o: { everyMs?: number; hangSeconds?: number } = {}): Promise<T> {
   const ctx = currentContext();
   const timeout = ctx?.info.heartbeatTimeoutMs;
   const interval = o.everyMs ?? Math.max(100, Math.min(5_000, timeout ? timeout / 3 : 5_000));

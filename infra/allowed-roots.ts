@@ -10,14 +10,13 @@ import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../algorithms/errors.js';
+import { isUri } from './config-paths.js';
 
 /** Config keys whose string values are files or folders (at any depth: data.train, kd.teacher, reward.function, …). */
 export const PATH_KEYS: ReadonlySet<string> = new Set([
   'model', 'train', 'validation', 'function', 'teacher', 'referenceModel', 'prompts', 'data', 'constitution', 'fewShot', 'helpful',
   'redTeam', 'attributeModel', 'sftModel', 'judgeModel',
 ]);
-
-const isUri = (p: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(p);
 
 /** The real path of `p`, resolving symlinks in the part that exists (the rest may be created later). */
 function realPathOf(p: string): string {

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../algorithms/errors.js';
 
-const isUri = (p: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(p);
+/** A URI of any scheme (file://, s3://, …), not a plain path. */
+export const isUri = (p: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(p);
 
 /** A path on this machine (not a URI of any scheme). */
 export const isLocalPath = (p: string): boolean => !isUri(p);

@@ -332,16 +332,15 @@ const GRPC_UNAVAILABLE = 14;
 const GRPC_DEADLINE_EXCEEDED = 4;
 /** Default of RunServiceOptions.callTimeoutMs: the API answers 503 within about this when the server is gone. */
 const CALL_TIMEOUT_MS = 3_000;
-/** The server went away after we connected (gRPC UNAVAILABLE, raw or wrapped by the SDK). */
-function isUnavailable(e: unknown): boolean {
+/** The gRPC status code of an error, raw or wrapped by the SDK; null for any other error. */
+function grpcCodeOf(e: unknown): number | null {
   const g = e instanceof ServiceError ? e.cause : e;
-  return isGrpcServiceError(g) && g.code === GRPC_UNAVAILABLE;
+  return isGrpcServiceError(g) ? g.code : null;
 }
 
-function isDeadlineExceeded(e: unknown): boolean {
-  const g = e instanceof ServiceError ? e.cause : e;
-  return isGrpcServiceError(g) && g.code === GRPC_DEADLINE_EXCEEDED;
-}
+/** The server went away after we connected (gRPC UNAVAILABLE). */
+const isUnavailable = (e: unknown): boolean => grpcCodeOf(e) === GRPC_UNAVAILABLE;
+const isDeadlineExceeded = (e: unknown): boolean => grpcCodeOf(e) === GRPC_DEADLINE_EXCEEDED;
 
 // ---- Checkpoints: where a failed run resumes from, and exports as Hugging Face folders.
 

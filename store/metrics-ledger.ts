@@ -97,9 +97,11 @@ async function readOwn(store: ArtifactStore, runId: string) {
   const steps = new Map<number, StepRow>();
   const validations = new Map<number, ValidationRow>();
   let first: ChunkHeader | null = null;
-  for (const key of await listKeys(store, `${metricsPrefix(runId)}steps/`)) {
-    if (!key.endsWith('.jsonl')) continue;
-    const text = (await store.get(key)).toString('utf8');
+  // Read concurrently (a long run has many chunks, and S3 reads are round trips), applied in key order.
+  const chunkKeys = (await listKeys(store, `${metricsPrefix(runId)}steps/`)).filter((k) => k.endsWith('.jsonl'));
+  const texts = await Promise.all(chunkKeys.map(async (k) => (await store.get(k)).toString('utf8')));
+  for (const [c, text] of texts.entries()) {
+    const key = chunkKeys[c];
     for (const [i, line] of text.split('\n').entries()) {
       if (!line.trim()) continue;
       let row: ChunkHeader | StepRow | ValidationRow;
@@ -114,10 +116,8 @@ async function readOwn(store: ArtifactStore, runId: string) {
       else if (row.type === 'validation') validations.set(row.step, row);
     }
   }
-  const evaluations: EvaluationRow[] = [];
-  for (const key of await listKeys(store, `${metricsPrefix(runId)}evals/`)) {
-    if (key.endsWith('.json')) evaluations.push(JSON.parse((await store.get(key)).toString('utf8')) as EvaluationRow);
-  }
+  const evalKeys = (await listKeys(store, `${metricsPrefix(runId)}evals/`)).filter((k) => k.endsWith('.json'));
+  const evaluations = await Promise.all(evalKeys.map(async (k) => JSON.parse((await store.get(k)).toString('utf8')) as EvaluationRow));
   return { steps, validations, evaluations, first };
 }
 

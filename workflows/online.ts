@@ -13,10 +13,10 @@
  */
 import { condition, continueAsNew, setHandler } from '@temporalio/workflow';
 import type { Evaluation, IterationRequest, LoopState, StageName, StageRef, StageResult, TrainResult } from '../activities/online/types.js';
-import type { CheckpointRef, DatasetRef, Progress, RunInput, RunResult, RunStatus, StepSummary, Usage, Validation } from '../activities/types.js';
-import { addUsage, budgetReached, costOf, emptyUsage } from './usage.js';
+import type { CheckpointRef, DatasetRef, Progress, RunEvent, RunInput, RunResult, RunStatus, StepSummary, Usage, Validation } from '../activities/types.js';
+import { addUsage, charge, costOf, emptyUsage } from './usage.js';
 import {
-  computeOn, CONTROL_QUEUE, COMPUTE_QUEUE, controlOn, DEFAULT_HEARTBEAT_SECONDS, isPlacementFailure, MAX_REPLACEMENTS, pauseSignal,
+  computeOn, CONTROL_QUEUE, COMPUTE_QUEUE, controlOn, DEFAULT_HEARTBEAT_SECONDS, hangOf, isPlacementFailure, MAX_REPLACEMENTS, pauseSignal,
   placementOn, progressQuery, release, releaseOn, resumeSignal, sharedOn, stopSignal, storeOutage, STORE_RETRY_SECONDS, waitForStore,
 } from './training.js';
 
@@ -57,6 +57,8 @@ export interface LoopCarried {
   usage?: Usage;
   /** The budget has paused the run once (resume goes on past it). */
   budgetPaused?: boolean;
+  /** Hangs the watchdog found (the latest 50). */
+  events?: RunEvent[];
 }
 
 const STAGE_ACTIVITY = {
@@ -95,7 +97,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     lastLoss: s.history.at(-1)?.loss ?? null, lastValidation: s.validations.at(-1) ?? null, lastCheckpoint: s.lastCheckpoint,
     tokensPerSecond: s.trainSeconds > 0 ? s.tokensSeen / s.trainSeconds : null, recent: s.history.slice(-20),
     parentRunId: input.parentRunId ?? null, exportUri, firstValidation: s.validations[0] ?? null, report: s.dataset?.report ?? null,
-    waiting, stage: currentStage, evaluations: s.evaluations,
+    waiting, stage: currentStage, evaluations: s.evaluations, events: s.events ?? [],
     usage: s.usage ?? emptyUsage(), cost: costOf(s.usage ?? emptyUsage(), config.cost), pauseReason: paused ? pauseReason : null,
   }));
 
@@ -137,6 +139,8 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
           await releaseAll();
           throw err;
         }
+        const hung = hangOf(err);
+        if (hung) s.events = [...(s.events ?? []), { type: 'hang' as const, step: s.iteration, worker: site === 'critic' ? criticQueue : queue, detail: `no progress for ${hung.seconds} s (last report: ${JSON.stringify(hung.last)}); the iteration goes on from the ledger` }].slice(-50);
         if (site === 'critic') {
           void releaseOn(criticQueue).releaseRun({ runId: criticId }).catch(() => false);
           criticQueue = await place(criticId);
@@ -233,13 +237,8 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     s.trainSeconds += trained.seconds;
     // Each stage's seconds on the device it held (an own-worker critic's training on its own).
     const stageSeconds = Object.fromEntries(Object.entries(phase).filter(([k]) => k.endsWith('Seconds')).map(([k, v]) => [k.replace(/Seconds$/, ''), v]));
-    s.usage = addUsage(s.usage ?? emptyUsage(), stageSeconds, { tokens: trained.tokens });
-    const over = s.budgetPaused ? null : budgetReached(s.usage, config.budget?.maxDeviceHours);
-    if (over) {
-      s.budgetPaused = true;
-      paused = true;
-      pauseReason = over;
-    }
+    const over = charge(s, stageSeconds, { tokens: trained.tokens }, config.budget?.maxDeviceHours);
+    if (over) [paused, pauseReason] = [true, over];
     currentStage = null;
     if (s.iteration === t.maxSteps || (t.valEvery > 0 && s.iteration % t.valEvery === 0)) await evaluate();
     if (s.iteration % t.continueAsNewEvery === 0 && s.iteration < t.maxSteps && !stopRequested) {

@@ -16,7 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { HangReport } from '../activities/heartbeat.js';
-import { addUsage, budgetReached, costOf, emptyUsage } from './usage.js';
+import { charge, costOf, emptyUsage } from './usage.js';
 import type { CarriedState, Progress, RunEvent, RunInput, RunResult, RunStatus } from '../activities/types.js';
 
 export const pauseSignal = defineSignal('pause');
@@ -219,14 +219,9 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
       if (r.validation) s.validations = [...s.validations, r.validation];
       s.tokensSeen += r.steps.reduce((a, x) => a + x.tokens, 0);
       s.trainSeconds += r.seconds;
-      s.usage = addUsage(s.usage ?? emptyUsage(), r.phases ?? { training: r.seconds }, { tokens: r.steps.reduce((a, x) => a + x.tokens, 0) });
-      const over = s.budgetPaused ? null : budgetReached(s.usage, config.budget?.maxDeviceHours);
-      if (over) {
-        // Paused, not failed: the run holds its checkpoint and goes on when resumed.
-        s.budgetPaused = true;
-        paused = true;
-        pauseReason = over;
-      }
+      const over = charge(s, r.phases ?? { training: r.seconds }, { tokens: r.steps.reduce((a, x) => a + x.tokens, 0) }, config.budget?.maxDeviceHours);
+      // Paused, not failed: the run holds its checkpoint and goes on when resumed.
+      if (over) [paused, pauseReason] = [true, over];
       storeWaited = 0;
       waiting = null;
       if (r.preempted && patched(PREEMPT_PATCH)) {

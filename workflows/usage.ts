@@ -38,3 +38,16 @@ export function budgetReached(u: Usage, maxDeviceHours: number | undefined): str
   if (!maxDeviceHours || deviceHours(u) < maxDeviceHours) return null;
   return `budget reached: ${deviceHours(u).toPrecision(3)} of budget.maxDeviceHours ${maxDeviceHours} device-hours used; align resume goes on past it, align cancel ends the run`;
 }
+
+/**
+ * Charges one activity's phases to a run's carried usage and applies its budget: returns why the
+ * run must pause now, once (the state remembers the budget paused it), or null.
+ */
+export function charge(
+  s: { usage?: Usage; budgetPaused?: boolean }, phases: Record<string, number>, o: { devices?: number; tokens?: number }, maxDeviceHours: number | undefined,
+): string | null {
+  s.usage = addUsage(s.usage ?? emptyUsage(), phases, o);
+  const over = s.budgetPaused ? null : budgetReached(s.usage, maxDeviceHours);
+  if (over) s.budgetPaused = true;
+  return over;
+}
