@@ -21,21 +21,21 @@ import type { PipelineProgress } from '../workflows/pipeline.js';
 import { readJsonIfPresent } from '../store/run-store.js';
 import type { AllowedRoots } from './allowed-roots.js';
 import { PATH_KEYS } from './allowed-roots.js';
-import { resolveConfigPath } from './config-paths.js';
+import { resolveConfigPath, type PathGuard } from './config-paths.js';
 import { checkRunId, ConflictError, describeFailure, NotFoundError, RunStateError } from './runs.js';
 import type { FailureView, RunService, RunView } from './runs.js';
 
 /** Every path-like value of the raw config, made absolute (keeping a `#export` suffix) and checked. */
-export function resolvePaths(raw: unknown, baseDir: string, where = ''): unknown {
-  if (Array.isArray(raw)) return raw.map((v, i) => resolvePaths(v, baseDir, `${where}[${i}]`));
+export function resolvePaths(raw: unknown, baseDir: string, where = '', guard?: PathGuard): unknown {
+  if (Array.isArray(raw)) return raw.map((v, i) => resolvePaths(v, baseDir, `${where}[${i}]`, guard));
   if (typeof raw !== 'object' || raw === null) return raw;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
     const field = where ? `${where}.${k}` : k;
     if (typeof v === 'string' && PATH_KEYS.has(k)) {
-      out[k] = resolveConfigPath(field, v, baseDir, k === 'function');
+      out[k] = resolveConfigPath(field, v, baseDir, k === 'function', guard);
     } else {
-      out[k] = resolvePaths(v, baseDir, field);
+      out[k] = resolvePaths(v, baseDir, field, guard);
     }
   }
   return out;
@@ -46,11 +46,11 @@ export function resolvePaths(raw: unknown, baseDir: string, where = ''): unknown
  * and every stage planned with placeholder outputs and its recipe config checked by the recipe's
  * schema, so that a bad value in the last stage's section fails now and not hours later.
  */
-export function preparePipelineConfig(name: string, raw: unknown, sets: readonly string[] = [], baseDir = process.cwd()): PipelineConfig {
+export function preparePipelineConfig(name: string, raw: unknown, sets: readonly string[] = [], baseDir = process.cwd(), guard?: PathGuard): PipelineConfig {
   const def = getPipeline(name);
   if (raw !== undefined && raw !== null && (typeof raw !== 'object' || Array.isArray(raw))) throw new ConfigError(`the ${name} pipeline config must be a mapping of keys to values`);
   const withSets = applyOverrides((raw ?? {}) as Record<string, unknown>, sets);
-  const config = parsePipelineConfig(def.name, resolvePaths(withSets, baseDir));
+  const config = parsePipelineConfig(def.name, resolvePaths(withSets, baseDir, '', guard));
   const stages = def.stages(config);
   const start = { model: config.model as string, round: 1 };
   for (const stage of stages) {
@@ -115,8 +115,9 @@ export class PipelineService {
     opts: { pipelineId?: string; baseDir?: string; heartbeatSeconds?: number; allowedRoots?: AllowedRoots } = {},
   ): Promise<{ pipelineId: string; pipeline: string; stages: string[] }> {
     const def = getPipeline(name);
-    const config = preparePipelineConfig(def.name, raw, sets, opts.baseDir);
-    opts.allowedRoots?.checkConfig(config);
+    const roots = opts.allowedRoots;
+    const config = preparePipelineConfig(def.name, raw, sets, opts.baseDir, roots && ((f, v) => roots.check(f, v)));
+    roots?.checkConfig(config);
     await this.runs.store.probe();
     const pipelineId = opts.pipelineId !== undefined ? checkRunId(opts.pipelineId) : newPipelineId(def.name);
     if (await this.runs.store.stat(pipelineRecordKey(pipelineId))) throw new ConflictError(`a pipeline with id "${pipelineId}" already exists in ${this.runs.store.uri}; pick another id`);

@@ -30,7 +30,7 @@ import type { IterationView } from '../activities/online/ledger-view.js';
 import { ExportError, exportToFolder } from '../store/export.js';
 import { workflowTypeOf } from '../activities/pipeline/plan.js';
 import type { AllowedRoots } from './allowed-roots.js';
-import { isLocalPath, resolveConfigPath } from './config-paths.js';
+import { isLocalPath, resolveConfigPath, type PathGuard } from './config-paths.js';
 import { ScheduleSpecError } from './schedule-spec.js';
 
 export { ExportError };
@@ -278,14 +278,14 @@ export function checkRecipe(recipe: string): RecipeName {
  * local paths made absolute (workers do not share the caller's working directory) and checked,
  * so that a typo in a path is reported now and not by a failed run.
  */
-export function prepareConfig(recipe: string, raw: unknown, sets: readonly string[] = [], baseDir?: string): RecipeConfig {
+export function prepareConfig(recipe: string, raw: unknown, sets: readonly string[] = [], baseDir?: string, guard?: PathGuard): RecipeConfig {
   const r = checkRecipe(recipe);
   if (raw !== undefined && raw !== null && (typeof raw !== 'object' || Array.isArray(raw))) {
     throw new ConfigError(`the ${r} config must be a mapping of keys to values, got ${Array.isArray(raw) ? 'a list' : typeof raw}`);
   }
   const config = parseRecipeConfig(r, applyOverrides((raw ?? {}) as Record<string, unknown>, sets));
   const entry = getRecipe(r);
-  const fix = (field: string, spec: string): string => resolveConfigPath(field, spec, baseDir ?? process.cwd(), entry.files?.includes(field));
+  const fix = (field: string, spec: string): string => resolveConfigPath(field, spec, baseDir ?? process.cwd(), entry.files?.includes(field), guard);
   // Every path the recipe reads: the data, the model folder of each role (model, kd.teacher, …), its modules (reward.function).
   const fields = ['data.train', 'data.validation', ...Object.values(entry.roles).map((role) => role!.configField), ...(entry.files ?? [])];
   for (const field of new Set(fields)) {
@@ -480,8 +480,9 @@ export class RunService {
 
   /** Parses and validates the config, then starts the run (and, unless detached, waits for it). */
   async startRun(recipe: string, rawConfig: unknown, sets: readonly string[] = [], opts: StartOptions = {}): Promise<StartedRun> {
-    const config = prepareConfig(recipe, rawConfig, sets, opts.baseDir);
-    opts.allowedRoots?.checkConfig(config);
+    const roots = opts.allowedRoots;
+    const config = prepareConfig(recipe, rawConfig, sets, opts.baseDir, roots && ((f, v) => roots.check(f, v)));
+    roots?.checkConfig(config);
     await checkModelLimits(config);
     await this.store.probe(); // the store the workers write to must work before a run is started
     const r = recipe as RecipeName;

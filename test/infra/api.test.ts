@@ -111,7 +111,10 @@ describe('HTTP API (real Temporal server, mocked activities)', () => {
     symlinkSync('/etc', link);
     const refused = [
       [{ ...config, data: { train: '/etc/passwd' } }, 'data.train'],
+      [{ ...config, data: { train: `${root}/${path.relative(root, '/etc/passwd')}` } }, 'data.train'],
+      // Missing and outside: refused as outside, so the server never says what exists there.
       [{ ...config, data: { train: `${root}/../../etc/passwd` } }, 'data.train'],
+      [{ ...config, data: { train: '/no/such/secret.jsonl' } }, 'data.train'],
       [{ ...config, data: { train: path.join(link, 'passwd') } }, 'data.train'],
       [{ ...config, model: 's3://other-bucket/models/llama/' }, 'model'],
     ] as const;

@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { getPipeline, PIPELINE_NAMES } from '../../algorithms/pipelines/index.js';
 import { ConfigError } from '../../algorithms/errors.js';
 import { preparePipelineConfig } from '../../infra/pipelines.js';
+import { AllowedRoots } from '../../infra/allowed-roots.js';
 import { checkRecipe, UsageError } from '../../infra/runs.js';
 import { pipelineExampleFiles } from '../../examples/generate.js';
 
@@ -103,6 +104,16 @@ describe('pipeline configs are checked before anything starts', () => {
     expect(fails('rlhf', { ...ex, sft: { ...ex.sft, model: 'models/fixtures/tiny-llama' } })).toBe('sft.model is set by the pipeline (from the stage before); remove it from sft');
     expect(fails('rlhf', { ...ex, sftt: {} })).toMatch(/unknown key\(s\) "sftt"/);
     expect(fails('spin', { ...getPipeline('spin').example, data: 'no/such.jsonl' })).toMatch(/data: no such file or folder: .*no\/such\.jsonl/);
+  });
+
+  it('with allowed roots, a path outside them is refused as outside before it is looked at, missing or not', () => {
+    const roots = new AllowedRoots([root]);
+    const guard = (f: string, v: string) => roots.check(f, v);
+    const ex = getPipeline('spin').example;
+    expect(() => preparePipelineConfig('spin', ex, [], root, guard)).not.toThrow();
+    for (const data of ['/etc/passwd', '/no/such/secret.jsonl', `${root}/../no-such-${process.pid}.jsonl`]) {
+      expect(() => preparePipelineConfig('spin', { ...ex, data }, [], root, guard)).toThrow(/^data: .* is outside the folders and stores this server may read and write/);
+    }
   });
 
   it('a pipeline named where a recipe is expected says which command runs it', () => {
