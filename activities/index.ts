@@ -3,6 +3,8 @@
  * own task queue, its resident models), so that tests can pass fakes. Workflows import the
  * `Activities` type only. Every activity serves every recipe: each looks its recipe up in RECIPES.
  */
+import { Context } from '@temporalio/activity';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { RunStorePort } from '../store/run-store-port.js';
 import { prepareDataset } from './dataset.js';
 import { classified } from './errors.js';
@@ -40,6 +42,21 @@ export interface ActivityDeps {
   slotIdleMs?: number;
   /** Set when the worker is being taken away: no new runs; chunks stop at the next step and commit. */
   drain?: Drain;
+  /** Whether a run's workflow has closed (asked of Temporal by default: workflowClosed). */
+  isRunClosed?: (runId: string) => Promise<boolean>;
+}
+
+/**
+ * Whether a run's workflow has closed, from the worker's own client: a terminated run never
+ * releases its slot, and must not hold it until the idle timeout. Unknown (Temporal unreachable)
+ * counts as open, so a slot is only ever freed for a run that is certainly over.
+ */
+export async function workflowClosed(runId: string): Promise<boolean> {
+  try {
+    return (await Context.current().client.workflow.getHandle(runId).describe()).status.name !== 'RUNNING';
+  } catch (e) {
+    return e instanceof WorkflowNotFoundError;
+  }
 }
 
 /** No slot is free on this worker: retryable, so the placement is offered again (to any worker) after a backoff. */
@@ -63,10 +80,14 @@ export function createActivities(deps: ActivityDeps) {
     async placeRun(args: { runId: string }): Promise<string> {
       const slots = deps.slots ?? 1;
       if (deps.drain?.requested) throw new NoFreeSlotError(`worker ${deps.workerQueue} is shutting down (${deps.drain.reason})`);
-      if (!runs.place(args.runId, slots, deps.slotIdleMs ?? 120_000)) {
-        throw new NoFreeSlotError(`worker ${deps.workerQueue} has no free slot (${runs.slotsInUse} of ${slots} in use)`);
-      }
-      return deps.workerQueue;
+      const idleMs = deps.slotIdleMs ?? 120_000;
+      if (runs.place(args.runId, slots, idleMs)) return deps.workerQueue;
+      // Full: the slots of runs whose workflows have closed without releasing them are free now.
+      const isClosed = deps.isRunClosed ?? workflowClosed;
+      const closed = (await Promise.all(runs.placedRuns.map(async (id) => ((await isClosed(id)) ? id : null)))).filter((id) => id !== null);
+      for (const id of closed) runs.release(id);
+      if (closed.length > 0 && runs.place(args.runId, slots, idleMs)) return deps.workerQueue;
+      throw new NoFreeSlotError(`worker ${deps.workerQueue} has no free slot (${runs.slotsInUse} of ${slots} in use, by ${runs.placedRuns.join(', ')})`);
     },
     /** Inputs the recipe computes once (reference log-probs, teacher top-K); null when it has none. */
     async precompute(args: { runId: string; recipe: RecipeName; config: RecipeConfig; dataset: DatasetRef }): Promise<PrecomputedRef | null> {

@@ -84,6 +84,11 @@ export class ResidentRuns {
     return this.placed.size;
   }
 
+  /** The runs holding slots here. */
+  get placedRuns(): string[] {
+    return [...this.placed.keys()];
+  }
+
   get(runId: string): Resident | undefined {
     const r = this.runs.get(runId);
     if (r) {

@@ -234,6 +234,18 @@ export interface RunView {
   resumeFrom?: { step: number; uri: string } | null;
 }
 
+/** One committed checkpoint as GET /runs/:id/checkpoints shows it. */
+export interface CheckpointView {
+  step: number;
+  uri: string;
+  createdAt: string;
+  /** The sha256 of its manifest, which lists every file's sha256 (what a CheckpointRef pins). */
+  manifestSha256: string;
+  bytes: number;
+  files: { name: string; size: number; sha256: string }[];
+  parent: CheckpointRef | null;
+}
+
 export interface RunSummary {
   runId: string;
   recipe: RecipeName | null;
@@ -427,6 +439,21 @@ export class RunService {
     if (h.steps.length + h.validations.length + h.evaluations.length === 0) await this.describe(runId);
     const inRange = (r: { step: number }) => r.step >= (range.from ?? 0) && r.step <= (range.to ?? Infinity);
     return { steps: h.steps.filter(inRange), validations: h.validations.filter(inRange), evaluations: h.evaluations.filter(inRange), lineage: h.lineage };
+  }
+
+  /**
+   * A run's committed checkpoints, newest first, with each one's files, sizes and hashes (from its
+   * manifest; nothing is re-hashed here: resume-failed and export verify).
+   */
+  async checkpoints(runId: string): Promise<CheckpointView[]> {
+    checkRunId(runId);
+    const found = await listCheckpoints(this.store, runId);
+    if (found.length === 0) await this.describe(runId); // an unknown run is a 404, a young one has none yet
+    return Promise.all(found.map(async ({ step, uri }): Promise<CheckpointView> => {
+      const { ref, manifest } = await readManifest(this.store, runId, step);
+      const files = manifest.files.map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 }));
+      return { step, uri, createdAt: manifest.createdAt, manifestSha256: ref.sha256, bytes: files.reduce((n, f) => n + f.size, 0), files, parent: manifest.parent };
+    }));
   }
 
   /** The run store's URI (file:///… or s3://bucket/prefix). */

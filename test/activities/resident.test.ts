@@ -1,6 +1,7 @@
 /** ResidentRuns: at most `capacity` runs stay resident, least recently used evicted first, and every eviction frees the model. */
 import { describe, expect, it } from 'vitest';
 import { ResidentRuns } from '../../activities/train.js';
+import { createActivities } from '../../activities/index.js';
 
 function fakeResident(freed: string[], name: string) {
   const closable = { count: 0, getMany: async () => [], close: async () => {} };
@@ -24,5 +25,28 @@ describe('ResidentRuns', () => {
     runs.drop('c');
     expect(runs.size).toBe(0);
     expect(freed).toEqual(['b.model', 'b.opt', 'a.model', 'a.opt', 'c.model', 'c.opt']);
+  });
+});
+
+describe('placeRun', () => {
+  const store = {} as Parameters<typeof createActivities>[0]['store'];
+
+  it('a full worker takes back the slot of a run whose workflow has closed (terminated runs never release), and only that', async () => {
+    const runs = new ResidentRuns();
+    const closed = new Set<string>();
+    const acts = createActivities({ store, workerQueue: 'w1', runs, slots: 1, isRunClosed: async (id) => closed.has(id) });
+    expect(await acts.placeRun({ runId: 'a' })).toBe('w1');
+    expect(await acts.placeRun({ runId: 'a' })).toBe('w1'); // idempotent per run
+    await expect(acts.placeRun({ runId: 'b' })).rejects.toThrow('worker w1 has no free slot (1 of 1 in use, by a)');
+    closed.add('a'); // a was terminated: its workflow is gone, its slot is not
+    expect(await acts.placeRun({ runId: 'b' })).toBe('w1');
+    expect(runs.placedRuns).toEqual(['b']);
+  });
+
+  it('a run whose state is unknown (Temporal unreachable) keeps its slot', async () => {
+    const runs = new ResidentRuns();
+    const acts = createActivities({ store, workerQueue: 'w1', runs, slots: 1, isRunClosed: async () => false });
+    await acts.placeRun({ runId: 'a' });
+    await expect(acts.placeRun({ runId: 'b' })).rejects.toThrow(/no free slot/);
   });
 });
