@@ -79,7 +79,7 @@ const post = (url: string, payload?: object) => app.inject({ method: 'POST', url
 
 describe('HTTP API (real Temporal server, mocked activities)', () => {
   it('401 without a token or with a wrong one, on every route', async () => {
-    for (const [method, url] of [['GET', '/runs'], ['GET', '/runs/x'], ['POST', '/runs'], ['POST', '/runs/x/pause'], ['POST', '/runs/x/export']] as const) {
+    for (const [method, url] of [['GET', '/runs'], ['GET', '/runs/x'], ['GET', '/runs/x/metrics'], ['GET', '/runs/x/rollouts'], ['GET', '/runs/x/checkpoints'], ['POST', '/runs'], ['POST', '/runs/x/pause'], ['POST', '/runs/x/export']] as const) {
       const none = await app.inject({ method, url });
       expect(none.statusCode, `${method} ${url}`).toBe(401);
       expect(none.json()).toEqual({ error: 'Unauthorized', message: 'missing bearer token: send "Authorization: Bearer <token>"' });
@@ -278,6 +278,40 @@ describe('HTTP API (real Temporal server, mocked activities)', () => {
     expect([relative.statusCode, relative.json().message]).toEqual([400, 'body.outDir must be an absolute path on the API server, got "out"']);
     const badStep = await post(`/runs/${runId}/export`, { outDir, step: -1 });
     expect([badStep.statusCode, badStep.json().fields]).toEqual([400, ['body.step']]);
+  });
+
+  it('GET /runs/:id/checkpoints lists committed checkpoints newest first with files, sizes and hashes; a read token may; an unknown run is a 404', async () => {
+    const runId = `api-checkpoints-${suffix}`;
+    const store = openStore(storeUri);
+    await writeCheckpoint(store, runId, 2, [{ name: 'a.bin', bytes: new Uint8Array([1, 2, 3]) }]);
+    const ref = await writeCheckpoint(store, runId, 4, [{ name: 'a.bin', bytes: new Uint8Array([1, 2, 3, 4]) }, { name: 'b/c.json', bytes: new TextEncoder().encode('{}') }]);
+    const res = await app.inject({ method: 'GET', url: `/runs/${runId}/checkpoints`, headers: { authorization: `Bearer ${READ_TOKEN}` } });
+    expect(res.statusCode, res.body).toBe(200);
+    const list = res.json().checkpoints;
+    expect(list.map((c: { step: number }) => c.step)).toEqual([4, 2]);
+    // sha256('\x01\x02\x03\x04') and sha256('{}'), computed independently.
+    expect(list[0]).toMatchObject({
+      step: 4, uri: ref.uri, manifestSha256: ref.sha256, bytes: 6,
+      files: [
+        { name: 'a.bin', size: 4, sha256: '9f64a747e1b97f131fabb6b447296c9b6f0201e79fb3c5356e6c77e89b6a806a' },
+        { name: 'b/c.json', size: 2, sha256: '44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a' },
+      ],
+    });
+    expect(typeof list[0].createdAt).toBe('string');
+    expect((await app.inject({ method: 'GET', url: `/runs/no-such-run-${suffix}/checkpoints`, headers: auth })).statusCode).toBe(404);
+  });
+
+  it('the dashboard\'s files are served without a token, with a strict CSP; nothing else is', async () => {
+    const page = await app.inject({ method: 'GET', url: '/' });
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-type']).toMatch(/^text\/html/);
+    expect(page.headers['content-security-policy']).toContain("script-src 'self'");
+    expect(page.body).toContain('/dashboard/app.js');
+    for (const url of ['/dashboard/app.js', '/dashboard/vendor/uPlot.iife.min.js', '/dashboard/style.css']) expect((await app.inject({ method: 'GET', url })).statusCode, url).toBe(200);
+    for (const url of ['/dashboard/../package.json', '/dashboard/%2e%2e/package.json', '/dashboard/vendor/../../infra/runs.ts', '/dashboard/nope.js']) {
+      expect((await app.inject({ method: 'GET', url })).statusCode, url).toBe(401); // not a dashboard file: an API route, which needs the token
+    }
+    expect((await app.inject({ method: 'POST', url: '/' })).statusCode).toBe(401);
   });
 
   it('serves a real socket', async () => {
