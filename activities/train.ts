@@ -15,6 +15,7 @@ import type { StepContext } from '../algorithms/recipes/types.js';
 import { optimizerStep } from '../algorithms/train/runner.js';
 import type { StepMetrics } from '../algorithms/train/runner.js';
 import { writeMetricsChunk } from '../store/metrics-ledger.js';
+import { trackMetrics } from './tracking/index.js';
 import type { StepRow, ValidationRow } from '../store/metrics-ledger.js';
 import type { RunStorePort } from '../store/run-store-port.js';
 import { heartbeat, keepAlive } from './heartbeat.js';
@@ -255,6 +256,7 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
     ...(validation ? [validationRow(validation)] : []),
   ];
   await writeMetricsChunk(store.store, req.runId, { fromStep: req.fromStep, toStep: r.state.step, parent: req.checkpoint ? { uri: req.checkpoint.uri, step: req.checkpoint.step } : null }, rows);
+  await trackMetrics(store.store, { runId: req.runId, step: r.state.step, kind: 'steps', rows, config: req.config });
   heartbeat({ step: r.state.step, phase: 'checkpointing' }, { watch: false });
   const checkpoint = await timed('checkpointing', async () => {
     const ref = await commit(store, req, r);

@@ -22,6 +22,7 @@ import { checkGeneratingWeights, loopFor } from './resident.js';
 import { rewardsOf } from './reward.js';
 import type { IterationRequest, StageResult } from './types.js';
 import { writeEvaluation } from '../../store/metrics-ledger.js';
+import { trackMetrics } from '../tracking/index.js';
 
 export const EVAL_FIELDS = { ...GENERATE_FIELDS, reward: 'f64' } as const;
 type EvalRecord = GeneratedRollout & { reward: number };
@@ -49,6 +50,7 @@ export function evaluatePolicy(store: RunStorePort, runs: ResidentRuns, judges: 
       const records = await readStage<EvalRecord>(store.store, ref, path.join(store.cacheDir, 'shards'));
       const metrics = metricsOf(records);
       await writeEvaluation(store.store, req.runId, { step: req.iteration, metrics }); // the activity may have died before it
+      await trackMetrics(store.store, { runId: req.runId, step: req.iteration, kind: 'eval', rows: [{ type: 'evaluation', step: req.iteration, metrics }], config: req.config });
       return { ref, seconds: (performance.now() - t0) / 1000, written: 0, metrics };
     }
     runs.touch(req.runId);
@@ -72,7 +74,9 @@ export function evaluatePolicy(store: RunStorePort, runs: ResidentRuns, judges: 
     const part = await writePart(store.store, prefix, EVAL_FIELDS, records, { writtenBy: writer, writtenAt: new Date().toISOString() });
     const seconds = (performance.now() - t0) / 1000;
     const metrics = metricsOf(records);
-    await writeEvaluation(store.store, req.runId, { step: req.iteration, metrics: { ...metrics, evalSeconds: seconds } });
+    const row = { type: 'evaluation' as const, step: req.iteration, metrics: { ...metrics, evalSeconds: seconds } };
+    await writeEvaluation(store.store, req.runId, row);
+    await trackMetrics(store.store, { runId: req.runId, step: req.iteration, kind: 'eval', rows: [row], config: req.config });
     return { ref: stageRef(req.runId, req.iteration, 'eval', [part]), seconds, written: 1, metrics };
   });
 }

@@ -17,6 +17,7 @@ import { applyUpdate, checkFinite } from '../../algorithms/train/runner.js';
 import { tidy } from '../../kernels/index.js';
 import { logprobs } from '../../models/logprobs.js';
 import { writeMetricsChunk } from '../../store/metrics-ledger.js';
+import { trackMetrics } from '../tracking/index.js';
 import type { StepRow } from '../../store/metrics-ledger.js';
 import type { RunStorePort } from '../../store/run-store-port.js';
 import { heartbeat, keepAlive } from '../heartbeat.js';
@@ -170,6 +171,7 @@ export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: It
     };
     const parent = req.checkpoint ? { uri: req.checkpoint.uri, step: req.checkpoint.step } : null;
     await writeMetricsChunk(store.store, req.runId, { fromStep: req.iteration, toStep: req.iteration + 1, parent }, [row]);
+    await trackMetrics(store.store, { runId: req.runId, step: req.iteration + 1, kind: 'steps', rows: [row], config: req.config });
     heartbeat({ stage: 'train', phase: 'checkpointing' }, { watch: false });
     const tc = performance.now();
     const checkpoint = await commitLoop(store, req, loop, req.state ?? recipe.initialState(config));

@@ -59,6 +59,13 @@ export const baseSchema = z.object({
   budget: z.object({
     maxDeviceHours: z.number().positive().optional().describe('Pause the run (status says why) once it has used this many device-hours; align resume goes on past it.'),
   }).strict().optional().describe('Limits on what the run may use.'),
+  tracking: z.object({
+    tensorboard: z.boolean().default(false).describe('Also write TensorBoard event files to runs/<run>/tensorboard/ in the store (tensorboard --logdir <that folder>), one file per chunk, rewritten when a chunk is retried.'),
+    mlflow: z.object({
+      uri: z.string().regex(/^https?:\/\/[^\s/]+/, 'an http(s):// address of an MLflow tracking server').describe('MLflow tracking server (http://host:5000); the worker sends MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and _PASSWORD, when set.'),
+      experiment: z.string().min(1).default('aligner').describe('Experiment the run is logged under (created when missing).'),
+    }).strict().optional().describe('Also send every metric to an MLflow-compatible tracking server, as the chunks commit.'),
+  }).strict().optional().describe('Trackers the metrics ledger is copied to. The ledger stays the record: a tracker that is down is warned about, never fails the run.'),
   lora: loraSchema.optional().describe(
     'Train LoRA adapters instead of every weight (causal-LM recipes). The reference policy of dpo and kto is then the model with its adapters off, computed in each step: no second copy, nothing precomputed. Checkpoints keep the adapters (PEFT layout) and the merged model, which is what exports hold.',
   ),
@@ -68,6 +75,7 @@ export type TrainerConfig = z.infer<typeof trainerSchema>;
 export type DataConfig = z.infer<typeof dataSchema>;
 export type BaseConfig = z.infer<typeof baseSchema>;
 export type LoraSettings = z.infer<typeof loraSchema>;
+export type TrackingConfig = NonNullable<BaseConfig['tracking']>;
 
 /** Cross-field checks every recipe shares. */
 export function checkTrainer(t: TrainerConfig): void {
