@@ -54,7 +54,7 @@ export function evaluatePolicy(store: RunStorePort, runs: ResidentRuns, judges: 
       return { ref, seconds: (performance.now() - t0) / 1000, written: 0, metrics };
     }
     runs.touch(req.runId);
-    heartbeat({ stage: 'eval', phase: 'loading' });
+    heartbeat({ stage: 'eval', phase: 'loading' }, { watch: false });
     const { loop } = await loopFor(store, runs, req);
     checkGeneratingWeights(loop, req.runId);
     const valid = await openSplit<PromptExample>(store, req.dataset.valid);
@@ -78,5 +78,5 @@ export function evaluatePolicy(store: RunStorePort, runs: ResidentRuns, judges: 
     await writeEvaluation(store.store, req.runId, row);
     await trackMetrics(store.store, { runId: req.runId, step: req.iteration, kind: 'eval', rows: [row], config: req.config });
     return { ref: stageRef(req.runId, req.iteration, 'eval', [part]), seconds, written: 1, metrics };
-  });
+  }, { hangSeconds: req.config.trainer.hangSeconds });
 }

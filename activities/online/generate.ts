@@ -66,7 +66,7 @@ export function generateRollouts(store: RunStorePort, runs: ResidentRuns, req: I
   return keepAlive(async () => {
     const t0 = performance.now();
     runs.touch(req.runId);
-    heartbeat({ stage: 'generate', phase: 'loading' });
+    heartbeat({ stage: 'generate', phase: 'loading' }, { watch: false });
     const { loop } = await loopFor(store, runs, req);
     const config = req.config as unknown as OnlineConfig;
     const recipe = getOnlineRecipe(req.recipe);
@@ -90,5 +90,5 @@ export function generateRollouts(store: RunStorePort, runs: ResidentRuns, req: I
       written++;
     }
     return { ref: stageRef(req.runId, req.iteration, 'generate', parts), seconds: (performance.now() - t0) / 1000, written };
-  });
+  }, { hangSeconds: req.config.trainer.hangSeconds });
 }

@@ -61,7 +61,7 @@ export function scoreRollouts(store: RunStorePort, judges: ResidentJudges, req: 
       record: JSON.parse(utf8Of(r.record)) as Record<string, unknown>, response: utf8Of(r.text), ended: r.ended === 1,
     })), (done) => heartbeat({ stage: 'score', rows: done, of: rows.length }));
     return rows.map((r, i) => ({ row: r.row, reward: rewards[i] }));
-  }));
+  }), { hangSeconds: req.config.trainer.hangSeconds });
 }
 
 /** Per-token log-probs of the rollouts' responses under `model` (inside `wrap`: LoRA's adapters-off reference). */
@@ -103,7 +103,7 @@ export function computeLogprobs(store: RunStorePort, runs: ResidentRuns, req: It
       return rows.map((row, i) => ({ row: row.row, old: old[i], ref: ref[i] }));
     });
     return r.written ? { ...r, metrics: { samplerDrift: drift } } : r;
-  });
+  }, { hangSeconds: req.config.trainer.hangSeconds });
 }
 
 /** Per-position values of a critic (a one-label classifier read at every position): ids [B, T] → [B, T]. */
@@ -136,7 +136,7 @@ export function computeValues(store: RunStorePort, runs: ResidentRuns, req: Iter
       heartbeat({ stage: 'values', rows: out.length, of: rows.length });
     }
     return out;
-  }));
+  }), { hangSeconds: req.config.trainer.hangSeconds });
 }
 
 /** The scored rollouts of an iteration as the recipe's advantage function sees them. */
@@ -168,5 +168,5 @@ export function computeAdvantages(store: RunStorePort, req: IterationRequest, wr
     }));
     const h = recipe.headline(config);
     return { ...result, metrics: out.metrics, state: out.state, headline: { ...h, value: out.metrics[h.metric] } };
-  });
+  }, { hangSeconds: req.config.trainer.hangSeconds });
 }

@@ -192,7 +192,7 @@ export function trainCritic(store: RunStorePort, runs: ResidentRuns, req: Iterat
   return keepAlive(async () => {
     const t0 = performance.now();
     runs.touch(criticRunId(req.runId));
-    heartbeat({ stage: 'train critic', phase: 'loading' });
+    heartbeat({ stage: 'train critic', phase: 'loading' }, { watch: false });
     const recipe = getOnlineRecipe(req.recipe);
     const config = req.config as unknown as OnlineConfig;
     const { cr, loadedFrom } = await criticFor(store, runs, req);
@@ -214,8 +214,8 @@ export function trainCritic(store: RunStorePort, runs: ResidentRuns, req: Iterat
       runs.dropLoop(criticRunId(req.runId));
       throw err;
     }
-    heartbeat({ stage: 'train critic', phase: 'checkpointing' });
+    heartbeat({ stage: 'train critic', phase: 'checkpointing' }, { watch: false });
     const checkpoint = await commitCritic(store, req, cr);
     return { checkpoint, seconds: (performance.now() - t0) / 1000, valueLoss: valueLoss / Math.max(1, steps), loadedFrom };
-  });
+  }, { hangSeconds: req.config.trainer.hangSeconds });
 }

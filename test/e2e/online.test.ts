@@ -24,6 +24,7 @@ import { readManifest } from '../../store/checkpoints.js';
 import { listStage, partPrefix } from '../../store/rollout-ledger.js';
 import { crashFixture, root, slowIt, spawnComputeWorker, uniqueId } from './helpers.js';
 import { readMetricsHistory } from '../../store/metrics-ledger.js';
+import { progressQuery } from '../../workflows/training.js';
 
 const fixture = crashFixture('online');
 const { tmp, storeUri, store, runStore, REF, CRASH } = fixture;
@@ -161,6 +162,23 @@ describe('the online recipes end to end', () => {
       expect(cause?.type).toBe('DataError');
       expect(cause?.message).toMatch(want);
     }
+  });
+});
+
+describe('the hang watchdog in the online stages', () => {
+  slowIt('a stage other than training (the held-out evaluation, its reward stuck) that heartbeats without progress for trainer.hangSeconds is failed and run again; the run completes and records the hang', async () => {
+    const runId = uniqueId('online-hang');
+    const raw = configOf('grpo', { reward: { function: `${path.join(root, 'test/e2e/fixtures/slow-reward.ts')}#stallsOnce` }, trainer: { maxSteps: 2, hangSeconds: 1 } });
+    const handle = await client.workflow.start('grpoWorkflow', {
+      taskQueue: REF.control, workflowId: runId, args: [{ runId, recipe: 'grpo', config: parseRecipeConfig('grpo', raw), heartbeatSeconds: 3, queues: REF }],
+    });
+    const r: RunResult = await handle.result();
+    expect(r.status).toBe('completed');
+    const events = (await handle.query(progressQuery)).events ?? [];
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ type: 'hang', step: 0 });
+    // The reward is first called by iteration 0's evaluation, which is where it stalls.
+    expect(events[0].detail).toMatch(/^no progress for \d+ s \(last report: \{"stage":"eval","phase":"scoring"\}\); the iteration goes on from the ledger$/);
   });
 });
 
