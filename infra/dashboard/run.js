@@ -41,7 +41,8 @@ function usageFacts(p) {
     fact('wall time', duration(u.wallSeconds)),
     fact('device-hours', num(u.deviceSeconds / 3600), { 'data-role': 'device-hours' }),
     fact('tokens', num(u.tokens)),
-    p.cost ? fact('cost', `${p.cost.amount.toFixed(2)} ${p.cost.currency}`, { 'data-role': 'cost' }) : null,
+    // Cents for real runs; significant digits for a short one, which would otherwise read 0.00.
+    p.cost ? fact('cost', `${p.cost.amount >= 1 ? p.cost.amount.toFixed(2) : num(p.cost.amount)} ${p.cost.currency}`, { 'data-role': 'cost' }) : null,
   ];
 }
 

@@ -106,7 +106,7 @@ const chartData = (page: Page, title: string) => page.$eval(`.chart[data-title="
 describe('the dashboard in headless Chromium', () => {
   browserIt('runs list, the run page\'s plots against the metrics ledger, Pause / Resume / Cancel, checkpoints; the token never in the page', async () => {
     const runId = uniqueId('dash-sft');
-    const config = { ...example('examples/sft.yaml'), trainer: { ...(example('examples/sft.yaml').trainer as object), maxSteps: 2000, checkpointEvery: 5, valEvery: 10 } };
+    const config = { ...example('examples/sft.yaml'), trainer: { ...(example('examples/sft.yaml').trainer as object), maxSteps: 2000, checkpointEvery: 5, valEvery: 10 }, cost: { perDeviceHour: 2.5, currency: 'EUR' } };
     await api('POST', '/runs', { recipe: 'sft', config, runId });
     await until('a committed chunk', () => api<{ steps: unknown[] }>('GET', `/runs/${runId}/metrics`), (m) => m.steps.length >= 5);
 
@@ -131,6 +131,11 @@ describe('the dashboard in headless Chromium', () => {
     expect((await chartData(page, 'learning rate')).ys).toEqual(ledger.steps.map((s) => s.lr));
     if (ledger.validations.length) expect((await chartData(page, 'validation loss')).ys).toEqual(ledger.validations.map((v) => v.loss));
     expect(await page.isDisabled('button[data-action=pause]')).toBe(true);
+    const { progress } = await api<{ progress: { cost: { amount: number; currency: string } } }>('GET', `/runs/${runId}`);
+    const shownCost = (await page.textContent('[data-role=cost] .value'))!;
+    expect(shownCost).toMatch(/^[\d.e-]+ EUR$/);
+    expect(progress.cost.amount).toBeGreaterThan(0);
+    expect(Math.abs(Number(shownCost.split(' ')[0]) / progress.cost.amount - 1)).toBeLessThan(0.006); // 3 significant digits
     const checkpoints = await api<{ checkpoints: { step: number }[] }>('GET', `/runs/${runId}/checkpoints`);
     expect(await page.$$eval('#checkpoints > tbody > tr', (rows) => rows.map((r) => Number(r.getAttribute('data-step'))))).toEqual(checkpoints.checkpoints.map((c) => c.step));
     await page.screenshot({ path: path.join(SHOTS, 'run-paused.png'), fullPage: true });
@@ -146,6 +151,32 @@ describe('the dashboard in headless Chromium', () => {
     await page.screenshot({ path: path.join(SHOTS, 'run-stopped.png'), fullPage: true });
     await page.close();
   }, 300_000);
+
+  browserIt('a run whose activities wait for a compute worker says so on its page within seconds', async () => {
+    // The fixture's CRASH queues have a control worker and no compute worker.
+    const svc = new RunService({ address: defaultTemporalAddress(), storeUri: fixture.storeUri, queues: fixture.CRASH });
+    const app2 = buildApi({ service: svc, token: TOKEN });
+    const runId = uniqueId('dash-no-worker');
+    try {
+      const url = await app2.listen({ port: 0, host: '127.0.0.1' });
+      const res = await fetch(`${url}/runs`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ recipe: 'sft', config: example('examples/sft.yaml'), runId }) });
+      expect(res.status).toBe(201);
+      const page = await browser.newPage();
+      await page.goto(`${url}/`);
+      await page.fill('input[name=token]', TOKEN);
+      await page.click('button[type=submit]');
+      await page.goto(`${url}/#/runs/${runId}`);
+      // The page refreshes every 5 s while the run runs; the message comes with the first status that has it.
+      await page.waitForFunction(() => document.querySelector('[data-role=waiting]')?.textContent?.includes('none is polling'), undefined, { timeout: 30_000 });
+      expect(await page.textContent('[data-role=waiting]')).toBe(`waiting for a compute worker on ${fixture.CRASH.compute}: none is polling; start one with npx tsx infra/workers/main.ts (ALIGN_QUEUES names the queues)`);
+      await page.screenshot({ path: path.join(SHOTS, 'run-no-worker.png'), fullPage: true });
+      await page.close();
+    } finally {
+      await svc.terminate(runId, 'test over').catch(() => undefined);
+      await app2.close();
+      await svc.close();
+    }
+  });
 
   browserIt('a read token sees the run but its Pause is refused on the page, naming the scope', async () => {
     const runId = uniqueId('dash-read');
