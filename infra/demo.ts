@@ -119,6 +119,7 @@ try {
     console.log(`The dev stack is stopped again; the runs stay in ${stateDir}. To look at them: npm run stack -- start, then ${look.join('   ')}`);
     console.log('(npm run demo -- --keep-stack leaves the stack running.)');
   }
+  console.log('The dashboard: ALIGN_API_TOKEN=<any secret> npm run api, then open http://127.0.0.1:8787/ and paste that token (with the stack running).');
 } finally {
   await workers.shutdown();
   await client.connection.close();

@@ -34,6 +34,13 @@ function controls(view, refresh) {
   return el('div', { class: 'actions' }, button('pause', 'Pause'), button('resume', 'Resume'), button('cancel', 'Cancel (stop after this chunk)'), say);
 }
 
+/** Device time by phase, largest first: "training 12.0 s · checkpointing 1.5 s". */
+function phasesLine(usage) {
+  const phases = Object.entries(usage?.phases ?? {}).sort((a, b) => b[1].deviceSeconds - a[1].deviceSeconds);
+  if (phases.length === 0) return null;
+  return el('p', { class: 'muted', 'data-role': 'phases' }, 'device time by phase: ', phases.map(([name, t]) => `${name} ${duration(t.deviceSeconds)}`).join(' · '));
+}
+
 function usageFacts(p) {
   if (!p?.usage) return [];
   const u = p.usage;
@@ -121,6 +128,7 @@ export async function renderRun(root, runId, { onlineRecipes, refresh }) {
       p?.lastValidation?.headline ? fact(`validation ${p.lastValidation.headline.metric}`, num(p.lastValidation.headline.value)) : null,
       fact('tokens / s', num(p?.tokensPerSecond)),
       ...usageFacts(p)),
+    phasesLine(p?.usage),
     el('h2', {}, 'Metrics'),
     lineage,
     metrics.steps.length + metrics.validations.length + metrics.evaluations.length === 0
