@@ -55,8 +55,10 @@ have_openblas() {
   # grep without -q reads all input: an early exit would SIGPIPE ldconfig and fail the pipeline.
   [[ -x "$ldc" ]] && "$ldc" -p 2>/dev/null | grep 'libopenblas\.so\.0' >/dev/null
 }
+# Debian packages are installed only as root with apt-get; elsewhere a step says what to install.
+can_apt() { [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; }
 if [[ "${ALIGN_SKIP_OPENBLAS:-}" != 1 ]] && ! have_openblas; then
-  if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+  if ! can_apt; then
     warn "libopenblas.so.0 is missing and this is not root with apt-get; skipping it." \
          "The native addon falls back to its own (slower) GEMM. To install: apt-get install -y libopenblas-dev"
   else
@@ -140,7 +142,7 @@ fi
 # --- Chromium for the dashboard's browser test (test/e2e/dashboard.test.ts). -----------------------
 step="Chromium check"
 if [[ "${ALIGN_WITH_BROWSER:-}" == 1 && ! -x "${ALIGN_CHROMIUM:-/usr/bin/chromium}" ]]; then
-  if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+  if ! can_apt; then
     warn "chromium is missing and this is not root with apt-get; the dashboard's browser test will be skipped." \
          "To install: apt-get install -y chromium (or set ALIGN_CHROMIUM to a Chromium binary)"
   else

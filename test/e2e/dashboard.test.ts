@@ -19,7 +19,7 @@ import { getPipeline } from '../../algorithms/pipelines/index.js';
 import { buildApi } from '../../infra/api/server.js';
 import { RunService } from '../../infra/runs.js';
 import { defaultTemporalAddress } from '../../infra/temporal.js';
-import { crashFixture, root, slowIt, uniqueId } from './helpers.js';
+import { crashFixture, root, slowIt, uniqueId, until, withAbsolutePaths } from './helpers.js';
 
 const CHROMIUM = process.env.ALIGN_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -53,31 +53,14 @@ afterAll(async () => {
   await service?.close();
 });
 
-/** An example config with its relative paths made absolute, and overrides. */
-function example(file: string): Record<string, unknown> {
-  const abs = (v: unknown, key: string): unknown => {
-    if (typeof v === 'string' && ['model', 'train', 'data', 'prompts', 'function'].includes(key) && !v.includes('://')) return path.resolve(root, v);
-    if (v && typeof v === 'object' && !Array.isArray(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, abs(x, k)]));
-    return v;
-  };
-  return abs(file.endsWith('.yaml') ? YAML.parse(readFileSync(path.join(root, file), 'utf8')) : getPipeline(file).example, '') as Record<string, unknown>;
-}
+/** An example config (a recipe's YAML file, or a pipeline's name) with its relative paths made absolute. */
+const example = (file: string) => withAbsolutePaths(file.endsWith('.yaml') ? YAML.parse(readFileSync(path.join(root, file), 'utf8')) : getPipeline(file).example);
 
 async function api<T = Record<string, unknown>>(method: 'GET' | 'POST', url: string, body?: unknown): Promise<T> {
   const res = await fetch(base + url, { method, headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
   const json = await res.json();
   if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(json)}`);
   return json as T;
-}
-
-async function until<T>(what: string, get: () => Promise<T>, done: (x: T) => boolean, ms = 120_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const x = await get();
-    if (done(x)) return x;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(x).slice(0, 400)}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
 }
 
 /** A signed-in page (the token typed into the form, as a person would). */

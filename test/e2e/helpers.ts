@@ -73,6 +73,27 @@ export function writeLines(dir: string, name: string, lines: readonly string[]):
   return file;
 }
 
+/** A config with its relative path values (model, data, prompts, reward function) made absolute: the API server's folder is not the caller's. */
+export function withAbsolutePaths(config: unknown): Record<string, unknown> {
+  const abs = (v: unknown, key: string): unknown => {
+    if (typeof v === 'string' && ['model', 'train', 'data', 'prompts', 'function'].includes(key) && !v.includes('://')) return path.resolve(root, v);
+    if (v && typeof v === 'object' && !Array.isArray(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, abs(x, k)]));
+    return v;
+  };
+  return abs(config, '') as Record<string, unknown>;
+}
+
+/** Polls `get` until `done` holds, or fails after `ms` showing the last value. */
+export async function until<T>(what: string, get: () => Promise<T>, done: (x: T) => boolean, ms = 240_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const x = await get();
+    if (done(x)) return x;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(x).slice(0, 400)}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
 /** The next unique id with a prefix (run ids, worker ids). */
 export const uniqueId = (name: string) => `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
 

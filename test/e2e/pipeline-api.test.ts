@@ -14,7 +14,7 @@ import { getPipeline } from '../../algorithms/pipelines/index.js';
 import { buildApi } from '../../infra/api/server.js';
 import { RunService } from '../../infra/runs.js';
 import { defaultTemporalAddress } from '../../infra/temporal.js';
-import { crashFixture, root, slowIt, uniqueId } from './helpers.js';
+import { crashFixture, root, slowIt, uniqueId, until, withAbsolutePaths } from './helpers.js';
 
 const fixture = crashFixture('pipeline-api');
 const { tmp, storeUri, REF } = fixture;
@@ -33,25 +33,8 @@ afterAll(async () => {
   await service?.close();
 });
 
-/** The example config with every relative path made absolute (the API server's folder is not the caller's). */
-function exampleConfig(name: string): Record<string, unknown> {
-  const abs = (v: unknown, key: string): unknown => {
-    if (typeof v === 'string' && ['model', 'train', 'data', 'prompts', 'function'].includes(key) && !v.includes('://')) return path.resolve(root, v);
-    if (v && typeof v === 'object' && !Array.isArray(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, abs(x, k)]));
-    return v;
-  };
-  return abs(getPipeline(name).example, '') as Record<string, unknown>;
-}
-
-async function until<T>(what: string, get: () => Promise<T>, done: (x: T) => boolean, ms = 240_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const x = await get();
-    if (done(x)) return x;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(x).slice(0, 400)}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
+/** The example config with every relative path made absolute. */
+const exampleConfig = (name: string) => withAbsolutePaths(getPipeline(name).example);
 
 function align(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'infra/cli/main.ts'), '--store', storeUri, '--queues', `${REF.control},${REF.compute}`, ...args], { cwd: root, env: process.env });
