@@ -311,7 +311,7 @@ export function prepareConfig(recipe: string, raw: unknown, sets: readonly strin
 
 /**
  * What a waiting run's pending activity last heard: a full worker's answer to the placement
- * ("worker … has no free slot (1 of 1 in use)") or the store's error, with the attempt count.
+ * ("worker … has no free slot (1 of 1 in use, by <run>)") or the store's error, with the attempt count.
  */
 function waitingDetail(d: WorkflowExecutionDescription): string {
   const pending = d.raw.pendingActivities?.find((a) => a.lastFailure?.message);

@@ -61,7 +61,7 @@ describe('more runs than slots', () => {
     const finished = await Promise.all(results);
     await service.close();
     // align status adds what the placement last heard: the full worker's answer.
-    expect(detail).toMatch(/^waiting for a compute worker with a free slot; placeRun, attempt \d+: worker align-cpu-load-load-\S+ has no free slot \(1 of 1 in use\)$/);
+    expect(detail).toMatch(/^waiting for a compute worker with a free slot; placeRun, attempt \d+: worker align-cpu-load-load-\S+ has no free slot \(1 of 1 in use, by load-\S+\)$/);
     expect(finished.map((r) => r.status)).toEqual(['completed', 'completed', 'completed', 'completed', 'completed']);
     expect(seenWaiting.size).toBeGreaterThanOrEqual(3); // at most one runs, the rest wait their turn
     for (const runId of ids) {
