@@ -42,8 +42,17 @@ export interface ActivityDeps {
   slotIdleMs?: number;
   /** Set when the worker is being taken away: no new runs; chunks stop at the next step and commit. */
   drain?: Drain;
-  /** Whether a run's workflow has closed (asked of Temporal by default: workflowClosed). */
-  isRunClosed?: (runId: string) => Promise<boolean>;
+  /** Whether a workflow (the owner of a slot) has closed (asked of Temporal by default: workflowClosed). */
+  isRunClosed?: (workflowId: string) => Promise<boolean>;
+}
+
+/** The workflow that scheduled the current activity; undefined outside one (unit tests). */
+function callingWorkflowId(): string | undefined {
+  try {
+    return Context.current().info.workflowExecution?.workflowId;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -51,9 +60,9 @@ export interface ActivityDeps {
  * releases its slot, and must not hold it until the idle timeout. Unknown (Temporal unreachable)
  * counts as open, so a slot is only ever freed for a run that is certainly over.
  */
-export async function workflowClosed(runId: string): Promise<boolean> {
+export async function workflowClosed(workflowId: string): Promise<boolean> {
   try {
-    return (await Context.current().client.workflow.getHandle(runId).describe()).status.name !== 'RUNNING';
+    return (await Context.current().client.workflow.getHandle(workflowId).describe()).status.name !== 'RUNNING';
   } catch (e) {
     return e instanceof WorkflowNotFoundError;
   }
@@ -77,17 +86,19 @@ export function createActivities(deps: ActivityDeps) {
      * now on; a full one says so, and the placement is retried after a backoff (waiting for
      * capacity is a status of the run, never its failure).
      */
-    async placeRun(args: { runId: string }): Promise<string> {
+    async placeRun(args: { runId: string; owner?: string }): Promise<string> {
       const slots = deps.slots ?? 1;
       if (deps.drain?.requested) throw new NoFreeSlotError(`worker ${deps.workerQueue} is shutting down (${deps.drain.reason})`);
       const idleMs = deps.slotIdleMs ?? 120_000;
-      if (runs.place(args.runId, slots, idleMs)) return deps.workerQueue;
-      // Full: the slots of runs whose workflows have closed without releasing them are free now.
+      // The workflow that places the run owns the slot: an online run's critic is placed by the run's workflow.
+      const owner = args.owner ?? callingWorkflowId() ?? args.runId;
+      if (runs.place(args.runId, slots, idleMs, Date.now(), owner)) return deps.workerQueue;
+      // Full: the slots of runs whose owning workflows have closed without releasing them are free now.
       const isClosed = deps.isRunClosed ?? workflowClosed;
-      const closed = (await Promise.all(runs.placedRuns.map(async (id) => ((await isClosed(id)) ? id : null)))).filter((id) => id !== null);
+      const closed = (await Promise.all(runs.placedRuns.map(async (p) => ((await isClosed(p.owner)) ? p.runId : null)))).filter((id) => id !== null);
       for (const id of closed) runs.release(id);
-      if (closed.length > 0 && runs.place(args.runId, slots, idleMs)) return deps.workerQueue;
-      throw new NoFreeSlotError(`worker ${deps.workerQueue} has no free slot (${runs.slotsInUse} of ${slots} in use, by ${runs.placedRuns.join(', ')})`);
+      if (closed.length > 0 && runs.place(args.runId, slots, idleMs, Date.now(), owner)) return deps.workerQueue;
+      throw new NoFreeSlotError(`worker ${deps.workerQueue} has no free slot (${runs.slotsInUse} of ${slots} in use, by ${runs.placedRuns.map((p) => p.runId).join(', ')})`);
     },
     /** Inputs the recipe computes once (reference log-probs, teacher top-K); null when it has none. */
     async precompute(args: { runId: string; recipe: RecipeName; config: RecipeConfig; dataset: DatasetRef }): Promise<PrecomputedRef | null> {

@@ -50,29 +50,32 @@ export class ResidentRuns {
   private readonly runs = new Map<string, Resident>();
   /** Online runs' models (actor, critic, reference: activities/online/resident.ts), by run. */
   private readonly loops = new Map<string, { dispose(): void }>();
-  /** Runs placed on this worker (each holds a slot until it is released), with when each last trained. */
-  private readonly placed = new Map<string, number>();
+  /** Runs placed on this worker (each holds a slot until it is released): when each last trained, and the workflow that placed it. */
+  private readonly placed = new Map<string, { at: number; owner: string }>();
 
   constructor(readonly capacity = Number(process.env.ALIGN_RESIDENT_RUNS) || 2) {}
 
   /**
    * Takes a slot for a run (idempotent per run); false when every slot is held. A slot whose run
    * has not trained for `idleMs` (its workflow ended without releasing, or moved) is taken back.
+   * `owner` is the workflow that placed it (an online run's critic is placed by the run's workflow).
    */
-  place(runId: string, slots: number, idleMs: number, now = Date.now()): boolean {
-    if (this.placed.has(runId)) {
-      this.placed.set(runId, now);
+  place(runId: string, slots: number, idleMs: number, now = Date.now(), owner = runId): boolean {
+    const held = this.placed.get(runId);
+    if (held) {
+      held.at = now;
       return true;
     }
-    for (const [id, at] of this.placed) if (now - at > idleMs) this.release(id);
+    for (const [id, { at }] of this.placed) if (now - at > idleMs) this.release(id);
     if (this.placed.size >= slots) return false;
-    this.placed.set(runId, now);
+    this.placed.set(runId, { at: now, owner });
     return true;
   }
 
   /** A run trained here now (keeps its slot fresh). */
   touch(runId: string, now = Date.now()): void {
-    if (this.placed.has(runId)) this.placed.set(runId, now);
+    const held = this.placed.get(runId);
+    if (held) held.at = now;
   }
 
   /** Frees the run's slot and its resident model. */
@@ -85,9 +88,9 @@ export class ResidentRuns {
     return this.placed.size;
   }
 
-  /** The runs holding slots here. */
-  get placedRuns(): string[] {
-    return [...this.placed.keys()];
+  /** The runs holding slots here, with the workflow that placed each. */
+  get placedRuns(): { runId: string; owner: string }[] {
+    return [...this.placed].map(([runId, { owner }]) => ({ runId, owner }));
   }
 
   get(runId: string): Resident | undefined {

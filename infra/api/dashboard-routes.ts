@@ -32,7 +32,7 @@ const SECURITY_HEADERS = {
 };
 
 /** Whether a request is for one of the dashboard's files (which need no token). */
-export const isDashboardFile = (method: string, url: string): boolean => (method === 'GET' || method === 'HEAD') && url.split('?')[0] in FILES;
+export const isDashboardFile = (method: string, url: string): boolean => (method === 'GET' || method === 'HEAD') && Object.hasOwn(FILES, url.split('?')[0]);
 
 export function addDashboardRoutes(app: FastifyInstance): void {
   // Read once: the files are part of the installed code, not data.

@@ -40,7 +40,16 @@ describe('placeRun', () => {
     await expect(acts.placeRun({ runId: 'b' })).rejects.toThrow('worker w1 has no free slot (1 of 1 in use, by a)');
     closed.add('a'); // a was terminated: its workflow is gone, its slot is not
     expect(await acts.placeRun({ runId: 'b' })).toBe('w1');
-    expect(runs.placedRuns).toEqual(['b']);
+    expect(runs.placedRuns).toEqual([{ runId: 'b', owner: 'b' }]);
+  });
+
+  it('a slot belongs to the workflow that placed it: an online run\'s critic keeps its slot while the run\'s workflow is open', async () => {
+    const runs = new ResidentRuns();
+    const asked: string[] = [];
+    const acts = createActivities({ store, workerQueue: 'w1', runs, slots: 1, isRunClosed: async (id) => (asked.push(id), id !== 'ppo-1') });
+    await acts.placeRun({ runId: 'ppo-1-critic', owner: 'ppo-1' }); // no workflow is named ppo-1-critic
+    await expect(acts.placeRun({ runId: 'b' })).rejects.toThrow(/no free slot \(1 of 1 in use, by ppo-1-critic\)/);
+    expect(asked).toEqual(['ppo-1']);
   });
 
   it('a run whose state is unknown (Temporal unreachable) keeps its slot', async () => {
