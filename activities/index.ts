@@ -43,7 +43,7 @@ export interface ActivityDeps {
   /** Set when the worker is being taken away: no new runs; chunks stop at the next step and commit. */
   drain?: Drain;
   /** Whether a workflow (the owner of a slot) has closed (asked of Temporal by default: workflowClosed). */
-  isRunClosed?: (workflowId: string) => Promise<boolean>;
+  isWorkflowClosed?: (workflowId: string) => Promise<boolean>;
 }
 
 /** The workflow that scheduled the current activity; undefined outside one (unit tests). */
@@ -94,7 +94,7 @@ export function createActivities(deps: ActivityDeps) {
       const owner = args.owner ?? callingWorkflowId() ?? args.runId;
       if (runs.place(args.runId, slots, idleMs, Date.now(), owner)) return deps.workerQueue;
       // Full: the slots of runs whose owning workflows have closed without releasing them are free now.
-      const isClosed = deps.isRunClosed ?? workflowClosed;
+      const isClosed = deps.isWorkflowClosed ?? workflowClosed;
       const closed = (await Promise.all(runs.placedRuns.map(async (p) => ((await isClosed(p.owner)) ? p.runId : null)))).filter((id) => id !== null);
       for (const id of closed) runs.release(id);
       if (closed.length > 0 && runs.place(args.runId, slots, idleMs, Date.now(), owner)) return deps.workerQueue;

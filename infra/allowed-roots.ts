@@ -60,6 +60,9 @@ export class AllowedRoots {
     throw new ConfigError(`${field}: ${value} is outside the folders and stores this server may read and write (ALIGN_ALLOWED_ROOTS: ${this.roots.join(', ')})`);
   }
 
+  /** check() as a function to hand to the config resolvers (PathGuard). */
+  readonly guard = (field: string, value: string): void => this.check(field, value);
+
   /** Checks every path value of a config (PATH_KEYS at any depth); `#export` suffixes of modules are ignored. */
   checkConfig(config: unknown, where = ''): void {
     if (Array.isArray(config)) return config.forEach((v, i) => this.checkConfig(v, `${where}[${i}]`));

@@ -115,9 +115,8 @@ export class PipelineService {
     opts: { pipelineId?: string; baseDir?: string; heartbeatSeconds?: number; allowedRoots?: AllowedRoots } = {},
   ): Promise<{ pipelineId: string; pipeline: string; stages: string[] }> {
     const def = getPipeline(name);
-    const roots = opts.allowedRoots;
-    const config = preparePipelineConfig(def.name, raw, sets, opts.baseDir, roots && ((f, v) => roots.check(f, v)));
-    roots?.checkConfig(config);
+    // resolvePaths visits every path-like key, so its guard is the whole allowed-roots check.
+    const config = preparePipelineConfig(def.name, raw, sets, opts.baseDir, opts.allowedRoots?.guard);
     await this.runs.store.probe();
     const pipelineId = opts.pipelineId !== undefined ? checkRunId(opts.pipelineId) : newPipelineId(def.name);
     if (await this.runs.store.stat(pipelineRecordKey(pipelineId))) throw new ConflictError(`a pipeline with id "${pipelineId}" already exists in ${this.runs.store.uri}; pick another id`);

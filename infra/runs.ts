@@ -23,7 +23,7 @@ import { contextWindowOf, readModelConfig } from '../activities/model-info.js';
 import { ConfigError } from '../algorithms/errors.js';
 import { AlignerError } from '../kernels/errors.js';
 import { COMPUTE_QUEUE, CONTROL_QUEUE, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../workflows/training.js';
-import { CheckpointCorruptError, latestValidCheckpoint, listCheckpoints, readManifest, verifyCheckpoint } from '../store/checkpoints.js';
+import { CheckpointCorruptError, latestValidCheckpoint, listCheckpoints, readManifest, verifyCheckpoint, type ManifestFile } from '../store/checkpoints.js';
 import { openStore, StoreError, type ArtifactStore, type S3Config } from '../store/index.js';
 import { readIteration } from '../activities/online/ledger-view.js';
 import type { IterationView } from '../activities/online/ledger-view.js';
@@ -242,7 +242,7 @@ export interface CheckpointView {
   /** The sha256 of its manifest, which lists every file's sha256 (what a CheckpointRef pins). */
   manifestSha256: string;
   bytes: number;
-  files: { name: string; size: number; sha256: string }[];
+  files: ManifestFile[];
   parent: CheckpointRef | null;
 }
 
@@ -451,8 +451,7 @@ export class RunService {
     if (found.length === 0) await this.describe(runId); // an unknown run is a 404, a young one has none yet
     return Promise.all(found.map(async ({ step, uri }): Promise<CheckpointView> => {
       const { ref, manifest } = await readManifest(this.store, runId, step);
-      const files = manifest.files.map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 }));
-      return { step, uri, createdAt: manifest.createdAt, manifestSha256: ref.sha256, bytes: files.reduce((n, f) => n + f.size, 0), files, parent: manifest.parent };
+      return { step, uri, createdAt: manifest.createdAt, manifestSha256: ref.sha256, bytes: manifest.files.reduce((n, f) => n + f.size, 0), files: manifest.files, parent: manifest.parent };
     }));
   }
 
@@ -507,9 +506,9 @@ export class RunService {
 
   /** Parses and validates the config, then starts the run (and, unless detached, waits for it). */
   async startRun(recipe: string, rawConfig: unknown, sets: readonly string[] = [], opts: StartOptions = {}): Promise<StartedRun> {
-    const roots = opts.allowedRoots;
-    const config = prepareConfig(recipe, rawConfig, sets, opts.baseDir, roots && ((f, v) => roots.check(f, v)));
-    roots?.checkConfig(config);
+    const config = prepareConfig(recipe, rawConfig, sets, opts.baseDir, opts.allowedRoots?.guard);
+    // The resolver guarded the recipe's own path fields; this covers every other path-like key.
+    opts.allowedRoots?.checkConfig(config);
     await checkModelLimits(config);
     await this.store.probe(); // the store the workers write to must work before a run is started
     const r = recipe as RecipeName;

@@ -118,9 +118,7 @@ export class ScheduleService {
     if (name.length > MAX_SCHEDULE_NAME) throw new UsageError(`schedule name "${name}" is ${name.length} characters; at most ${MAX_SCHEDULE_NAME}, so that each round's pipeline id keeps its start time`);
     const def = getPipeline(o.pipeline);
     const { spec, text } = scheduleSpecOf(o);
-    const roots = o.allowedRoots;
-    const config = preparePipelineConfig(def.name, o.config, o.sets ?? [], o.baseDir, roots && ((f, v) => roots.check(f, v)));
-    roots?.checkConfig(config);
+    const config = preparePipelineConfig(def.name, o.config, o.sets ?? [], o.baseDir, o.allowedRoots?.guard); // checks every path-like key
     await this.runs.store.probe();
     const queues = this.runs.opts.queues;
     const input: PipelineInput = { pipeline: def.name, config, schedule: name, ...(queues ? { queues } : {}) };

@@ -60,10 +60,11 @@ export interface MetricsHistory {
   lineage: { runId: string; fromStep: number; toStep: number }[];
 }
 
-const pad = (n: number) => String(n).padStart(10, '0');
+/** A step as a fixed-width key part, so that keys sort by step. */
+export const padStep = (n: number) => String(n).padStart(10, '0');
 const metricsPrefix = (runId: string) => `runs/${checkRunId(runId)}/metrics/`;
-export const metricsChunkKey = (runId: string, toStep: number) => `${metricsPrefix(runId)}steps/${pad(toStep)}.jsonl`;
-export const evaluationKey = (runId: string, step: number) => `${metricsPrefix(runId)}evals/${pad(step)}.json`;
+export const metricsChunkKey = (runId: string, toStep: number) => `${metricsPrefix(runId)}steps/${padStep(toStep)}.jsonl`;
+export const evaluationKey = (runId: string, step: number) => `${metricsPrefix(runId)}evals/${padStep(step)}.json`;
 
 /** Writes one chunk of a run's steps (its header first); the same chunk written again replaces itself. */
 export async function writeMetricsChunk(

@@ -10,7 +10,7 @@
  */
 import type { ArtifactStore } from '../../store/artifact-store.js';
 import { checkRunId } from '../../store/checkpoints.js';
-import type { EvaluationRow, StepRow, ValidationRow } from '../../store/metrics-ledger.js';
+import { padStep, type EvaluationRow, type StepRow, type ValidationRow } from '../../store/metrics-ledger.js';
 import type { TrackingConfig } from '../../algorithms/config/common.js';
 import { MlflowSink } from './mlflow.js';
 import { eventFile, type Scalar } from './tensorboard.js';
@@ -49,7 +49,7 @@ export const tensorboardPrefix = (runId: string) => `runs/${checkRunId(runId)}/t
  * evaluation after the chunk that ended there.
  */
 export const eventFileKey = (runId: string, step: number, kind: 'steps' | 'eval') =>
-  `${tensorboardPrefix(runId)}events.out.tfevents.${String(step).padStart(10, '0')}.${kind === 'steps' ? '1-steps' : '2-eval'}`;
+  `${tensorboardPrefix(runId)}events.out.tfevents.${padStep(step)}.${kind === 'steps' ? '1-steps' : '2-eval'}`;
 
 const sinks = new Map<string, MlflowSink>();
 const mlflowSink = (c: NonNullable<TrackingConfig['mlflow']>) => {

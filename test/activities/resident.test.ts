@@ -34,7 +34,7 @@ describe('placeRun', () => {
   it('a full worker takes back the slot of a run whose workflow has closed (terminated runs never release), and only that', async () => {
     const runs = new ResidentRuns();
     const closed = new Set<string>();
-    const acts = createActivities({ store, workerQueue: 'w1', runs, slots: 1, isRunClosed: async (id) => closed.has(id) });
+    const acts = createActivities({ store, workerQueue: 'w1', runs, slots: 1, isWorkflowClosed: async (id) => closed.has(id) });
     expect(await acts.placeRun({ runId: 'a' })).toBe('w1');
     expect(await acts.placeRun({ runId: 'a' })).toBe('w1'); // idempotent per run
     await expect(acts.placeRun({ runId: 'b' })).rejects.toThrow('worker w1 has no free slot (1 of 1 in use, by a)');
@@ -46,7 +46,7 @@ describe('placeRun', () => {
   it('a slot belongs to the workflow that placed it: an online run\'s critic keeps its slot while the run\'s workflow is open', async () => {
     const runs = new ResidentRuns();
     const asked: string[] = [];
-    const acts = createActivities({ store, workerQueue: 'w1', runs, slots: 1, isRunClosed: async (id) => (asked.push(id), id !== 'ppo-1') });
+    const acts = createActivities({ store, workerQueue: 'w1', runs, slots: 1, isWorkflowClosed: async (id) => (asked.push(id), id !== 'ppo-1') });
     await acts.placeRun({ runId: 'ppo-1-critic', owner: 'ppo-1' }); // no workflow is named ppo-1-critic
     await expect(acts.placeRun({ runId: 'b' })).rejects.toThrow(/no free slot \(1 of 1 in use, by ppo-1-critic\)/);
     expect(asked).toEqual(['ppo-1']);
@@ -54,7 +54,7 @@ describe('placeRun', () => {
 
   it('a run whose state is unknown (Temporal unreachable) keeps its slot', async () => {
     const runs = new ResidentRuns();
-    const acts = createActivities({ store, workerQueue: 'w1', runs, slots: 1, isRunClosed: async () => false });
+    const acts = createActivities({ store, workerQueue: 'w1', runs, slots: 1, isWorkflowClosed: async () => false });
     await acts.placeRun({ runId: 'a' });
     await expect(acts.placeRun({ runId: 'b' })).rejects.toThrow(/no free slot/);
   });

@@ -47,7 +47,7 @@ describe('TensorBoard event files', () => {
     expect(file.length).toBe(8 + 4 + 24 + 4);
     expect([...file.subarray(0, 8)]).toEqual([24, 0, 0, 0, 0, 0, 0, 0]); // uint64 length, little-endian
     expect([...file.subarray(12, 36)]).toEqual(data);
-    expect(new DataView(file.buffer).getUint32(36, true)).toBe(maskedCrc32c(Uint8Array.from(data)));
+    expect(new DataView(file.buffer, file.byteOffset, file.byteLength).getUint32(36, true)).toBe(maskedCrc32c(Uint8Array.from(data)));
   });
 
   it('scalars read back by step and tag (float32), with a version event first', () => {

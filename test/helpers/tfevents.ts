@@ -1,4 +1,5 @@
 /** A TensorBoard event-file reader for tests: checks every frame's CRCs and decodes the scalars. */
+import protobuf from 'protobufjs';
 import { maskedCrc32c } from '../../activities/tracking/tensorboard.js';
 
 export interface DecodedEvent {
@@ -8,32 +9,19 @@ export interface DecodedEvent {
   values: { tag: string; value: number }[];
 }
 
-function varint(b: Uint8Array, at: number): [bigint, number] {
-  let x = 0n, shift = 0n;
-  for (;;) {
-    const byte = b[at++];
-    x |= BigInt(byte & 0x7f) << shift;
-    shift += 7n;
-    if (!(byte & 0x80)) return [x, at];
-  }
-}
-
 /** Fields of one protobuf message: number → raw values (numbers for varints, bytes otherwise). */
 function fields(b: Uint8Array): Map<number, (bigint | Uint8Array)[]> {
   const out = new Map<number, (bigint | Uint8Array)[]>();
-  for (let at = 0; at < b.length;) {
-    let key: bigint;
-    [key, at] = varint(b, at);
-    const field = Number(key >> 3n), wire = Number(key & 7n);
+  const r = protobuf.Reader.create(b);
+  while (r.pos < r.len) {
+    const key = r.uint32();
+    const field = key >>> 3, wire = key & 7;
     let v: bigint | Uint8Array;
-    if (wire === 0) [v, at] = varint(b, at);
-    else if (wire === 1) [v, at] = [b.subarray(at, at + 8), at + 8];
-    else if (wire === 5) [v, at] = [b.subarray(at, at + 4), at + 4];
-    else if (wire === 2) {
-      let n: bigint;
-      [n, at] = varint(b, at);
-      [v, at] = [b.subarray(at, at + Number(n)), at + Number(n)];
-    } else throw new Error(`wire type ${wire}`);
+    if (wire === 0) v = BigInt(r.int64().toString());
+    else if (wire === 1) [v, r.pos] = [b.subarray(r.pos, r.pos + 8), r.pos + 8];
+    else if (wire === 5) [v, r.pos] = [b.subarray(r.pos, r.pos + 4), r.pos + 4];
+    else if (wire === 2) v = r.bytes();
+    else throw new Error(`wire type ${wire}`);
     out.set(field, [...(out.get(field) ?? []), v]);
   }
   return out;
