@@ -36,6 +36,8 @@ export class NativeError extends AlignerError {}
 export class NoGpuError extends AlignerError {}
 /** A CUDA driver, cuBLASLt or NVRTC call that failed on a working GPU; the message has the CUDA error. */
 export class CudaError extends AlignerError {}
+/** A collective that cannot complete: a rank that never arrived or exited (named), a broken or closed group. */
+export class ProcessGroupError extends AlignerError {}
 
 const NATIVE_ERROR_CLASSES: Record<string, new (m: string) => AlignerError> = {
   ShapeError,
@@ -45,6 +47,7 @@ const NATIVE_ERROR_CLASSES: Record<string, new (m: string) => AlignerError> = {
   NativeError,
   NoGpuError,
   CudaError,
+  ProcessGroupError,
 };
 
 /** Convert an error thrown by the addon (plain Error with `name` set in C++) into its typed class. */

@@ -427,6 +427,38 @@ function makeBackend(a: Addon): Backend {
 
 let backend: Backend | null = null;
 
+/** The shared-memory process group's entry points (native/src/bind_group.cc); storages go as handles. */
+export interface NativeGroupCalls {
+  shmGroupOpen(name: string, rank: number, world: number, slotBytes: number, mailboxBytes: number, timeoutMs: number): Promise<number>;
+  shmGroupClose(group: number): Promise<number>;
+  shmGroupBarrier(group: number): Promise<number>;
+  shmGroupAllReduce(group: number, handle: number, op: string): Promise<number>;
+  shmGroupAllGather(group: number, input: number, output: number): Promise<number>;
+  shmGroupReduceScatter(group: number, input: number, output: number, op: string): Promise<number>;
+  shmGroupBroadcast(group: number, handle: number, root: number): Promise<number>;
+  shmGroupSend(group: number, handle: number, dst: number): Promise<number>;
+  shmGroupRecv(group: number, handle: number, src: number): Promise<number>;
+}
+
+/** The addon's process-group calls, with native errors turned into their typed classes. */
+export function nativeGroupCalls(): NativeGroupCalls {
+  const a = requireAddon() as unknown as NativeGroupCalls;
+  const typed = {} as Record<string, unknown>;
+  for (const name of GROUP_CALLS) {
+    const call = (a as unknown as Record<string, (...args: unknown[]) => Promise<number>>)[name];
+    typed[name] = (...args: unknown[]) =>
+      guard(() => call(...args)).catch((err: unknown) => {
+        throw fromNativeError(err);
+      });
+  }
+  return typed as unknown as NativeGroupCalls;
+}
+
+const GROUP_CALLS: readonly (keyof NativeGroupCalls)[] = ['shmGroupOpen', 'shmGroupClose', 'shmGroupBarrier', 'shmGroupAllReduce', 'shmGroupAllGather', 'shmGroupReduceScatter', 'shmGroupBroadcast', 'shmGroupSend', 'shmGroupRecv'];
+
+/** The addon's handle behind a native storage. */
+export const storageHandle = (s: Storage): number => h(s);
+
 /** The native backend (one per JS environment); throws if the addon is not available. */
 export function nativeBackend(): Backend {
   return (backend ??= makeBackend(requireAddon()));

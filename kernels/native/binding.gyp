@@ -78,6 +78,8 @@
         'src/blas.cc',
         'src/dispatch.cc',
         'src/probe.cc',
+        'src/shm_group.cc',
+        'src/bind_group.cc',
         # CUDA backend: libraries are dlopen'ed at run time, so no CUDA headers are needed here.
         'src/cuda/loader.cc',
         'src/cuda/device.cc',
@@ -85,7 +87,7 @@
         'src/cuda/bind_cuda.cc',
         'src/cuda/bind_cuda_kernels.cc',
       ],
-      'libraries': ['-ldl', '-lpthread'],
+      'libraries': ['-ldl', '-lpthread', '-lrt'],
     },
   ],
 }

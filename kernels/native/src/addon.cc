@@ -11,6 +11,7 @@
 namespace aligner {
 
 void register_cuda(napi_env env, napi_value exports);  // cuda/bind_cuda.cc
+void register_group(napi_env env, napi_value exports);  // bind_group.cc
 
 Engine::Engine(int threads) : pool(new Pool(threads)), stream(new Stream(pool.get())) {}
 
@@ -95,6 +96,7 @@ napi_value module_init(napi_env env, napi_value exports) {
   register_storage(env, exports);
   register_kernels(env, exports);
   register_cuda(env, exports);
+  register_group(env, exports);
   return exports;
 }
 
