@@ -23,6 +23,7 @@ const KNOWN: Record<string, string> = {
   generate: 'batched greedy decoding with the KV cache, against transformers generate() (bench/python/generate.py)',
   rl: 'one PPO iteration (d=512, 8 layers, 64 prompts × 128 new tokens) through Temporal: per-phase seconds, generation vs transformers, orchestration share',
   failover: 'kill -9 of the worker training a run → its next step on another worker; 8 runs queued on 2 workers vs one after another',
+  collectives: 'all-reduce bandwidth between 2 processes over the shared-memory ProcessGroup, 1–256 MB, as a ratio of memcpy bandwidth',
 };
 
 interface BenchModule {

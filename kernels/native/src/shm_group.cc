@@ -180,19 +180,21 @@ void ShmGroup::barrier(const char* what) {
 
 namespace {
 // out[j] = in_0[j] ∘ in_1[j] ∘ … in rank order: the same rounding whichever rank computes it.
+// out may be in_0 itself (all-reduce leaves its result in slot 0).
 void reduce_ranks(float* out, uint8_t* const* slots, size_t offset, i64 n, int world, ReduceOp op) {
   const float* first = reinterpret_cast<const float*>(slots[0] + offset);
-  std::vector<float> acc(first, first + n);
+  if (out != first) std::memcpy(out, first, n * sizeof(float));
   for (int k = 1; k < world; k++) {
-    const float* x = reinterpret_cast<const float*>(slots[k] + offset);
+    // Distinct ranks' slots never overlap, so the loops may vectorise without alias checks.
+    float* __restrict o = out;
+    const float* __restrict x = reinterpret_cast<const float*>(slots[k] + offset);
     if (op == ReduceOp::sum) {
-      for (i64 j = 0; j < n; j++) acc[j] += x[j];
+      for (i64 j = 0; j < n; j++) o[j] += x[j];
     } else {
       // NaN wins, as in torch.distributed's MAX.
-      for (i64 j = 0; j < n; j++) acc[j] = (acc[j] != acc[j] || acc[j] >= x[j]) ? acc[j] : x[j];
+      for (i64 j = 0; j < n; j++) o[j] = (o[j] != o[j] || o[j] >= x[j]) ? o[j] : x[j];
     }
   }
-  std::memcpy(out, acc.data(), n * sizeof(float));
 }
 }  // namespace
 
