@@ -442,6 +442,7 @@ export interface NativeGroupCalls {
 
 /** The addon's process-group calls, with native errors turned into their typed classes. */
 export function nativeGroupCalls(): NativeGroupCalls {
+  if (groupCalls) return groupCalls;
   const a = requireAddon() as unknown as NativeGroupCalls;
   const typed = {} as Record<string, unknown>;
   for (const name of GROUP_CALLS) {
@@ -451,8 +452,10 @@ export function nativeGroupCalls(): NativeGroupCalls {
         throw fromNativeError(err);
       });
   }
-  return typed as unknown as NativeGroupCalls;
+  return (groupCalls = typed as unknown as NativeGroupCalls);
 }
+
+let groupCalls: NativeGroupCalls | null = null;
 
 const GROUP_CALLS: readonly (keyof NativeGroupCalls)[] = ['shmGroupOpen', 'shmGroupClose', 'shmGroupBarrier', 'shmGroupAllReduce', 'shmGroupAllGather', 'shmGroupReduceScatter', 'shmGroupBroadcast', 'shmGroupSend', 'shmGroupRecv'];
 

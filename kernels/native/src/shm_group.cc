@@ -41,6 +41,23 @@ struct ShmGroup::Header {
   Counter taken[kMaxWorld * kMaxWorld];       // chunks taken from it
 };
 
+namespace {
+// The header rounded up to whole pages; the slots start here.
+constexpr size_t kHeaderBytes = (sizeof(ShmGroup::Header) + 4095) / 4096 * 4096;
+
+// fn(offset, length) for each chunk of `total` in pieces of at most `chunk`; once with length 0
+// when total is 0, so every rank still meets the others at the collective's barriers.
+template <class F>
+void for_chunks(size_t total, size_t chunk, F fn) {
+  size_t at = 0;
+  do {
+    const size_t m = std::min(chunk, total - at);
+    fn(at, m);
+    at += m;
+  } while (at < total);
+}
+}  // namespace
+
 ShmGroup::ShmGroup(const std::string& name, int rank, int world, size_t slot_bytes, size_t mailbox_bytes,
                    int64_t timeout_ms)
     : name_(name[0] == '/' ? name : "/" + name), rank_(rank), world_(world),
@@ -48,8 +65,7 @@ ShmGroup::ShmGroup(const std::string& name, int rank, int world, size_t slot_byt
   if (world < 1 || world > kMaxWorld) fail("world size must be 1.." + std::to_string(kMaxWorld));
   if (rank < 0 || rank >= world) fail("rank " + std::to_string(rank) + " is outside 0.." + std::to_string(world - 1));
   if (slot_bytes_ < 64 * static_cast<size_t>(world) || mailbox_bytes_ < 64) fail("slot and mailbox sizes are too small");
-  const size_t header_bytes = (sizeof(Header) + 4095) / 4096 * 4096;
-  map_bytes_ = header_bytes + world * slot_bytes_ + static_cast<size_t>(world) * world * mailbox_bytes_;
+  map_bytes_ = kHeaderBytes + world * slot_bytes_ + static_cast<size_t>(world) * world * mailbox_bytes_;
   const auto start = Clock::now();
   const auto elapsed_ms = [&] { return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count(); };
 
@@ -121,7 +137,7 @@ void ShmGroup::check_usable(const char* what) const {
 }
 
 uint8_t* ShmGroup::slot(int r) const {
-  return base_ + (sizeof(Header) + 4095) / 4096 * 4096 + static_cast<size_t>(r) * slot_bytes_;
+  return base_ + kHeaderBytes + static_cast<size_t>(r) * slot_bytes_;
 }
 
 uint8_t* ShmGroup::mailbox(int src, int dst) const {
@@ -202,9 +218,7 @@ void ShmGroup::all_reduce(float* data, i64 n, ReduceOp op) {
   collective_++;
   std::vector<uint8_t*> slots(world_);
   for (int r = 0; r < world_; r++) slots[r] = slot(r);
-  const i64 chunk = static_cast<i64>(slot_bytes_ / sizeof(float));
-  for (i64 at = 0; at < n; at += chunk) {
-    const i64 m = std::min(chunk, n - at);
+  for_chunks(n, slot_bytes_ / sizeof(float), [&](i64 at, i64 m) {
     std::memcpy(slot(rank_), data + at, m * sizeof(float));
     barrier("all_reduce");
     // Rank r reduces segment r of the chunk and leaves it in slot 0: nobody else touches it.
@@ -214,20 +228,17 @@ void ShmGroup::all_reduce(float* data, i64 n, ReduceOp op) {
     barrier("all_reduce");
     std::memcpy(data + at, slot(0), m * sizeof(float));
     barrier("all_reduce");
-  }
-  if (n == 0) barrier("all_reduce");
+  });
 }
 
 void ShmGroup::all_gather(const void* in, void* out, size_t bytes) {
   collective_++;
-  for (size_t at = 0; at < bytes || (at == 0 && bytes == 0); at += slot_bytes_) {
-    const size_t m = std::min(slot_bytes_, bytes - at);
+  for_chunks(bytes, slot_bytes_, [&](size_t at, size_t m) {
     std::memcpy(slot(rank_), static_cast<const uint8_t*>(in) + at, m);
     barrier("all_gather");
     for (int r = 0; r < world_; r++) std::memcpy(static_cast<uint8_t*>(out) + r * bytes + at, slot(r), m);
     barrier("all_gather");
-    if (bytes == 0) break;
-  }
+  });
 }
 
 void ShmGroup::reduce_scatter(const float* in, float* out, i64 n, ReduceOp op) {
@@ -236,28 +247,24 @@ void ShmGroup::reduce_scatter(const float* in, float* out, i64 n, ReduceOp op) {
   for (int r = 0; r < world_; r++) slots[r] = slot(r);
   // Each slot holds W sub-chunks of m floats: sub-chunk d is what this rank sends to rank d.
   const i64 chunk = static_cast<i64>(slot_bytes_ / sizeof(float) / world_);
-  for (i64 at = 0; at < n || (at == 0 && n == 0); at += chunk) {
-    const i64 m = std::min(chunk, n - at);
+  for_chunks(n, chunk, [&](i64 at, i64 m) {
     for (int d = 0; d < world_; d++)
       std::memcpy(slot(rank_) + d * chunk * sizeof(float), in + d * n + at, m * sizeof(float));
     barrier("reduce_scatter");
     if (m > 0) reduce_ranks(out + at, slots.data(), rank_ * chunk * sizeof(float), m, world_, op);
     barrier("reduce_scatter");
-    if (n == 0) break;
-  }
+  });
 }
 
 void ShmGroup::broadcast(void* data, size_t bytes, int root) {
   if (root < 0 || root >= world_) fail("broadcast root " + std::to_string(root) + " is not a rank");
   collective_++;
-  for (size_t at = 0; at < bytes || (at == 0 && bytes == 0); at += slot_bytes_) {
-    const size_t m = std::min(slot_bytes_, bytes - at);
+  for_chunks(bytes, slot_bytes_, [&](size_t at, size_t m) {
     if (rank_ == root) std::memcpy(slot(root), static_cast<uint8_t*>(data) + at, m);
     barrier("broadcast");
     if (rank_ != root) std::memcpy(static_cast<uint8_t*>(data) + at, slot(root), m);
     barrier("broadcast");
-    if (bytes == 0) break;
-  }
+  });
 }
 
 // Point to point through the mailbox of (src, dst), one chunk at a time. A send of at most one
@@ -269,14 +276,12 @@ void ShmGroup::send(const void* data, size_t bytes, int dst) {
   collective_++;
   auto& sent = header_->sent[rank_ * world_ + dst].value;
   auto& taken = header_->taken[rank_ * world_ + dst].value;
-  for (size_t at = 0; at < bytes || (at == 0 && bytes == 0); at += mailbox_bytes_) {
-    const size_t m = std::min(mailbox_bytes_, bytes - at);
+  for_chunks(bytes, mailbox_bytes_, [&](size_t at, size_t m) {
     wait("send", [&] { return taken.load(std::memory_order_acquire) == sent.load(std::memory_order_relaxed); },
          [&] { return std::vector<int>{dst}; });
     std::memcpy(mailbox(rank_, dst), static_cast<const uint8_t*>(data) + at, m);
     sent.fetch_add(1, std::memory_order_release);
-    if (bytes == 0) break;
-  }
+  });
 }
 
 void ShmGroup::recv(void* data, size_t bytes, int src) {
@@ -285,14 +290,12 @@ void ShmGroup::recv(void* data, size_t bytes, int src) {
   collective_++;
   auto& sent = header_->sent[src * world_ + rank_].value;
   auto& taken = header_->taken[src * world_ + rank_].value;
-  for (size_t at = 0; at < bytes || (at == 0 && bytes == 0); at += mailbox_bytes_) {
-    const size_t m = std::min(mailbox_bytes_, bytes - at);
+  for_chunks(bytes, mailbox_bytes_, [&](size_t at, size_t m) {
     wait("recv", [&] { return sent.load(std::memory_order_acquire) > taken.load(std::memory_order_relaxed); },
          [&] { return std::vector<int>{src}; });
     std::memcpy(static_cast<uint8_t*>(data) + at, mailbox(src, rank_), m);
     taken.fetch_add(1, std::memory_order_release);
-    if (bytes == 0) break;
-  }
+  });
 }
 
 }  // namespace aligner

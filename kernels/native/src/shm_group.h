@@ -27,6 +27,7 @@ enum class ReduceOp { sum = 0, max = 1 };
 class ShmGroup {
  public:
   static constexpr int kMaxWorld = 64;
+  struct Header;  // the segment's first bytes (shm_group.cc)
 
   // Joins (rank 0: creates) the segment `name`; waits up to timeout_ms for it to appear and for
   // every rank to arrive. Runs on the stream executor, never on the JS thread.
@@ -51,7 +52,6 @@ class ShmGroup {
   struct alignas(64) Counter {
     std::atomic<uint64_t> value;
   };
-  struct Header;
 
   uint8_t* slot(int r) const;
   uint8_t* mailbox(int src, int dst) const;
