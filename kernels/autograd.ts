@@ -93,6 +93,7 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   } else {
     leaf.grad = g.keep();
   }
+  leaf.onGradReady?.(leaf);
 }
 
 // Let `loss.backward()` read naturally.

@@ -432,7 +432,7 @@ export interface NativeGroupCalls {
   shmGroupOpen(name: string, rank: number, world: number, slotBytes: number, mailboxBytes: number, timeoutMs: number): Promise<number>;
   shmGroupClose(group: number): Promise<number>;
   shmGroupBarrier(group: number): Promise<number>;
-  shmGroupAllReduce(group: number, handle: number, op: string): Promise<number>;
+  shmGroupAllReduce(group: number, handle: number, op: string, overlap: boolean): Promise<number>;
   shmGroupAllGather(group: number, input: number, output: number): Promise<number>;
   shmGroupReduceScatter(group: number, input: number, output: number, op: string): Promise<number>;
   shmGroupBroadcast(group: number, handle: number, root: number): Promise<number>;

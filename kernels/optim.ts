@@ -78,8 +78,8 @@ export class AdamW {
   readonly eps: number;
   readonly weightDecay: number;
   private stepCount = 0;
-  private m: Tensor[];
-  private v: Tensor[];
+  // Allocated on first use, so that an AdamW whose role a sharded optimizer took costs nothing.
+  private moments: { m: Tensor[]; v: Tensor[] } | null = null;
 
   /** `noDecay[i]` exempts parameter i from weight decay (norms and biases, by convention). */
   constructor(params: readonly Tensor[], config: AdamWConfig, noDecay: readonly boolean[] = []) {
@@ -90,13 +90,26 @@ export class AdamW {
     this.beta2 = config.beta2 ?? 0.999;
     this.eps = config.eps ?? 1e-8;
     this.weightDecay = config.weightDecay ?? 0.01;
-    const zeros = (p: Tensor): Tensor => {
-      const t = alloc(p.backend, p.shape, p.dtype).keep();
-      kernel(p.backend, 'fill', 'AdamW')(t.storageFor('AdamW'), t.numel, 0);
-      return t;
-    };
-    this.m = params.map(zeros);
-    this.v = params.map(zeros);
+  }
+
+  private get m(): Tensor[] {
+    return this.allocated().m;
+  }
+
+  private get v(): Tensor[] {
+    return this.allocated().v;
+  }
+
+  private allocated(): { m: Tensor[]; v: Tensor[] } {
+    if (!this.moments) {
+      const zeros = (p: Tensor): Tensor => {
+        const t = alloc(p.backend, p.shape, p.dtype).keep();
+        kernel(p.backend, 'fill', 'AdamW')(t.storageFor('AdamW'), t.numel, 0);
+        return t;
+      };
+      this.moments = { m: this.params.map(zeros), v: this.params.map(zeros) };
+    }
+    return this.moments;
   }
 
   get step(): number {
@@ -143,6 +156,7 @@ export class AdamW {
   }
 
   dispose(): void {
-    for (const t of [...this.m, ...this.v]) t.dispose();
+    if (this.moments) for (const t of [...this.moments.m, ...this.moments.v]) t.dispose();
+    this.moments = null;
   }
 }

@@ -36,6 +36,11 @@ export class Tensor {
   requiresGrad = false;
   /** Accumulated gradient of a leaf after `backward()`. */
   grad: Tensor | null = null;
+  /**
+   * Called once per backward pass, right after this leaf's gradient of that pass has been
+   * accumulated (PyTorch's post-accumulate-grad hook): data parallel starts reducing a bucket here.
+   */
+  onGradReady: ((leaf: Tensor) => void) | null = null;
   private storageRef: SharedStorage | null;
 
   /** A new tensor owning `storage`, or sharing it when `share` is another tensor (a view). */

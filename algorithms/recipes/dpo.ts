@@ -17,6 +17,8 @@ import type { PreferenceExample } from '../data/preference.js';
 import { PREFERENCE_LOSSES, preferenceLoss, preferenceMetrics } from '../losses/dpo.js';
 import type { PreferenceLoss, PreferenceMetrics } from '../losses/dpo.js';
 import { microBatches, padRows, trainedTokens } from '../train/batching.js';
+import { trainingMicroBatches } from '../train/data-parallel.js';
+import type { DataParallel } from '../train/data-parallel.js';
 import { asCausalLM } from './model.js';
 import { chunksOf, mapRecords } from './prepare.js';
 import type { OfflineRecipe, StepContext } from './types.js';
@@ -118,15 +120,17 @@ async function dpoMicro(model: CausalLM, micro: readonly PreferenceExample[], re
 }
 
 type Weighted = { metrics: PreferenceMetrics; weight: number };
-const mergeMetrics = (parts: Weighted[]): Record<string, number> => Object.fromEntries(
-  (['accuracy', 'chosenReward', 'rejectedReward', 'margin'] as const).map((k) => [k, parts.reduce((s, p) => s + p.metrics[k] * p.weight, 0)]),
-);
+// Normalised by the weight seen, so a data-parallel rank's metrics are the mean over its share.
+const mergeMetrics = (parts: Weighted[]): Record<string, number> => {
+  const seen = parts.reduce((s, p) => s + p.weight, 0) || 1;
+  return Object.fromEntries((['accuracy', 'chosenReward', 'rejectedReward', 'margin'] as const).map((k) => [k, parts.reduce((s, p) => s + p.metrics[k] * p.weight, 0) / seen]));
+};
 
-async function preferencePass(model: CausalLM, batch: readonly PreferenceExample[], refs: readonly RefLogps[], o: DpoConfig['dpo'], microBatch: number, train: boolean) {
+async function preferencePass(model: CausalLM, batch: readonly PreferenceExample[], refs: readonly RefLogps[], o: DpoConfig['dpo'], microBatch: number, train: boolean, dp: DataParallel | null = null) {
   let loss = 0;
   const parts: Weighted[] = [];
   const idx = batch.map((_, i) => i);
-  for (const micro of microBatches(idx, microBatch)) {
+  for (const micro of trainingMicroBatches(idx, microBatch, dp)) {
     const share = micro.length / idx.length;
     const r = await dpoMicro(model, micro.map((i) => batch[i]), micro.map((i) => refs[i]), o, share, train);
     loss += r.loss;
@@ -183,7 +187,7 @@ export const dpo: OfflineRecipe<DpoConfig, PreferenceExample, RefLogps> = {
   },
 
   async step(ctx, batch, pre) {
-    const r = await preferencePass(asCausalLM(ctx.model), batch, await referenceOf(ctx, batch, pre), ctx.config.dpo, ctx.trainer.microBatchSize, true);
+    const r = await preferencePass(asCausalLM(ctx.model), batch, await referenceOf(ctx, batch, pre), ctx.config.dpo, ctx.trainer.microBatchSize, true, ctx.dataParallel);
     return { ...r, tokens: batch.reduce((s, e) => s + e.chosen.ids.length + e.rejected.ids.length, 0) };
   },
 

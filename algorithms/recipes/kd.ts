@@ -17,6 +17,8 @@ import type { SftExample } from '../data/sft.js';
 import { DISTILLATION_KINDS, teacherTopK, topKDistillationLoss } from '../losses/kd.js';
 import type { DistillationKind } from '../losses/kd.js';
 import { microBatches, padRows, trainedTokens } from '../train/batching.js';
+import { trainingMicroBatches } from '../train/data-parallel.js';
+import type { DataParallel } from '../train/data-parallel.js';
 import { asCausalLM } from './model.js';
 import { chunksOf, mapRecords } from './prepare.js';
 import { SFT_FIELDS } from './sft.js';
@@ -96,10 +98,10 @@ async function teacherOutputs(teacher: CausalLM, data: readonly SftExample[], K:
 }
 
 /** Sums over one set of examples: KD and CE summed over trained tokens, weighted into the loss by tokens/total. */
-async function kdPass(model: CausalLM, batch: readonly SftExample[], teacher: readonly TeacherTopK[], c: KdConfig, train: boolean, total: number) {
+async function kdPass(model: CausalLM, batch: readonly SftExample[], teacher: readonly TeacherTopK[], c: KdConfig, train: boolean, total: number, dp: DataParallel | null = null) {
   let loss = 0, kl = 0, nll = 0;
   const idx = batch.map((_, i) => i);
-  for (const micro of microBatches(idx, c.trainer.microBatchSize)) {
+  for (const micro of trainingMicroBatches(idx, c.trainer.microBatchSize, dp)) {
     const rows = micro.map((i) => batch[i]);
     const n = rows.reduce((s, r) => s + trainedTokens(r), 0);
     if (n === 0) continue;
@@ -188,7 +190,7 @@ export const kd: OfflineRecipe<KdConfig, SftExample, TeacherTopK> = {
 
   async step(ctx, batch, pre): Promise<StepOutput> {
     const total = batch.reduce((s, r) => s + trainedTokens(r), 0);
-    const r = await kdPass(asCausalLM(ctx.model), batch, pre!, ctx.config, true, Math.max(1, total));
+    const r = await kdPass(asCausalLM(ctx.model), batch, pre!, ctx.config, true, Math.max(1, total), ctx.dataParallel);
     const kl = r.kl / Math.max(1, total);
     return { loss: r.loss, tokens: total, metrics: { kl, ...(ctx.config.kd.loss === 'fwd_kl' ? { teacherKl: kl } : {}), nll: r.nll / Math.max(1, total) } };
   },

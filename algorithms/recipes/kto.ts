@@ -16,6 +16,8 @@ import { tokenizeKto } from '../data/kto.js';
 import { ktoLoss } from '../losses/kto.js';
 import { microBatches, padRows } from '../train/batching.js';
 import { sequenceLogps } from './dpo.js';
+import { trainingMicroBatches } from '../train/data-parallel.js';
+import type { DataParallel } from '../train/data-parallel.js';
 import { asCausalLM } from './model.js';
 import { chunksOf } from './prepare.js';
 import type { Metrics, OfflineRecipe, StepContext, StepOutput } from './types.js';
@@ -95,14 +97,14 @@ function ktoMetrics(r: readonly number[], desirable: readonly number[], z0: numb
   return { kl: z0, desirableReward: dr, undesirableReward: ur, margin: dr - ur };
 }
 
-async function ktoPass(model: CausalLM, batch: readonly KtoExample[], refs: readonly KtoRef[], c: KtoConfig, train: boolean): Promise<StepOutput> {
+async function ktoPass(model: CausalLM, batch: readonly KtoExample[], refs: readonly KtoRef[], c: KtoConfig, train: boolean, dp: DataParallel | null = null): Promise<StepOutput> {
   const mb = c.trainer.microBatchSize;
   const policyKl = await completionLogps(model, batch.map((e) => join(e.prompt, e.klCompletion)), mb);
   const refKl = refs.map((x) => x.refKl);
   const rewards: number[] = [];
   let loss = 0, z0 = 0;
   const idx = batch.map((_, i) => i);
-  for (const micro of microBatches(idx, mb)) {
+  for (const micro of trainingMicroBatches(idx, mb, dp)) {
     const rows = micro.map((i) => join(batch[i].prompt, batch[i].completion));
     const share = micro.length / batch.length;
     const build = () => {
@@ -190,7 +192,7 @@ export const kto: OfflineRecipe<KtoConfig, KtoExample, KtoRef> = {
     },
   },
 
-  step: async (ctx, batch, pre) => ktoPass(asCausalLM(ctx.model), batch, await referenceOf(ctx, batch, pre), ctx.config, true),
+  step: async (ctx, batch, pre) => ktoPass(asCausalLM(ctx.model), batch, await referenceOf(ctx, batch, pre), ctx.config, true, ctx.dataParallel),
 
   async evaluate(ctx, data, pre) {
     const all: KtoExample[] = [], refs: KtoRef[] = [];

@@ -16,11 +16,12 @@ import { tokenizeRegression, tokenizeRewardPairs } from '../data/reward.js';
 import type { RegressionExample, RewardPair } from '../data/reward.js';
 import { BRADLEY_TERRY_KINDS, bradleyTerryLoss, REGRESSION_MASK, regressionLoss } from '../losses/reward.js';
 import type { BradleyTerryKind } from '../losses/reward.js';
-import { microBatches } from '../train/batching.js';
 import { asClassifier } from './model.js';
 import type { SequenceScoreModel } from '../../models/heads.js';
 import { chunksOf } from './prepare.js';
 import type { FieldSpec } from './fields.js';
+import { trainingMicroBatches } from '../train/data-parallel.js';
+import type { DataParallel } from '../train/data-parallel.js';
 import type { ExampleSource, Metrics, OfflineRecipe, StepOutput } from './types.js';
 
 export const rmSection = z.object({
@@ -64,10 +65,10 @@ function pairMetrics(chosen: number[], rejected: number[]): Metrics {
 type BtOutput = StepOutput & { scores: { chosen: number[]; rejected: number[] } };
 type RegressionOutput = StepOutput & { counted: number; absSum: number };
 
-async function btPass(model: SequenceScoreModel, batch: readonly RewardPair[], c: RmConfig, microBatch: number, train: boolean): Promise<BtOutput> {
+async function btPass(model: SequenceScoreModel, batch: readonly RewardPair[], c: RmConfig, microBatch: number, train: boolean, dp: DataParallel | null = null): Promise<BtOutput> {
   let loss = 0;
   const chosen: number[] = [], rejected: number[] = [];
-  for (const micro of microBatches(batch, microBatch)) {
+  for (const micro of trainingMicroBatches(batch, microBatch, dp)) {
     const share = micro.length / batch.length, m = micro.length;
     const build = () => {
       const s = reshape(scoreRows(model, [...micro.map((p) => p.chosen), ...micro.map((p) => p.rejected)]), [2 * m]); // [2m]
@@ -88,11 +89,11 @@ async function btPass(model: SequenceScoreModel, batch: readonly RewardPair[], c
   return { loss, tokens: batch.reduce((s, p) => s + p.chosen.length + p.rejected.length, 0), metrics: pairMetrics(chosen, rejected), scores: { chosen, rejected } };
 }
 
-async function regressionPass(model: SequenceScoreModel, batch: readonly RegressionExample[], microBatch: number, train: boolean): Promise<RegressionOutput> {
+async function regressionPass(model: SequenceScoreModel, batch: readonly RegressionExample[], microBatch: number, train: boolean, dp: DataParallel | null = null): Promise<RegressionOutput> {
   const counted = (rows: readonly RegressionExample[]) => rows.reduce((s, r) => s + r.labels.filter((y) => y !== REGRESSION_MASK).length, 0);
   const total = Math.max(1, counted(batch));
   let loss = 0, absSum = 0;
-  for (const micro of microBatches(batch, microBatch)) {
+  for (const micro of trainingMicroBatches(batch, microBatch, dp)) {
     const n = counted(micro);
     if (n === 0) continue;
     const labels = micro.map((r) => r.labels);
@@ -186,8 +187,8 @@ export const rm: OfflineRecipe<RmConfig, RmExample> = {
   async step(ctx, batch) {
     const model = asClassifier(ctx.model);
     return ctx.config.rm.type === 'regression'
-      ? await regressionPass(model, batch as RegressionExample[], ctx.trainer.microBatchSize, true)
-      : await btPass(model, batch as RewardPair[], ctx.config, ctx.trainer.microBatchSize, true);
+      ? await regressionPass(model, batch as RegressionExample[], ctx.trainer.microBatchSize, true, ctx.dataParallel)
+      : await btPass(model, batch as RewardPair[], ctx.config, ctx.trainer.microBatchSize, true, ctx.dataParallel);
   },
 
   async evaluate(ctx, data: ExampleSource<RmExample>) {

@@ -12,6 +12,7 @@ import { tokenizeSft } from '../data/sft.js';
 import type { SftExample } from '../data/sft.js';
 import { sftLoss } from '../losses/sft.js';
 import { microBatches, padRows, trainedTokens } from '../train/batching.js';
+import { trainingMicroBatches } from '../train/data-parallel.js';
 import { asCausalLM } from './model.js';
 import { chunksOf, mapRecords } from './prepare.js';
 import type { ExampleSource, OfflineRecipe } from './types.js';
@@ -82,7 +83,7 @@ export const sft: OfflineRecipe<SftConfig, SftExample> = {
     const model = asCausalLM(ctx.model);
     const total = batch.reduce((s, r) => s + trainedTokens(r), 0);
     let loss = 0;
-    for (const micro of microBatches(batch, ctx.trainer.microBatchSize)) {
+    for (const micro of trainingMicroBatches(batch, ctx.trainer.microBatchSize, ctx.dataParallel)) {
       const l = tidy(() => {
         const lp = logprobs(model, padRows(micro)); // [m, T−1], 0 off the mask
         const part = sftLoss(lp, total); // this micro-batch's share of the global mean

@@ -17,7 +17,9 @@ import type { SteerLM2Example } from '../data/steerlm2.js';
 import { ConfigError } from '../errors.js';
 import { groupStats, meanStats, steerlm2Loss } from '../losses/steerlm2.js';
 import type { SteerLM2Stats } from '../losses/steerlm2.js';
-import { microBatches, padRows } from '../train/batching.js';
+import { padRows } from '../train/batching.js';
+import { trainingMicroBatches } from '../train/data-parallel.js';
+import type { DataParallel } from '../train/data-parallel.js';
 import { asCausalLM } from './model.js';
 import { chunksOf } from './prepare.js';
 import type { OfflineRecipe } from './types.js';
@@ -56,10 +58,10 @@ async function steerlm2Micro(model: CausalLM, micro: readonly SteerLM2Example[],
 }
 
 /** The loss of `batch` (mean over its groups) and every group's statistics. */
-async function steerlm2Pass(model: CausalLM, batch: readonly SteerLM2Example[], microBatch: number, train: boolean) {
+async function steerlm2Pass(model: CausalLM, batch: readonly SteerLM2Example[], microBatch: number, train: boolean, dp: DataParallel | null = null) {
   let loss = 0;
   const stats: SteerLM2Stats[] = [];
-  for (const micro of microBatches(batch, microBatch)) {
+  for (const micro of trainingMicroBatches(batch, microBatch, dp)) {
     const r = await steerlm2Micro(model, micro, micro.length / batch.length, train);
     loss += r.loss;
     stats.push(...r.stats);
@@ -115,7 +117,7 @@ export const steerlm2: OfflineRecipe<SteerLM2Config, SteerLM2Example> = {
   tokensOf,
 
   async step(ctx, batch) {
-    const r = await steerlm2Pass(asCausalLM(ctx.model), batch, ctx.trainer.microBatchSize, true);
+    const r = await steerlm2Pass(asCausalLM(ctx.model), batch, ctx.trainer.microBatchSize, true, ctx.dataParallel);
     return { loss: r.loss, tokens: batch.reduce((s, e) => s + tokensOf(e), 0), metrics: { ...meanStats(r.stats) } };
   },
 

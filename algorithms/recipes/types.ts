@@ -18,6 +18,7 @@ import type { OnlineConfig } from './online/config.js';
 import type { JsonlRecord } from '../data/jsonl.js';
 import type { FieldSpec } from './fields.js';
 import type { TrainableModel } from './model.js';
+import type { DataParallel } from '../train/data-parallel.js';
 
 /** The models a run places, by role. */
 export type RoleName = 'policy' | 'reference' | 'teacher' | 'reward' | 'critic';
@@ -72,6 +73,8 @@ export interface StepContext<C> {
   trainer: TrainerConfig;
   config: C;
   seed: number;
+  /** This rank's group, gradient buckets and sharded optimizer when the step runs data parallel. */
+  dataParallel?: DataParallel | null;
 }
 
 /** One optimizer step's loss (the global batch's), tokens and recipe metrics; gradients accumulated, not applied. */

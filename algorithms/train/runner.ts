@@ -9,6 +9,7 @@ import { NonFiniteLossError } from '../errors.js';
 import type { ExampleSource, Metrics, OfflineRecipe, StepContext } from '../recipes/types.js';
 import { lrAt } from '../schedule.js';
 import { batchIndices } from './batching.js';
+import { reduceStepOutput } from './data-parallel.js';
 
 export interface StepMetrics {
   /** 1-based: the step this update completes. */
@@ -20,16 +21,20 @@ export interface StepMetrics {
   metrics: Metrics;
 }
 
-/** Finish a step: clip, schedule, update; returns the norm before clipping. */
-export async function applyUpdate(ctx: Pick<StepContext<unknown>, 'opt' | 'trainer'>, step: number): Promise<{ gradNorm: number; lr: number }> {
+/**
+ * Finish a step: clip, schedule, update; returns the norm before clipping. Under data parallel
+ * the gradients are already summed over the ranks, so every rank clips the same values.
+ */
+export async function applyUpdate(ctx: Pick<StepContext<unknown>, 'opt' | 'trainer' | 'dataParallel'>, step: number): Promise<{ gradNorm: number; lr: number }> {
   const t = ctx.trainer;
   const norm = clipGradNorm(ctx.opt.params, t.maxGradNorm > 0 ? t.maxGradNorm : Infinity);
   const gradNorm = await norm.item();
   norm.dispose();
-  ctx.opt.lr = lrAt(step, { lr: t.lr, minLr: t.minLr, warmupSteps: t.warmupSteps, totalSteps: t.maxSteps });
-  ctx.opt.update();
-  ctx.opt.zeroGrad();
-  return { gradNorm, lr: ctx.opt.lr };
+  const opt = ctx.dataParallel?.zero ?? ctx.opt;
+  opt.lr = lrAt(step, { lr: t.lr, minLr: t.minLr, warmupSteps: t.warmupSteps, totalSteps: t.maxSteps });
+  await opt.update();
+  opt.zeroGrad();
+  return { gradNorm, lr: opt.lr };
 }
 
 export function checkFinite(loss: number, step: number): void {
@@ -45,7 +50,15 @@ export async function optimizerStep<C extends BaseConfig, E, P>(
   const idx = batchIndices(data.count, ctx.trainer.globalBatchSize, ctx.seed, step);
   const batch = await data.getMany(idx);
   const extra = pre ? await pre.getMany(idx) : null;
-  const out = await recipe.step(ctx, batch, extra);
+  const dp = ctx.dataParallel ?? null;
+  let out = await recipe.step(ctx, batch, extra).catch((e: unknown) => {
+    dp?.buckets.disarm();
+    throw e;
+  });
+  if (dp) {
+    await dp.buckets.reduce();
+    out = { ...out, ...(await reduceStepOutput(dp, out.loss, out.metrics)) };
+  }
   if (!Number.isFinite(out.loss)) ctx.opt.zeroGrad();
   checkFinite(out.loss, step);
   return { step: step + 1, loss: out.loss, tokens: out.tokens, metrics: out.metrics, ...(await applyUpdate(ctx, step)) };

@@ -12,12 +12,21 @@ import type { Tensor } from '../tensor.js';
 
 export type ReduceOp = 'sum' | 'max';
 
+export interface AllReduceOptions {
+  /**
+   * Run on the group's communication stream: it still waits for the kernels queued before it,
+   * but those queued after it run concurrently (gradient buckets during the backward). The caller
+   * must not read, write or free t until the Promise resolves.
+   */
+  overlap?: boolean;
+}
+
 export interface ProcessGroup {
   readonly backend: 'shm' | 'nccl';
   readonly rank: number;
   readonly world: number;
   /** Every rank's t reduced element-wise, in rank order (deterministic), written into t. */
-  allReduce(t: Tensor, op?: ReduceOp): Promise<void>;
+  allReduce(t: Tensor, op?: ReduceOp, opts?: AllReduceOptions): Promise<void>;
   /** [world, ...t.shape]: rank r's t at index r. */
   allGather(t: Tensor): Promise<Tensor>;
   /** t is [world·n, ...]; returns [n, ...], this rank's part of the element-wise reduction. */

@@ -7,7 +7,7 @@
 import { ShapeError } from '../errors.js';
 import { nativeGroupCalls, storageHandle, type NativeGroupCalls } from '../native-backend.js';
 import { Tensor } from '../tensor.js';
-import type { ProcessGroup, ReduceOp, Rendezvous } from './process-group.js';
+import type { AllReduceOptions, ProcessGroup, ReduceOp, Rendezvous } from './process-group.js';
 
 export interface ShmOptions {
   /** Bytes each rank stages per step of a collective (default 4 MiB). */
@@ -35,8 +35,8 @@ class ShmProcessGroup implements ProcessGroup {
     readonly world: number,
   ) {}
 
-  async allReduce(t: Tensor, op: ReduceOp = 'sum'): Promise<void> {
-    await this.calls.shmGroupAllReduce(this.id, handleOf(t, 'allReduce'), op);
+  async allReduce(t: Tensor, op: ReduceOp = 'sum', opts: AllReduceOptions = {}): Promise<void> {
+    await this.calls.shmGroupAllReduce(this.id, handleOf(t, 'allReduce'), op, opts.overlap ?? false);
   }
 
   async allGather(t: Tensor): Promise<Tensor> {

@@ -4,6 +4,13 @@
 // Promise that a napi_async_work resolves when the command has run: a collective that waits for
 // other processes blocks the executor, never the JS thread, so heartbeats and timers stay live.
 // Storages go as handles; data moves between them and the segment in native code only.
+//
+// An all-reduce may instead run on the group's communication stream (`overlap`): it still waits
+// for the kernels queued before it, but kernels queued after it run concurrently, which is how
+// gradient buckets are reduced while the backward goes on. Group calls still execute in the order
+// they were issued on every rank: a call on the main stream first waits for the communication
+// stream to finish what was issued before it.
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -18,7 +25,19 @@ namespace {
 
 std::mutex groups_mu;
 std::unordered_map<int, std::unique_ptr<ShmGroup>> groups;
+// Created on a group's first overlapped call; only the JS thread submits to it.
+std::unordered_map<int, std::shared_ptr<Stream>> comm_streams;
 int next_group_id = 1;
+
+std::shared_ptr<Stream> comm_stream(int id, bool create) {
+  std::lock_guard<std::mutex> lock(groups_mu);
+  auto it = comm_streams.find(id);
+  if (it != comm_streams.end()) return it->second;
+  if (!create) return nullptr;
+  auto s = std::make_shared<Stream>(nullptr);  // collectives use no pool
+  comm_streams[id] = s;
+  return s;
+}
 
 ShmGroup& group(int id) {
   std::lock_guard<std::mutex> lock(groups_mu);
@@ -28,7 +47,7 @@ ShmGroup& group(int id) {
 }
 
 struct GroupJob {
-  Engine* engine;
+  std::shared_ptr<Stream> stream;  // the one the command was queued on
   uint64_t seq;
   double result;
   napi_deferred deferred;
@@ -37,7 +56,7 @@ struct GroupJob {
 
 void job_execute(napi_env, void* data) {
   auto* job = static_cast<GroupJob*>(data);
-  job->engine->stream->wait(job->seq);
+  job->stream->wait(job->seq);
 }
 
 void job_complete(napi_env env, napi_status status, void* data) {
@@ -46,27 +65,51 @@ void job_complete(napi_env env, napi_status status, void* data) {
   std::string name, message;
   if (status != napi_ok) {
     napi_reject_deferred(env, job->deferred, make_error(env, "NativeError", "process group: async work was cancelled"));
-  } else if (job->engine->stream->take_error(job->seq, &name, &message)) {
+  } else if (job->stream->take_error(job->seq, &name, &message)) {
     napi_reject_deferred(env, job->deferred, make_error(env, name, message));
   } else {
     napi_resolve_deferred(env, job->deferred, js_number(env, job->result));
   }
 }
 
-// Queues fn on the stream; the Promise resolves to `result` once it has run.
-template <class F>
-napi_value queue(napi_env env, Engine& e, double result, F&& fn) {
+// Not owning: the engine's main stream outlives every job queued on it.
+std::shared_ptr<Stream> main_stream(Engine& e) { return std::shared_ptr<Stream>(e.stream.get(), [](Stream*) {}); }
+
+napi_value queue_job(napi_env env, std::shared_ptr<Stream> stream, double result, std::function<void()> fn) {
   auto job = std::make_unique<GroupJob>();
-  job->engine = &e;
+  job->stream = stream;
   job->result = result;
   napi_value promise;
   NAPI_OK(napi_create_promise(env, &job->deferred, &promise));
-  job->seq = e.stream->enqueue(std::forward<F>(fn));
+  job->seq = stream->enqueue(std::move(fn));
   NAPI_OK(napi_create_async_work(env, nullptr, js_string(env, "aligner.processGroup"), job_execute, job_complete, job.get(),
                                  &job->work));
   NAPI_OK(napi_queue_async_work(env, job->work));
   job.release();
   return promise;
+}
+
+// Queues fn on the main stream, after whatever group `id` has issued on its communication
+// stream; the Promise resolves to `result` once it has run.
+template <class F>
+napi_value queue(napi_env env, Engine& e, int id, double result, F&& fn) {
+  std::shared_ptr<Stream> comm = comm_stream(id, false);
+  const uint64_t issued = comm ? comm->last_submitted() : 0;
+  return queue_job(env, main_stream(e), result, [comm, issued, fn = std::forward<F>(fn)] {
+    if (comm) comm->wait(issued);
+    fn();
+  });
+}
+
+// Queues fn on group `id`'s communication stream, after the kernels queued so far on the main one.
+template <class F>
+napi_value queue_overlapped(napi_env env, Engine& e, int id, F&& fn) {
+  Stream* main = e.stream.get();
+  const uint64_t produced = main->last_submitted();
+  return queue_job(env, comm_stream(id, true), 0, [main, produced, fn = std::forward<F>(fn)] {
+    main->wait(produced);
+    fn();
+  });
 }
 
 const Buffer& f32_buffer(Engine& e, const Args& a, size_t i, const char* what) {
@@ -98,7 +141,7 @@ napi_value js_open(napi_env env, napi_callback_info info) {
       std::lock_guard<std::mutex> lock(groups_mu);
       id = next_group_id++;
     }
-    return queue(env, e, id, [=] {
+    return queue(env, e, id, id, [=] {
       auto g = std::make_unique<ShmGroup>(name, rank, world, slot, mailbox, timeout);
       std::lock_guard<std::mutex> lock(groups_mu);
       groups[id] = std::move(g);
@@ -110,9 +153,15 @@ napi_value js_close(napi_env env, napi_callback_info info) {
   return guarded(env, [&]() -> napi_value {
     Args a(env, info, "shmGroupClose", 1);
     const int id = a.int32(0, "group");
-    return queue(env, engine(env), 0, [=] {
-      std::lock_guard<std::mutex> lock(groups_mu);
-      groups.erase(id);
+    return queue(env, engine(env), id, 0, [=] {
+      std::shared_ptr<Stream> comm;
+      {
+        std::lock_guard<std::mutex> lock(groups_mu);
+        groups.erase(id);
+        auto it = comm_streams.find(id);
+        if (it != comm_streams.end()) comm = std::move(it->second), comm_streams.erase(it);
+      }
+      comm.reset();  // drained already (queue waited for it); joins its thread
     });
   });
 }
@@ -121,11 +170,11 @@ napi_value js_barrier(napi_env env, napi_callback_info info) {
   return guarded(env, [&]() -> napi_value {
     Args a(env, info, "shmGroupBarrier", 1);
     const int id = a.int32(0, "group");
-    return queue(env, engine(env), 0, [=] { group(id).barrier("barrier"); });
+    return queue(env, engine(env), id, 0, [=] { group(id).barrier("barrier"); });
   });
 }
 
-// shmGroupAllReduce(group, handle, op): in place.
+// shmGroupAllReduce(group, handle, op, overlap?): in place; overlap runs it on the communication stream.
 napi_value js_all_reduce(napi_env env, napi_callback_info info) {
   return guarded(env, [&]() -> napi_value {
     Args a(env, info, "shmGroupAllReduce", 3);
@@ -135,7 +184,9 @@ napi_value js_all_reduce(napi_env env, napi_callback_info info) {
     float* data = static_cast<float*>(b.data);
     const i64 n = b.numel;
     const ReduceOp op = reduce_op(a, 2);
-    return queue(env, e, 0, [=] { group(id).all_reduce(data, n, op); });
+    const bool overlap = a.count() > 3 && a.flag(3);
+    auto run = [=] { group(id).all_reduce(data, n, op); };
+    return overlap ? queue_overlapped(env, e, id, run) : queue(env, e, id, 0, run);
   });
 }
 
@@ -154,7 +205,7 @@ napi_value js_all_gather(napi_env env, napi_callback_info info) {
     const void* src = in.data;
     void* dst = out.data;
     const size_t bytes = bytes_of(in);
-    return queue(env, e, 0, [=] { group(id).all_gather(src, dst, bytes); });
+    return queue(env, e, id, 0, [=] { group(id).all_gather(src, dst, bytes); });
   });
 }
 
@@ -174,7 +225,7 @@ napi_value js_reduce_scatter(napi_env env, napi_callback_info info) {
     float* dst = static_cast<float*>(out.data);
     const i64 n = out.numel;
     const ReduceOp op = reduce_op(a, 3);
-    return queue(env, e, 0, [=] { group(id).reduce_scatter(src, dst, n, op); });
+    return queue(env, e, id, 0, [=] { group(id).reduce_scatter(src, dst, n, op); });
   });
 }
 
@@ -191,7 +242,7 @@ napi_value js_move(napi_env env, napi_callback_info info) {
     void* data = b.data;
     const size_t bytes = bytes_of(b);
     const int peer = a.int32(2, "peer");
-    return queue(env, e, 0, [=] {
+    return queue(env, e, id, 0, [=] {
       ShmGroup& g = group(id);
       if (kind == Move::broadcast) g.broadcast(data, bytes, peer);
       if (kind == Move::send) g.send(data, bytes, peer);
