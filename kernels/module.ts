@@ -13,6 +13,7 @@ import { linear } from './ops/matmul.js';
 import { add } from './ops/elementwise.js';
 import type { Generator } from './random.js';
 import type { Tensor } from './tensor.js';
+import type { TensorParallel } from './distributed/tensor-parallel.js';
 
 /** Mark a tensor as a trainable leaf that outlives every `tidy` scope. */
 export function parameter(t: Tensor): Tensor {
@@ -98,6 +99,8 @@ export abstract class Module {
 
 export interface InitOptions extends CreateOptions {
   gen: Generator;
+  /** Build the tensor-parallel shard of the model for this rank (kernels/distributed/parallel-layers.ts). */
+  tp?: TensorParallel | null;
   /** Standard deviation of the normal init. Default 0.02 (GPT-2 and Llama). */
   std?: number;
   /** 'none' allocates zeros (fast), for weights about to be loaded from a checkpoint. Default 'normal'. */

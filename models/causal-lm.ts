@@ -3,7 +3,9 @@
  * an optional KV cache for incremental decoding.
  */
 import { AlignerError } from '../kernels/errors.js';
-import { concat, isGradEnabled, tensor, zeros } from '../kernels/index.js';
+import { IGNORE_INDEX, concat, isGradEnabled, mulScalar, neg, sum, tensor, tokenLogprobs, zeros } from '../kernels/index.js';
+import { vocabParallelTokenLogprobs } from '../kernels/distributed/tensor-parallel.js';
+import type { TensorParallel } from '../kernels/distributed/tensor-parallel.js';
 import { kernel } from '../kernels/op.js';
 import type { Module, Tensor } from '../kernels/index.js';
 import type { ModelConfig } from './config.js';
@@ -29,6 +31,31 @@ export interface CausalLM extends Module {
   newCache(capacity?: number): KVCache;
   /** Longest sequence the model's positions cover. */
   readonly contextWindow: number;
+  /** Set on one rank's tensor-parallel shard: `logitsFrom` then gives this rank's vocabulary columns only. */
+  readonly tensorParallel?: VocabShard | null;
+}
+
+/** Which vocabulary columns a tensor-parallel rank's logits hold: [vocabFrom, vocabFrom + logits' last dim). */
+export interface VocabShard {
+  tp: TensorParallel;
+  vocabFrom: number;
+}
+
+/** log p(target) for each target, whether the logits are whole or one rank's vocabulary columns. */
+export function targetLogprobs(model: Pick<CausalLM, 'tensorParallel'>, logits: Tensor, targets: Tensor): Tensor {
+  const shard = model.tensorParallel;
+  return shard ? vocabParallelTokenLogprobs(shard.tp, logits, targets, shard.vocabFrom) : tokenLogprobs(logits, targets); // [...targets]
+}
+
+/** Mean next-token cross-entropy over vocabulary-parallel logits (crossEntropy's semantics). */
+export function vocabParallelLoss(shard: VocabShard, logits: Tensor, targets: Tensor, count?: number): Tensor {
+  const lp = vocabParallelTokenLogprobs(shard.tp, logits, targets, shard.vocabFrom); // [...targets]
+  let n = count;
+  if (n === undefined) {
+    n = 0;
+    for (const t of targets.toArraySync()) if (t !== IGNORE_INDEX) n++;
+  }
+  return mulScalar(neg(sum(lp)), 1 / Math.max(n, 1)); // []
 }
 
 /**

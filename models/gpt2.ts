@@ -9,8 +9,11 @@ import {
 import { initWeight } from '../kernels/module.js';
 import type { InitOptions } from '../kernels/module.js';
 import type { Tensor } from '../kernels/index.js';
-import { defaultPositions, KVCache } from './causal-lm.js';
-import type { CausalLM, ForwardOptions } from './causal-lm.js';
+import { ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding } from '../kernels/distributed/parallel-layers.js';
+import { shardRange } from '../kernels/distributed/tensor-parallel.js';
+import { ShapeError } from '../kernels/errors.js';
+import { defaultPositions, KVCache, vocabParallelLoss } from './causal-lm.js';
+import type { CausalLM, ForwardOptions, VocabShard } from './causal-lm.js';
 import type { Gpt2Config, ModelConfig } from './config.js';
 
 type InitOpts = InitOptions;
@@ -31,37 +34,53 @@ class Conv1D extends Module {
   }
 }
 
+type Projection = Conv1D | ColumnParallelLinear | RowParallelLinear;
+
+/** Conv1D, or under tensor parallel its column- or row-parallel shard (`outLocal`: the fused q|k|v's parts). */
+function conv1d(kind: 'column' | 'row', inF: number, outF: number, opts: InitOpts, outLocal?: number): Projection {
+  if (!opts.tp) return new Conv1D(inF, outF, opts);
+  const o = { ...opts, bias: true, conv1d: true };
+  return kind === 'column' ? new ColumnParallelLinear(opts.tp, inF, outF, o, outLocal) : new RowParallelLinear(opts.tp, inF, outF, o);
+}
+
 class Gpt2Attention extends Module {
-  readonly cAttn: Conv1D;
-  readonly cProj: Conv1D;
+  readonly cAttn: Projection;
+  readonly cProj: Projection;
+  /** Heads on this rank. */
+  private readonly heads: number;
 
   constructor(readonly cfg: Gpt2Config, opts: InitOpts) {
     super();
-    this.cAttn = this.child('c_attn', new Conv1D(cfg.hiddenSize, 3 * cfg.hiddenSize, opts));
-    this.cProj = this.child('c_proj', new Conv1D(cfg.hiddenSize, cfg.hiddenSize, opts));
+    const world = opts.tp?.world ?? 1;
+    if (cfg.numHeads % world !== 0) throw new ShapeError(`tensor parallel ${world}: n_head (${cfg.numHeads}) must divide by it`);
+    this.heads = cfg.numHeads / world;
+    const C = cfg.hiddenSize, D = C / cfg.numHeads;
+    // The fused projection holds q | k | v; each part splits by heads, so a rank holds 3 × its heads.
+    this.cAttn = this.child('c_attn', conv1d('column', C, 3 * C, opts, 3 * this.heads * D));
+    this.cProj = this.child('c_proj', conv1d('row', C, C, opts));
   }
 
   forward(x: Tensor, mask: Tensor | null, cache: KVCache | null, layer: number): Tensor {
     const [B, T, C] = x.shape;
-    const H = this.cfg.numHeads, D = C / H;
+    const H = this.heads, D = C / this.cfg.numHeads; // this rank's heads
     const qkv = permute(reshape(this.cAttn.forward(x), [B, T, 3, H, D]), [2, 0, 3, 1, 4]); // [3, B, H, T, D]
     const part = (i: number): Tensor => reshape(slice(qkv, 0, i, i + 1), [B, H, T, D]); // [B, H, T, D]
     let k = part(1), v = part(2);
     if (cache) ({ k, v } = cache.append(layer, k, v)); // [B, H, S, D]
     const o = attention(part(0), k, v, { causal: true, mask }); // [B, H, T, D]
-    return this.cProj.forward(reshape(permute(o, [0, 2, 1, 3]), [B, T, C])); // [B, T, C]
+    return this.cProj.forward(reshape(permute(o, [0, 2, 1, 3]), [B, T, H * D])); // [B, T, C]
   }
 }
 
 class Gpt2MLP extends Module {
-  readonly cFc: Conv1D;
-  readonly cProj: Conv1D;
+  readonly cFc: Projection;
+  readonly cProj: Projection;
 
   constructor(cfg: Gpt2Config, opts: InitOpts) {
     super();
     const F = cfg.intermediateSize ?? 4 * cfg.hiddenSize;
-    this.cFc = this.child('c_fc', new Conv1D(cfg.hiddenSize, F, opts));
-    this.cProj = this.child('c_proj', new Conv1D(F, cfg.hiddenSize, opts));
+    this.cFc = this.child('c_fc', conv1d('column', cfg.hiddenSize, F, opts));
+    this.cProj = this.child('c_proj', conv1d('row', F, cfg.hiddenSize, opts));
   }
 
   forward(x: Tensor): Tensor {
@@ -91,14 +110,14 @@ class Gpt2Block extends Module {
 }
 
 class Gpt2Backbone extends Module {
-  readonly wte: Embedding;
+  readonly wte: Embedding | VocabParallelEmbedding;
   readonly wpe: Embedding;
   readonly h: Gpt2Block[];
   readonly lnF: LayerNorm;
 
   constructor(cfg: Gpt2Config, opts: InitOpts) {
     super();
-    this.wte = this.child('wte', new Embedding(cfg.vocabSize, cfg.hiddenSize, opts));
+    this.wte = this.child('wte', opts.tp ? new VocabParallelEmbedding(opts.tp, cfg.vocabSize, cfg.hiddenSize, opts) : new Embedding(cfg.vocabSize, cfg.hiddenSize, opts));
     this.wpe = this.child('wpe', new Embedding(cfg.nPositions, cfg.hiddenSize, { ...opts, std: 0.01 }));
     this.h = Array.from({ length: cfg.numLayers }, (_, i) => this.child(`h.${i}`, new Gpt2Block(cfg, opts)));
     this.lnF = this.child('ln_f', new LayerNorm(cfg.hiddenSize, cfg.layerNormEps ?? 1e-5, opts));
@@ -108,11 +127,14 @@ class Gpt2Backbone extends Module {
 export class Gpt2LMHeadModel extends Module implements CausalLM {
   readonly config: ModelConfig;
   readonly transformer: Gpt2Backbone;
+  /** Set when this is one rank's tensor-parallel shard: logits are then this rank's vocabulary columns. */
+  readonly tensorParallel: VocabShard | null;
 
   constructor(readonly cfg: Gpt2Config, readonly opts: InitOpts) {
     super();
     this.config = { family: 'gpt2', ...cfg };
     this.transformer = this.child('transformer', new Gpt2Backbone(cfg, opts));
+    this.tensorParallel = opts.tp ? { tp: opts.tp, vocabFrom: shardRange(cfg.vocabSize, opts.tp.rank, opts.tp.world)[0] } : null;
   }
 
   get contextWindow(): number {
@@ -136,7 +158,8 @@ export class Gpt2LMHeadModel extends Module implements CausalLM {
   }
 
   logitsFrom(hidden: Tensor): Tensor {
-    return linear(hidden, this.transformer.wte.weight); // [..., V], tied head
+    const x = this.tensorParallel ? this.tensorParallel.tp.copyIn(hidden) : hidden; // the tied head is column-parallel under TP
+    return linear(x, this.transformer.wte.weight); // [..., V] tied head (or [..., V/tp])
   }
 
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
@@ -144,6 +167,7 @@ export class Gpt2LMHeadModel extends Module implements CausalLM {
   }
 
   loss(ids: Tensor, targets: Tensor, count?: number): Tensor {
-    return crossEntropy(this.forward(ids), targets, { count }).loss; // []
+    if (!this.tensorParallel) return crossEntropy(this.forward(ids), targets, { count }).loss; // []
+    return vocabParallelLoss(this.tensorParallel, this.forward(ids), targets, count); // []
   }
 }

@@ -12,8 +12,12 @@ import {
 } from '../kernels/index.js';
 import type { Tensor } from '../kernels/index.js';
 import type { InitOptions } from '../kernels/module.js';
-import { defaultPositions, KVCache } from './causal-lm.js';
-import type { CausalLM, ForwardOptions } from './causal-lm.js';
+import { ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding } from '../kernels/distributed/parallel-layers.js';
+import { shardRange } from '../kernels/distributed/tensor-parallel.js';
+import type { TensorParallel } from '../kernels/distributed/tensor-parallel.js';
+import { ShapeError } from '../kernels/errors.js';
+import { defaultPositions, KVCache, vocabParallelLoss } from './causal-lm.js';
+import type { CausalLM, ForwardOptions, VocabShard } from './causal-lm.js';
 import { headDimOf, validateLlamaConfig } from './config.js';
 import type { LlamaConfig, ModelConfig } from './config.js';
 import { inverseFrequencies, ropeTablesFor } from './rope.js';
@@ -22,24 +26,43 @@ export type { LlamaConfig } from './config.js';
 
 type InitOpts = InitOptions;
 
+/** A projection: the whole Linear, or under tensor parallel its column- or row-parallel shard. */
+type Projection = Linear | ColumnParallelLinear | RowParallelLinear;
+
+function projection(kind: 'column' | 'row', inF: number, outF: number, opts: InitOpts & { bias?: boolean }): Projection {
+  if (!opts.tp) return new Linear(inF, outF, opts);
+  return kind === 'column' ? new ColumnParallelLinear(opts.tp, inF, outF, opts) : new RowParallelLinear(opts.tp, inF, outF, opts);
+}
+
+/** Heads per rank under tensor parallel (Megatron splits query and KV heads alike). */
+function headsPerRank(cfg: LlamaConfig, tp: TensorParallel | null | undefined): { H: number; G: number } {
+  const world = tp?.world ?? 1;
+  if (cfg.numHeads % world !== 0 || cfg.numKvHeads % world !== 0) {
+    throw new ShapeError(`tensor parallel ${world}: num_attention_heads (${cfg.numHeads}) and num_key_value_heads (${cfg.numKvHeads}) must both divide by it`);
+  }
+  return { H: cfg.numHeads / world, G: cfg.numKvHeads / world };
+}
+
 class LlamaAttention extends Module {
-  readonly q: Linear;
-  readonly k: Linear;
-  readonly v: Linear;
-  readonly o: Linear;
+  readonly q: Projection;
+  readonly k: Projection;
+  readonly v: Projection;
+  readonly o: Projection;
+  private readonly heads: { H: number; G: number };
 
   constructor(readonly cfg: LlamaConfig, opts: InitOpts) {
     super();
     const D = headDimOf(cfg);
-    this.q = this.child('q_proj', new Linear(cfg.hiddenSize, cfg.numHeads * D, { ...opts, bias: cfg.qkvBias }));
-    this.k = this.child('k_proj', new Linear(cfg.hiddenSize, cfg.numKvHeads * D, { ...opts, bias: cfg.qkvBias }));
-    this.v = this.child('v_proj', new Linear(cfg.hiddenSize, cfg.numKvHeads * D, { ...opts, bias: cfg.qkvBias }));
-    this.o = this.child('o_proj', new Linear(cfg.numHeads * D, cfg.hiddenSize, { ...opts, bias: cfg.oBias }));
+    this.heads = headsPerRank(cfg, opts.tp);
+    this.q = this.child('q_proj', projection('column', cfg.hiddenSize, cfg.numHeads * D, { ...opts, bias: cfg.qkvBias }));
+    this.k = this.child('k_proj', projection('column', cfg.hiddenSize, cfg.numKvHeads * D, { ...opts, bias: cfg.qkvBias }));
+    this.v = this.child('v_proj', projection('column', cfg.hiddenSize, cfg.numKvHeads * D, { ...opts, bias: cfg.qkvBias }));
+    this.o = this.child('o_proj', projection('row', cfg.numHeads * D, cfg.hiddenSize, { ...opts, bias: cfg.oBias }));
   }
 
   forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | null, cache: KVCache | null, layer: number): Tensor {
     const [B, T] = x.shape;
-    const H = this.cfg.numHeads, G = this.cfg.numKvHeads, D = headDimOf(this.cfg);
+    const { H, G } = this.heads, D = headDimOf(this.cfg); // this rank's heads
     const heads = (y: Tensor, n: number): Tensor => permute(reshape(y, [B, T, n, D]), [0, 2, 1, 3]); // [B, n, T, D]
     const q = rope(heads(this.q.forward(x), H), cos, sin); // [B, H, T, D]
     let k = rope(heads(this.k.forward(x), G), cos, sin); // [B, G, T, D]
@@ -51,15 +74,15 @@ class LlamaAttention extends Module {
 }
 
 class LlamaMLP extends Module {
-  readonly gate: Linear;
-  readonly up: Linear;
-  readonly down: Linear;
+  readonly gate: Projection;
+  readonly up: Projection;
+  readonly down: Projection;
 
   constructor(cfg: LlamaConfig, opts: InitOpts) {
     super();
-    this.gate = this.child('gate_proj', new Linear(cfg.hiddenSize, cfg.intermediateSize, opts));
-    this.up = this.child('up_proj', new Linear(cfg.hiddenSize, cfg.intermediateSize, opts));
-    this.down = this.child('down_proj', new Linear(cfg.intermediateSize, cfg.hiddenSize, opts));
+    this.gate = this.child('gate_proj', projection('column', cfg.hiddenSize, cfg.intermediateSize, opts));
+    this.up = this.child('up_proj', projection('column', cfg.hiddenSize, cfg.intermediateSize, opts));
+    this.down = this.child('down_proj', projection('row', cfg.intermediateSize, cfg.hiddenSize, opts));
   }
 
   forward(x: Tensor): Tensor {
@@ -88,13 +111,13 @@ class LlamaDecoderLayer extends Module {
 }
 
 class LlamaBackbone extends Module {
-  readonly embed: Embedding;
+  readonly embed: Embedding | VocabParallelEmbedding;
   readonly layers: LlamaDecoderLayer[];
   readonly norm: RMSNorm;
 
   constructor(cfg: LlamaConfig, opts: InitOpts) {
     super();
-    this.embed = this.child('embed_tokens', new Embedding(cfg.vocabSize, cfg.hiddenSize, opts));
+    this.embed = this.child('embed_tokens', opts.tp ? new VocabParallelEmbedding(opts.tp, cfg.vocabSize, cfg.hiddenSize, opts) : new Embedding(cfg.vocabSize, cfg.hiddenSize, opts));
     this.layers = Array.from({ length: cfg.numLayers }, (_, i) => this.child(`layers.${i}`, new LlamaDecoderLayer(cfg, opts)));
     this.norm = this.child('norm', new RMSNorm(cfg.hiddenSize, cfg.rmsNormEps ?? 1e-5, opts));
   }
@@ -103,7 +126,9 @@ class LlamaBackbone extends Module {
 export class LlamaForCausalLM extends Module implements CausalLM {
   readonly config: ModelConfig;
   readonly model: LlamaBackbone;
-  readonly lmHead: Linear | null;
+  readonly lmHead: Linear | ColumnParallelLinear | null;
+  /** Set when this is one rank's tensor-parallel shard: logits are then this rank's vocabulary columns. */
+  readonly tensorParallel: VocabShard | null;
   private readonly invFreq: Float64Array;
   /** Shared cos/sin tables for the plain case (positions 0 … T−1), by T. */
   private readonly tables = new Map<number, { cos: Tensor; sin: Tensor }>();
@@ -113,7 +138,8 @@ export class LlamaForCausalLM extends Module implements CausalLM {
     validateLlamaConfig(cfg);
     this.config = { family: 'llama', ...cfg };
     this.model = this.child('model', new LlamaBackbone(cfg, opts));
-    this.lmHead = cfg.tieWordEmbeddings ? null : this.child('lm_head', new Linear(cfg.hiddenSize, cfg.vocabSize, opts));
+    this.lmHead = cfg.tieWordEmbeddings ? null : this.child('lm_head', projection('column', cfg.hiddenSize, cfg.vocabSize, opts) as Linear | ColumnParallelLinear);
+    this.tensorParallel = opts.tp ? { tp: opts.tp, vocabFrom: shardRange(cfg.vocabSize, opts.tp.rank, opts.tp.world)[0] } : null;
     this.invFreq = inverseFrequencies(headDimOf(cfg), cfg.ropeTheta ?? 10000, cfg.ropeScaling ?? null);
   }
 
@@ -156,7 +182,9 @@ export class LlamaForCausalLM extends Module implements CausalLM {
   }
 
   logitsFrom(hidden: Tensor): Tensor {
-    return this.lmHead ? this.lmHead.forward(hidden) : linear(hidden, this.model.embed.weight); // [..., V]
+    if (this.lmHead) return this.lmHead.forward(hidden); // [..., V] (or [..., V/tp])
+    const x = this.tensorParallel ? this.tensorParallel.tp.copyIn(hidden) : hidden; // the tied head is column-parallel too
+    return linear(x, this.model.embed.weight); // [..., V] (or [..., V/tp])
   }
 
   /** ids i32 [B, T] → logits [B, T, V]. */
@@ -166,7 +194,8 @@ export class LlamaForCausalLM extends Module implements CausalLM {
 
   /** Mean next-token cross-entropy; targets i32 [B, T] with −100 on positions to skip. */
   loss(ids: Tensor, targets: Tensor, count?: number): Tensor {
-    return crossEntropy(this.forward(ids), targets, { count }).loss; // []
+    if (!this.tensorParallel) return crossEntropy(this.forward(ids), targets, { count }).loss; // []
+    return vocabParallelLoss(this.tensorParallel, this.forward(ids), targets, count); // []
   }
 
   override dispose(): void {

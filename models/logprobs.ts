@@ -2,9 +2,10 @@
  * Per-token log-probabilities of given sequences: the one path that policy, old-policy and
  * reference log-probs all come from (PPO, DPO, REINFORCE, SteerLM 2.0).
  */
-import { affine, slice, tensor, tokenLogprobs } from '../kernels/index.js';
+import { affine, slice, tensor } from '../kernels/index.js';
 import type { Tensor } from '../kernels/index.js';
 import { IGNORE_INDEX } from '../kernels/ops/softmax.js';
+import { targetLogprobs } from './causal-lm.js';
 import type { CausalLM } from './causal-lm.js';
 
 export interface SequenceBatch {
@@ -35,5 +36,5 @@ export function logprobs(model: CausalLM, batch: SequenceBatch, temperature = 1)
   const logits = model.forward(tensor(ids, [B, T], { dtype: 'i32' })); // [B, T, V]
   const tempered = temperature === 1 ? logits : affine(logits, 1 / temperature, 0); // [B, T, V]
   const shifted = slice(tempered, 1, 0, T - 1); // [B, T−1, V]
-  return tokenLogprobs(shifted, tensor(targets, [B, T - 1], { dtype: 'i32' })); // [B, T−1]
+  return targetLogprobs(model, shifted, tensor(targets, [B, T - 1], { dtype: 'i32' })); // [B, T−1]
 }

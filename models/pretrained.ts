@@ -12,8 +12,17 @@ import { loadStateDict, matchStateDict, readConfig, saveStateDict, writeConfig }
 import { LlamaForCausalLM } from './llama.js';
 import { CheckpointError } from './hf/errors.js';
 import type { StoredTensor } from './hf/safetensors.js';
+import type { TensorParallel } from '../kernels/distributed/tensor-parallel.js';
+import { gatherTensorParallelState, shardState } from './tensor-parallel.js';
 
-export function createModel(config: ModelConfig, opts: CreateOptions & { gen?: Generator; init?: 'normal' | 'none' } = {}): CausalLM {
+export interface ModelOptions extends CreateOptions {
+  gen?: Generator;
+  init?: 'normal' | 'none';
+  /** Build this rank's tensor-parallel shard (whole checkpoints are cut on load). */
+  tp?: TensorParallel | null;
+}
+
+export function createModel(config: ModelConfig, opts: ModelOptions = {}): CausalLM {
   const init = { ...opts, gen: opts.gen ?? new Generator(0) };
   return config.family === 'gpt2' ? new Gpt2LMHeadModel(config, init) : new LlamaForCausalLM(config, init);
 }
@@ -58,15 +67,16 @@ export async function readPretrainedFolder(dir: string): Promise<PretrainedFolde
 }
 
 /** Load a Hugging Face model folder. Unknown architectures and missing/extra/mis-shaped tensors are errors that list the names. */
-export async function loadPretrained(dir: string, opts: CreateOptions = {}): Promise<CausalLM> {
+export async function loadPretrained(dir: string, opts: CreateOptions & { tp?: TensorParallel | null } = {}): Promise<CausalLM> {
   const { hfConfig, config, state } = await readPretrainedFolder(dir);
   if (state.has('score.weight')) {
     const arch = JSON.stringify(hfConfig.architectures ?? null);
     throw new CheckpointError(`${dir}: is a sequence classifier (architectures ${arch}, score.weight present), not a causal LM: load it with loadSequenceClassifier`, dir);
   }
   const model = createModel(config, { ...opts, init: 'none' });
-  matchStateDict(new Map(model.namedParameters().map(([n, p]) => [n, [...p.shape]])), state, dir);
-  model.loadStateDict(state);
+  const local = opts.tp ? shardState(config.family, state, opts.tp.rank, opts.tp.world) : state;
+  matchStateDict(new Map(model.namedParameters().map(([n, p]) => [n, [...p.shape]])), local, dir);
+  model.loadStateDict(local);
   return model;
 }
 
@@ -79,6 +89,15 @@ export interface SaveOptions {
 
 /** Save as a Hugging Face folder that transformers' from_pretrained loads. */
 export async function savePretrained(model: CausalLM, dir: string, opts: SaveOptions = {}): Promise<void> {
+  const shard = model.tensorParallel;
+  if (shard) {
+    // One whole checkpoint whatever the layout: every rank takes part in the gather, rank 0 writes.
+    const whole = await gatherTensorParallelState(model, shard.tp);
+    if (shard.tp.rank !== 0) return;
+    await saveStateDict(dir, whole, { dtype: opts.dtype ?? 'f32', maxShardBytes: opts.maxShardBytes, metadata: { format: 'pt' } });
+    await writeConfig(dir, toHfConfig(model.config));
+    return;
+  }
   const tensors = new Map(model.namedParameters().map(([n, p]) => [n, { shape: [...p.shape], data: p.toArraySync() }]));
   await saveStateDict(dir, tensors, { dtype: opts.dtype ?? 'f32', maxShardBytes: opts.maxShardBytes, metadata: { format: 'pt' } });
   await writeConfig(dir, toHfConfig(model.config));

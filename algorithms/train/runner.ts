@@ -10,6 +10,9 @@ import type { ExampleSource, Metrics, OfflineRecipe, StepContext } from '../reci
 import { lrAt } from '../schedule.js';
 import { batchIndices } from './batching.js';
 import { reduceStepOutput } from './data-parallel.js';
+import { tensorParallelClipGradNorm } from '../../kernels/distributed/tensor-parallel.js';
+import type { CausalLM, VocabShard } from '../../models/causal-lm.js';
+import { tensorParallelSpec } from '../../models/tensor-parallel.js';
 
 export interface StepMetrics {
   /** 1-based: the step this update completes. */
@@ -25,17 +28,35 @@ export interface StepMetrics {
  * Finish a step: clip, schedule, update; returns the norm before clipping. Under data parallel
  * the gradients are already summed over the ranks, so every rank clips the same values.
  */
-export async function applyUpdate(ctx: Pick<StepContext<unknown>, 'opt' | 'trainer' | 'dataParallel'>, step: number): Promise<{ gradNorm: number; lr: number }> {
+export async function applyUpdate(
+  ctx: Pick<StepContext<unknown>, 'opt' | 'trainer' | 'dataParallel'> & { model?: StepContext<unknown>['model'] }, step: number,
+): Promise<{ gradNorm: number; lr: number }> {
   const t = ctx.trainer;
-  const norm = clipGradNorm(ctx.opt.params, t.maxGradNorm > 0 ? t.maxGradNorm : Infinity);
-  const gradNorm = await norm.item();
-  norm.dispose();
+  const maxNorm = t.maxGradNorm > 0 ? t.maxGradNorm : Infinity;
+  const gradNorm = await clipGradients(ctx, maxNorm);
   const opt = ctx.dataParallel?.zero ?? ctx.opt;
   opt.lr = lrAt(step, { lr: t.lr, minLr: t.minLr, warmupSteps: t.warmupSteps, totalSteps: t.maxSteps });
   await opt.update();
   opt.zeroGrad();
   return { gradNorm, lr: opt.lr };
 }
+
+/** Global-norm clipping, over the whole model when it is one rank's tensor-parallel shard. */
+async function clipGradients(ctx: Pick<StepContext<unknown>, 'opt'> & { model?: StepContext<unknown>['model'] }, maxNorm: number): Promise<number> {
+  const shard = tensorParallelOf(ctx.model);
+  if (shard && ctx.model) {
+    const family = (ctx.model as CausalLM).config.family;
+    const names = new Map(ctx.model.namedParameters().map(([n, p]) => [p, n]));
+    const split = ctx.opt.params.map((p) => tensorParallelSpec(family, names.get(p) ?? '') !== null);
+    return tensorParallelClipGradNorm(shard.tp, ctx.opt.params, split, maxNorm);
+  }
+  const norm = clipGradNorm(ctx.opt.params, maxNorm);
+  const value = await norm.item();
+  norm.dispose();
+  return value;
+}
+
+const tensorParallelOf = (model: unknown): VocabShard | null => (model as { tensorParallel?: VocabShard | null } | undefined)?.tensorParallel ?? null;
 
 export function checkFinite(loss: number, step: number): void {
   if (!Number.isFinite(loss)) {
@@ -55,6 +76,7 @@ export async function optimizerStep<C extends BaseConfig, E, P>(
     dp?.buckets.disarm();
     throw e;
   });
+  await tensorParallelOf(ctx.model)?.tp.settle(); // a collective that failed fails the step
   if (dp) {
     await dp.buckets.reduce();
     out = { ...out, ...(await reduceStepOutput(dp, out.loss, out.metrics)) };
