@@ -55,7 +55,18 @@ export function tensor(values: ArrayLike<number>, shape: Shape, opts: CreateOpti
   }
   const storage = backend.alloc(dtype, values.length);
   backend.write(storage, values);
-  return new Tensor(shape, dtype, backend, storage);
+  const t = new Tensor(shape, dtype, backend, storage);
+  if (dtype === 'i32') intValues.set(t, Int32Array.from(values));
+  return t;
+}
+
+// The host values of i32 tensors made by tensor() (ids, targets): ops that need them on the host
+// (tensor parallel's vocabulary ranges) read them here rather than sync the stream mid-pipeline.
+const intValues = new WeakMap<Tensor, Int32Array>();
+
+/** An i32 tensor's values: from host memory when tensor() made it, else read back (a sync point). */
+export function hostInts(t: Tensor): ArrayLike<number> {
+  return intValues.get(t) ?? t.toArraySync();
 }
 
 export function full(shape: Shape, value: number, opts: CreateOptions = {}): Tensor {

@@ -101,6 +101,8 @@ export interface InitOptions extends CreateOptions {
   gen: Generator;
   /** Build the tensor-parallel shard of the model for this rank (kernels/distributed/parallel-layers.ts). */
   tp?: TensorParallel | null;
+  /** Build only pipeline stage `stage` of `stages`: its consecutive layers, the embedding on the first, the head on the last. */
+  pp?: { stage: number; stages: number } | null;
   /** Standard deviation of the normal init. Default 0.02 (GPT-2 and Llama). */
   std?: number;
   /** 'none' allocates zeros (fast), for weights about to be loaded from a checkpoint. Default 'normal'. */

@@ -438,6 +438,7 @@ export interface NativeGroupCalls {
   shmGroupBroadcast(group: number, handle: number, root: number): Promise<number>;
   shmGroupSend(group: number, handle: number, dst: number): Promise<number>;
   shmGroupRecv(group: number, handle: number, src: number): Promise<number>;
+  shmGroupSendRecv(group: number, sendHandle: number, dst: number, recvHandle: number, src: number): Promise<number>;
 }
 
 /** The addon's process-group calls, with native errors turned into their typed classes. */
@@ -457,7 +458,7 @@ export function nativeGroupCalls(): NativeGroupCalls {
 
 let groupCalls: NativeGroupCalls | null = null;
 
-const GROUP_CALLS: readonly (keyof NativeGroupCalls)[] = ['shmGroupOpen', 'shmGroupClose', 'shmGroupBarrier', 'shmGroupAllReduce', 'shmGroupAllGather', 'shmGroupReduceScatter', 'shmGroupBroadcast', 'shmGroupSend', 'shmGroupRecv'];
+const GROUP_CALLS: readonly (keyof NativeGroupCalls)[] = ['shmGroupOpen', 'shmGroupClose', 'shmGroupBarrier', 'shmGroupAllReduce', 'shmGroupAllGather', 'shmGroupReduceScatter', 'shmGroupBroadcast', 'shmGroupSend', 'shmGroupRecv', 'shmGroupSendRecv'];
 
 /** The addon's handle behind a native storage. */
 export const storageHandle = (s: Storage): number => h(s);

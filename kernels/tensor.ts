@@ -175,6 +175,21 @@ export function tidy<T>(fn: () => T): T {
   return result;
 }
 
+/**
+ * Run `fn` and hand back, undisposed, every tensor it created: for work whose tensors must
+ * outlive a lexical scope but not the caller's bookkeeping (a pipeline stage keeps a
+ * micro-batch's forward alive until its backward, then disposes `created`). `fn` must be synchronous.
+ */
+export function captureScope<T>(fn: () => T): { result: T; created: Set<Tensor> } {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  try {
+    return { result: fn(), created: scope };
+  } finally {
+    scopes.pop();
+  }
+}
+
 /** Dispose tensors given directly or inside arrays/objects. */
 export function dispose(value: unknown): void {
   const all = new Set<Tensor>();

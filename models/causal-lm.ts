@@ -33,6 +33,46 @@ export interface CausalLM extends Module {
   readonly contextWindow: number;
   /** Set on one rank's tensor-parallel shard: `logitsFrom` then gives this rank's vocabulary columns only. */
   readonly tensorParallel?: VocabShard | null;
+  /** Set when the model holds one pipeline stage; `stageForward` then runs it. */
+  readonly pipeline?: PipelineStage | null;
+  /**
+   * One pipeline stage: ids [B, T] (first stage) or hidden [B, T, C] from the stage before, to
+   * hidden [B, T, C] for the next stage or, on the last, logits [B, T, V].
+   */
+  stageForward?(input: Tensor): Tensor;
+}
+
+/** Which part of the model a pipeline stage holds. */
+export interface PipelineStage {
+  stage: number;
+  stages: number;
+  /** Decoder layers [from, to) of the whole model. */
+  layers: [number, number];
+  first: boolean;
+  last: boolean;
+}
+
+/** The tied embedding's name in each family (the first and the last pipeline stage both hold it). */
+export const TIED_EMBEDDING: Record<'llama' | 'gpt2', string> = { llama: 'model.embed_tokens.weight', gpt2: 'transformer.wte.weight' };
+
+/** Whether the LM head is the token embedding (GPT-2 always; Llama when tie_word_embeddings). */
+export function hasTiedEmbedding(config: ModelConfig): boolean {
+  return config.family === 'gpt2' || config.tieWordEmbeddings === true;
+}
+
+/** Whether this is the last stage's copy of the tied embedding, which the clip and the checkpoint skip. */
+export function isTiedCopy(model: Pick<CausalLM, 'pipeline' | 'config'>, name: string): boolean {
+  const stage = model.pipeline;
+  return !!stage && stage.last && !stage.first && hasTiedEmbedding(model.config) && name === TIED_EMBEDDING[model.config.family];
+}
+
+/** Stage s of S holds layers [⌊s·L/S⌋, ⌊(s+1)·L/S⌋): consecutive, as even as L allows. */
+export function pipelineStage(numLayers: number, pp: { stage: number; stages: number } | null | undefined): PipelineStage {
+  const { stage, stages } = pp ?? { stage: 0, stages: 1 };
+  if (!(stages >= 1 && stage >= 0 && stage < stages) || stages > numLayers) {
+    throw new AlignerError(`pipeline stage ${stage} of ${stages}: a model of ${numLayers} layers allows 1 … ${numLayers} stages`);
+  }
+  return { stage, stages, layers: [Math.floor((stage * numLayers) / stages), Math.floor(((stage + 1) * numLayers) / stages)], first: stage === 0, last: stage === stages - 1 };
 }
 
 /** Which vocabulary columns a tensor-parallel rank's logits hold: [vocabFrom, vocabFrom + logits' last dim). */

@@ -13,7 +13,8 @@ import { ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding } from 
 import { shardRange } from '../kernels/distributed/tensor-parallel.js';
 import { ShapeError } from '../kernels/errors.js';
 import { defaultPositions, KVCache, vocabParallelLoss } from './causal-lm.js';
-import type { CausalLM, ForwardOptions, VocabShard } from './causal-lm.js';
+import { pipelineStage } from './causal-lm.js';
+import type { CausalLM, ForwardOptions, PipelineStage, VocabShard } from './causal-lm.js';
 import type { Gpt2Config, ModelConfig } from './config.js';
 
 type InitOpts = InitOptions;
@@ -110,18 +111,40 @@ class Gpt2Block extends Module {
 }
 
 class Gpt2Backbone extends Module {
-  readonly wte: Embedding | VocabParallelEmbedding;
-  readonly wpe: Embedding;
+  /** On the first pipeline stage, and on the last for the tied head; absent on the middle ones. */
+  readonly tokenEmbedding: Embedding | VocabParallelEmbedding | null;
+  readonly positionEmbedding: Embedding | null;
+  /** This stage's blocks; `h[k]` is block `stage.layers[0] + k` of the whole model. */
   readonly h: Gpt2Block[];
-  readonly lnF: LayerNorm;
+  readonly finalNorm: LayerNorm | null;
 
-  constructor(cfg: Gpt2Config, opts: InitOpts) {
+  constructor(cfg: Gpt2Config, opts: InitOpts, readonly stage: PipelineStage) {
     super();
-    this.wte = this.child('wte', opts.tp ? new VocabParallelEmbedding(opts.tp, cfg.vocabSize, cfg.hiddenSize, opts) : new Embedding(cfg.vocabSize, cfg.hiddenSize, opts));
-    this.wpe = this.child('wpe', new Embedding(cfg.nPositions, cfg.hiddenSize, { ...opts, std: 0.01 }));
-    this.h = Array.from({ length: cfg.numLayers }, (_, i) => this.child(`h.${i}`, new Gpt2Block(cfg, opts)));
-    this.lnF = this.child('ln_f', new LayerNorm(cfg.hiddenSize, cfg.layerNormEps ?? 1e-5, opts));
+    this.tokenEmbedding = stage.first || stage.last
+      ? this.child('wte', opts.tp ? new VocabParallelEmbedding(opts.tp, cfg.vocabSize, cfg.hiddenSize, opts) : new Embedding(cfg.vocabSize, cfg.hiddenSize, opts))
+      : null;
+    this.positionEmbedding = stage.first ? this.child('wpe', new Embedding(cfg.nPositions, cfg.hiddenSize, { ...opts, std: 0.01 })) : null;
+    const [from, to] = stage.layers;
+    this.h = Array.from({ length: to - from }, (_, k) => this.child(`h.${from + k}`, new Gpt2Block(cfg, opts)));
+    this.finalNorm = stage.last ? this.child('ln_f', new LayerNorm(cfg.hiddenSize, cfg.layerNormEps ?? 1e-5, opts)) : null;
   }
+
+  get wte(): Embedding | VocabParallelEmbedding {
+    return held(this.tokenEmbedding, this.stage, 'token embedding');
+  }
+
+  get wpe(): Embedding {
+    return held(this.positionEmbedding, this.stage, 'position embedding');
+  }
+
+  get lnF(): LayerNorm {
+    return held(this.finalNorm, this.stage, 'final norm');
+  }
+}
+
+function held<T>(m: T | null, stage: PipelineStage, what: string): T {
+  if (!m) throw new ShapeError(`pipeline stage ${stage.stage} of ${stage.stages} holds no ${what}`);
+  return m;
 }
 
 export class Gpt2LMHeadModel extends Module implements CausalLM {
@@ -129,11 +152,14 @@ export class Gpt2LMHeadModel extends Module implements CausalLM {
   readonly transformer: Gpt2Backbone;
   /** Set when this is one rank's tensor-parallel shard: logits are then this rank's vocabulary columns. */
   readonly tensorParallel: VocabShard | null;
+  readonly pipeline: PipelineStage | null;
 
   constructor(readonly cfg: Gpt2Config, readonly opts: InitOpts) {
     super();
     this.config = { family: 'gpt2', ...cfg };
-    this.transformer = this.child('transformer', new Gpt2Backbone(cfg, opts));
+    const stage = pipelineStage(cfg.numLayers, opts.pp);
+    this.pipeline = opts.pp ? stage : null;
+    this.transformer = this.child('transformer', new Gpt2Backbone(cfg, opts, stage));
     this.tensorParallel = opts.tp ? { tp: opts.tp, vocabFrom: shardRange(cfg.vocabSize, opts.tp.rank, opts.tp.world)[0] } : null;
   }
 
@@ -145,12 +171,26 @@ export class Gpt2LMHeadModel extends Module implements CausalLM {
     return new KVCache(this.cfg.numLayers, capacity ?? null);
   }
 
-  hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+  stageForward(input: Tensor): Tensor {
+    const stage = this.pipeline ?? pipelineStage(this.cfg.numLayers, null);
+    let h = stage.first ? this.embed(input, {}) : input; // [B, T, C]
+    this.transformer.h.forEach((block, k) => {
+      h = block.forward(h, null, null, stage.layers[0] + k); // [B, T, C]
+    });
+    return stage.last ? this.logitsFrom(this.transformer.lnF.forward(h)) : h; // [B, T, V] or [B, T, C]
+  }
+
+  private embed(ids: Tensor, opts: ForwardOptions): Tensor {
     const [B, T] = ids.shape;
     const positions = opts.positions ?? defaultPositions(B, T, opts.cache?.length ?? 0);
     const posIds = tensor(positions.flat(), [B, T], { ...this.opts, dtype: 'i32' }); // [B, T]
+    return add(this.transformer.wte.forward(ids), this.transformer.wpe.forward(posIds)); // [B, T, C]
+  }
+
+  hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    const [B, T] = ids.shape;
     const mask = opts.cache ? opts.cache.maskFor(opts.mask ?? null, B, T) : (opts.mask ?? null);
-    let h = add(this.transformer.wte.forward(ids), this.transformer.wpe.forward(posIds)); // [B, T, C]
+    let h = this.embed(ids, opts); // [B, T, C]
     this.transformer.h.forEach((block, i) => {
       h = block.forward(h, mask, opts.cache ?? null, i); // [B, T, C]
     });

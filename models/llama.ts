@@ -17,7 +17,8 @@ import { shardRange } from '../kernels/distributed/tensor-parallel.js';
 import type { TensorParallel } from '../kernels/distributed/tensor-parallel.js';
 import { ShapeError } from '../kernels/errors.js';
 import { defaultPositions, KVCache, vocabParallelLoss } from './causal-lm.js';
-import type { CausalLM, ForwardOptions, VocabShard } from './causal-lm.js';
+import { pipelineStage } from './causal-lm.js';
+import type { CausalLM, ForwardOptions, PipelineStage, VocabShard } from './causal-lm.js';
 import { headDimOf, validateLlamaConfig } from './config.js';
 import type { LlamaConfig, ModelConfig } from './config.js';
 import { inverseFrequencies, ropeTablesFor } from './rope.js';
@@ -111,15 +112,31 @@ class LlamaDecoderLayer extends Module {
 }
 
 class LlamaBackbone extends Module {
-  readonly embed: Embedding | VocabParallelEmbedding;
+  /** Absent on the middle pipeline stages (and on the last unless the head is tied to it). */
+  readonly embedding: Embedding | VocabParallelEmbedding | null;
+  /** This stage's layers; `layers[k]` is layer `stage.layers[0] + k` of the whole model. */
   readonly layers: LlamaDecoderLayer[];
-  readonly norm: RMSNorm;
+  readonly finalNorm: RMSNorm | null;
 
-  constructor(cfg: LlamaConfig, opts: InitOpts) {
+  constructor(cfg: LlamaConfig, opts: InitOpts, readonly stage: PipelineStage) {
     super();
-    this.embed = this.child('embed_tokens', opts.tp ? new VocabParallelEmbedding(opts.tp, cfg.vocabSize, cfg.hiddenSize, opts) : new Embedding(cfg.vocabSize, cfg.hiddenSize, opts));
-    this.layers = Array.from({ length: cfg.numLayers }, (_, i) => this.child(`layers.${i}`, new LlamaDecoderLayer(cfg, opts)));
-    this.norm = this.child('norm', new RMSNorm(cfg.hiddenSize, cfg.rmsNormEps ?? 1e-5, opts));
+    const withEmbedding = stage.first || (stage.last && cfg.tieWordEmbeddings === true);
+    this.embedding = withEmbedding
+      ? this.child('embed_tokens', opts.tp ? new VocabParallelEmbedding(opts.tp, cfg.vocabSize, cfg.hiddenSize, opts) : new Embedding(cfg.vocabSize, cfg.hiddenSize, opts))
+      : null;
+    const [from, to] = stage.layers;
+    this.layers = Array.from({ length: to - from }, (_, k) => this.child(`layers.${from + k}`, new LlamaDecoderLayer(cfg, opts)));
+    this.finalNorm = stage.last ? this.child('norm', new RMSNorm(cfg.hiddenSize, cfg.rmsNormEps ?? 1e-5, opts)) : null;
+  }
+
+  get embed(): Embedding | VocabParallelEmbedding {
+    if (!this.embedding) throw new ShapeError(`pipeline stage ${this.stage.stage} holds no token embedding`);
+    return this.embedding;
+  }
+
+  get norm(): RMSNorm {
+    if (!this.finalNorm) throw new ShapeError(`pipeline stage ${this.stage.stage} holds no final norm (only the last stage does)`);
+    return this.finalNorm;
   }
 }
 
@@ -129,6 +146,7 @@ export class LlamaForCausalLM extends Module implements CausalLM {
   readonly lmHead: Linear | ColumnParallelLinear | null;
   /** Set when this is one rank's tensor-parallel shard: logits are then this rank's vocabulary columns. */
   readonly tensorParallel: VocabShard | null;
+  readonly pipeline: PipelineStage | null;
   private readonly invFreq: Float64Array;
   /** Shared cos/sin tables for the plain case (positions 0 … T−1), by T. */
   private readonly tables = new Map<number, { cos: Tensor; sin: Tensor }>();
@@ -137,8 +155,10 @@ export class LlamaForCausalLM extends Module implements CausalLM {
     super();
     validateLlamaConfig(cfg);
     this.config = { family: 'llama', ...cfg };
-    this.model = this.child('model', new LlamaBackbone(cfg, opts));
-    this.lmHead = cfg.tieWordEmbeddings ? null : this.child('lm_head', projection('column', cfg.hiddenSize, cfg.vocabSize, opts) as Linear | ColumnParallelLinear);
+    const stage = pipelineStage(cfg.numLayers, opts.pp);
+    this.pipeline = opts.pp ? stage : null;
+    this.model = this.child('model', new LlamaBackbone(cfg, opts, stage));
+    this.lmHead = cfg.tieWordEmbeddings || !stage.last ? null : this.child('lm_head', projection('column', cfg.hiddenSize, cfg.vocabSize, opts) as Linear | ColumnParallelLinear);
     this.tensorParallel = opts.tp ? { tp: opts.tp, vocabFrom: shardRange(cfg.vocabSize, opts.tp.rank, opts.tp.world)[0] } : null;
     this.invFreq = inverseFrequencies(headDimOf(cfg), cfg.ropeTheta ?? 10000, cfg.ropeScaling ?? null);
   }
@@ -179,6 +199,17 @@ export class LlamaForCausalLM extends Module implements CausalLM {
       h = layer.forward(h, cos, sin, mask, opts.cache ?? null, i); // [B, T, C]
     });
     return this.model.norm.forward(h); // [B, T, C]
+  }
+
+  stageForward(input: Tensor): Tensor {
+    const stage = this.pipeline ?? pipelineStage(this.cfg.numLayers, null);
+    const [B, T] = input.shape;
+    const { cos, sin } = this.ropeFor(B, T, {});
+    let h = stage.first ? this.model.embed.forward(input) : input; // [B, T, C]
+    this.model.layers.forEach((layer, k) => {
+      h = layer.forward(h, cos, sin, null, null, stage.layers[0] + k); // [B, T, C]
+    });
+    return stage.last ? this.logitsFrom(this.model.norm.forward(h)) : h; // [B, T, V] or [B, T, C]
   }
 
   logitsFrom(hidden: Tensor): Tensor {

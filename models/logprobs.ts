@@ -24,16 +24,27 @@ export interface SequenceBatch {
  * the one a sampler at τ draws from (an importance weight's proposal).
  */
 export function logprobs(model: CausalLM, batch: SequenceBatch, temperature = 1): Tensor {
+  const [B, T] = checkBatch(batch);
+  // Key padding: positions after a row's last real token never matter to the scored ones (causal).
+  const logits = model.forward(tensor(batch.ids.flat(), [B, T], { dtype: 'i32' })); // [B, T, V]
+  return logprobsFromLogits(model, logits, batch, temperature);
+}
+
+/** [B, T] of a batch whose rows all have one length T ≥ 2. */
+export function checkBatch(batch: SequenceBatch): [number, number] {
   const B = batch.ids.length, T = batch.ids[0]?.length ?? 0;
   if (T < 2) throw new RangeError(`logprobs: sequences need at least 2 tokens, got ${T}`);
-  const ids = batch.ids.flat();
   if (batch.ids.some((r) => r.length !== T) || batch.lossMask.some((r) => r.length !== T)) {
     throw new RangeError(`logprobs: every row of ids and lossMask must have length ${T}`);
   }
+  return [B, T];
+}
+
+/** `logprobs` from logits already computed (the last pipeline stage's output): [B, T, V] → [B, T−1]. */
+export function logprobsFromLogits(model: Pick<CausalLM, 'tensorParallel'>, logits: Tensor, batch: SequenceBatch, temperature = 1): Tensor {
+  const [B, T] = checkBatch(batch);
   const targets: number[] = [];
   for (let b = 0; b < B; b++) for (let t = 1; t < T; t++) targets.push(batch.lossMask[b][t] ? batch.ids[b][t] : IGNORE_INDEX);
-  // Key padding: positions after a row's last real token never matter to the scored ones (causal).
-  const logits = model.forward(tensor(ids, [B, T], { dtype: 'i32' })); // [B, T, V]
   const tempered = temperature === 1 ? logits : affine(logits, 1 / temperature, 0); // [B, T, V]
   const shifted = slice(tempered, 1, 0, T - 1); // [B, T−1, V]
   return targetLogprobs(model, shifted, tensor(targets, [B, T - 1], { dtype: 'i32' })); // [B, T−1]

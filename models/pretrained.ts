@@ -4,11 +4,13 @@
  */
 import { Generator } from '../kernels/index.js';
 import type { CreateOptions } from '../kernels/index.js';
-import type { CausalLM } from './causal-lm.js';
+import { isTiedCopy } from './causal-lm.js';
+import type { CausalLM, PipelineStage } from './causal-lm.js';
+import type { ProcessGroup } from '../kernels/distributed/process-group.js';
 import { fromHfConfig, toHfConfig } from './config.js';
 import type { ModelConfig } from './config.js';
 import { Gpt2LMHeadModel } from './gpt2.js';
-import { loadStateDict, matchStateDict, readConfig, saveStateDict, writeConfig } from './hf/checkpoint.js';
+import { finishShardedSave, loadStateDict, matchStateDict, readConfig, saveStateDict, saveStateDictShard, writeConfig } from './hf/checkpoint.js';
 import { LlamaForCausalLM } from './llama.js';
 import { CheckpointError } from './hf/errors.js';
 import type { StoredTensor } from './hf/safetensors.js';
@@ -20,6 +22,8 @@ export interface ModelOptions extends CreateOptions {
   init?: 'normal' | 'none';
   /** Build this rank's tensor-parallel shard (whole checkpoints are cut on load). */
   tp?: TensorParallel | null;
+  /** Build one pipeline stage (its layers of a whole checkpoint are taken on load). */
+  pp?: { stage: number; stages: number } | null;
 }
 
 export function createModel(config: ModelConfig, opts: ModelOptions = {}): CausalLM {
@@ -67,14 +71,17 @@ export async function readPretrainedFolder(dir: string): Promise<PretrainedFolde
 }
 
 /** Load a Hugging Face model folder. Unknown architectures and missing/extra/mis-shaped tensors are errors that list the names. */
-export async function loadPretrained(dir: string, opts: CreateOptions & { tp?: TensorParallel | null } = {}): Promise<CausalLM> {
+export async function loadPretrained(dir: string, opts: CreateOptions & Pick<ModelOptions, 'tp' | 'pp'> = {}): Promise<CausalLM> {
   const { hfConfig, config, state } = await readPretrainedFolder(dir);
   if (state.has('score.weight')) {
     const arch = JSON.stringify(hfConfig.architectures ?? null);
     throw new CheckpointError(`${dir}: is a sequence classifier (architectures ${arch}, score.weight present), not a causal LM: load it with loadSequenceClassifier`, dir);
   }
   const model = createModel(config, { ...opts, init: 'none' });
-  const local = opts.tp ? shardState(config.family, state, opts.tp.rank, opts.tp.world) : state;
+  // A pipeline stage takes the tensors of its own layers (the others belong to other stages).
+  const names = new Set(model.namedParameters().map(([n]) => n));
+  const staged = opts.pp ? new Map([...state].filter(([n]) => names.has(n))) : state;
+  const local = opts.tp ? shardState(config.family, staged, opts.tp.rank, opts.tp.world) : staged;
   matchStateDict(new Map(model.namedParameters().map(([n, p]) => [n, [...p.shape]])), local, dir);
   model.loadStateDict(local);
   return model;
@@ -83,6 +90,8 @@ export async function loadPretrained(dir: string, opts: CreateOptions & { tp?: T
 export interface SaveOptions {
   /** Stored element type. Default 'f32'. */
   dtype?: 'f32' | 'bf16' | 'f16';
+  /** The pipeline group, when the model is one stage: each stage writes its shard, stage 0 the index. */
+  pipeline?: ProcessGroup | null;
   /** Largest shard; bigger models are split with model.safetensors.index.json. Default 2 GiB. */
   maxShardBytes?: number;
 }
@@ -90,6 +99,7 @@ export interface SaveOptions {
 /** Save as a Hugging Face folder that transformers' from_pretrained loads. */
 export async function savePretrained(model: CausalLM, dir: string, opts: SaveOptions = {}): Promise<void> {
   const shard = model.tensorParallel;
+  if (model.pipeline) return savePipelineStage(model, model.pipeline, dir, opts);
   if (shard) {
     // One whole checkpoint whatever the layout: every rank takes part in the gather, rank 0 writes.
     const whole = await gatherTensorParallelState(model, shard.tp);
@@ -102,3 +112,25 @@ export async function savePretrained(model: CausalLM, dir: string, opts: SaveOpt
   await saveStateDict(dir, tensors, { dtype: opts.dtype ?? 'f32', maxShardBytes: opts.maxShardBytes, metadata: { format: 'pt' } });
   await writeConfig(dir, toHfConfig(model.config));
 }
+
+/**
+ * One checkpoint from a pipeline: every stage writes its layers as shard stage+1 of S (gathered
+ * over tensor parallel first, written by its rank 0), and stage 0 writes the index and the
+ * config once all shards are on disk. The result loads like any sharded Hugging Face folder.
+ */
+async function savePipelineStage(model: CausalLM, stage: PipelineStage, dir: string, opts: SaveOptions): Promise<void> {
+  const group = opts.pipeline;
+  if (!group) throw new CheckpointError(`${dir}: saving a pipeline stage needs its pipeline group (SaveOptions.pipeline)`, dir);
+  const shard = model.tensorParallel;
+  const all = shard ? await gatherTensorParallelState(model, shard.tp) : new Map(model.namedParameters().map(([n, p]) => [n, { shape: [...p.shape], data: p.toArraySync() }]));
+  const mine = new Map([...all].filter(([n]) => !isTiedCopy(model, n)));
+  const writer = !shard || shard.tp.rank === 0;
+  if (writer) await saveStateDictShard(dir, stage.stage + 1, stage.stages, mine, { dtype: opts.dtype ?? 'f32', metadata: { format: 'pt' } });
+  await group.barrier(); // every shard on disk
+  if (writer && stage.first) {
+    await finishShardedSave(dir, stage.stages);
+    await writeConfig(dir, toHfConfig(model.config));
+  }
+  await group.barrier(); // the index too, before anyone reads the folder
+}
+

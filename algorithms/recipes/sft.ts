@@ -12,7 +12,8 @@ import { tokenizeSft } from '../data/sft.js';
 import type { SftExample } from '../data/sft.js';
 import { sftLoss } from '../losses/sft.js';
 import { microBatches, padRows, trainedTokens } from '../train/batching.js';
-import { trainingMicroBatches } from '../train/data-parallel.js';
+import { shardOf, trainingMicroBatches } from '../train/data-parallel.js';
+import { pipelineLmStep } from '../train/pipeline.js';
 import { asCausalLM } from './model.js';
 import { chunksOf, mapRecords } from './prepare.js';
 import type { ExampleSource, OfflineRecipe } from './types.js';
@@ -82,6 +83,12 @@ export const sft: OfflineRecipe<SftConfig, SftExample> = {
   async step(ctx, batch) {
     const model = asCausalLM(ctx.model);
     const total = batch.reduce((s, r) => s + trainedTokens(r), 0);
+    if (ctx.pipeline) {
+      // The whole share goes through the 1F1B schedule; data-parallel buckets are sent after it.
+      const mine = ctx.dataParallel ? shardOf(batch, ctx.dataParallel.group.rank, ctx.dataParallel.group.world) : batch;
+      const micros = microBatches(mine, ctx.trainer.microBatchSize).map((m) => padRows(m));
+      return { loss: await pipelineLmStep(model, ctx.pipeline, micros, (lp) => sftLoss(lp, total)), tokens: total, metrics: {} };
+    }
     let loss = 0;
     for (const micro of trainingMicroBatches(batch, ctx.trainer.microBatchSize, ctx.dataParallel)) {
       const l = tidy(() => {

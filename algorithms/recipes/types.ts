@@ -19,6 +19,7 @@ import type { JsonlRecord } from '../data/jsonl.js';
 import type { FieldSpec } from './fields.js';
 import type { TrainableModel } from './model.js';
 import type { DataParallel } from '../train/data-parallel.js';
+import type { PipelineParallel } from '../train/pipeline.js';
 
 /** The models a run places, by role. */
 export type RoleName = 'policy' | 'reference' | 'teacher' | 'reward' | 'critic';
@@ -75,6 +76,8 @@ export interface StepContext<C> {
   seed: number;
   /** This rank's group, gradient buckets and sharded optimizer when the step runs data parallel. */
   dataParallel?: DataParallel | null;
+  /** This rank's pipeline groups when the model is one pipeline stage (sft only). */
+  pipeline?: PipelineParallel | null;
 }
 
 /** One optimizer step's loss (the global batch's), tokens and recipe metrics; gradients accumulated, not applied. */

@@ -5,12 +5,14 @@
  */
 import { clipGradNorm } from '../../kernels/index.js';
 import type { BaseConfig } from '../config/common.js';
-import { NonFiniteLossError } from '../errors.js';
+import { ConfigError, NonFiniteLossError } from '../errors.js';
 import type { ExampleSource, Metrics, OfflineRecipe, StepContext } from '../recipes/types.js';
 import { lrAt } from '../schedule.js';
 import { batchIndices } from './batching.js';
 import { reduceStepOutput } from './data-parallel.js';
-import { tensorParallelClipGradNorm } from '../../kernels/distributed/tensor-parallel.js';
+import { parallelClipGradNorm } from '../../kernels/distributed/index.js';
+import type { ProcessGroup } from '../../kernels/distributed/index.js';
+import { isTiedCopy } from '../../models/causal-lm.js';
 import type { CausalLM, VocabShard } from '../../models/causal-lm.js';
 import { tensorParallelSpec } from '../../models/tensor-parallel.js';
 
@@ -29,7 +31,7 @@ export interface StepMetrics {
  * the gradients are already summed over the ranks, so every rank clips the same values.
  */
 export async function applyUpdate(
-  ctx: Pick<StepContext<unknown>, 'opt' | 'trainer' | 'dataParallel'> & { model?: StepContext<unknown>['model'] }, step: number,
+  ctx: Pick<StepContext<unknown>, 'opt' | 'trainer' | 'dataParallel' | 'pipeline'> & { model?: StepContext<unknown>['model'] }, step: number,
 ): Promise<{ gradNorm: number; lr: number }> {
   const t = ctx.trainer;
   const maxNorm = t.maxGradNorm > 0 ? t.maxGradNorm : Infinity;
@@ -41,14 +43,23 @@ export async function applyUpdate(
   return { gradNorm, lr: opt.lr };
 }
 
-/** Global-norm clipping, over the whole model when it is one rank's tensor-parallel shard. */
-async function clipGradients(ctx: Pick<StepContext<unknown>, 'opt'> & { model?: StepContext<unknown>['model'] }, maxNorm: number): Promise<number> {
-  const shard = tensorParallelOf(ctx.model);
-  if (shard && ctx.model) {
-    const family = (ctx.model as CausalLM).config.family;
-    const names = new Map(ctx.model.namedParameters().map(([n, p]) => [p, n]));
-    const split = ctx.opt.params.map((p) => tensorParallelSpec(family, names.get(p) ?? '') !== null);
-    return tensorParallelClipGradNorm(shard.tp, ctx.opt.params, split, maxNorm);
+/**
+ * Global-norm clipping. When the model is split (a tensor-parallel shard, a pipeline stage) the
+ * norm is the whole model's: each parameter counted once, summed over the model-parallel groups.
+ */
+async function clipGradients(ctx: Pick<StepContext<unknown>, 'opt' | 'pipeline'> & { model?: StepContext<unknown>['model'] }, maxNorm: number): Promise<number> {
+  const model = ctx.model as CausalLM | undefined;
+  const shard = model?.tensorParallel ?? null;
+  const pipeline = model?.pipeline ? (ctx.pipeline ?? null) : null;
+  if (model && (shard || pipeline)) {
+    const names = new Map(model.namedParameters().map(([n, p]) => [p, n]));
+    const counted = ctx.opt.params.map((p) => {
+      const name = names.get(p) ?? '';
+      if (isTiedCopy(model, name)) return false;
+      return !shard || shard.tp.rank === 0 || tensorParallelSpec(model.config.family, name) !== null;
+    });
+    const groups = [shard?.tp.group, pipeline?.group].filter((g): g is ProcessGroup => !!g);
+    return parallelClipGradNorm(ctx.opt.params, counted, groups, maxNorm);
   }
   const norm = clipGradNorm(ctx.opt.params, maxNorm);
   const value = await norm.item();
@@ -72,6 +83,7 @@ export async function optimizerStep<C extends BaseConfig, E, P>(
   const batch = await data.getMany(idx);
   const extra = pre ? await pre.getMany(idx) : null;
   const dp = ctx.dataParallel ?? null;
+  if (ctx.pipeline && recipe.name !== 'sft') throw new ConfigError(`parallel.pp > 1 trains sft only for now; ${recipe.name} needs parallel.pp: 1`);
   let out = await recipe.step(ctx, batch, extra).catch((e: unknown) => {
     dp?.buckets.disarm();
     throw e;

@@ -5,3 +5,8 @@ export type { ShmOptions } from './shm.js';
 export { GradBuckets, copyRange } from './grad-buckets.js';
 export type { GradBucketOptions } from './grad-buckets.js';
 export { ShardedAdamW, shardRanges } from './zero.js';
+export { TensorParallel, shardRange, vocabParallelEmbedding, vocabParallelTokenLogprobs } from './tensor-parallel.js';
+export { ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding } from './parallel-layers.js';
+export { parallelClipGradNorm } from './clip.js';
+export { runOneFOneB } from './pipeline.js';
+export type { PipelineSchedule } from './pipeline.js';

@@ -36,6 +36,8 @@ export interface ProcessGroup {
   /** Point to point; a send of at most one mailbox (1 MiB by default) completes without the receiver. */
   send(t: Tensor, dst: number): Promise<void>;
   recv(t: Tensor, src: number): Promise<void>;
+  /** send(out, dst) and recv(into, src) at once, never blocked by its own send (pipeline stages exchanging both ways). */
+  sendRecv(out: Tensor, dst: number, into: Tensor, src: number): Promise<void>;
   barrier(): Promise<void>;
   /** Waits for queued calls, then releases the group; later calls fail. */
   close(): Promise<void>;

@@ -66,6 +66,10 @@ class ShmProcessGroup implements ProcessGroup {
     await this.calls.shmGroupRecv(this.id, handleOf(t, 'recv'), src);
   }
 
+  async sendRecv(out: Tensor, dst: number, into: Tensor, src: number): Promise<void> {
+    await this.calls.shmGroupSendRecv(this.id, handleOf(out, 'sendRecv'), dst, handleOf(into, 'sendRecv'), src);
+  }
+
   async barrier(): Promise<void> {
     await this.calls.shmGroupBarrier(this.id);
   }

@@ -17,10 +17,9 @@ import { embedding } from '../ops/layout.js';
 import { exp, log, mul, sub } from '../ops/elementwise.js';
 import { max, reshape, sum } from '../ops/reduce-and-reshape.js';
 import { IGNORE_INDEX } from '../ops/softmax.js';
-import { tensor } from '../engine.js';
+import { hostInts, tensor } from '../engine.js';
 import { Tensor, noGrad } from '../tensor.js';
 import type { ProcessGroup, ReduceOp } from './process-group.js';
-import { CLIP_GRAD_NORM } from '../optim.js';
 
 /** Element range [from, to) of an axis of length n that rank r holds: ceil(n / world) each, the last ones short. */
 export function shardRange(n: number, rank: number, world: number): [number, number] {
@@ -106,7 +105,7 @@ export class TensorParallel {
  */
 export function vocabParallelEmbedding(tp: TensorParallel, weight: Tensor, ids: Tensor, from: number): Tensor {
   const rows = weight.shape[0];
-  const host = ids.toArraySync();
+  const host = hostInts(ids);
   const local = new Array<number>(host.length), keep = new Array<number>(host.length);
   for (let i = 0; i < host.length; i++) {
     const j = host[i] - from;
@@ -130,7 +129,7 @@ export function vocabParallelTokenLogprobs(tp: TensorParallel, logits: Tensor, t
   const Vr = logits.shape[logits.rank - 1];
   const N = targets.numel;
   if (logits.numel !== N * Vr) throw new ShapeError(`vocabParallelTokenLogprobs: logits ${logits.shape} do not match targets ${targets.shape}`);
-  const host = targets.toArraySync();
+  const host = hostInts(targets);
   const flat = new Array<number>(N), picked = new Array<number>(N), valid = new Array<number>(N);
   for (let n = 0; n < N; n++) {
     const j = host[n] - from;
@@ -148,32 +147,4 @@ export function vocabParallelTokenLogprobs(tp: TensorParallel, logits: Tensor, t
   const target = tp.reduceOut(mine); // [N, 1] the target's shifted logit, from the rank that holds it
   const lp = mul(sub(target, log(sumExp)), tensor(valid, [N, 1], opts)); // [N, 1]
   return reshape(lp, targets.shape); // [...targets]
-}
-
-/**
- * Global gradient-norm clipping over a tensor-parallel model (Pascanu et al. 2013, Alg. 1; as
- * Megatron does it): a split parameter's squares are summed over the ranks, a whole one's are
- * counted once (from rank 0), so every rank gets the norm of the whole model's gradient and
- * scales its shard by the same factor. Returns the norm before clipping.
- */
-export async function tensorParallelClipGradNorm(tp: TensorParallel, params: readonly Tensor[], split: readonly boolean[], maxNorm: number): Promise<number> {
-  const grads = params.map((p, i) => ({ g: p.grad, split: split[i] })).filter((x): x is { g: Tensor; split: boolean } => x.g !== null && !x.g.isDisposed);
-  if (grads.length === 0) throw new ShapeError('clipGradNorm: no parameter has a gradient; call backward() first');
-  const squares = async (gs: Tensor[]): Promise<number> => {
-    if (gs.length === 0) return 0;
-    const n = noGrad(() => apply('clipGradNorm', CLIP_GRAD_NORM, gs, { maxNorm: Infinity })); // [] the norm, nothing scaled
-    const v = await n.item();
-    n.dispose();
-    return v * v;
-  };
-  const mine = (await squares(grads.filter((x) => x.split).map((x) => x.g))) + (tp.rank === 0 ? await squares(grads.filter((x) => !x.split).map((x) => x.g)) : 0);
-  const total = tensor([mine], [1]); // [1]
-  await tp.group.allReduce(total);
-  const norm = Math.sqrt(await total.item());
-  total.dispose();
-  if (norm > maxNorm) {
-    const coef = maxNorm / (norm + 1e-6);
-    for (const { g } of grads) kernel(g.backend, 'affine', 'clipGradNorm')(g.storageFor('clipGradNorm'), g.storageFor('clipGradNorm'), g.numel, coef, 0);
-  }
-  return norm;
 }

@@ -164,12 +164,8 @@ export function planShards(sizes: readonly (readonly [string, number])[], maxByt
   return shards;
 }
 
-/** Save tensors into `dir` (created if needed) as one `model.safetensors`, or as shards plus the index. */
-export async function saveStateDict(dir: string, tensors: ReadonlyMap<string, SaveTensor>, opts: SaveOptions = {}): Promise<SaveResult> {
-  const maxShardBytes = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
-  if (!Number.isSafeInteger(maxShardBytes) || maxShardBytes <= 0) {
-    throw new CheckpointError(`${dir}: maxShardBytes must be a positive integer, got ${maxShardBytes}`, dir);
-  }
+/** The tensors in their stored dtypes; bad dtypes are CheckpointErrors naming the tensor. */
+function writable(dir: string, tensors: ReadonlyMap<string, SaveTensor>, opts: SaveOptions): Map<string, TensorToWrite> {
   const floats: Record<SaveDType, WriteDType> = { f32: 'F32', bf16: 'BF16', f16: 'F16' };
   const floatType = opts.dtype === undefined ? 'F32' : Object.hasOwn(floats, opts.dtype) ? floats[opts.dtype] : null;
   if (!floatType) throw new CheckpointError(`${dir}: unknown save dtype ${JSON.stringify(opts.dtype)} (f32, bf16, f16)`, dir);
@@ -179,6 +175,16 @@ export async function saveStateDict(dir: string, tensors: ReadonlyMap<string, Sa
     if (!dtype) throw new CheckpointError(`${dir}: tensor "${name}" has unknown dtype ${JSON.stringify(t.dtype)}`, dir);
     toWrite.set(name, { dtype, shape: t.shape, data: t.data });
   }
+  return toWrite;
+}
+
+/** Save tensors into `dir` (created if needed) as one `model.safetensors`, or as shards plus the index. */
+export async function saveStateDict(dir: string, tensors: ReadonlyMap<string, SaveTensor>, opts: SaveOptions = {}): Promise<SaveResult> {
+  const maxShardBytes = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
+  if (!Number.isSafeInteger(maxShardBytes) || maxShardBytes <= 0) {
+    throw new CheckpointError(`${dir}: maxShardBytes must be a positive integer, got ${maxShardBytes}`, dir);
+  }
+  const toWrite = writable(dir, tensors, opts);
   const sizes = [...toWrite].map(([name, t]) => [name, t.data.length * BYTES[t.dtype]] as const);
   const totalSize = sizes.reduce((s, [, b]) => s + b, 0);
   const shards = planShards(sizes, maxShardBytes);
@@ -192,16 +198,69 @@ export async function saveStateDict(dir: string, tensors: ReadonlyMap<string, Sa
   if (shards.length > 1) {
     const weightMap: Record<string, string> = {};
     shards.forEach((names, i) => names.forEach((n) => (weightMap[n] = files[i])));
-    const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
-    await writeTextAtomic(join(dir, INDEX_FILE), `${JSON.stringify(sortKeys(index), null, 2)}\n`);
+    await writeIndex(dir, weightMap, totalSize);
   }
-  // An earlier save in this folder may have used the other layout or more shards: loading would
-  // pick up its files (model.safetensors wins over an index), so remove them.
+  await removeStale(dir, files, shards.length === 1);
+  return { files, totalSize };
+}
+
+/**
+ * One shard of a checkpoint that several writers save together (each pipeline stage its own
+ * layers): shard k of n, named as saveStateDict names shards. `finishShardedSave` then writes
+ * the index once every shard is on disk.
+ */
+export async function saveStateDictShard(dir: string, k: number, n: number, tensors: ReadonlyMap<string, SaveTensor>, opts: SaveOptions = {}): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeSafetensors(join(dir, shardFileName(k, n)), writable(dir, tensors, opts), { ...opts.metadata, format: 'pt' });
+}
+
+/** The index over shards 1 … n that saveStateDictShard wrote (read from their headers); stale weight files removed. */
+export async function finishShardedSave(dir: string, n: number): Promise<SaveResult> {
+  const files = Array.from({ length: n }, (_, i) => shardFileName(i + 1, n));
+  const weightMap: Record<string, string> = {};
+  let totalSize = 0;
+  for (const file of files) {
+    const header = await readHeader(join(dir, file));
+    for (const [name, entry] of Object.entries(header)) {
+      if (name === '__metadata__') continue;
+      const [from, to] = (entry as { data_offsets: [number, number] }).data_offsets;
+      if (weightMap[name]) throw new CheckpointError(`${dir}: tensor "${name}" is in both ${weightMap[name]} and ${file}`, dir);
+      weightMap[name] = file;
+      totalSize += to - from;
+    }
+  }
+  await writeIndex(dir, weightMap, totalSize);
+  await removeStale(dir, files, false);
+  return { files, totalSize };
+}
+
+async function writeIndex(dir: string, weightMap: Record<string, string>, totalSize: number): Promise<void> {
+  const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
+  await writeTextAtomic(join(dir, INDEX_FILE), `${JSON.stringify(sortKeys(index), null, 2)}\n`);
+}
+
+/** A safetensors file's JSON header only (8-byte little-endian length, then the JSON). */
+async function readHeader(path: string): Promise<Record<string, unknown>> {
+  const fh = await open(path, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    await fh.read(len, 0, 8, 0);
+    const n = Number(len.readBigUInt64LE(0));
+    const json = Buffer.alloc(n);
+    await fh.read(json, 0, n, 8);
+    return JSON.parse(json.toString('utf8')) as Record<string, unknown>;
+  } finally {
+    await fh.close();
+  }
+}
+
+// An earlier save in this folder may have used the other layout or more shards: loading would
+// pick up its files (model.safetensors wins over an index), so remove them.
+async function removeStale(dir: string, files: readonly string[], single: boolean): Promise<void> {
   const stale = (await readdir(dir)).filter(
-    (n) => !files.includes(n) && (n === WEIGHTS_FILE || (n === INDEX_FILE && shards.length === 1) || SHARD_PATTERN.test(n)),
+    (n) => !files.includes(n) && (n === WEIGHTS_FILE || (n === INDEX_FILE && single) || SHARD_PATTERN.test(n)),
   );
   for (const n of stale) await unlink(join(dir, n));
-  return { files, totalSize };
 }
 
 // ---- matching a model's parameters ---------------------------------------------------------------

@@ -251,6 +251,22 @@ napi_value js_move(napi_env env, napi_callback_info info) {
   });
 }
 
+// shmGroupSendRecv(group, sendHandle, dst, recvHandle, src)
+napi_value js_send_recv(napi_env env, napi_callback_info info) {
+  return guarded(env, [&]() -> napi_value {
+    Args a(env, info, "shmGroupSendRecv", 5);
+    Engine& e = engine(env);
+    const int id = a.int32(0, "group");
+    const Buffer& out = e.buffers.get(a.int32(1, "sendHandle"));
+    const Buffer& in = e.buffers.get(a.int32(3, "recvHandle"));
+    const void* src_data = out.data;
+    void* dst_data = in.data;
+    const size_t out_bytes = bytes_of(out), in_bytes = bytes_of(in);
+    const int dst = a.int32(2, "dst"), src = a.int32(4, "src");
+    return queue(env, e, id, 0, [=] { group(id).send_recv(src_data, out_bytes, dst, dst_data, in_bytes, src); });
+  });
+}
+
 }  // namespace
 
 void register_group(napi_env env, napi_value exports) {
@@ -264,6 +280,7 @@ void register_group(napi_env env, napi_value exports) {
       {"shmGroupBroadcast", nullptr, js_move<Move::broadcast>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"shmGroupSend", nullptr, js_move<Move::send>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"shmGroupRecv", nullptr, js_move<Move::recv>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"shmGroupSendRecv", nullptr, js_send_recv, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   NAPI_OK(napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
 }

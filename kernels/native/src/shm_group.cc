@@ -298,4 +298,47 @@ void ShmGroup::recv(void* data, size_t bytes, int src) {
   });
 }
 
+// Send to dst and receive from src at once, a chunk of either whenever its mailbox allows, so
+// that two ranks exchanging messages larger than a mailbox (pipeline stages sending activations
+// one way and gradients the other) never wait on each other's send. The chunks are those of
+// send and recv, so the peers may use either.
+void ShmGroup::send_recv(const void* out, size_t out_bytes, int dst, void* in, size_t in_bytes, int src) {
+  check_usable("send_recv");
+  if (dst < 0 || dst >= world_ || dst == rank_) fail("send_recv to " + std::to_string(dst) + ": not another rank");
+  if (src < 0 || src >= world_ || src == rank_) fail("send_recv from " + std::to_string(src) + ": not another rank");
+  collective_++;
+  auto& out_sent = header_->sent[rank_ * world_ + dst].value;
+  auto& out_taken = header_->taken[rank_ * world_ + dst].value;
+  auto& in_sent = header_->sent[src * world_ + rank_].value;
+  auto& in_taken = header_->taken[src * world_ + rank_].value;
+  const auto chunks = [&](size_t bytes) { return bytes == 0 ? size_t{1} : (bytes + mailbox_bytes_ - 1) / mailbox_bytes_; };
+  const size_t out_chunks = chunks(out_bytes), in_chunks = chunks(in_bytes);
+  size_t out_done = 0, in_done = 0;
+  const auto can_send = [&] { return out_done < out_chunks && out_taken.load(std::memory_order_acquire) == out_sent.load(std::memory_order_relaxed); };
+  const auto can_recv = [&] { return in_done < in_chunks && in_sent.load(std::memory_order_acquire) > in_taken.load(std::memory_order_relaxed); };
+  while (out_done < out_chunks || in_done < in_chunks) {
+    if (can_send()) {
+      const size_t at = out_done * mailbox_bytes_, m = std::min(mailbox_bytes_, out_bytes - std::min(out_bytes, at));
+      std::memcpy(mailbox(rank_, dst), static_cast<const uint8_t*>(out) + at, m);
+      out_sent.fetch_add(1, std::memory_order_release);
+      out_done++;
+    }
+    if (can_recv()) {
+      const size_t at = in_done * mailbox_bytes_, m = std::min(mailbox_bytes_, in_bytes - std::min(in_bytes, at));
+      std::memcpy(static_cast<uint8_t*>(in) + at, mailbox(src, rank_), m);
+      in_taken.fetch_add(1, std::memory_order_release);
+      in_done++;
+    }
+    if (out_done < out_chunks || in_done < in_chunks) {
+      wait("send_recv", [&] { return can_send() || can_recv() || (out_done == out_chunks && in_done == in_chunks); },
+           [&] {
+             std::vector<int> m;
+             if (out_done < out_chunks) m.push_back(dst);
+             if (in_done < in_chunks && src != dst) m.push_back(src);
+             return m;
+           });
+    }
+  }
+}
+
 }  // namespace aligner

@@ -47,6 +47,8 @@ class ShmGroup {
   void broadcast(void* data, size_t bytes, int root);
   void send(const void* data, size_t bytes, int dst);
   void recv(void* data, size_t bytes, int src);
+  // Both at once, progressing whichever mailbox allows (never blocks on its own send).
+  void send_recv(const void* out, size_t out_bytes, int dst, void* in, size_t in_bytes, int src);
 
  private:
   struct alignas(64) Counter {
