@@ -8,6 +8,9 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { RunStorePort } from '../store/run-store-port.js';
 import { prepareDataset } from './dataset.js';
 import { classified } from './errors.js';
+import { gangChunk } from './gang.js';
+import { rankSlotPrefix } from '../workflows/gang-names.js';
+import type { GangChunkRequest, GangChunkResult } from './gang.js';
 import { keepAlive } from './heartbeat.js';
 import { precompute } from './precompute.js';
 import { ResidentJudges, scoreResponses } from './score.js';
@@ -86,9 +89,13 @@ export function createActivities(deps: ActivityDeps) {
      * now on; a full one says so, and the placement is retried after a backoff (waiting for
      * capacity is a status of the run, never its failure).
      */
-    async placeRun(args: { runId: string; owner?: string }): Promise<string> {
+    async placeRun(args: { runId: string; owner?: string; gang?: string }): Promise<string> {
       const slots = deps.slots ?? 1;
       if (deps.drain?.requested) throw new NoFreeSlotError(`worker ${deps.workerQueue} is shutting down (${deps.drain.reason})`);
+      // The ranks of a gang need processes of their own: two on one engine would queue their
+      // collectives behind each other on one stream and wait forever.
+      const sibling = args.gang ? runs.placedRuns.find((p) => p.runId !== args.runId && p.runId.startsWith(rankSlotPrefix(args.gang!))) : undefined;
+      if (sibling) throw new NoFreeSlotError(`worker ${deps.workerQueue} already hosts ${sibling.runId} of the same gang`);
       const idleMs = deps.slotIdleMs ?? 120_000;
       // The workflow that places the run owns the slot: an online run's critic is placed by the run's workflow.
       const owner = args.owner ?? callingWorkflowId() ?? args.runId;
@@ -106,6 +113,10 @@ export function createActivities(deps: ActivityDeps) {
     },
     async trainChunk(req: ChunkRequest): Promise<ChunkResult> {
       return trainChunk(deps.store, runs, req, deps.drain);
+    },
+    /** One rank's part of a gang run's chunk (config.parallel); every rank runs it at once. */
+    async gangChunk(req: GangChunkRequest): Promise<GangChunkResult> {
+      return gangChunk(deps.store, runs, req);
     },
     /** The run ended, failed or moved: free its model, optimizer and open data on this worker. */
     async releaseRun(args: { runId: string }): Promise<boolean> {

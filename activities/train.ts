@@ -147,7 +147,7 @@ export class ResidentRuns {
 }
 
 
-async function modelSetup(store: RunStorePort, req: ChunkRequest, recipe: OfflineRecipe<RecipeConfig>): Promise<ModelSetup> {
+export async function modelSetup(store: RunStorePort, req: ChunkRequest, recipe: OfflineRecipe<RecipeConfig>): Promise<ModelSetup> {
   return { kind: recipe.model(req.config), seed: req.config.seed, lora: req.config.lora ?? null, baseDir: await store.fetchInput(req.config.model) };
 }
 
@@ -193,15 +193,15 @@ async function residentFor(store: RunStorePort, runs: ResidentRuns, req: ChunkRe
   }
 }
 
-const summary = (m: StepMetrics): StepSummary => ({ step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokens: m.tokens, metrics: m.metrics });
+export const summary = (m: StepMetrics): StepSummary => ({ step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokens: m.tokens, metrics: m.metrics });
 
-async function validate(recipe: OfflineRecipe<RecipeConfig>, ctx: StepContext<RecipeConfig>, r: Resident): Promise<Validation> {
+export async function validate(recipe: OfflineRecipe<RecipeConfig>, ctx: StepContext<RecipeConfig>, r: Pick<Resident, 'valid' | 'pre'> & { state: { step: number } }): Promise<Validation> {
   const { loss, metrics } = await recipe.evaluate(ctx, r.valid, r.pre?.valid ?? null);
   const h = recipe.headline(ctx.config);
   return { step: r.state.step, loss, metrics, headline: { ...h, value: h.metric === 'loss' ? loss : metrics[h.metric] } };
 }
 
-const validationRow = (v: Validation): ValidationRow => ({ type: 'validation', step: v.step, loss: v.loss, metrics: v.metrics, headline: v.headline });
+export const validationRow = (v: Validation): ValidationRow => ({ type: 'validation', step: v.step, loss: v.loss, metrics: v.metrics, headline: v.headline });
 
 export function trainChunk(store: RunStorePort, runs: ResidentRuns, req: ChunkRequest, drain?: Drain): Promise<ChunkResult> {
   return keepAlive(() => runChunk(store, runs, req, drain), { hangSeconds: req.config.trainer.hangSeconds });

@@ -104,7 +104,7 @@ export interface CostConfig {
 
 /** Something that happened to a run that its status should show: the watchdog found it hung, its worker was preempted. */
 export interface RunEvent {
-  type: 'hang' | 'preempted';
+  type: 'hang' | 'preempted' | 'gang-restart';
   /** The step the run moves on from (its last checkpoint). */
   step: number;
   /** The worker queue it happened on. */
@@ -115,6 +115,8 @@ export interface RunEvent {
 export interface CarriedState {
   events?: RunEvent[];
   usage?: Usage;
+  /** Gang attempts so far (config.parallel): each gets a fresh rendezvous. */
+  gangAttempts?: number;
   /** The budget has paused the run once (resume goes on past it). */
   budgetPaused?: boolean;
   step: number;

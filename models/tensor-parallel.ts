@@ -8,7 +8,6 @@
  * q | k | v along its output axis: each of the three parts splits by heads (`parts: 3`).
  * Everything else (norms, positions, row-parallel biases) is whole on every rank.
  */
-import type { HostArray } from '../kernels/index.js';
 import { shardRange } from '../kernels/distributed/tensor-parallel.js';
 import type { TensorParallel } from '../kernels/distributed/tensor-parallel.js';
 import { tensor } from '../kernels/index.js';
@@ -134,8 +133,8 @@ export async function gatherSplit(tp: TensorParallel, local: { shape: readonly n
  * ranks' parts, gathered first in one call.
  */
 export async function gatherTensorParallelState(
-  model: CausalLM, tp: TensorParallel, of: (p: Tensor) => Tensor = (p) => p,
-): Promise<Map<string, { shape: number[]; data: HostArray }>> {
+  model: CausalLM, tp: TensorParallel, of: (p: Tensor) => { data(): Promise<ArrayLike<number>> } = (p) => p,
+): Promise<Map<string, { shape: number[]; data: ArrayLike<number> }>> {
   const named = model.namedParameters();
   const family = model.config.family;
   const split = named.filter(([n]) => tensorParallelSpec(family, n));
@@ -144,7 +143,7 @@ export async function gatherTensorParallelState(
   const byRank = await allLengths.data();
   lengths.dispose();
   allLengths.dispose();
-  const out = new Map<string, { shape: number[]; data: HostArray }>();
+  const out = new Map<string, { shape: number[]; data: ArrayLike<number> }>();
   let s = 0;
   for (const [name, p] of named) {
     const spec = tensorParallelSpec(family, name);

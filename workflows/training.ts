@@ -17,7 +17,24 @@ import {
 import type { Activities } from '../activities/index.js';
 import type { HangReport } from '../activities/heartbeat.js';
 import { charge, costOf, emptyUsage } from './usage.js';
-import type { CarriedState, Progress, RunEvent, RunInput, RunResult, RunStatus } from '../activities/types.js';
+import type { CarriedState, ChunkRequest, ChunkResult, Progress, RunEvent, RunInput, RunResult, RunStatus } from '../activities/types.js';
+import { rankSlot, rendezvousName } from './gang-names.js';
+
+/** Where a run's chunks run: one worker, or the workers of a gang's ranks. */
+interface Placement {
+  /** For events: the worker queue, or the ranks' queues. */
+  where: string;
+  chunk(req: ChunkRequest): Promise<ChunkResult>;
+  /** The run ended: every rank's worker frees its models, and the uncommitted uploads go. */
+  release(): Promise<void>;
+  /** The run moves: free what the old workers hold, without waiting for a dead one. */
+  releaseQuietly(): void;
+}
+
+/** One failure to report for a gang chunk: a cause another worker would not fix wins over lost ranks. */
+function gangFailure(reasons: unknown[]): unknown {
+  return reasons.find((e) => !isPlacementFailure(e)) ?? reasons[0];
+}
 
 export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
@@ -38,6 +55,10 @@ const RELEASE_PATCH = 'release-resident-v1';
 const STORE_WAIT_PATCH = 'store-outage-wait-v1';
 /** A chunk whose worker was preempted (SIGTERM) is placed again at once. */
 const PREEMPT_PATCH = 'preempted-chunk-replace-v1';
+/** A run with config.parallel trains as a gang of ranks, one per worker process. */
+const GANG_PATCH = 'gang-runs-v1';
+/** How long a gang's ranks wait for each other, at the rendezvous and at every collective. */
+export const GANG_TIMEOUT_MS = 120_000;
 /** Default of RunInput.storeRetrySeconds: how long a run waits for its store before it fails. */
 export const STORE_RETRY_SECONDS = 300;
 
@@ -133,6 +154,12 @@ export function isPlacementFailure(err: unknown): boolean {
   return cause instanceof ApplicationFailure && !cause.nonRetryable;
 }
 
+/** A failure's message, for an event line. */
+function errorText(err: unknown): string {
+  const cause = err instanceof ActivityFailure ? (err.cause ?? err) : err;
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
 /** Runs an activity, retrying it on another worker while failures are placement failures. */
 async function withReplacement<T>(fn: () => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
@@ -182,14 +209,56 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
     status = 'precomputing';
     s.precomputed = await withReplacement(() => sharedOn(sharedCompute, heartbeat).precompute({ runId, recipe, config, dataset: s.dataset }));
   }
-  const place = async (): Promise<string> => {
+  const controlQueue = input.queues?.control ?? CONTROL_QUEUE;
+  const layout = config.parallel ?? { dp: 1, tp: 1, pp: 1 };
+  const gangSize = layout.dp * layout.tp * layout.pp > 1 && patched(GANG_PATCH) ? layout.dp * layout.tp * layout.pp : 1;
+  const placeOne = async (): Promise<Placement> => {
     status = 'waiting';
     waiting = 'waiting for a compute worker with a free slot';
     const q = await placementOn(sharedCompute).placeRun({ runId });
     waiting = null;
-    return q;
+    return {
+      where: q,
+      chunk: (req) => computeOn(q, heartbeat).trainChunk(req),
+      release: () => release(q, controlQueue, runId),
+      releaseQuietly: () => void releaseOn(q).releaseRun({ runId }).catch(() => false),
+    };
   };
-  let queue = await place();
+  // A gang: every rank on a worker process of its own (placement refuses a second rank of the
+  // same gang), a fresh rendezvous per attempt; waiting for capacity is a status, never a failure.
+  const placeGang = async (): Promise<Placement> => {
+    status = 'waiting';
+    const queues: string[] = [];
+    for (let r = 0; r < gangSize; r++) {
+      waiting = `waiting for compute workers: ${r} of ${gangSize} ranks placed (parallel dp=${layout.dp} tp=${layout.tp} pp=${layout.pp}, one worker process per rank)`;
+      queues.push(await placementOn(sharedCompute).placeRun({ runId: rankSlot(runId, r), owner: runId, gang: runId }));
+    }
+    waiting = null;
+    s.gangAttempts = (s.gangAttempts ?? 0) + 1;
+    const rendezvous = { name: rendezvousName(workflowInfo().runId, s.gangAttempts), world: gangSize, timeoutMs: GANG_TIMEOUT_MS };
+    const releaseRank = (q: string, r: number) => releaseOn(q).releaseRun({ runId: rankSlot(runId, r) }).catch(() => false);
+    return {
+      where: queues.join(','),
+      async chunk(req) {
+        const settled = await Promise.allSettled(queues.map((q, r) => computeOn(q, heartbeat).gangChunk({ ...req, gang: { rank: r, rendezvous } })));
+        const failures = settled.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
+        if (failures.length > 0) throw gangFailure(failures);
+        const lead = (settled[0] as PromiseFulfilledResult<Awaited<ReturnType<ReturnType<typeof computeOn>['gangChunk']>>>).value;
+        return { ...lead, checkpoint: lead.checkpoint! };
+      },
+      async release() {
+        await Promise.all(queues.map(releaseRank));
+        try {
+          await releaseOn(controlQueue).cleanRun({ runId });
+        } catch {
+          // Best effort, as for one worker.
+        }
+      },
+      releaseQuietly: () => void Promise.all(queues.map(releaseRank)),
+    };
+  };
+  const place = (): Promise<Placement> => (gangSize > 1 ? placeGang() : placeOne());
+  let placement = await place();
   let chunks = 0, replacements = 0, storeWaited = 0;
   const storeBudget = input.storeRetrySeconds ?? STORE_RETRY_SECONDS;
   const every = t.checkpointEvery > 0 ? t.checkpointEvery : t.maxSteps;
@@ -205,7 +274,7 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
     const chunkStart = Math.max(0, toStep - every);
     const validate = toStep === t.maxSteps || (t.valEvery > 0 && Math.floor(toStep / t.valEvery) > Math.floor(Math.min(s.step, chunkStart) / t.valEvery));
     try {
-      const r = await computeOn(queue, heartbeat).trainChunk({
+      const r = await placement.chunk({
         runId, recipe, config, dataset: s.dataset, fromStep: s.step, toStep, checkpoint: s.lastCheckpoint, validate,
         ...(tableAware ? { precomputed: s.precomputed ?? null, validateBefore: s.step === 0 && s.validations.length === 0 } : {}),
       });
@@ -226,8 +295,8 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
       waiting = null;
       if (r.preempted && patched(PREEMPT_PATCH)) {
         // Its worker is being taken away and handed the run back at its last step: place it again now.
-        record({ type: 'preempted', step: r.step, worker: queue, detail: `the worker was taken away (SIGTERM); it committed step ${r.step} and handed the run back` });
-        queue = await place();
+        record({ type: 'preempted', step: r.step, worker: placement.where, detail: `the worker was taken away (SIGTERM); it committed step ${r.step} and handed the run back` });
+        placement = await place();
       }
     } catch (err) {
       const outage = storeOutage(err);
@@ -239,17 +308,18 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
         continue;
       }
       if (!isPlacementFailure(err) || ++replacements > MAX_REPLACEMENTS) {
-        if (patched(RELEASE_PATCH)) await release(queue, input.queues?.control ?? CONTROL_QUEUE, runId);
+        if (patched(RELEASE_PATCH)) await placement.release();
         throw err;
       }
       // The worker holding the model is gone (or failed transiently): give its slot back (if it is
       // alive), place the run again; the next chunk starts from the last committed checkpoint on
       // whichever worker takes it.
       const hung = hangOf(err);
-      if (hung) record({ type: 'hang', step: s.step, worker: queue, detail: `no progress for ${hung.seconds} s (last report: ${JSON.stringify(hung.last)}); moved from the checkpoint at step ${s.step}` });
+      if (hung) record({ type: 'hang', step: s.step, worker: placement.where, detail: `no progress for ${hung.seconds} s (last report: ${JSON.stringify(hung.last)}); moved from the checkpoint at step ${s.step}` });
       // Not awaited: a dead worker would make the run wait for its schedule-to-start timeout.
-      if (patched(RELEASE_PATCH)) void releaseOn(queue).releaseRun({ runId }).catch(() => false);
-      queue = await place();
+      if (patched(RELEASE_PATCH)) placement.releaseQuietly();
+      if (gangSize > 1) record({ type: 'gang-restart', step: s.step, worker: placement.where, detail: `a rank was lost (${errorText(err)}); the gang restarts from the checkpoint at step ${s.step}` });
+      placement = await place();
       continue;
     }
     if (++chunks >= t.continueAsNewEvery && s.step < t.maxSteps && !stopRequested) {
@@ -257,7 +327,7 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
     }
   }
 
-  if (patched(RELEASE_PATCH)) await release(queue, input.queues?.control ?? CONTROL_QUEUE, runId);
+  if (patched(RELEASE_PATCH)) await placement.release();
   status = stopRequested ? 'stopped' : 'exporting';
   if (!stopRequested && s.lastCheckpoint) exportUri = await control.exportModel({ runId, checkpoint: s.lastCheckpoint });
   status = stopRequested ? 'stopped' : 'completed';

@@ -47,6 +47,13 @@ export const loraSchema = z.object({
   targetModules: z.array(z.string().min(1)).min(1).default(['q_proj', 'v_proj']).describe('Linears to adapt, by the last part of their Hugging Face name: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (Llama family; GPT-2\'s Conv1D projections are not supported yet).'),
 }).strict();
 
+export const parallelSchema = z.object({
+  dp: positiveInt.default(1).describe('Data-parallel ranks: each trains on its share of every global batch; gradients are summed in buckets during the backward.'),
+  tp: positiveInt.default(1).describe('Tensor-parallel ranks (Megatron): attention heads, MLP features and the vocabulary split across them. Causal-LM recipes without LoRA.'),
+  pp: positiveInt.default(1).describe('Pipeline stages (1F1B): consecutive layers per stage. sft only for now.'),
+  shardOptimizer: z.boolean().default(false).describe('ZeRO-1: shard the AdamW moments over the data-parallel ranks (1/dp of the optimizer memory each); the same updates bit for bit.'),
+}).strict();
+
 export const baseSchema = z.object({
   model: z.string().min(1).describe('Hugging Face model folder (local path or s3:// URI) to start from.'),
   seed: z.number().int().nonnegative().default(0).describe('Seed for data order, held-out split and any sampling.'),
@@ -66,6 +73,9 @@ export const baseSchema = z.object({
       experiment: z.string().min(1).default('aligner').describe('Experiment the run is logged under (created when missing).'),
     }).strict().optional().describe('Also send every metric to an MLflow-compatible tracking server, as the chunks commit.'),
   }).strict().optional().describe('Trackers the metrics ledger is copied to. The ledger stays the record: a tracker that is down is warned about, never fails the run.'),
+  parallel: parallelSchema.optional().describe(
+    'Run as a gang of dp × tp × pp ranks, one per compute worker process (ranks meet over shared memory, so one host for now). The workflow places every rank, runs each chunk on all of them together, and restarts the whole gang from the last checkpoint when a rank is lost. Checkpoints are ordinary Hugging Face folders whatever the layout.',
+  ),
   lora: loraSchema.optional().describe(
     'Train LoRA adapters instead of every weight (causal-LM recipes). The reference policy of dpo and kto is then the model with its adapters off, computed in each step: no second copy, nothing precomputed. Checkpoints keep the adapters (PEFT layout) and the merged model, which is what exports hold.',
   ),
@@ -75,6 +85,13 @@ export type TrainerConfig = z.infer<typeof trainerSchema>;
 export type DataConfig = z.infer<typeof dataSchema>;
 export type BaseConfig = z.infer<typeof baseSchema>;
 export type LoraSettings = z.infer<typeof loraSchema>;
+export type ParallelConfig = z.infer<typeof parallelSchema>;
+
+/** The run's layout: every size 1 when the config has no parallel section. */
+export function layoutOf(c: Pick<BaseConfig, 'parallel'>): ParallelConfig & { world: number } {
+  const p = c.parallel ?? { dp: 1, tp: 1, pp: 1, shardOptimizer: false };
+  return { ...p, world: p.dp * p.tp * p.pp };
+}
 export type TrackingConfig = NonNullable<BaseConfig['tracking']>;
 
 /** Cross-field checks every recipe shares. */
@@ -84,6 +101,17 @@ export function checkTrainer(t: TrainerConfig): void {
   }
   if (t.minLr > t.lr) throw new ConfigError(`trainer.minLr (${t.minLr}) must not exceed trainer.lr (${t.lr})`);
   if (t.warmupSteps > t.maxSteps) throw new ConfigError(`trainer.warmupSteps (${t.warmupSteps}) must not exceed trainer.maxSteps (${t.maxSteps})`);
+}
+
+/** The layout against the batch sizes (each data-parallel rank trains whole micro-batches). */
+export function checkParallel(c: Pick<BaseConfig, 'parallel' | 'trainer' | 'lora'>): void {
+  const { dp, world } = layoutOf(c);
+  if (world > 64) throw new ConfigError(`parallel: dp × tp × pp = ${world} ranks; at most 64`);
+  const t = c.trainer;
+  if (t.globalBatchSize % (dp * t.microBatchSize) !== 0) {
+    throw new ConfigError(`trainer.globalBatchSize (${t.globalBatchSize}) must be a multiple of parallel.dp × trainer.microBatchSize (${dp} × ${t.microBatchSize})`);
+  }
+  if (world > 1 && c.lora) throw new ConfigError('parallel: LoRA runs train on one worker for now; remove the parallel section or lora');
 }
 
 /** trainer.maxLength against the model's positions (config.json max_position_embeddings / n_positions). */

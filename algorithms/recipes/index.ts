@@ -3,7 +3,7 @@
  * Everything outside this folder looks a recipe up here (`getRecipe`) and never compares names.
  */
 import { ConfigError } from '../errors.js';
-import { checkTrainer, parseWith } from '../config/common.js';
+import { checkParallel, checkTrainer, layoutOf, parseWith } from '../config/common.js';
 import type { BaseConfig } from '../config/common.js';
 import { dpo } from './dpo.js';
 import { kd } from './kd.js';
@@ -57,6 +57,11 @@ export function parseRecipeConfig(name: string, raw: unknown): RecipeConfig {
   const r = getRecipe(name);
   const cfg = parseWith(r.schema, raw, r.name) as RecipeConfig;
   checkTrainer(cfg.trainer);
+  checkParallel(cfg);
+  const { tp, pp, world } = layoutOf(cfg);
+  if (world > 1 && r.kind !== 'offline') throw new ConfigError(`parallel: ${r.name} is an online recipe; its roles run on one worker each for now (remove the parallel section)`);
+  if ((tp > 1 || pp > 1) && r.kind === 'offline' && r.model(cfg).kind !== 'causal-lm') throw new ConfigError(`parallel.tp and parallel.pp split causal LMs; ${r.name} trains a ${r.model(cfg).kind} (use parallel.dp)`);
+  if (pp > 1 && r.name !== 'sft') throw new ConfigError(`parallel.pp > 1 trains sft only for now; ${r.name} needs parallel.pp: 1`);
   r.check?.(cfg);
   return cfg;
 }

@@ -13,7 +13,8 @@ import type { SftExample } from '../data/sft.js';
 import { sftLoss } from '../losses/sft.js';
 import { microBatches, padRows, trainedTokens } from '../train/batching.js';
 import { shardOf, trainingMicroBatches } from '../train/data-parallel.js';
-import { pipelineLmStep } from '../train/pipeline.js';
+import { pipelineForwardSum, pipelineLmStep } from '../train/pipeline.js';
+import type { PipelineParallel } from '../train/pipeline.js';
 import { asCausalLM } from './model.js';
 import { chunksOf, mapRecords } from './prepare.js';
 import type { ExampleSource, OfflineRecipe } from './types.js';
@@ -49,6 +50,17 @@ export async function sftEvaluate(model: CausalLM, data: readonly SftExample[] |
     const r = await nllSum(model, items, microBatch);
     nll += r.nll;
     tokens += r.tokens;
+  }
+  return nll / Math.max(1, tokens);
+}
+
+/** sftEvaluate through the pipeline's stages: every stage takes part, the last one scores. */
+async function pipelineEvaluate(model: CausalLM, pp: PipelineParallel, data: ExampleSource<SftExample>, microBatch: number): Promise<number> {
+  let nll = 0, tokens = 0;
+  for await (const { items } of chunksOf(data)) {
+    const micros = microBatches(items, microBatch).map((m) => padRows(m));
+    nll += await pipelineForwardSum(model, pp, micros, (lp) => sftLoss(lp, 1)); // summed NLL of the trained tokens
+    tokens += items.reduce((s, r) => s + trainedTokens(r), 0);
   }
   return nll / Math.max(1, tokens);
 }
@@ -104,6 +116,7 @@ export const sft: OfflineRecipe<SftConfig, SftExample> = {
   },
 
   async evaluate(ctx, data) {
+    if (ctx.pipeline) return { loss: await pipelineEvaluate(asCausalLM(ctx.model), ctx.pipeline, data, ctx.trainer.microBatchSize), metrics: {} };
     return { loss: await sftEvaluate(asCausalLM(ctx.model), data, ctx.trainer.microBatchSize), metrics: {} };
   },
 };

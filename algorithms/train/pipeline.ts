@@ -6,7 +6,7 @@
  */
 import { runOneFOneB } from '../../kernels/distributed/index.js';
 import type { ProcessGroup } from '../../kernels/distributed/index.js';
-import { dispose, tensor } from '../../kernels/index.js';
+import { dispose, noGrad, tensor, tidy } from '../../kernels/index.js';
 import type { Tensor } from '../../kernels/index.js';
 import { TIED_EMBEDDING, hasTiedEmbedding } from '../../models/causal-lm.js';
 import type { CausalLM } from '../../models/causal-lm.js';
@@ -39,6 +39,33 @@ export async function pipelineLmStep(model: CausalLM, pp: PipelineParallel, micr
   });
   await reduceTiedEmbedding(model, pp);
   return broadcastLoss(pp.group, losses.reduce((a, b) => a + b, 0));
+}
+
+/**
+ * Forward only (evaluation): each micro-batch through the stages in turn, `valueOf` on the last
+ * stage's logits; resolves to the sum of the values on every stage.
+ */
+export async function pipelineForwardSum(model: CausalLM, pp: PipelineParallel, micros: readonly SequenceBatch[], valueOf: (lp: Tensor) => Tensor): Promise<number> {
+  const stage = model.pipeline;
+  if (!stage || !model.stageForward) throw new ConfigError('pipeline parallel: the model was not built as a pipeline stage');
+  const C = model.config.hiddenSize;
+  let total = 0;
+  for (const micro of micros) {
+    const [m, T] = [micro.ids.length, micro.ids[0].length];
+    let input: Tensor | null = null;
+    if (!stage.first) {
+      input = tensor(new Float32Array(m * T * C), [m, T, C]); // [m, T, C] from the stage before
+      await pp.group.recv(input, stage.stage - 1);
+    }
+    const out = noGrad(() => tidy(() => {
+      const y = model.stageForward!(input ?? tensor(micro.ids.flat(), [m, T], { dtype: 'i32' })); // [m, T, C] or [m, T, V]
+      return stage.last ? valueOf(logprobsFromLogits(model, y, micro)) : y; // [] or [m, T, C]
+    }));
+    if (stage.last) total += await out.item();
+    else await pp.group.send(out, stage.stage + 1);
+    dispose([out, input]);
+  }
+  return broadcastLoss(pp.group, total);
 }
 
 /** Both copies of a tied embedding get the sum of their gradients (Megatron's embedding group). */

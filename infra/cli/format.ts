@@ -101,7 +101,7 @@ export function formatStatus(v: RunView, losses?: readonly number[]): string {
     const series = losses ?? p.recent.map((s: StepSummary) => s.loss);
     row('loss', `${num(p.lastLoss)}${series.length > 1 ? `   ${sparklineWithRange(series, 40)} (${losses ? `all ${series.length} steps; align metrics ${v.runId}` : 'recent steps'})` : ''}`);
     if (p.waiting) row('waiting', p.waiting);
-    for (const e of (p.events ?? []).slice(-3)) row(e.type === 'hang' ? 'hang' : 'preempted', `at step ${e.step} on ${e.worker}: ${e.detail}`);
+    for (const e of (p.events ?? []).slice(-3)) row(e.type, `at step ${e.step} on ${e.worker}: ${e.detail}`);
     row('validation', formatValidation(p.lastValidation));
     const change = formatChange(p.firstValidation, p.lastValidation);
     if (change) row('change', change);

@@ -102,6 +102,7 @@ export function fakeActivities(queue: string, script: Script = {}) {
       return 'file:///runs/x/export';
     },
     // The online stages are exercised against the real activities (test/e2e/online.test.ts).
+    gangChunk: notFaked('gangChunk'),
     generateRollouts: notFaked('generateRollouts'),
     scoreRollouts: notFaked('scoreRollouts'),
     computeLogprobs: notFaked('computeLogprobs'),

@@ -1,0 +1,16 @@
+/**
+ * Names shared by the gang workflow code and the gang activity (no imports: workflow code may
+ * import nothing that does I/O): the slot a rank holds, and the rendezvous of a gang attempt.
+ */
+
+/** The slot id rank r of a run holds on its worker. */
+export const rankSlot = (runId: string, rank: number): string => `${runId}.rank${rank}`;
+
+/** The prefix every rank slot of a run shares. */
+export const rankSlotPrefix = (runId: string): string => `${runId}.rank`;
+
+/**
+ * A gang attempt's rendezvous name: fresh per attempt (the workflow execution's id and the
+ * attempt count), so a restarted gang never meets a dead one's segment; letters, digits and '-' only.
+ */
+export const rendezvousName = (executionId: string, attempt: number): string => `ag-${executionId.replace(/[^A-Za-z0-9]/g, '')}-${attempt}`;
