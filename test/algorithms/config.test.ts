@@ -33,6 +33,16 @@ describe('recipe configs', () => {
       new ConfigError('trainer.globalBatchSize (6) must be a multiple of trainer.microBatchSize (4)'),
     );
     expect(() => parseRecipeConfig('dpo', { ...base, dpo: { loss: 'hinge' } })).toThrow(/dpo\.loss: /);
+    const trainer = { globalBatchSize: 8, microBatchSize: 4 };
+    expect(() => parseRecipeConfig('sft', { ...base, trainer, parallel: { dp: 4 } })).toThrow(
+      new ConfigError('trainer.globalBatchSize (8) must be a multiple of parallel.dp × trainer.microBatchSize (4 × 4)'),
+    );
+    expect(() => parseRecipeConfig('dpo', { ...base, trainer, parallel: { pp: 2 } })).toThrow('parallel.pp > 1 trains sft only for now; dpo needs parallel.pp: 1');
+    expect(() => parseRecipeConfig('rm', { ...base, trainer, parallel: { tp: 2 } })).toThrow('parallel.tp and parallel.pp split causal LMs; rm trains a classifier (use parallel.dp)');
+    expect(() => parseRecipeConfig('sft', { ...base, trainer, parallel: { dp: 2 }, lora: {} })).toThrow('parallel: LoRA runs train on one worker for now; remove the parallel section or lora');
+    expect(() => parseRecipeConfig('sft', { ...base, trainer, parallel: { dp: 8, tp: 9 } })).toThrow('parallel: dp × tp × pp = 72 ranks; at most 64');
+    expect(() => parseRecipeConfig('grpo', { ...base, parallel: { dp: 2 } })).toThrow(/parallel/);
+    expect(parseRecipeConfig('sft', { ...base, trainer, parallel: { dp: 2, tp: 2 } }).parallel).toEqual({ dp: 2, tp: 2, pp: 1, shardOptimizer: false });
     expect(() => parseRecipeConfig('spin', base)).toThrow('unknown recipe "spin"; available: sft, dpo, rm, kd, kto, steerlm2, ppo, reinforce, grpo, rs (align recipes lists them)');
   });
 

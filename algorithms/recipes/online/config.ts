@@ -39,7 +39,8 @@ export const onlineTrainerSchema = trainerSchema.extend({
   valEvery: z.number().int().nonnegative().default(0).describe('Evaluate the policy on held-out prompts (rollout.evalPrompts) every N iterations; 0 = before the first and after the last only.'),
 }).strict();
 
-export const onlineBaseSchema = baseSchema.extend({
+// No parallel section yet: each role of an online run lives on one worker.
+export const onlineBaseSchema = baseSchema.omit({ parallel: true }).extend({
   trainer: onlineTrainerSchema.default(onlineTrainerSchema.parse({})).describe('Optimisation and checkpointing of the actor; maxSteps counts iterations.'),
   rollout: rolloutSchema.default(rolloutSchema.parse({})).describe('How each iteration samples its rollouts.'),
   reward: rewardSchema,
