@@ -7,7 +7,7 @@
  *
  *   node device-main.mjs              (bundle)   |   npx tsx bench/device-main.ts   (repo)
  * Env: ALIGN_DEVICE_BUDGET_S (default 400 s: benchmarks that would not fit are skipped),
- *      ALIGN_DEVICE_SKIP=ops,model,gemm,train,generate (any subset), PYTHON (default python3).
+ *      ALIGN_DEVICE_SKIP=ops,nccl,model,gemm,train,generate (any subset), PYTHON (default python3).
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -17,7 +17,8 @@ import type { Backend } from '../kernels/backend.js';
 import { cudaAvailable, cudaMemoryStats } from '../kernels/cuda-backend.js';
 import { probe } from '../kernels/cuda-probe.js';
 import { KernelProfile } from '../kernels/profile.js';
-import { getBackend, referenceBackend } from '../kernels/index.js';
+import { getBackend, referenceBackend, tensor } from '../kernels/index.js';
+import { ncclUniqueId, openNcclGroup } from '../kernels/distributed/nccl.js';
 import { nativeAvailable, nativeBackend } from '../kernels/native-backend.js';
 import { bf16Parity, opParity, randomParity } from './device-parity.js';
 import type { ParityResult } from './device-parity.js';
@@ -100,6 +101,22 @@ async function main(): Promise<void> {
       checks.push(r.ok === true);
       summary[name] = { cases: r.cases, failed: r.failed };
     }
+  }
+  if (!skip.has('nccl')) {
+    // One GPU: a world of one through NCCL (the multi-GPU equivalence needs more devices).
+    const r = await step('nccl-world-1', async () => {
+      if (report.ncclVersion === null) return { check: 'nccl-world-1', ok: false, detail: `NCCL not loaded: ${report.libraries.nccl?.error ?? 'unknown'}` };
+      const g = await openNcclGroup({ name: 'device', world: 1, timeoutMs: 30_000, ncclId: ncclUniqueId() }, 0);
+      const x = Float32Array.from({ length: 4097 }, (_, i) => Math.sin(i));
+      const t = tensor(x, [4097], { backend: cuda });
+      await g.allReduce(t);
+      const same = (await t.data()).every((v, i) => v === x[i]);
+      const gathered = await g.allGather(t);
+      await g.barrier();
+      await g.close();
+      return { check: 'nccl-world-1', nccl: report.ncclVersion, ok: same && gathered.shape.join() === '1,4097' };
+    });
+    checks.push(r.ok === true);
   }
   if (!skip.has('model')) {
     const r = await step('model-parity', () => modelParity(cuda, cpu, fixtureDir));

@@ -105,6 +105,12 @@ export interface CudaAddon {
   cudaGetFunction(module: number, name: string, maxDynamicShared: number): number;
   cudaArgBuffer(buffer: Uint8Array): void;
   cudaLaunch(fn: number, gx: number, gy: number, gz: number, bx: number, by: number, bz: number, sharedBytes: number, argBytes: number): void;
+  /** NCCL (kernels/distributed/nccl.ts). */
+  ncclUniqueId(): Uint8Array;
+  ncclGroupOpen(id: Uint8Array, rank: number, world: number, timeoutMs: number): Promise<number>;
+  ncclGroupClose(group: number): void;
+  ncclCollective(group: number, kind: string, sendPtr: number, recvPtr: number, count: number, dtype: number, arg: string | number): Promise<number>;
+  ncclSendRecv(group: number, sendPtr: number, sendCount: number, dst: number, recvPtr: number, recvCount: number, src: number, dtype: number): Promise<number>;
   cudaMatmul(
     a: number, b: number, out: number, inType: number, outType: number, batch: number, M: number, N: number, K: number,
     transA: boolean, transB: boolean, strideA: number, strideB: number,

@@ -10,3 +10,4 @@ export { ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding } from 
 export { parallelClipGradNorm } from './clip.js';
 export { runOneFOneB } from './pipeline.js';
 export type { PipelineSchedule } from './pipeline.js';
+export { ncclUniqueId, openNcclGroup } from './nccl.js';

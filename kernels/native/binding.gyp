@@ -86,6 +86,7 @@
         'src/cuda/gemm.cc',
         'src/cuda/bind_cuda.cc',
         'src/cuda/bind_cuda_kernels.cc',
+        'src/cuda/bind_nccl.cc',
       ],
       'libraries': ['-ldl', '-lpthread', '-lrt'],
     },

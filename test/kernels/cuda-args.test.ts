@@ -97,6 +97,11 @@ function recordingAddon(launches: Launch[], lastFields: { value: [number, number
       launches.push({ name: functions[fn]!, bytes: argBytes, grid: [gx, gy, gz], block: bx, shared, fields: lastFields.value });
     },
     cudaMatmul: () => undefined,
+    ncclUniqueId: () => new Uint8Array(128),
+    ncclGroupOpen: async () => 1,
+    ncclGroupClose: () => undefined,
+    ncclCollective: async () => 0,
+    ncclSendRecv: async () => 0,
   };
 }
 

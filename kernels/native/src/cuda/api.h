@@ -32,6 +32,7 @@ using CUevent = struct CUevent_st*;
 constexpr CUresult CUDA_SUCCESS = 0;
 constexpr CUresult CUDA_ERROR_OUT_OF_MEMORY = 2;
 constexpr CUresult CUDA_ERROR_NO_DEVICE = 100;
+constexpr CUresult CUDA_ERROR_NOT_READY = 600;
 
 constexpr int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
@@ -78,6 +79,7 @@ inline void* const kLaunchParamBufferSize = reinterpret_cast<void*>(0x02);
   X(cuEventCreate, CUresult, (CUevent * event, unsigned int flags))                                           \
   X(cuEventRecord, CUresult, (CUevent event, CUstream stream))                                                \
   X(cuEventSynchronize, CUresult, (CUevent event))                                                            \
+  X(cuEventQuery, CUresult, (CUevent event))                                                                  \
   X(cuEventDestroy_v2, CUresult, (CUevent event))                                                             \
   X(cuGetErrorName, CUresult, (CUresult error, const char** name))                                            \
   X(cuGetErrorString, CUresult, (CUresult error, const char** text))
@@ -161,9 +163,47 @@ using nvrtcProgram = struct _nvrtcProgram*;
   X(nvrtcGetCUBIN, nvrtcResult, (nvrtcProgram prog, char* cubin))                                               \
   X(nvrtcDestroyProgram, nvrtcResult, (nvrtcProgram * prog))
 
-// ---- NCCL (loaded and versioned now; collectives come with the multi-GPU work) ----
+// ---- NCCL (nccl.h of NCCL 2.14+; the process group of kernels/distributed/nccl.ts) ----
 using ncclResult_t = int;
-#define ALIGN_NCCL_FNS(X) X(ncclGetVersion, ncclResult_t, (int* version))
+using ncclComm_t = struct ncclComm*;
+constexpr ncclResult_t ncclSuccess = 0;
+constexpr ncclResult_t ncclInProgress = 7;
+constexpr int ncclUint8 = 1, ncclInt32 = 2, ncclFloat32 = 7, ncclBfloat16 = 9;  // ncclDataType_t
+constexpr int ncclSum = 0, ncclMax = 2;                                         // ncclRedOp_t
+constexpr size_t kNcclUniqueIdBytes = 128;
+struct ncclUniqueId {
+  char internal[kNcclUniqueIdBytes];
+};
+// ncclConfig_t up to NCCL 2.14's fields; NCCL reads only the fields of the version written in it.
+struct ncclConfig_t {
+  size_t size;
+  unsigned int magic;
+  unsigned int version;
+  int blocking;
+  int cgaClusterSize;
+  int minCTAs;
+  int maxCTAs;
+  const char* netName;
+};
+constexpr unsigned int kNcclConfigMagic = 0xcafebeef;
+constexpr unsigned int kNcclConfigVersion = 21403;  // NCCL_VERSION(2, 14, 3)
+constexpr int kNcclConfigUndefInt = -2147483647 - 1;
+#define ALIGN_NCCL_FNS(X)                                                                                                  \
+  X(ncclGetVersion, ncclResult_t, (int* version))                                                                         \
+  X(ncclGetErrorString, const char*, (ncclResult_t result))                                                               \
+  X(ncclGetUniqueId, ncclResult_t, (ncclUniqueId * id))                                                                   \
+  X(ncclCommInitRankConfig, ncclResult_t, (ncclComm_t * comm, int nranks, ncclUniqueId id, int rank, ncclConfig_t* config)) \
+  X(ncclCommGetAsyncError, ncclResult_t, (ncclComm_t comm, ncclResult_t * error))                                         \
+  X(ncclCommAbort, ncclResult_t, (ncclComm_t comm))                                                                       \
+  X(ncclCommDestroy, ncclResult_t, (ncclComm_t comm))                                                                     \
+  X(ncclGroupStart, ncclResult_t, ())                                                                                     \
+  X(ncclGroupEnd, ncclResult_t, ())                                                                                       \
+  X(ncclAllReduce, ncclResult_t, (const void* send, void* recv, size_t count, int dtype, int op, ncclComm_t comm, CUstream stream)) \
+  X(ncclAllGather, ncclResult_t, (const void* send, void* recv, size_t sendcount, int dtype, ncclComm_t comm, CUstream stream)) \
+  X(ncclReduceScatter, ncclResult_t, (const void* send, void* recv, size_t recvcount, int dtype, int op, ncclComm_t comm, CUstream stream)) \
+  X(ncclBroadcast, ncclResult_t, (const void* send, void* recv, size_t count, int dtype, int root, ncclComm_t comm, CUstream stream)) \
+  X(ncclSend, ncclResult_t, (const void* buf, size_t count, int dtype, int peer, ncclComm_t comm, CUstream stream))      \
+  X(ncclRecv, ncclResult_t, (void* buf, size_t count, int dtype, int peer, ncclComm_t comm, CUstream stream))
 
 // Function tables, one per library, filled by the loader.
 #define ALIGN_CUDA_DECLARE_FN(name, ret, params) ret(*name) params = nullptr;

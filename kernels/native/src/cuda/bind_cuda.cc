@@ -393,6 +393,7 @@ void register_cuda_memory(napi_env env, napi_value exports) {
 void register_cuda(napi_env env, napi_value exports) {
   cuda::register_cuda_memory(env, exports);
   cuda::register_cuda_kernels(env, exports);
+  cuda::register_cuda_nccl(env, exports);
 }
 
 }  // namespace aligner

@@ -88,6 +88,7 @@ inline void* typed_arg(const Args& a, size_t i, napi_typedarray_type* type, size
 // Registration of each file's entry points.
 void register_cuda_memory(napi_env env, napi_value exports);
 void register_cuda_kernels(napi_env env, napi_value exports);
+void register_cuda_nccl(napi_env env, napi_value exports);
 
 }  // namespace cuda
 }  // namespace aligner
