@@ -10,7 +10,7 @@ import { Tensor } from '../tensor.js';
 import type { AllReduceOptions, ProcessGroup, ReduceOp, Rendezvous } from './process-group.js';
 
 export interface ShmOptions {
-  /** Bytes each rank stages per step of a collective (default 4 MiB). */
+  /** Bytes each rank stages per step of a collective (default 4 MiB; each rank maps twice this). */
   slotBytes?: number;
   /** Bytes per send/recv mailbox, one per ordered pair of ranks (default 1 MiB). */
   mailboxBytes?: number;

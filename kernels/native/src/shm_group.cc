@@ -65,7 +65,8 @@ ShmGroup::ShmGroup(const std::string& name, int rank, int world, size_t slot_byt
   if (world < 1 || world > kMaxWorld) fail("world size must be 1.." + std::to_string(kMaxWorld));
   if (rank < 0 || rank >= world) fail("rank " + std::to_string(rank) + " is outside 0.." + std::to_string(world - 1));
   if (slot_bytes_ < 64 * static_cast<size_t>(world) || mailbox_bytes_ < 64) fail("slot and mailbox sizes are too small");
-  map_bytes_ = kHeaderBytes + world * slot_bytes_ + static_cast<size_t>(world) * world * mailbox_bytes_;
+  // Each rank's slot is two buffers of slot_bytes_: all-reduce alternates them chunk by chunk.
+  map_bytes_ = kHeaderBytes + 2 * world * slot_bytes_ + static_cast<size_t>(world) * world * mailbox_bytes_;
   const auto start = Clock::now();
   const auto elapsed_ms = [&] { return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count(); };
 
@@ -137,7 +138,7 @@ void ShmGroup::check_usable(const char* what) const {
 }
 
 uint8_t* ShmGroup::slot(int r) const {
-  return base_ + kHeaderBytes + static_cast<size_t>(r) * slot_bytes_;
+  return base_ + kHeaderBytes + static_cast<size_t>(r) * 2 * slot_bytes_;
 }
 
 uint8_t* ShmGroup::mailbox(int src, int dst) const {
@@ -216,19 +217,28 @@ void reduce_ranks(float* out, uint8_t* const* slots, size_t offset, i64 n, int w
 
 void ShmGroup::all_reduce(float* data, i64 n, ReduceOp op) {
   collective_++;
-  std::vector<uint8_t*> slots(world_);
-  for (int r = 0; r < world_; r++) slots[r] = slot(r);
+  std::vector<uint8_t*> srcs(world_);
+  size_t parity = 0;
   for_chunks(n, slot_bytes_ / sizeof(float), [&](i64 at, i64 m) {
-    std::memcpy(slot(rank_), data + at, m * sizeof(float));
-    barrier("all_reduce");
-    // Rank r reduces segment r of the chunk and leaves it in slot 0: nobody else touches it.
+    // Consecutive chunks use the slots' two buffers in turn, so staging chunk k+1 cannot clobber
+    // chunk k's result while a slower rank still copies it out: two barriers per chunk, not three.
+    const size_t buf = parity * slot_bytes_;
+    parity ^= 1;
     const i64 seg = (m + world_ - 1) / world_;
     const i64 lo = std::min(m, rank_ * seg), hi = std::min(m, lo + seg);
-    if (hi > lo) reduce_ranks(reinterpret_cast<float*>(slot(0)) + lo, slots.data(), lo * sizeof(float), hi - lo, world_, op);
+    // Stage what the others read: everything but this rank's own segment, which it reads in place.
+    float* staged = reinterpret_cast<float*>(slot(rank_) + buf);
+    std::memcpy(staged, data + at, lo * sizeof(float));
+    std::memcpy(staged + hi, data + at + hi, (m - hi) * sizeof(float));
     barrier("all_reduce");
-    std::memcpy(data + at, slot(0), m * sizeof(float));
+    // Rank r reduces segment r, in rank order, and leaves it in slot 0 for everyone.
+    for (int r = 0; r < world_; r++) srcs[r] = r == rank_ ? reinterpret_cast<uint8_t*>(data + at) : slot(r) + buf;
+    float* result = reinterpret_cast<float*>(slot(0) + buf);
+    if (hi > lo) reduce_ranks(result + lo, srcs.data(), lo * sizeof(float), hi - lo, world_, op);
     barrier("all_reduce");
+    std::memcpy(data + at, result, m * sizeof(float));
   });
+  barrier("all_reduce");  // every rank has copied out before any later call writes a slot
 }
 
 void ShmGroup::all_gather(const void* in, void* out, size_t bytes) {

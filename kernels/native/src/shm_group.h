@@ -3,7 +3,7 @@
 // One segment per group, named by the caller (the name is the rendezvous: every rank of one
 // gang attempt gets the same fresh name out of band). Rank 0 creates it, the others wait for it.
 // Layout: a header of per-rank counters (each on its own cache line), then one staging slot per
-// rank, then one mailbox per ordered pair of ranks for send/recv.
+// rank (two buffers, which all-reduce alternates), then one mailbox per ordered pair of ranks.
 //
 // Reductions are rank-ordered: element j of a sum is ((x0 + x1) + x2) + … on every rank, whoever
 // computes it and whenever the others arrive, so results never depend on timing.
