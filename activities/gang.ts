@@ -13,7 +13,7 @@
  * another layout.
  */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { layoutOf } from '../algorithms/config/common.js';
@@ -30,10 +30,11 @@ import type { Tensor } from '../kernels/index.js';
 import type { CausalLM } from '../models/causal-lm.js';
 import { isTiedCopy } from '../models/causal-lm.js';
 import { shardFileName } from '../models/hf/checkpoint.js';
-import { readSafetensors, writeSafetensors } from '../models/hf/safetensors.js';
+import { writeSafetensors } from '../models/hf/safetensors.js';
 import { loadPretrained, savePretrained } from '../models/pretrained.js';
 import { gatherTensorParallelState, shardTensor, tensorParallelSpec } from '../models/tensor-parallel.js';
-import { loadModel } from './training-state.js';
+import { loadModel, readOptimizerFiles, saveModelFolder } from './training-state.js';
+import type { ModelSetup } from './training-state.js';
 import type { TrainableModel } from '../algorithms/recipes/model.js';
 import { writeMetricsChunk } from '../store/metrics-ledger.js';
 import type { StepRow } from '../store/metrics-ledger.js';
@@ -99,6 +100,7 @@ async function closeGroups(g: Groups): Promise<void> {
 
 interface GangResident {
   rendezvous: string;
+  setup: ModelSetup;
   groups: Groups;
   model: TrainableModel;
   opt: AdamW;
@@ -113,8 +115,9 @@ interface GangResident {
 
 const trainedParams = (model: TrainableModel): [string, Tensor][] => model.namedParameters().filter(([, p]) => p.requiresGrad);
 
-/** The gang's shared working folder on this host for the checkpoint of `step`. */
-const gangFolder = (seat: GangSeat, step: number): string => path.join(os.tmpdir(), 'aligner-gang', seat.rendezvous.name, `step-${step}`);
+/** The gang's working folder for the checkpoint of `step`, shared by its ranks (ALIGN_GANG_DIR: a folder every worker of the host sees). */
+const gangFolder = (seat: GangSeat, step: number): string =>
+  path.join(process.env.ALIGN_GANG_DIR ?? path.join(os.tmpdir(), 'aligner-gang'), seat.rendezvous.name, `step-${step}`);
 
 export function gangChunk(store: RunStorePort, runs: ResidentRuns, req: GangChunkRequest): Promise<GangChunkResult> {
   return keepAlive(() => runGangChunk(store, runs, req), { hangSeconds: req.config.trainer.hangSeconds });
@@ -208,7 +211,7 @@ async function gangResident(store: RunStorePort, runs: ResidentRuns, req: GangCh
     const model = built.model, opt = built.opt, zero = built.zero ?? null, buckets = built.buckets ?? null;
     const train = await openSplit(store, req.dataset.train), valid = await openSplit(store, req.dataset.valid);
     const r: GangResident = {
-      rendezvous: req.gang.rendezvous.name, groups, model, opt, step, train, valid,
+      rendezvous: req.gang.rendezvous.name, setup, groups, model, opt, step, train, valid,
       pre: index ? { train: openParts(store, index.train), valid: openParts(store, index.valid) } : null,
       dataParallel: groups.dp && buckets ? { group: groups.dp, buckets, zero } : null,
       pipeline: groups.pp ? { group: groups.pp, embeddingGroup: groups.embedding } : null,
@@ -233,15 +236,9 @@ async function gangResident(store: RunStorePort, runs: ResidentRuns, req: GangCh
   }
 }
 
-/** The optimizer files of a checkpoint: one, or one per pipeline stage. */
-const OPTIMIZER_FILE = /^optimizer(-\d{5}-of-\d{5})?\.safetensors$/;
-
 /** Restores this rank's moments (its shard of each whole one) and returns the checkpoint's step. */
 async function loadMoments(dir: string, model: TrainableModel, params: [string, Tensor][], g: Groups, opt: AdamW, zero: ShardedAdamW | null): Promise<number> {
-  const whole = new Map<string, { shape: readonly number[]; data: ArrayLike<number> }>();
-  for (const f of (await readdir(dir)).filter((n) => OPTIMIZER_FILE.test(n))) {
-    for (const [k, t] of (await readSafetensors(path.join(dir, f))).tensors) whole.set(k, t);
-  }
+  const whole = await readOptimizerFiles(dir);
   const family = (model as CausalLM).config?.family;
   const local = (key: string, name: string): ArrayLike<number> => {
     const t = whole.get(key);
@@ -275,17 +272,20 @@ async function saveGangCheckpoint(store: RunStorePort, req: GangChunkRequest, r:
   const moments = zero ? await zero.gatherState() : null;
   const momentOf = (which: 'm' | 'v', i: number) => (moments ? moments[which][i] : null);
   if (dpRank === 0) {
-    await savePretrained(model, dir, { pipeline: r.groups.pp });
+    // A split model gathers its shards (and writes a shard per stage); a whole one (dp only) is
+    // saved like a one-worker run's, reward models included.
+    if (layout.tp > 1 || layout.pp > 1) await savePretrained(model, dir, { pipeline: r.groups.pp });
+    else await saveModelFolder({ model: r.model, lora: null }, dir, { ...r.setup, baseUri: req.config.model });
     const tensors = new Map<string, { dtype: 'F32'; shape: number[]; data: ArrayLike<number> }>();
-    const state = r.opt.state();
+    const state = zero ? null : r.opt.state(); // ZeRO's moments come gathered; AdamW's own stay unallocated
     for (const which of ['m', 'v'] as const) {
       const byParam = new Map(params.map(([, p], i) => [p, i]));
       const whole = r.groups.tp
         ? await gatherTensorParallelState(model, r.groups.tp, (p) => {
           const i = byParam.get(p)!;
-          return moments ? { data: async () => momentOf(which, i)! } : state[which][i];
+          return moments ? { data: async () => momentOf(which, i)! } : state![which][i];
         })
-        : new Map(params.map(([n, p], i) => [n, { shape: [...p.shape], data: moments ? momentOf(which, i)! : state[which][i].toArraySync() }]));
+        : new Map(params.map(([n, p], i) => [n, { shape: [...p.shape], data: moments ? momentOf(which, i)! : state![which][i].toArraySync() }]));
       for (const [n, t] of whole) if (!isTiedCopy(model, n)) tensors.set(`${which}.${n}`, { dtype: 'F32', shape: [...t.shape], data: t.data });
     }
     if (tpRank === 0) {

@@ -3,6 +3,7 @@
  * own task queue, its resident models), so that tests can pass fakes. Workflows import the
  * `Activities` type only. Every activity serves every recipe: each looks its recipe up in RECIPES.
  */
+import os from 'node:os';
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { RunStorePort } from '../store/run-store-port.js';
@@ -47,6 +48,8 @@ export interface ActivityDeps {
   drain?: Drain;
   /** Whether a workflow (the owner of a slot) has closed (asked of Temporal by default: workflowClosed). */
   isWorkflowClosed?: (workflowId: string) => Promise<boolean>;
+  /** The machine whose shared memory this worker's gang ranks use (ALIGN_WORKER_HOST, else the host name). */
+  host?: string;
 }
 
 /** The workflow that scheduled the current activity; undefined outside one (unit tests). */
@@ -71,6 +74,8 @@ export async function workflowClosed(workflowId: string): Promise<boolean> {
   }
 }
 
+const hostOf = (deps: ActivityDeps): string => deps.host ?? process.env.ALIGN_WORKER_HOST ?? os.hostname();
+
 /** No slot is free on this worker: retryable, so the placement is offered again (to any worker) after a backoff. */
 export class NoFreeSlotError extends Error {
   override name = 'NoFreeSlotError';
@@ -89,13 +94,15 @@ export function createActivities(deps: ActivityDeps) {
      * now on; a full one says so, and the placement is retried after a backoff (waiting for
      * capacity is a status of the run, never its failure).
      */
-    async placeRun(args: { runId: string; owner?: string; gang?: string }): Promise<string> {
+    async placeRun(args: { runId: string; owner?: string; gang?: string; host?: string }): Promise<string> {
       const slots = deps.slots ?? 1;
       if (deps.drain?.requested) throw new NoFreeSlotError(`worker ${deps.workerQueue} is shutting down (${deps.drain.reason})`);
       // The ranks of a gang need processes of their own: two on one engine would queue their
       // collectives behind each other on one stream and wait forever.
       const sibling = args.gang ? runs.placedRuns.find((p) => p.runId !== args.runId && p.runId.startsWith(rankSlotPrefix(args.gang!))) : undefined;
       if (sibling) throw new NoFreeSlotError(`worker ${deps.workerQueue} already hosts ${sibling.runId} of the same gang`);
+      // A shared-memory gang lives on one host: the ranks after the first go where the first is.
+      if (args.host && args.host !== hostOf(deps)) throw new NoFreeSlotError(`worker ${deps.workerQueue} is on host ${hostOf(deps)}; the gang's ranks are on ${args.host}`);
       const idleMs = deps.slotIdleMs ?? 120_000;
       // The workflow that places the run owns the slot: an online run's critic is placed by the run's workflow.
       const owner = args.owner ?? callingWorkflowId() ?? args.runId;
@@ -113,6 +120,10 @@ export function createActivities(deps: ActivityDeps) {
     },
     async trainChunk(req: ChunkRequest): Promise<ChunkResult> {
       return trainChunk(deps.store, runs, req, deps.drain);
+    },
+    /** The host this worker's shared memory belongs to (where a gang's other ranks must go). */
+    async workerHost(): Promise<string> {
+      return hostOf(deps);
     },
     /** One rank's part of a gang run's chunk (config.parallel); every rank runs it at once. */
     async gangChunk(req: GangChunkRequest): Promise<GangChunkResult> {

@@ -6,7 +6,7 @@
  * export is) and the adapters in PEFT's layout; the base weights, which LoRA never changes, are
  * reloaded from the run's `model`. Loading restores the run exactly: f32 values bit for bit.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AdamW, Generator } from '../kernels/index.js';
 import type { Tensor } from '../kernels/index.js';
@@ -16,6 +16,7 @@ import type { ModelKind } from '../algorithms/recipes/types.js';
 import type { LoraSettings, TrainerConfig } from '../algorithms/config/common.js';
 import { ConfigError } from '../algorithms/errors.js';
 import { readSafetensors, writeSafetensors } from '../models/hf/safetensors.js';
+import type { StoredTensor } from '../models/hf/safetensors.js';
 import { applyLora } from '../models/lora.js';
 import type { LoraHandle } from '../models/lora.js';
 import { loadAdapters, saveAdapters, saveMerged } from '../models/lora-io.js';
@@ -71,6 +72,12 @@ async function baseModel(setup: ModelSetup): Promise<{ model: TrainableModel; lo
 }
 
 export async function saveTrainingState(s: TrainingState, dir: string, setup: ModelSetup & { baseUri: string }): Promise<void> {
+  await saveModelFolder(s, dir, setup);
+  await saveOptimizerState(s, dir);
+}
+
+/** The model part of a checkpoint: a Hugging Face folder (merged model and adapters with LoRA, a sequence classifier for reward models). */
+export async function saveModelFolder(s: Pick<TrainingState, 'model' | 'lora'>, dir: string, setup: ModelSetup & { baseUri: string }): Promise<void> {
   if (s.lora && !isClassifier(s.model)) {
     await saveMerged(s.model, s.lora, dir);
     await saveAdapters(s.model, setup.lora!, dir, setup.baseUri);
@@ -84,6 +91,9 @@ export async function saveTrainingState(s: TrainingState, dir: string, setup: Mo
     await saveSequenceClassifier(s.model, dir, { ...(pad === null ? {} : { padTokenId: pad }), ...(labelNames ? { labelNames } : {}) });
   }
   else await savePretrained(s.model, dir);
+}
+
+async function saveOptimizerState(s: TrainingState, dir: string): Promise<void> {
   const { m, v } = s.opt.state();
   const tensors = new Map<string, { dtype: 'F32'; shape: number[]; data: ArrayLike<number> }>();
   trained(s.model).forEach(([n], i) => {
@@ -101,7 +111,7 @@ export async function loadTrainingState(dir: string, t: TrainerConfig, setup: Mo
     await loadAdapters(model, dir);
   } else model = await loadModel(dir, setup.kind, setup.seed);
   const opt = newOptimizer(model, t);
-  const { tensors } = await readSafetensors(path.join(dir, 'optimizer.safetensors'));
+  const tensors = await readOptimizerFiles(dir);
   const names = trained(model).map(([n]) => n);
   const get = (k: string) => {
     const x = tensors.get(k);
@@ -111,6 +121,17 @@ export async function loadTrainingState(dir: string, t: TrainerConfig, setup: Mo
   const state = JSON.parse(await readFile(path.join(dir, 'trainer_state.json'), 'utf8')) as { step: number; optimizerStep: number };
   opt.loadState({ step: state.optimizerStep, m: names.map((n) => get(`m.${n}`)), v: names.map((n) => get(`v.${n}`)) });
   return { model, opt, step: state.step, lora };
+}
+
+/** The optimizer files of a checkpoint: one, or one per pipeline stage (a gang's), merged by name. */
+export const OPTIMIZER_FILE = /^optimizer(-\d{5}-of-\d{5})?\.safetensors$/;
+
+export async function readOptimizerFiles(dir: string): Promise<Map<string, StoredTensor>> {
+  const merged = new Map<string, StoredTensor>();
+  const files = (await readdir(dir)).filter((n) => OPTIMIZER_FILE.test(n)).sort();
+  if (files.length === 0) throw Object.assign(new Error(`${dir}: no optimizer.safetensors`), { name: 'CheckpointError' });
+  for (const f of files) for (const [k, t] of (await readSafetensors(path.join(dir, f))).tensors) merged.set(k, t);
+  return merged;
 }
 
 export async function baseTrainingState(t: TrainerConfig, setup: ModelSetup): Promise<TrainingState> {

@@ -229,9 +229,21 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
   const placeGang = async (): Promise<Placement> => {
     status = 'waiting';
     const queues: string[] = [];
-    for (let r = 0; r < gangSize; r++) {
-      waiting = `waiting for compute workers: ${r} of ${gangSize} ranks placed (parallel dp=${layout.dp} tp=${layout.tp} pp=${layout.pp}, one worker process per rank)`;
-      queues.push(await placementOn(sharedCompute).placeRun({ runId: rankSlot(runId, r), owner: runId, gang: runId }));
+    let host: string | null = null;
+    while (queues.length < gangSize) {
+      const r = queues.length;
+      waiting = `waiting for compute workers${host ? ` on ${host}` : ''}: ${r} of ${gangSize} ranks placed (parallel dp=${layout.dp} tp=${layout.tp} pp=${layout.pp}, one worker process per rank)`;
+      const q: string = await placementOn(sharedCompute).placeRun({ runId: rankSlot(runId, r), owner: runId, gang: runId, ...(host ? { host } : {}) });
+      if (r === 0) {
+        try {
+          host = await computeOn(q, heartbeat).workerHost();
+        } catch {
+          // That worker went away at once: start the placement over.
+          void releaseOn(q).releaseRun({ runId: rankSlot(runId, 0) }).catch(() => false);
+          continue;
+        }
+      }
+      queues.push(q);
     }
     waiting = null;
     s.gangAttempts = (s.gangAttempts ?? 0) + 1;

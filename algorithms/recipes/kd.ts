@@ -152,9 +152,9 @@ export const kd: OfflineRecipe<KdConfig, SftExample, TeacherTopK> = {
     teacher: { description: 'runs once over the data; its top-K logits are stored', configField: 'kd.teacher', trains: false },
   },
   metrics: {
-    teacherKl: { description: 'forward KL(teacher ‖ student) over the top-K ids, mean per trained token (validation; in training only when kd.loss is fwd_kl)' },
-    kl: { description: 'the configured KD term (fwd or bwd KL), mean per trained token' },
-    nll: { description: 'cross-entropy of the data tokens, mean per trained token' },
+    teacherKl: { description: 'forward KL(teacher ‖ student) over the top-K ids, mean per trained token (validation; in training only when kd.loss is fwd_kl)', dataParallel: 'sum' },
+    kl: { description: 'the configured KD term (fwd or bwd KL), mean per trained token', dataParallel: 'sum' },
+    nll: { description: 'cross-entropy of the data tokens, mean per trained token', dataParallel: 'sum' },
   },
   headline: () => ({ metric: 'teacherKl', better: 'lower' }),
   dataFormats: [
@@ -162,6 +162,8 @@ export const kd: OfflineRecipe<KdConfig, SftExample, TeacherTopK> = {
   ],
   fields: () => SFT_FIELDS,
   model: () => ({ kind: 'causal-lm' }),
+  // The teacher's top-K ids index the student's whole vocabulary.
+  tensorParallel: false,
   prepare: (records, ctx) => mapRecords(records, (rec) => tokenizeSft(ctx.tok, rec, ctx.source, {
     maxLength: ctx.config.trainer.maxLength, template: ctx.config.kd.chatTemplate, overlong: ctx.config.data.overlong, onTruncate: ctx.onTruncate,
   })),

@@ -101,7 +101,7 @@ async function ktoPass(model: CausalLM, batch: readonly KtoExample[], refs: read
   const mb = c.trainer.microBatchSize;
   const policyKl = await completionLogps(model, batch.map((e) => join(e.prompt, e.klCompletion)), mb);
   const refKl = refs.map((x) => x.refKl);
-  const rewards: number[] = [];
+  const rewards: number[] = [], desirable: (typeof batch)[number]['desirable'][] = [];
   let loss = 0, z0 = 0;
   const idx = batch.map((_, i) => i);
   for (const micro of trainingMicroBatches(idx, mb, dp)) {
@@ -123,10 +123,13 @@ async function ktoPass(model: CausalLM, batch: readonly KtoExample[], refs: read
     loss += await out.part.item();
     const values = await out.seq.data();
     dispose(out);
-    micro.forEach((i, k) => rewards.push(values[k] - refs[i].ref));
+    micro.forEach((i, k) => {
+      rewards.push(values[k] - refs[i].ref);
+      desirable.push(batch[i].desirable); // this rank's examples only, under data parallel
+    });
   }
   const tokens = batch.reduce((s, e) => s + e.prompt.length + e.completion.length, 0);
-  return { loss, tokens, metrics: ktoMetrics(rewards, batch.map((e) => e.desirable), z0, c.kto.beta) };
+  return { loss, tokens, metrics: ktoMetrics(rewards, desirable, z0, c.kto.beta) };
 }
 
 export const kto: OfflineRecipe<KtoConfig, KtoExample, KtoRef> = {

@@ -156,8 +156,8 @@ export const rm: OfflineRecipe<RmConfig, RmExample> = {
     rejectedReward: { description: 'bradley_terry: mean score of the rejected responses' },
     rewardStd: { description: 'bradley_terry: standard deviation of all scores' },
     margin: { description: 'bradley_terry: chosenReward − rejectedReward' },
-    mse: { description: 'regression: mean squared error over the unmasked attributes' },
-    mae: { description: 'regression: mean absolute error over the unmasked attributes' },
+    mse: { description: 'regression: mean squared error over the unmasked attributes', dataParallel: 'sum' },
+    mae: { description: 'regression: mean absolute error over the unmasked attributes', dataParallel: 'sum' },
   },
   headline: (c) => (c.rm.type === 'regression' ? { metric: 'mse', better: 'lower' } : { metric: 'accuracy', better: 'higher' }),
   dataFormats: [

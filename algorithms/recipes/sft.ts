@@ -87,6 +87,7 @@ export const sft: OfflineRecipe<SftConfig, SftExample> = {
   ],
   fields: () => SFT_FIELDS,
   model: () => ({ kind: 'causal-lm' }),
+  pipelineParallel: true,
   prepare: (records, ctx) => mapRecords(records, (rec) => tokenizeSft(ctx.tok, rec, ctx.source, {
     maxLength: ctx.config.trainer.maxLength, template: ctx.config.sft.chatTemplate, overlong: ctx.config.data.overlong, onTruncate: ctx.onTruncate,
   })),

@@ -43,6 +43,11 @@ export interface Headline {
 
 export interface MetricSpec {
   description: string;
+  /**
+   * How the ranks' values combine under data parallel: 'sum' for a rank's share of the global
+   * batch's mean (token-weighted terms, like the loss), 'mean' (default) for each rank's own mean.
+   */
+  dataParallel?: 'sum' | 'mean';
 }
 
 /** How a recipe's trained model is built, loaded and saved. */
@@ -160,6 +165,10 @@ export interface DatasetSpec<C, E> {
 export interface OfflineRecipe<C extends BaseConfig = BaseConfig, E = unknown, P = unknown> extends RecipeHeader<C>, DatasetSpec<C, E> {
   kind: 'offline';
   model(config: C): ModelKind;
+  /** Its step can run as one stage of a pipeline (parallel.pp > 1): its forward and backward go through the 1F1B schedule. */
+  pipelineParallel?: boolean;
+  /** False when its step needs the whole vocabulary's logits on one rank (no parallel.tp > 1). Default true. */
+  tensorParallel?: boolean;
   precompute?: Precompute<C, E, P>;
   /** Forward and backward of one global batch (pre[i] belongs to batch[i]); the runner clips and steps. */
   step(ctx: StepContext<C>, batch: readonly E[], pre: readonly P[] | null): Promise<StepOutput>;

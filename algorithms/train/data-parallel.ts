@@ -3,12 +3,13 @@
  * deterministic order of batching.ts), trains on its own contiguous share of it, and the
  * gradients are summed over the group in buckets while the last micro-batch's backward runs.
  * Losses are already each micro-batch's share of the global mean, so the sum over ranks is the
- * loss of the whole batch; recipe metrics are averaged over ranks.
+ * loss of the whole batch; a recipe metric is summed when it is such a share too (its
+ * MetricSpec.dataParallel), else averaged over ranks.
  */
 import type { GradBuckets, ProcessGroup, ShardedAdamW } from '../../kernels/distributed/index.js';
 import { dispose, tensor } from '../../kernels/index.js';
 import { ConfigError } from '../errors.js';
-import type { Metrics } from '../recipes/types.js';
+import type { MetricSpec, Metrics } from '../recipes/types.js';
 import { microBatches } from './batching.js';
 
 /** One rank's part in a data-parallel step. */
@@ -46,7 +47,7 @@ export function* trainingMicroBatches<T>(items: readonly T[], microBatch: number
  * same on every rank. The values travel as the bytes of f64s and are summed in rank order here,
  * so the loss is the one DP=1 reports when each rank runs one micro-batch.
  */
-export async function reduceStepOutput(dp: DataParallel, loss: number, metrics: Metrics): Promise<{ loss: number; metrics: Metrics }> {
+export async function reduceStepOutput(dp: DataParallel, loss: number, metrics: Metrics, specs: Record<string, MetricSpec> = {}): Promise<{ loss: number; metrics: Metrics }> {
   const keys = Object.keys(metrics).sort();
   const mine = Float64Array.from([loss, ...keys.map((k) => metrics[k])]);
   // As i32 words: a float view would canonicalise NaN patterns and corrupt the bytes.
@@ -60,5 +61,5 @@ export async function reduceStepOutput(dp: DataParallel, loss: number, metrics: 
     for (let r = 1; r < dp.group.world; r++) s += ranks[r * mine.length + j];
     return s;
   });
-  return { loss: sums[0], metrics: Object.fromEntries(keys.map((k, i) => [k, sums[i + 1] / dp.group.world])) };
+  return { loss: sums[0], metrics: Object.fromEntries(keys.map((k, i) => [k, specs[k]?.dataParallel === 'sum' ? sums[i + 1] : sums[i + 1] / dp.group.world])) };
 }

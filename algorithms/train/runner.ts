@@ -83,15 +83,18 @@ export async function optimizerStep<C extends BaseConfig, E, P>(
   const batch = await data.getMany(idx);
   const extra = pre ? await pre.getMany(idx) : null;
   const dp = ctx.dataParallel ?? null;
-  if (ctx.pipeline && recipe.name !== 'sft') throw new ConfigError(`parallel.pp > 1 trains sft only for now; ${recipe.name} needs parallel.pp: 1`);
-  let out = await recipe.step(ctx, batch, extra).catch((e: unknown) => {
-    dp?.buckets.disarm();
+  if (ctx.pipeline && !recipe.pipelineParallel) throw new ConfigError(`parallel.pp > 1: ${recipe.name} cannot run as pipeline stages yet; it needs parallel.pp: 1`);
+  let out: Awaited<ReturnType<typeof recipe.step>>;
+  try {
+    out = await recipe.step(ctx, batch, extra);
+    await tensorParallelOf(ctx.model)?.tp.settle(); // a collective that failed fails the step
+    if (dp) {
+      await dp.buckets.reduce();
+      out = { ...out, ...(await reduceStepOutput(dp, out.loss, out.metrics, recipe.metrics)) };
+    }
+  } catch (e) {
+    await dp?.buckets.abandon(); // no bucket left writing into a gradient
     throw e;
-  });
-  await tensorParallelOf(ctx.model)?.tp.settle(); // a collective that failed fails the step
-  if (dp) {
-    await dp.buckets.reduce();
-    out = { ...out, ...(await reduceStepOutput(dp, out.loss, out.metrics)) };
   }
   if (!Number.isFinite(out.loss)) ctx.opt.zeroGrad();
   checkFinite(out.loss, step);

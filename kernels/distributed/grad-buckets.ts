@@ -75,11 +75,8 @@ export class GradBuckets {
   async reduce(): Promise<void> {
     for (const b of this.buckets) if (!b.inFlight) this.launch(b);
     this.disarm();
-    try {
-      await Promise.all(this.buckets.map((b) => b.inFlight));
-    } finally {
-      for (const b of this.buckets) b.inFlight = null;
-    }
+    const failed = (await this.settle()).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     noGrad(() => {
       for (const b of this.buckets) {
         const backend = b.flat.backend;
@@ -91,16 +88,33 @@ export class GradBuckets {
     });
   }
 
-  /** Drops the hooks (after a failed step, so the next one starts clean). */
+  /** Drops the hooks. */
   disarm(): void {
     this.armed = false;
     for (const b of this.buckets) b.ready = 0;
     for (const p of this.bucketOf.keys()) p.onGradReady = null;
   }
 
+  /** After a failed step: waits for the buckets still in flight (never leaves one writing), then starts clean. */
+  async abandon(): Promise<void> {
+    this.disarm();
+    await this.settle();
+  }
+
+  /** Frees the buckets, once those in flight have finished (a free never races the communication stream). */
   dispose(): void {
     this.disarm();
-    for (const b of this.buckets) b.flat.dispose();
+    void this.settle().then(() => {
+      for (const b of this.buckets) b.flat.dispose();
+    });
+  }
+
+  /** Waits for every bucket in flight; each ends idle whatever its outcome. */
+  private async settle(): Promise<PromiseSettledResult<void>[]> {
+    const pending = this.buckets.map((b) => b.inFlight).filter((p): p is Promise<void> => p !== null);
+    const results = await Promise.allSettled(pending);
+    for (const b of this.buckets) b.inFlight = null;
+    return results;
   }
 
   private launch(b: Bucket): void {
@@ -108,7 +122,9 @@ export class GradBuckets {
       if (p.grad && !p.grad.isDisposed) copyRange(p.grad, 0, b.flat, b.offsets[i], p.numel);
       else zeroRange(b.flat, b.offsets[i], p.numel);
     });
-    b.inFlight = this.group.allReduce(b.flat, 'sum', { overlap: true });
+    const sent = this.group.allReduce(b.flat, 'sum', { overlap: true });
+    sent.catch(() => undefined); // handled: reduce() or abandon() reports or drops it
+    b.inFlight = sent;
   }
 }
 

@@ -39,6 +39,7 @@ describe('recipe configs', () => {
     );
     expect(() => parseRecipeConfig('dpo', { ...base, trainer, parallel: { pp: 2 } })).toThrow('parallel.pp > 1 trains sft only for now; dpo needs parallel.pp: 1');
     expect(() => parseRecipeConfig('rm', { ...base, trainer, parallel: { tp: 2 } })).toThrow('parallel.tp and parallel.pp split causal LMs; rm trains a classifier (use parallel.dp)');
+    expect(() => parseRecipeConfig('kd', { ...base, trainer, parallel: { tp: 2 }, kd: { teacher: 'models/fixtures/tiny-llama' } })).toThrow("parallel.tp > 1: kd needs the whole vocabulary's logits on one rank; use parallel.dp");
     expect(() => parseRecipeConfig('sft', { ...base, trainer, parallel: { dp: 2 }, lora: {} })).toThrow('parallel: LoRA runs train on one worker for now; remove the parallel section or lora');
     expect(() => parseRecipeConfig('sft', { ...base, trainer, parallel: { dp: 8, tp: 9 } })).toThrow('parallel: dp × tp × pp = 72 ranks; at most 64');
     expect(() => parseRecipeConfig('grpo', { ...base, parallel: { dp: 2 } })).toThrow(/parallel/);

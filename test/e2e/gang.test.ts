@@ -14,8 +14,9 @@ import { defaultTemporalAddress } from '../../infra/temporal.js';
 import { readManifest } from '../../store/checkpoints.js';
 import { openStore } from '../../store/index.js';
 import { readMetricsHistory } from '../../store/metrics-ledger.js';
-import { progressQuery, stopSignal } from '../../workflows/training.js';
-import { crashFixture, slowIt, spawnComputeWorker, tinyLlama, uniqueId, writeSftData } from './helpers.js';
+import { progressQuery } from '../../workflows/training.js';
+import { rewardPairs } from '../../data/demo/make-extra.js';
+import { crashFixture, slowIt, spawnComputeWorker, tinyLlama, uniqueId, writeLines, writeSftData } from './helpers.js';
 
 const fixture = crashFixture('gang');
 const { tmp, storeUri, runStore, REF, CRASH } = fixture;
@@ -83,12 +84,15 @@ describe('gang runs', () => {
       const wide = await client.workflow.start('trainingWorkflow', {
         taskQueue: CRASH.control, workflowId: wideId, args: [{ runId: wideId, recipe: 'sft', config: parseRecipeConfig('sft', { ...raw({ dp: 3 }), trainer: { ...raw().trainer, globalBatchSize: 12 } }), heartbeatSeconds: 5, queues: CRASH }],
       });
-      await waitFor(async () => /2 of 3 ranks placed/.test((await wide.query(progressQuery)).waiting ?? ''), 'the wait status');
-      const p = await wide.query(progressQuery);
-      expect(p.status).toBe('waiting');
-      expect(p.waiting).toMatch(/waiting for compute workers: 2 of 3 ranks placed \(parallel dp=3 tp=1 pp=1, one worker process per rank\)/);
-      await wide.signal(stopSignal);
-      await wide.terminate('test over');
+      try {
+        await waitFor(async () => /2 of 3 ranks placed/.test((await wide.query(progressQuery)).waiting ?? ''), 'the wait status');
+        const p = await wide.query(progressQuery);
+        expect(p.status).toBe('waiting');
+        expect(p.waiting).toMatch(/waiting for compute workers on \S+: 2 of 3 ranks placed \(parallel dp=3 tp=1 pp=1, one worker process per rank\)/);
+      } finally {
+        // Whatever happened, it must not go on taking the next tests' workers.
+        await wide.terminate('test over').catch(() => undefined);
+      }
     } finally {
       for (const w of workers) w.kill('SIGTERM');
     }
@@ -115,6 +119,26 @@ describe('gang runs', () => {
         expect(model.parameters().length).toBeGreaterThan(0);
         model.dispose();
       }
+    } finally {
+      for (const w of workers) w.kill('SIGTERM');
+    }
+  }, 600_000);
+
+  slowIt('a reward model at DP=2 (a sequence classifier): the gang\'s checkpoints are the one worker\'s, bit for bit', async () => {
+    const rmRaw = (parallel?: Record<string, unknown>) => ({
+      model: tinyLlama, data: { train: writeLines(path.join(tmp, 'rm'), 'rm.jsonl', rewardPairs(96)), validationFraction: 0.2, overlong: 'drop' },
+      trainer: { ...raw().trainer, maxSteps: 8, globalBatchSize: 8, microBatchSize: 4 },
+      ...(parallel ? { parallel } : {}),
+    });
+    const refId = uniqueId('e2e-gang-rm-ref');
+    const reference: RunResult = await client.workflow.execute('trainingWorkflow', { taskQueue: REF.control, workflowId: refId, args: [{ runId: refId, recipe: 'rm', config: parseRecipeConfig('rm', rmRaw()), heartbeatSeconds: 5, queues: REF }] });
+    const workers: ChildProcess[] = await Promise.all([spawnComputeWorker(uniqueId('gang-e'), env()), spawnComputeWorker(uniqueId('gang-f'), env())]);
+    try {
+      const id = uniqueId('e2e-gang-rm');
+      const result: RunResult = await client.workflow.execute('trainingWorkflow', { taskQueue: CRASH.control, workflowId: id, args: [{ runId: id, recipe: 'rm', config: parseRecipeConfig('rm', rmRaw({ dp: 2 })), heartbeatSeconds: 5, queues: CRASH }] });
+      expect(result.status).toBe('completed');
+      expect(await weightsSha(result)).toBe(await weightsSha(reference));
+      expect(await stepsOf(id)).toEqual(await stepsOf(refId));
     } finally {
       for (const w of workers) w.kill('SIGTERM');
     }

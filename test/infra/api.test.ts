@@ -142,7 +142,7 @@ describe('HTTP API (real Temporal server, mocked activities)', () => {
     expect(list.recipes.map((r) => r.name)).toEqual(['sft', 'dpo', 'rm', 'kd', 'kto', 'steerlm2', 'ppo', 'reinforce', 'grpo', 'rs']);
     const kd = await get('/recipes/kd') as Record<string, unknown> & { configSchema: { properties: Record<string, unknown> }; exampleYaml: string };
     expect(kd).toMatchObject({ name: 'kd', kind: 'offline', headline: { metric: 'teacherKl', better: 'lower' }, precompute: { name: 'teacher-topk', role: 'teacher' } });
-    expect(Object.keys(kd.configSchema.properties)).toEqual(['model', 'seed', 'data', 'trainer', 'cost', 'budget', 'tracking', 'lora', 'kd']);
+    expect(Object.keys(kd.configSchema.properties)).toEqual(['model', 'seed', 'data', 'trainer', 'cost', 'budget', 'tracking', 'parallel', 'lora', 'kd']);
     expect(kd.exampleYaml).toMatch(/^# align run kd /);
     const bad = await app.inject({ method: 'GET', url: '/recipes/sftt', headers: auth });
     expect(bad.statusCode).toBe(400);

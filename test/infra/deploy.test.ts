@@ -33,6 +33,7 @@ const service = z.object({
   ports: z.array(z.string()).optional(),
   volumes: z.array(z.string()).optional(),
   ipc: z.string().optional(),
+  pid: z.string().optional(),
   restart: z.string().optional(),
   stop_grace_period: z.string().optional(),
   deploy: z.object({ replicas: z.union([z.number(), z.string()]) }).optional(),
@@ -77,6 +78,8 @@ describe('infra/deploy files', () => {
       expect(existsSync(path.join(root, script!)), script).toBe(true);
     }
     expect(c.services.compute.ipc).toBe('host'); // a gang's ranks meet over shared memory
+    expect(c.services.compute.pid).toBe('host'); // and see each other's processes
+    expect(Object.keys(c.services.compute.environment ?? {})).toEqual(expect.arrayContaining(['ALIGN_WORKER_HOST', 'ALIGN_GANG_DIR']));
     expect(c.services.compute.deploy?.replicas).toBeDefined();
   });
 

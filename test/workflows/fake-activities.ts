@@ -103,6 +103,7 @@ export function fakeActivities(queue: string, script: Script = {}) {
     },
     // The online stages are exercised against the real activities (test/e2e/online.test.ts).
     gangChunk: notFaked('gangChunk'),
+    workerHost: notFaked('workerHost'),
     generateRollouts: notFaked('generateRollouts'),
     scoreRollouts: notFaked('scoreRollouts'),
     computeLogprobs: notFaked('computeLogprobs'),

@@ -344,7 +344,7 @@ void ShmGroup::send_recv(const void* out, size_t out_bytes, int dst, void* in, s
            [&] {
              std::vector<int> m;
              if (out_done < out_chunks) m.push_back(dst);
-             if (in_done < in_chunks && src != dst) m.push_back(src);
+             if (in_done < in_chunks && (m.empty() || src != dst)) m.push_back(src);
              return m;
            });
     }

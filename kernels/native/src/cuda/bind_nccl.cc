@@ -6,6 +6,7 @@
 // that neither its creation nor any collective can hang: each wait polls with a deadline, and a
 // rank that never arrives (or whose process died) ends in ncclCommAbort and an error saying so.
 // After that the group is broken; the caller tears it down and starts a new gang attempt.
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -36,8 +37,19 @@ struct Group {
   ncclComm_t comm = nullptr;
   int rank = 0, world = 0;
   int64_t timeout_ms = 0;
-  bool broken = false;
+  std::atomic<bool> broken{false};
+  std::mutex abort_mu;
+  bool aborted = false;
 };
+
+// Aborts the communicator once, whichever waits see the failure (several libuv threads may).
+void abort_once(Group& g) {
+  std::lock_guard<std::mutex> lock(g.abort_mu);
+  g.broken = true;
+  if (g.aborted) return;
+  g.aborted = true;
+  nccl().ncclCommAbort(g.comm);
+}
 
 std::mutex groups_mu;
 std::unordered_map<int, std::shared_ptr<Group>> groups;
@@ -55,6 +67,16 @@ void check_nccl(ncclResult_t r, const char* what) {
   if (r != ncclSuccess && r != ncclInProgress) fail("ProcessGroupError", std::string(what) + ": " + nccl_text(r));
 }
 
+// On a non-blocking communicator a call may return ncclInProgress before its work is on the
+// stream: wait (with the deadline) until it is, so that the event recorded next follows it.
+template <class Wait>
+void enqueued(Group& g, ncclResult_t r, const char* what, Wait wait) {
+  check_nccl(r, what);
+  if (r != ncclInProgress) return;
+  const std::string err = wait(g, what);
+  if (!err.empty()) fail("ProcessGroupError", err);
+}
+
 // Polls until `done` or the group's deadline; on timeout or an asynchronous NCCL error the
 // communicator is aborted and the group marked broken. Runs on a libuv worker thread.
 template <class Done>
@@ -64,21 +86,21 @@ std::string wait_for(Group& g, const char* what, Done done) {
     ncclResult_t async = ncclSuccess;
     nccl().ncclCommGetAsyncError(g.comm, &async);
     if (async != ncclSuccess && async != ncclInProgress) {
-      g.broken = true;
-      nccl().ncclCommAbort(g.comm);
+      abort_once(g);
       return std::string(what) + ": " + nccl_text(async);
     }
     if (async == ncclSuccess && done()) return "";
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
     if (ms > g.timeout_ms) {
-      g.broken = true;
-      nccl().ncclCommAbort(g.comm);
+      abort_once(g);
       return std::string(what) + " of rank " + std::to_string(g.rank) + " of " + std::to_string(g.world) + ": no progress within " +
              std::to_string(g.timeout_ms) + " ms (a rank did not arrive, or its process exited); the group is aborted";
     }
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
 }
+
+std::string wait_enqueued(Group& g, const char* what) { return wait_for(g, what, [] { return true; }); }
 
 // An asynchronous wait resolved on the JS thread: for the open (communicator ready) or for a
 // collective (its event reached on the stream).
@@ -203,9 +225,18 @@ napi_value js_close(napi_env env, napi_callback_info info) {
       g = it->second;
       groups.erase(it);
     }
-    CU_CHECK(cu().cuStreamSynchronize(gpu().stream));
-    if (g->broken) nccl().ncclCommAbort(g->comm);
-    else check_nccl(nccl().ncclCommDestroy(g->comm), "ncclCommDestroy");
+    if (g->broken) {
+      abort_once(*g);  // already aborted by the failure that broke it, or now
+      return js_undefined(env);
+    }
+    // Wait for its queued collectives with the deadline, not for ever: a stalled peer aborts it.
+    CUevent done = nullptr;
+    CU_CHECK(cu().cuEventCreate(&done, CU_EVENT_DISABLE_TIMING));
+    CU_CHECK(cu().cuEventRecord(done, gpu().stream));
+    const std::string err = wait_for(*g, "close", [&] { return cu().cuEventQuery(done) != CUDA_ERROR_NOT_READY; });
+    cu().cuEventDestroy_v2(done);
+    if (!err.empty()) fail("ProcessGroupError", err);
+    check_nccl(nccl().ncclCommDestroy(g->comm), "ncclCommDestroy");
     return js_undefined(env);
   });
 }
@@ -225,27 +256,29 @@ napi_value js_collective(napi_env env, napi_callback_info info) {
     CUstream s = gpu().stream;
     const NcclFns& f = nccl();
     const char* what = "";
+    ncclResult_t r = ncclSuccess;
     if (kind == "allReduce") {
       what = "all_reduce";
-      check_nccl(f.ncclAllReduce(send, recv, count, dtype, nccl_op(a, 6), g->comm, s), what);
+      r = f.ncclAllReduce(send, recv, count, dtype, nccl_op(a, 6), g->comm, s);
     } else if (kind == "allGather") {
       what = "all_gather";
-      check_nccl(f.ncclAllGather(send, recv, count, dtype, g->comm, s), what);
+      r = f.ncclAllGather(send, recv, count, dtype, g->comm, s);
     } else if (kind == "reduceScatter") {
       what = "reduce_scatter";
-      check_nccl(f.ncclReduceScatter(send, recv, count, dtype, nccl_op(a, 6), g->comm, s), what);
+      r = f.ncclReduceScatter(send, recv, count, dtype, nccl_op(a, 6), g->comm, s);
     } else if (kind == "broadcast") {
       what = "broadcast";
-      check_nccl(f.ncclBroadcast(send, recv, count, dtype, static_cast<int>(a.size(6, "root")), g->comm, s), what);
+      r = f.ncclBroadcast(send, recv, count, dtype, static_cast<int>(a.size(6, "root")), g->comm, s);
     } else if (kind == "send") {
       what = "send";
-      check_nccl(f.ncclSend(send, count, dtype, static_cast<int>(a.size(6, "peer")), g->comm, s), what);
+      r = f.ncclSend(send, count, dtype, static_cast<int>(a.size(6, "peer")), g->comm, s);
     } else if (kind == "recv") {
       what = "recv";
-      check_nccl(f.ncclRecv(recv, count, dtype, static_cast<int>(a.size(6, "peer")), g->comm, s), what);
+      r = f.ncclRecv(recv, count, dtype, static_cast<int>(a.size(6, "peer")), g->comm, s);
     } else {
       fail("NativeError", "ncclCollective: unknown kind '" + kind + "'");
     }
+    enqueued(*g, r, what, wait_enqueued);
     return queue_wait(env, g, what, true, 0);
   });
 }
@@ -263,7 +296,7 @@ napi_value js_send_recv(napi_env env, napi_callback_info info) {
                           static_cast<int>(a.size(3, "dst")), g->comm, s), "send_recv");
     check_nccl(f.ncclRecv(reinterpret_cast<void*>(static_cast<uintptr_t>(a.size(4, "recvPtr"))), static_cast<size_t>(a.size(5, "recvCount")), dtype,
                           static_cast<int>(a.size(6, "src")), g->comm, s), "send_recv");
-    check_nccl(f.ncclGroupEnd(), "ncclGroupEnd");
+    enqueued(*g, f.ncclGroupEnd(), "send_recv", wait_enqueued);
     return queue_wait(env, g, "send_recv", true, 0);
   });
 }
