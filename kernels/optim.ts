@@ -62,6 +62,11 @@ export interface AdamWConfig {
   weightDecay?: number;
 }
 
+/** Every AdamW setting, the defaults filled in (PyTorch's). */
+export function adamWSettings(config: AdamWConfig): Required<AdamWConfig> {
+  return { lr: config.lr, beta1: config.beta1 ?? 0.9, beta2: config.beta2 ?? 0.999, eps: config.eps ?? 1e-8, weightDecay: config.weightDecay ?? 0.01 };
+}
+
 export interface AdamWState {
   step: number;
   m: Tensor[];
@@ -85,11 +90,7 @@ export class AdamW {
   constructor(params: readonly Tensor[], config: AdamWConfig, noDecay: readonly boolean[] = []) {
     this.params = params;
     this.decay = params.map((_, i) => !noDecay[i]);
-    this.lr = config.lr;
-    this.beta1 = config.beta1 ?? 0.9;
-    this.beta2 = config.beta2 ?? 0.999;
-    this.eps = config.eps ?? 1e-8;
-    this.weightDecay = config.weightDecay ?? 0.01;
+    ({ lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = adamWSettings(config));
   }
 
   private get m(): Tensor[] {

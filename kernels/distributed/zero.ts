@@ -10,7 +10,7 @@
  */
 import { ShapeError } from '../errors.js';
 import { alloc, apply, kernel } from '../op.js';
-import { ADAMW } from '../optim.js';
+import { ADAMW, adamWSettings } from '../optim.js';
 import type { AdamWConfig } from '../optim.js';
 import { Tensor, noGrad } from '../tensor.js';
 import { copyRange } from './grad-buckets.js';
@@ -38,10 +38,7 @@ export function shardRanges(total: number, world: number): { size: number; range
 export class ShardedAdamW {
   readonly params: readonly Tensor[];
   lr: number;
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly eps: number;
-  readonly weightDecay: number;
+  private readonly settings: Required<AdamWConfig>;
   private readonly decay: readonly boolean[];
   private readonly pieces: Piece[] = [];
   private readonly shard: Tensor; // [size] this rank's range, staged for the all-gather
@@ -50,11 +47,8 @@ export class ShardedAdamW {
   constructor(private readonly group: ProcessGroup, params: readonly Tensor[], config: AdamWConfig, noDecay: readonly boolean[] = []) {
     this.params = params;
     this.decay = params.map((_, i) => !noDecay[i]);
+    this.settings = adamWSettings(config);
     this.lr = config.lr;
-    this.beta1 = config.beta1 ?? 0.9;
-    this.beta2 = config.beta2 ?? 0.999;
-    this.eps = config.eps ?? 1e-8;
-    this.weightDecay = config.weightDecay ?? 0.01;
     const total = params.reduce((s, p) => s + p.numel, 0);
     const { size, ranges } = shardRanges(total, group.world);
     const [lo, hi] = ranges[group.rank];
@@ -90,10 +84,8 @@ export class ShardedAdamW {
         if (!p.grad) throw new ShapeError(`ShardedAdamW: parameter ${x.param} has no gradient; data parallel gives every parameter one`);
         copyRange(p, x.from, x.p, 0, x.n);
         copyRange(p.grad, x.from, x.g, 0, x.n);
-        apply('adamw', ADAMW, [x.p, x.g, x.m, x.v], {
-          lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps,
-          weightDecay: this.decay[x.param] ? this.weightDecay : 0, step: this.stepCount,
-        });
+        const { beta1, beta2, eps, weightDecay } = this.settings;
+        apply('adamw', ADAMW, [x.p, x.g, x.m, x.v], { lr: this.lr, beta1, beta2, eps, weightDecay: this.decay[x.param] ? weightDecay : 0, step: this.stepCount });
         copyRange(x.p, 0, this.shard, x.at, x.n);
       }
     });
