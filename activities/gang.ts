@@ -36,16 +36,13 @@ import { gatherTensorParallelState, shardTensor, tensorParallelSpec } from '../m
 import { loadModel, readOptimizerFiles, saveModelFolder } from './training-state.js';
 import type { ModelSetup } from './training-state.js';
 import type { TrainableModel } from '../algorithms/recipes/model.js';
-import { writeMetricsChunk } from '../store/metrics-ledger.js';
-import type { StepRow } from '../store/metrics-ledger.js';
 import type { RunStorePort } from '../store/run-store-port.js';
 import { TOKENIZER_FILES } from '../store/export.js';
-import { trackMetrics } from './tracking/index.js';
 import { heartbeat, keepAlive } from './heartbeat.js';
 import { openParts, openSplit } from './data-source.js';
 import type { ClosableSource } from './data-source.js';
 import { rankSlot } from '../workflows/gang-names.js';
-import { modelSetup, summary, validate, validationRow } from './train.js';
+import { modelSetup, recordChunkMetrics, summary, validate } from './train.js';
 import type { ResidentRuns } from './train.js';
 import type { ChunkRequest, ChunkResult, CheckpointRef, PrecomputedIndex, StepSummary, Validation } from './types.js';
 
@@ -149,15 +146,7 @@ async function runGangChunk(store: RunStorePort, runs: ResidentRuns, req: GangCh
     }
     phases.training = (performance.now() - tTrain) / 1000;
     const validation = req.validate ? await validate(recipe, ctx, { valid: r.valid, pre: r.pre, state: r }) : null;
-    if (leader) {
-      const rows = [
-        ...(validationBefore ? [validationRow(validationBefore)] : []),
-        ...steps.map((m): StepRow => ({ type: 'step', ...m })),
-        ...(validation ? [validationRow(validation)] : []),
-      ];
-      await writeMetricsChunk(store.store, req.runId, { fromStep: req.fromStep, toStep: r.step, parent: req.checkpoint ? { uri: req.checkpoint.uri, step: req.checkpoint.step } : null }, rows);
-      await trackMetrics(store.store, { runId: req.runId, step: r.step, kind: 'steps', rows, config: req.config });
-    }
+    if (leader) await recordChunkMetrics(store, req, r.step, { validationBefore, steps, validation });
     heartbeat({ step: r.step, phase: 'checkpointing', rank: req.gang.rank }, { watch: false });
     const tSave = performance.now();
     const checkpoint = await saveGangCheckpoint(store, req, r);
@@ -297,7 +286,7 @@ async function saveGangCheckpoint(store: RunStorePort, req: GangChunkRequest, r:
   if (req.gang.rank !== 0) return null;
   try {
     await writeFile(path.join(dir, 'trainer_state.json'), JSON.stringify({ step: r.step, optimizerStep: zero ? zero.step : r.opt.step }, null, 2));
-    const base = await store.fetchInput(req.config.model);
+    const base = r.setup.baseDir; // fetched when the shard was built
     for (const f of TOKENIZER_FILES) if (existsSync(path.join(base, f))) await copyFile(path.join(base, f), path.join(dir, f));
     const ref = await store.commitCheckpoint(req.runId, r.step, dir, { runId: req.runId, recipe: req.recipe, config: req.config, parent: req.checkpoint });
     await store.pruneCheckpoints(req.runId, req.config.trainer.keepCheckpoints);

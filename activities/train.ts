@@ -193,6 +193,22 @@ async function residentFor(store: RunStorePort, runs: ResidentRuns, req: ChunkRe
   }
 }
 
+/**
+ * A chunk's metrics to the ledger (and the trackers), before its checkpoint commits: a committed
+ * step always has its row.
+ */
+export async function recordChunkMetrics(
+  store: RunStorePort, req: ChunkRequest, toStep: number, m: { validationBefore: Validation | null; steps: StepSummary[]; validation: Validation | null },
+): Promise<void> {
+  const rows = [
+    ...(m.validationBefore ? [validationRow(m.validationBefore)] : []),
+    ...m.steps.map((s): StepRow => ({ type: 'step', ...s })),
+    ...(m.validation ? [validationRow(m.validation)] : []),
+  ];
+  await writeMetricsChunk(store.store, req.runId, { fromStep: req.fromStep, toStep, parent: req.checkpoint ? { uri: req.checkpoint.uri, step: req.checkpoint.step } : null }, rows);
+  await trackMetrics(store.store, { runId: req.runId, step: toStep, kind: 'steps', rows, config: req.config });
+}
+
 export const summary = (m: StepMetrics): StepSummary => ({ step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokens: m.tokens, metrics: m.metrics });
 
 export async function validate(recipe: OfflineRecipe<RecipeConfig>, ctx: StepContext<RecipeConfig>, r: Pick<Resident, 'valid' | 'pre'> & { state: { step: number } }): Promise<Validation> {
@@ -252,14 +268,7 @@ async function runChunk(store: RunStorePort, runs: ResidentRuns, request: ChunkR
   const preempted = r.state.step < req.toStep;
   if (req.validate && !preempted) heartbeat({ step: r.state.step, phase: 'validating' }, { watch: false });
   const validation = req.validate && !preempted ? await timed('validating', () => validate(recipe, ctx, r)) : null;
-  // The chunk's metrics go to the ledger before its checkpoint commits: a committed step always has its row.
-  const rows = [
-    ...(validationBefore ? [validationRow(validationBefore)] : []),
-    ...steps.map((m): StepRow => ({ type: 'step', ...m })),
-    ...(validation ? [validationRow(validation)] : []),
-  ];
-  await writeMetricsChunk(store.store, req.runId, { fromStep: req.fromStep, toStep: r.state.step, parent: req.checkpoint ? { uri: req.checkpoint.uri, step: req.checkpoint.step } : null }, rows);
-  await trackMetrics(store.store, { runId: req.runId, step: r.state.step, kind: 'steps', rows, config: req.config });
+  await recordChunkMetrics(store, req, r.state.step, { validationBefore, steps, validation });
   heartbeat({ step: r.state.step, phase: 'checkpointing' }, { watch: false });
   const checkpoint = await timed('checkpointing', async () => {
     const ref = await commit(store, req, r);

@@ -10,14 +10,13 @@ import { performance } from 'node:perf_hooks';
 import { AdamW, Generator, clipGradNorm, setBackend, tensor, tidy } from '../kernels/index.js';
 import { GradBuckets, openShmGroup } from '../kernels/distributed/index.js';
 import { LlamaForCausalLM } from '../models/llama.js';
-import type { LlamaConfig } from '../models/llama.js';
+import { CFG } from './train-cpu.js';
 import { median } from './gemm.js';
 
 const [name, rankArg, worldArg, stepsArg] = process.argv.slice(2);
 const [rank, world, steps] = [rankArg, worldArg, stepsArg].map(Number);
 setBackend('native');
 
-const CFG: LlamaConfig = { vocabSize: 4096, hiddenSize: 256, numLayers: 4, numHeads: 4, numKvHeads: 4, intermediateSize: 768 };
 const B = 8, T = 128, WARMUP = 2;
 
 async function main() {

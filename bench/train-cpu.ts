@@ -33,7 +33,7 @@ Options:
   --profile     time every kernel on its own and report the top ones (slower; timings then
                 are not comparable with the baseline)`;
 
-const CFG: LlamaConfig = { vocabSize: 4096, hiddenSize: 256, numLayers: 4, numHeads: 4, numKvHeads: 4, intermediateSize: 768 };
+export const CFG: LlamaConfig = { vocabSize: 4096, hiddenSize: 256, numLayers: 4, numHeads: 4, numKvHeads: 4, intermediateSize: 768 };
 const B = 8, T = 128;
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 

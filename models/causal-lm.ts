@@ -4,7 +4,7 @@
  */
 import { AlignerError } from '../kernels/errors.js';
 import { IGNORE_INDEX, concat, isGradEnabled, mulScalar, neg, sum, tensor, tokenLogprobs, zeros } from '../kernels/index.js';
-import { vocabParallelTokenLogprobs } from '../kernels/distributed/tensor-parallel.js';
+import { shardRange, vocabParallelTokenLogprobs } from '../kernels/distributed/tensor-parallel.js';
 import type { TensorParallel } from '../kernels/distributed/tensor-parallel.js';
 import { kernel } from '../kernels/op.js';
 import type { Module, Tensor } from '../kernels/index.js';
@@ -79,6 +79,11 @@ export function pipelineStage(numLayers: number, pp: { stage: number; stages: nu
 export interface VocabShard {
   tp: TensorParallel;
   vocabFrom: number;
+}
+
+/** This rank's vocabulary columns under tensor parallel (null without). */
+export function vocabShardOf(tp: TensorParallel | null | undefined, vocabSize: number): VocabShard | null {
+  return tp ? { tp, vocabFrom: shardRange(vocabSize, tp.rank, tp.world)[0] } : null;
 }
 
 /** log p(target) for each target, whether the logits are whole or one rank's vocabulary columns. */

@@ -10,10 +10,9 @@ import { initWeight } from '../kernels/module.js';
 import type { InitOptions } from '../kernels/module.js';
 import type { Tensor } from '../kernels/index.js';
 import { ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding } from '../kernels/distributed/parallel-layers.js';
-import { shardRange } from '../kernels/distributed/tensor-parallel.js';
 import { ShapeError } from '../kernels/errors.js';
 import { defaultPositions, KVCache, vocabParallelLoss } from './causal-lm.js';
-import { pipelineStage } from './causal-lm.js';
+import { pipelineStage, vocabShardOf } from './causal-lm.js';
 import type { CausalLM, ForwardOptions, PipelineStage, VocabShard } from './causal-lm.js';
 import type { Gpt2Config, ModelConfig } from './config.js';
 
@@ -160,7 +159,7 @@ export class Gpt2LMHeadModel extends Module implements CausalLM {
     const stage = pipelineStage(cfg.numLayers, opts.pp);
     this.pipeline = opts.pp ? stage : null;
     this.transformer = this.child('transformer', new Gpt2Backbone(cfg, opts, stage));
-    this.tensorParallel = opts.tp ? { tp: opts.tp, vocabFrom: shardRange(cfg.vocabSize, opts.tp.rank, opts.tp.world)[0] } : null;
+    this.tensorParallel = vocabShardOf(opts.tp, cfg.vocabSize);
   }
 
   get contextWindow(): number {

@@ -13,11 +13,10 @@ import {
 import type { Tensor } from '../kernels/index.js';
 import type { InitOptions } from '../kernels/module.js';
 import { ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding } from '../kernels/distributed/parallel-layers.js';
-import { shardRange } from '../kernels/distributed/tensor-parallel.js';
 import type { TensorParallel } from '../kernels/distributed/tensor-parallel.js';
 import { ShapeError } from '../kernels/errors.js';
 import { defaultPositions, KVCache, vocabParallelLoss } from './causal-lm.js';
-import { pipelineStage } from './causal-lm.js';
+import { pipelineStage, vocabShardOf } from './causal-lm.js';
 import type { CausalLM, ForwardOptions, PipelineStage, VocabShard } from './causal-lm.js';
 import { headDimOf, validateLlamaConfig } from './config.js';
 import type { LlamaConfig, ModelConfig } from './config.js';
@@ -159,7 +158,7 @@ export class LlamaForCausalLM extends Module implements CausalLM {
     this.pipeline = opts.pp ? stage : null;
     this.model = this.child('model', new LlamaBackbone(cfg, opts, stage));
     this.lmHead = cfg.tieWordEmbeddings || !stage.last ? null : this.child('lm_head', projection('column', cfg.hiddenSize, cfg.vocabSize, opts) as Linear | ColumnParallelLinear);
-    this.tensorParallel = opts.tp ? { tp: opts.tp, vocabFrom: shardRange(cfg.vocabSize, opts.tp.rank, opts.tp.world)[0] } : null;
+    this.tensorParallel = vocabShardOf(opts.tp, cfg.vocabSize);
     this.invFreq = inverseFrequencies(headDimOf(cfg), cfg.ropeTheta ?? 10000, cfg.ropeScaling ?? null);
   }
 
