@@ -21,7 +21,8 @@ import { generateRollouts } from './online/generate.js';
 import { computeAdvantages, computeLogprobs, computeValues, scoreRollouts } from './online/stages.js';
 import { trainCritic, trainOnRollouts } from './online/train.js';
 import { evaluatePolicy } from './online/evaluate.js';
-import type { CriticTrainResult, IterationRequest, StageResult, TrainResult } from './online/types.js';
+import { mergeStageResults } from './online/split.js';
+import type { CriticTrainResult, IterationRequest, StageName, StageResult, TrainResult } from './online/types.js';
 import { beginPipeline, finishPipeline, planPipelineStage, recordPipeline } from './pipeline/plan.js';
 import type { StageSettings } from './pipeline/plan.js';
 import { mergeDataShards, runDataShard } from './pipeline/data-stage.js';
@@ -157,6 +158,10 @@ export function createActivities(deps: ActivityDeps) {
     },
     async computeAdvantages(req: IterationRequest): Promise<StageResult> {
       return computeAdvantages(deps.store, req, deps.workerQueue);
+    },
+    /** One stage result from the parts its splits wrote (config.parallel): on the control queue, store-free. */
+    async mergeStageResults(args: { runId: string; iteration: number; stage: StageName; results: StageResult[] }): Promise<StageResult> {
+      return mergeStageResults(args.runId, args.iteration, args.stage, args.results);
     },
     async trainOnRollouts(req: IterationRequest): Promise<TrainResult> {
       return trainOnRollouts(deps.store, runs, req);

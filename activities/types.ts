@@ -27,6 +27,8 @@ export interface RunInput {
   queues?: Queues | null;
   /** How long the run waits out a store outage (with backoff) before it fails. Default 300. */
   storeRetrySeconds?: number;
+  /** A gang that has placed some ranks waits this long for the next before it gives them all back and tries again later. Default 30. */
+  gangPlaceSeconds?: number;
 }
 
 export interface Queues {

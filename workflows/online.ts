@@ -11,10 +11,11 @@
  *
  * Deterministic code only: no I/O, no clocks, no tensors.
  */
-import { condition, continueAsNew, setHandler } from '@temporalio/workflow';
+import { condition, continueAsNew, patched, setHandler } from '@temporalio/workflow';
 import type { Evaluation, IterationRequest, LoopState, StageName, StageRef, StageResult, TrainResult } from '../activities/online/types.js';
 import type { CheckpointRef, DatasetRef, Progress, RunEvent, RunInput, RunResult, RunStatus, StepSummary, Usage, Validation } from '../activities/types.js';
 import { addUsage, charge, costOf, emptyUsage } from './usage.js';
+import { rolloutSlot } from './gang-names.js';
 import {
   computeOn, CONTROL_QUEUE, COMPUTE_QUEUE, controlOn, DEFAULT_HEARTBEAT_SECONDS, hangOf, isPlacementFailure, MAX_REPLACEMENTS, pauseSignal,
   placementOn, progressQuery, release, releaseOn, resumeSignal, sharedOn, stopSignal, storeOutage, STORE_RETRY_SECONDS, waitForStore,
@@ -23,9 +24,19 @@ import {
 /**
  * Where a stage runs: on the run's worker (actor, reference and, by default, the critic resident),
  * on the critic's own worker (PPO with ppo.criticWorker = own), on any compute worker (the reward),
- * or on the control queue.
+ * or on the control queue. With config.parallel, the actor's generation and log-probs also run on
+ * the run's rollout replicas, and the score stage in several parts at once.
  */
 export type StageSite = 'actor' | 'critic' | 'anywhere' | 'control';
+
+/** Where one call of a stage runs: a site, or rollout replica k ≥ 1 (k = 0 is the actor's worker). */
+type CallSite = StageSite | { replica: number };
+
+/** The roles' layout of config.parallel (algorithms/recipes/online/config.ts onlineParallelSchema). */
+interface RoleLayout {
+  rollout?: { dp: number };
+  reward?: { dp: number };
+}
 
 export interface LoopOptions {
   /** The critic lives on a worker of its own: placed as `<run>-critic`, trained there in parallel with the actor. */
@@ -102,9 +113,9 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
   }));
 
   if (!input.loop) s.dataset = await control.prepareDataset({ runId, recipe, config });
-  const place = async (id = runId): Promise<string> => {
+  const place = async (id = runId, role = ''): Promise<string> => {
     status = 'waiting';
-    waiting = `waiting for a compute worker with a free slot${id === runId ? '' : ' (for the critic)'}`;
+    waiting = `waiting for a compute worker with a free slot${role ? ` (for ${role})` : ''}`;
     const q = await placementOn(sharedQueue).placeRun({ runId: id });
     waiting = null;
     status = 'training';
@@ -112,15 +123,25 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
   };
   const criticId = criticIdOf(runId);
   let queue = await place();
-  let criticQueue = opts.ownCritic ? await place(criticId) : '';
+  let criticQueue = opts.ownCritic ? await place(criticId, 'the critic') : '';
+  // config.parallel: rollout replicas (each a worker slot of its own) and score parts. Older
+  // histories never had them, hence the patch; without a parallel section nothing changes.
+  const layout = (config as { parallel?: RoleLayout }).parallel;
+  const split = ((layout?.rollout?.dp ?? 1) > 1 || (layout?.reward?.dp ?? 1) > 1) && patched('online-role-layouts-v1');
+  const rolloutWorkers = split ? layout?.rollout?.dp ?? 1 : 1;
+  const scoreParts = split ? layout?.reward?.dp ?? 1 : 1;
+  const replicaRole = (k: number) => `rollout replica ${k} of ${rolloutWorkers - 1}`;
+  const replicaQueues: string[] = [''];
+  for (let k = 1; k < rolloutWorkers; k++) replicaQueues.push(await place(rolloutSlot(runId, k), replicaRole(k)));
   const releaseAll = async () => {
     await release(queue, controlQueue, runId);
     if (opts.ownCritic) await release(criticQueue, controlQueue, criticId);
+    for (let k = 1; k < rolloutWorkers; k++) await releaseOn(replicaQueues[k]).releaseRun({ runId: rolloutSlot(runId, k) }).catch(() => false);
   };
   let replacements = 0, storeWaited = 0;
 
   /** Runs `call` until it succeeds: a lost worker is replaced, a store outage waited out; anything else fails the run. */
-  async function durably<T>(site: StageSite, call: () => Promise<T>): Promise<T> {
+  async function durably<T>(site: CallSite, call: () => Promise<T>): Promise<T> {
     for (;;) {
       try {
         const r = await call();
@@ -140,8 +161,14 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
           throw err;
         }
         const hung = hangOf(err);
-        if (hung) s.events = [...(s.events ?? []), { type: 'hang' as const, step: s.iteration, worker: site === 'critic' ? criticQueue : queue, detail: `no progress for ${hung.seconds} s (last report: ${JSON.stringify(hung.last)}); the iteration goes on from the ledger` }].slice(-50);
-        if (site === 'critic') {
+        const worker = typeof site === 'object' ? replicaQueues[site.replica] : site === 'critic' ? criticQueue : queue;
+        if (hung) s.events = [...(s.events ?? []), { type: 'hang' as const, step: s.iteration, worker, detail: `no progress for ${hung.seconds} s (last report: ${JSON.stringify(hung.last)}); the iteration goes on from the ledger` }].slice(-50);
+        if (typeof site === 'object') {
+          // The replica's worker is gone: another takes its slot and loads the same checkpoint.
+          const slot = rolloutSlot(runId, site.replica);
+          void releaseOn(replicaQueues[site.replica]).releaseRun({ runId: slot }).catch(() => false);
+          replicaQueues[site.replica] = await place(slot, replicaRole(site.replica));
+        } else if (site === 'critic') {
           void releaseOn(criticQueue).releaseRun({ runId: criticId }).catch(() => false);
           criticQueue = await place(criticId);
         } else if (site === 'actor') {
@@ -185,15 +212,31 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     const phase: Record<string, number> = {};
     let state: LoopState | null = s.state;
     let advantages: StageResult | null = null;
+    // Device-seconds of the stages split over several workers (their phase seconds are wall time).
+    const splitDevice: Record<string, number> = {};
     const request = (): IterationRequest => requestAt(state, refs);
+    const call = (site: CallSite, activity: (typeof STAGE_ACTIVITY)[keyof typeof STAGE_ACTIVITY], req: () => IterationRequest): Promise<StageResult> => durably(site, () => {
+      const acts = typeof site === 'object' ? computeOn(replicaQueues[site.replica], heartbeat)
+        : site === 'actor' ? computeOn(queue, heartbeat) : site === 'critic' ? computeOn(criticQueue, heartbeat) : site === 'anywhere' ? sharedOn(sharedQueue, heartbeat) : control;
+      return (acts[activity] as (req: IterationRequest) => Promise<StageResult>)(req());
+    });
+    /** The stage as `parts` calls at once, each its split, merged into one result (the parts in ledger order). */
+    const splitStage = async (name: Exclude<StageName, 'train'>, site: StageSite, parts: number): Promise<StageResult> => {
+      const activity = STAGE_ACTIVITY[name];
+      const results = await Promise.all(Array.from({ length: parts }, (_, k) => {
+        const splitOf = { index: k, of: parts };
+        // The rollout replicas: part 0 on the actor's worker, part k on replica k.
+        if (site === 'actor' && k > 0) return call({ replica: k }, activity, () => ({ ...request(), split: splitOf, slot: rolloutSlot(runId, k) }));
+        return call(site, activity, () => ({ ...request(), split: splitOf }));
+      }));
+      splitDevice[name] = results.reduce((t, r) => t + r.seconds, 0);
+      return control.mergeStageResults({ runId, iteration: s.iteration, stage: name, results });
+    };
     const ctx: IterationContext = {
       async stage(name, site) {
         currentStage = name;
-        const activity = STAGE_ACTIVITY[name];
-        const r = await durably(site, () => {
-          const acts = site === 'actor' ? computeOn(queue, heartbeat) : site === 'critic' ? computeOn(criticQueue, heartbeat) : site === 'anywhere' ? sharedOn(sharedQueue, heartbeat) : control;
-          return (acts[activity] as (req: IterationRequest) => Promise<StageResult>)(request());
-        });
+        const parts = site === 'actor' && (name === 'generate' || name === 'logprobs') ? rolloutWorkers : name === 'score' ? scoreParts : 1;
+        const r = parts > 1 ? await splitStage(name, site, parts) : await call(site, STAGE_ACTIVITY[name], request);
         refs[name] = r.ref;
         phase[`${name}Seconds`] = r.seconds;
         if (r.metrics && name !== 'advantages') Object.assign(phase, r.metrics);
@@ -236,7 +279,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
     s.tokensSeen += trained.tokens;
     s.trainSeconds += trained.seconds;
     // Each stage's seconds on the device it held (an own-worker critic's training on its own).
-    const stageSeconds = Object.fromEntries(Object.entries(phase).filter(([k]) => k.endsWith('Seconds')).map(([k, v]) => [k.replace(/Seconds$/, ''), v]));
+    const stageSeconds = { ...Object.fromEntries(Object.entries(phase).filter(([k]) => k.endsWith('Seconds')).map(([k, v]) => [k.replace(/Seconds$/, ''), v])), ...splitDevice };
     const over = charge(s, stageSeconds, { tokens: trained.tokens }, config.budget?.maxDeviceHours);
     if (over) [paused, pauseReason] = [true, over];
     currentStage = null;

@@ -12,7 +12,7 @@
  */
 import {
   ActivityFailure, ApplicationFailure, TimeoutFailure, condition, continueAsNew, defineQuery, defineSignal,
-  patched, proxyActivities, setHandler, sleep, workflowInfo,
+  isCancellation, patched, proxyActivities, setHandler, sleep, workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { HangReport } from '../activities/heartbeat.js';
@@ -57,6 +57,10 @@ const STORE_WAIT_PATCH = 'store-outage-wait-v1';
 const PREEMPT_PATCH = 'preempted-chunk-replace-v1';
 /** A run with config.parallel trains as a gang of ranks, one per worker process. */
 const GANG_PATCH = 'gang-runs-v1';
+/** A gang that cannot place its next rank gives back the ranks it holds, and tries again after a jittered pause. */
+const GANG_GIVE_BACK_PATCH = 'gang-give-back-v1';
+/** Default of RunInput.gangPlaceSeconds. */
+export const GANG_PLACE_SECONDS = 30;
 /** How long a gang's ranks wait for each other, at the rendezvous and at every collective. */
 export const GANG_TIMEOUT_MS = 120_000;
 /** Default of RunInput.storeRetrySeconds: how long a run waits for its store before it fails. */
@@ -86,6 +90,14 @@ export function placementOn(taskQueue: string) {
   return proxyActivities<Activities>({
     taskQueue, startToCloseTimeout: '1 minute',
     // No attempt limit: waiting is not failing. Polls stay frequent, so a freed slot is taken at once.
+    retry: { initialInterval: '500 milliseconds', backoffCoefficient: 1.5, maximumInterval: '2 seconds' },
+  });
+}
+
+/** Placement that gives up after `seconds` (a gang's later ranks: holding ranks while waiting could starve another gang). */
+function placementWithin(taskQueue: string, seconds: number) {
+  return proxyActivities<Activities>({
+    taskQueue, startToCloseTimeout: '1 minute', scheduleToCloseTimeout: `${seconds} seconds`,
     retry: { initialInterval: '500 milliseconds', backoffCoefficient: 1.5, maximumInterval: '2 seconds' },
   });
 }
@@ -226,14 +238,36 @@ export async function trainingWorkflow(input: RunInput): Promise<RunResult> {
   };
   // A gang: every rank on a worker process of its own (placement refuses a second rank of the
   // same gang), a fresh rendezvous per attempt; waiting for capacity is a status, never a failure.
+  // All or nothing: a gang that cannot place its next rank within gangPlaceSeconds gives back the
+  // ranks it holds and tries again after a jittered pause, so two gangs that each hold part of a
+  // fleet never wait for each other.
+  const givesBack = gangSize > 1 && patched(GANG_GIVE_BACK_PATCH);
+  const placeSeconds = input.gangPlaceSeconds ?? GANG_PLACE_SECONDS;
+  let gaveBack = 0;
   const placeGang = async (): Promise<Placement> => {
     status = 'waiting';
     const queues: string[] = [];
     let host: string | null = null;
     while (queues.length < gangSize) {
       const r = queues.length;
-      waiting = `waiting for compute workers${host ? ` on ${host}` : ''}: ${r} of ${gangSize} ranks placed (parallel dp=${layout.dp} tp=${layout.tp} pp=${layout.pp}, one worker process per rank)`;
-      const q: string = await placementOn(sharedCompute).placeRun({ runId: rankSlot(runId, r), owner: runId, gang: runId, ...(host ? { host } : {}) });
+      waiting = `waiting for compute workers${host ? ` on ${host}` : ''}: ${r} of ${gangSize} ranks placed (parallel dp=${layout.dp} tp=${layout.tp} pp=${layout.pp}, one worker process per rank)`
+        + (gaveBack ? `; gave its ranks back ${gaveBack} time${gaveBack === 1 ? '' : 's'} for others to place` : '');
+      const args = { runId: rankSlot(runId, r), owner: runId, gang: runId, ...(host ? { host } : {}) };
+      let q: string;
+      if (givesBack && r > 0) {
+        try {
+          q = await placementWithin(sharedCompute, placeSeconds).placeRun(args);
+        } catch (err) {
+          if (isCancellation(err)) throw err;
+          await Promise.all(queues.map((held, k) => releaseOn(held).releaseRun({ runId: rankSlot(runId, k) }).catch(() => false)));
+          queues.length = 0;
+          host = null;
+          gaveBack++;
+          // Workflow randomness is replay-safe; the jitter keeps competing gangs from retrying in step.
+          await sleep(Math.round(1000 + 4000 * Math.random()));
+          continue;
+        }
+      } else q = await placementOn(sharedCompute).placeRun(args);
       if (r === 0) {
         try {
           host = await computeOn(q, heartbeat).workerHost();

@@ -19,7 +19,8 @@ import { heartbeat, keepAlive } from '../heartbeat.js';
 import type { ResidentRuns } from '../train.js';
 import { bytesOf, GENERATE_FIELDS } from './ledger-records.js';
 import type { GeneratedRollout } from './ledger-records.js';
-import { checkGeneratingWeights, loopFor } from './resident.js';
+import { checkGeneratingWeights, loopFor, residentKey } from './resident.js';
+import { ownsShard } from './split.js';
 import type { LoopResident } from './resident.js';
 import type { PromptExample } from '../../algorithms/data/prompts.js';
 import type { RolloutConfig } from '../../algorithms/recipes/online/config.js';
@@ -65,7 +66,7 @@ export async function sampleRollouts(loop: LoopResident, rows: readonly PlannedR
 export function generateRollouts(store: RunStorePort, runs: ResidentRuns, req: IterationRequest, writer: string): Promise<StageResult> {
   return keepAlive(async () => {
     const t0 = performance.now();
-    runs.touch(req.runId);
+    runs.touch(residentKey(req));
     heartbeat({ stage: 'generate', phase: 'loading' }, { watch: false });
     const { loop } = await loopFor(store, runs, req);
     const config = req.config as unknown as OnlineConfig;
@@ -76,6 +77,7 @@ export function generateRollouts(store: RunStorePort, runs: ResidentRuns, req: I
     const parts: LedgerPart[] = [];
     let written = 0;
     for (let s = 0; s * r.shardRows < rows.length; s++) {
+      if (!ownsShard(req.split, s)) continue;
       const prefix = partPrefix(req.runId, req.iteration, 'generate', s);
       const done = await committedPart(store.store, prefix);
       if (done) {

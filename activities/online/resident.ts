@@ -8,7 +8,8 @@
  * Checkpoint layout of an online run (runs/<id>/checkpoints/<iteration>/): the actor as the
  * offline recipes save it (HF folder, optimizer.safetensors, trainer_state.json, tokenizer), the
  * critic's files prefixed `critic.`, and loop_state.json (iteration, loop state such as the
- * adaptive β). Exports pick the actor's files only.
+ * adaptive β). Exports pick the actor's files only. A rollout replica (config.parallel.rollout)
+ * loads the same checkpoint under its own slot, so its weights are the actor's, digest-checked.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -117,17 +118,25 @@ export async function criticSetupOf(store: RunStorePort, recipe: OnlineRecipe<On
   return { kind: { kind: 'classifier', numLabels: 1 }, seed: config.seed ^ 0xc1, lora: null, baseDir: await store.fetchInput(criticOf(recipe, config).modelUri) };
 }
 
-/** The run's resident models at the request's checkpoint, loaded when this worker does not hold them. */
+/** The slot the request's resident models live under on this worker: the run's, or its rollout replica's. */
+export const residentKey = (req: Pick<IterationRequest, 'runId' | 'slot'>): string => req.slot ?? req.runId;
+
+/**
+ * The run's resident models at the request's checkpoint, loaded when this worker does not hold
+ * them. A rollout replica (req.slot) samples and scores log-probs only: it holds no critic.
+ */
 export async function loopFor(store: RunStorePort, runs: ResidentRuns, req: IterationRequest): Promise<{ loop: LoopResident; loadedFrom: 'resident' | 'checkpoint' | 'base' }> {
   const lineage = req.checkpoint?.sha256 ?? null;
-  const held = runs.getLoop<LoopResident>(req.runId);
+  const key = residentKey(req);
+  const replica = key !== req.runId;
+  const held = runs.getLoop<LoopResident>(key);
   if (held && held.lineage === lineage) return { loop: held, loadedFrom: 'resident' };
   const recipe = getOnlineRecipe(req.recipe);
   const config = req.config as unknown as OnlineConfig;
   const baseDir = await store.fetchInput(config.model);
   const actorSetup: ModelSetup = { kind: { kind: 'causal-lm' }, seed: config.seed, lora: config.lora ?? null, baseDir };
   // A critic on a worker of its own (req.critic) is not held here (activities/online/critic.ts).
-  const criticSetup: ModelSetup | null = recipe.critic && !req.critic ? await criticSetupOf(store, recipe, config) : null;
+  const criticSetup: ModelSetup | null = recipe.critic && !req.critic && !replica ? await criticSetupOf(store, recipe, config) : null;
   const ct = criticTrainer(config.trainer, recipe.critic?.(config).lr ?? config.trainer.lr);
   const parts = req.checkpoint
     ? await loadFromCheckpoint(store, req.checkpoint, async (dir) => {
@@ -174,7 +183,7 @@ export async function loopFor(store: RunStorePort, runs: ResidentRuns, req: Iter
       void this.prompts.close();
     },
   };
-  runs.setLoop(req.runId, loop);
+  runs.setLoop(key, loop);
   return { loop, loadedFrom: req.checkpoint ? 'checkpoint' : 'base' };
 }
 

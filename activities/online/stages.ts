@@ -27,7 +27,8 @@ import {
   ADVANTAGE_FIELDS, LOGPROB_FIELDS, SCORE_FIELDS, utf8Of, VALUE_FIELDS,
 } from './ledger-records.js';
 import type { AdvantageRecord, GeneratedRollout, LogprobRecord, ScoredRecord, ValueRecord } from './ledger-records.js';
-import { loopFor } from './resident.js';
+import { loopFor, residentKey } from './resident.js';
+import { blockOf } from './split.js';
 import { rewardsOf } from './reward.js';
 import { criticFor, criticRunId } from './critic.js';
 import type { LoopResident } from './resident.js';
@@ -45,18 +46,30 @@ export function refOf(req: IterationRequest, stage: StageName): StageRef {
 export const readRollouts = (store: RunStorePort, req: IterationRequest) => readStage<GeneratedRollout>(store.store, refOf(req, 'generate'), cacheOf(store));
 export const readRecords = <T>(store: RunStorePort, req: IterationRequest, stage: StageName) => readStage<T>(store.store, refOf(req, stage), cacheOf(store));
 
-/** The stage's single part: the committed one, or `compute`'s records committed now. */
+/**
+ * The stage's part: the committed one, or `compute`'s records committed now. One part per stage,
+ * or, under req.split, this call's part of the stage (none when its block of rows is empty).
+ */
 async function singlePart<T>(store: RunStorePort, req: IterationRequest, stage: StageName, fields: FieldSpec, writer: string, compute: () => Promise<T[]>): Promise<StageResult> {
   const t0 = performance.now();
-  const prefix = partPrefix(req.runId, req.iteration, stage, 0);
+  const prefix = partPrefix(req.runId, req.iteration, stage, req.split?.index ?? 0);
   const done = await committedPart(store.store, prefix);
-  const part = done ?? await writePart(store.store, prefix, fields, await compute(), { writtenBy: writer, writtenAt: new Date().toISOString() });
+  const records = done ? null : await compute();
+  if (records && records.length === 0 && req.split) return { ref: stageRef(req.runId, req.iteration, stage, []), seconds: (performance.now() - t0) / 1000, written: 0 };
+  const part = done ?? await writePart(store.store, prefix, fields, records!, { writtenBy: writer, writtenAt: new Date().toISOString() });
   return { ref: stageRef(req.runId, req.iteration, stage, [part]), seconds: (performance.now() - t0) / 1000, written: done ? 0 : 1 };
+}
+
+/** This call's rows of the iteration's rollouts: all, or its block of whole micro-batches under req.split. */
+async function rowsOf(store: RunStorePort, req: IterationRequest, microBatch: number): Promise<GeneratedRollout[]> {
+  const rows = await readRollouts(store, req);
+  const { start, end } = blockOf(rows.length, microBatch, req.split);
+  return rows.slice(start, end);
 }
 
 export function scoreRollouts(store: RunStorePort, judges: ResidentJudges, req: IterationRequest, writer: string): Promise<StageResult> {
   return keepAlive(() => singlePart<ScoredRecord>(store, req, 'score', SCORE_FIELDS, writer, async () => {
-    const rows = await readRollouts(store, req);
+    const rows = await rowsOf(store, req, (req.config as unknown as OnlineConfig).rollout.microBatch);
     const rewards = await rewardsOf(store, judges, req.config as unknown as OnlineConfig, rows.map((r) => ({
       record: JSON.parse(utf8Of(r.record)) as Record<string, unknown>, response: utf8Of(r.text), ended: r.ended === 1,
     })), (done) => heartbeat({ stage: 'score', rows: done, of: rows.length }));
@@ -87,10 +100,10 @@ export function computeLogprobs(store: RunStorePort, runs: ResidentRuns, req: It
   return keepAlive(async () => {
     let drift = 0;
     const r = await singlePart<LogprobRecord>(store, req, 'logprobs', LOGPROB_FIELDS, writer, async () => {
-      runs.touch(req.runId);
+      runs.touch(residentKey(req));
       const { loop } = await loopFor(store, runs, req);
-      const rows = await readRollouts(store, req);
       const mb = req.config.trainer.microBatchSize;
+      const rows = await rowsOf(store, req, mb);
       const old = await responseLogprobs(loop, rows, mb, 'actor', 'logprobs');
       // Log-prob parity: the policy being trained must assign the sampled tokens the log-probs the
       // sampler gave them, or the rollouts did not come from the trained weights.

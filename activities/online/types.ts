@@ -22,6 +22,13 @@ export interface IterationRequest {
   /** Set when the critic lives on a worker of its own (ppo.criticWorker = own): its checkpoint after the previous iteration. */
   critic?: { checkpoint: CheckpointRef | null } | null;
   /**
+   * This call computes part `index` of `of` of its stage (config.parallel: generation shards
+   * round-robin, log-prob and score micro-batches in contiguous blocks); absent: the whole stage.
+   */
+  split?: { index: number; of: number } | null;
+  /** The slot this call's resident models live under on its worker: a rollout replica's (`<run>-rollout-<k>`); absent: the run's. */
+  slot?: string | null;
+  /**
    * trainOnRollouts only: what the iteration's earlier stages measured (their seconds, the
    * rewards and advantages), which the train stage writes to the metrics ledger with its own.
    */

@@ -86,6 +86,8 @@ export type DataConfig = z.infer<typeof dataSchema>;
 export type BaseConfig = z.infer<typeof baseSchema>;
 export type LoraSettings = z.infer<typeof loraSchema>;
 export type ParallelConfig = z.infer<typeof parallelSchema>;
+/** What every recipe's config has: the base sections, with a parallel section of its kind's own shape (a gang offline, role layouts online). */
+export type AnyRecipeConfig = Omit<BaseConfig, 'parallel'> & { parallel?: object };
 
 /** The run's layout: every size 1 when the config has no parallel section. */
 export function layoutOf(c: Pick<BaseConfig, 'parallel'>): ParallelConfig & { world: number } {

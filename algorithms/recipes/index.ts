@@ -57,12 +57,14 @@ export function parseRecipeConfig(name: string, raw: unknown): RecipeConfig {
   const r = getRecipe(name);
   const cfg = parseWith(r.schema, raw, r.name) as RecipeConfig;
   checkTrainer(cfg.trainer);
-  checkParallel(cfg);
-  const { tp, pp, world } = layoutOf(cfg);
-  if (world > 1 && r.kind !== 'offline') throw new ConfigError(`parallel: ${r.name} is an online recipe; its roles run on one worker each for now (remove the parallel section)`);
-  if ((tp > 1 || pp > 1) && r.kind === 'offline' && r.model(cfg).kind !== 'causal-lm') throw new ConfigError(`parallel.tp and parallel.pp split causal LMs; ${r.name} trains a ${r.model(cfg).kind} (use parallel.dp)`);
-  if (pp > 1 && !(r.kind === 'offline' && r.pipelineParallel)) throw new ConfigError(`parallel.pp > 1 trains sft only for now; ${r.name} needs parallel.pp: 1`);
-  if (tp > 1 && r.kind === 'offline' && r.tensorParallel === false) throw new ConfigError(`parallel.tp > 1: ${r.name} needs the whole vocabulary's logits on one rank; use parallel.dp`);
+  // An online recipe's parallel section lays out its roles (online/config.ts onlineParallelSchema), not a gang.
+  if (r.kind === 'offline') {
+    checkParallel(cfg);
+    const { tp, pp } = layoutOf(cfg);
+    if ((tp > 1 || pp > 1) && r.model(cfg).kind !== 'causal-lm') throw new ConfigError(`parallel.tp and parallel.pp split causal LMs; ${r.name} trains a ${r.model(cfg).kind} (use parallel.dp)`);
+    if (pp > 1 && !r.pipelineParallel) throw new ConfigError(`parallel.pp > 1 trains sft only for now; ${r.name} needs parallel.pp: 1`);
+    if (tp > 1 && r.tensorParallel === false) throw new ConfigError(`parallel.tp > 1: ${r.name} needs the whole vocabulary's logits on one rank; use parallel.dp`);
+  }
   r.check?.(cfg);
   return cfg;
 }

@@ -13,7 +13,7 @@ import type { z } from 'zod';
 import type { AdamW, Tensor } from '../../kernels/index.js';
 import type { LoraHandle } from '../../models/lora.js';
 import type { Tokenizer } from '../../models/tokenizer.js';
-import type { BaseConfig, TrainerConfig } from '../config/common.js';
+import type { AnyRecipeConfig, BaseConfig, TrainerConfig } from '../config/common.js';
 import type { OnlineConfig } from './online/config.js';
 import type { JsonlRecord } from '../data/jsonl.js';
 import type { FieldSpec } from './fields.js';
@@ -129,7 +129,7 @@ export interface Precompute<C, E, P> {
   compute(model: TrainableModel, examples: readonly E[], config: C, beat?: () => void): Promise<P[]>;
 }
 
-interface RecipeHeader<C extends BaseConfig> {
+interface RecipeHeader<C extends AnyRecipeConfig> {
   name: string;
   /** One line for `align recipes` and `align run --help`. */
   summary: string;
@@ -236,7 +236,7 @@ export interface TrainGrid {
   denominator: number;
 }
 
-export interface OnlineRecipe<C extends BaseConfig = OnlineConfig, E = unknown> extends RecipeHeader<C>, DatasetSpec<C, E> {
+export interface OnlineRecipe<C extends AnyRecipeConfig = OnlineConfig, E = unknown> extends RecipeHeader<C>, DatasetSpec<C, E> {
   kind: 'online';
   /** The stages one iteration runs, in order (a subset of STAGE_NAMES). */
   stages: readonly ExperienceStage[];

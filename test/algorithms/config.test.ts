@@ -42,7 +42,12 @@ describe('recipe configs', () => {
     expect(() => parseRecipeConfig('kd', { ...base, trainer, parallel: { tp: 2 }, kd: { teacher: 'models/fixtures/tiny-llama' } })).toThrow("parallel.tp > 1: kd needs the whole vocabulary's logits on one rank; use parallel.dp");
     expect(() => parseRecipeConfig('sft', { ...base, trainer, parallel: { dp: 2 }, lora: {} })).toThrow('parallel: LoRA runs train on one worker for now; remove the parallel section or lora');
     expect(() => parseRecipeConfig('sft', { ...base, trainer, parallel: { dp: 8, tp: 9 } })).toThrow('parallel: dp × tp × pp = 72 ranks; at most 64');
-    expect(() => parseRecipeConfig('grpo', { ...base, parallel: { dp: 2 } })).toThrow(/parallel/);
+    // An online recipe lays out its roles, not a gang: the offline keys are unknown there, and the other way round.
+    const grpo = { ...base, reward: { function: 'reward.ts' } };
+    expect(() => parseRecipeConfig('grpo', { ...grpo, parallel: { dp: 2 } })).toThrow('parallel: unknown key(s) "dp"');
+    expect(() => parseRecipeConfig('sft', { ...base, parallel: { rollout: { dp: 2 } } })).toThrow('parallel: unknown key(s) "rollout"');
+    expect(() => parseRecipeConfig('grpo', { ...grpo, parallel: { rollout: { dp: 65 } } })).toThrow(/parallel\.rollout\.dp: .*64/);
+    expect(parseRecipeConfig('grpo', { ...grpo, parallel: { rollout: { dp: 2 } } }).parallel).toEqual({ rollout: { dp: 2 }, reward: { dp: 1 } });
     expect(parseRecipeConfig('sft', { ...base, trainer, parallel: { dp: 2, tp: 2 } }).parallel).toEqual({ dp: 2, tp: 2, pp: 1, shardOptimizer: false });
     expect(() => parseRecipeConfig('spin', base)).toThrow('unknown recipe "spin"; available: sft, dpo, rm, kd, kto, steerlm2, ppo, reinforce, grpo, rs (align recipes lists them)');
   });

@@ -27,6 +27,8 @@ export interface Script {
   hangOnceAt?: number;
   /** Pipelines: the stage is a (fake) SFT run of this many steps instead of a data stage. */
   runStageSteps?: number;
+  /** Gangs: rank 1 finds no free slot until rank 0's slot has been given back once (another gang holds the rest of the fleet). */
+  rank1AfterGiveBack?: boolean;
 }
 
 const notFaked = (name: string) => async (): Promise<never> => {
@@ -69,6 +71,9 @@ export function fakeActivities(queue: string, script: Script = {}) {
     },
     async placeRun(args) {
       calls.push({ name: 'placeRun', args });
+      if (script.rank1AfterGiveBack && args.runId.endsWith('.rank1') && !calls.some((c) => c.name === 'releaseRun' && (c.args as { runId: string }).runId.endsWith('.rank0'))) {
+        throw ApplicationFailure.create({ message: `no free slot for ${args.runId}`, type: 'NoFreeSlotError', nonRetryable: false });
+      }
       return queue;
     },
     async trainChunk(req: ChunkRequest): Promise<ChunkResult> {
@@ -102,13 +107,21 @@ export function fakeActivities(queue: string, script: Script = {}) {
       return 'file:///runs/x/export';
     },
     // The online stages are exercised against the real activities (test/e2e/online.test.ts).
-    gangChunk: notFaked('gangChunk'),
-    workerHost: notFaked('workerHost'),
+    async gangChunk(req) {
+      const { gang, ...chunk } = req;
+      calls.push({ name: 'gangChunk', args: { rank: gang.rank, from: req.fromStep, to: req.toStep } });
+      const r = await acts.trainChunk(chunk);
+      return { ...r, rank: gang.rank, checkpoint: gang.rank === 0 ? r.checkpoint : null };
+    },
+    async workerHost() {
+      return 'fake-host';
+    },
     generateRollouts: notFaked('generateRollouts'),
     scoreRollouts: notFaked('scoreRollouts'),
     computeLogprobs: notFaked('computeLogprobs'),
     computeValues: notFaked('computeValues'),
     computeAdvantages: notFaked('computeAdvantages'),
+    mergeStageResults: notFaked('mergeStageResults'),
     trainOnRollouts: notFaked('trainOnRollouts'),
     trainCritic: notFaked('trainCritic'),
     evaluatePolicy: notFaked('evaluatePolicy'),

@@ -161,6 +161,28 @@ describe('training workflow (real Temporal server, mocked activities)', () => {
     });
   });
 
+  it('a gang that cannot place its next rank gives back the ranks it holds, then places them all and trains', async () => {
+    await withWorkers({ rank1AfterGiveBack: true }, async (calls) => {
+      const base = input({ continueAsNewEvery: 100, maxSteps: 4, globalBatchSize: 8, microBatchSize: 4 });
+      const inp = { ...base, config: parseRecipeConfig('sft', { ...base.config, parallel: { dp: 2 } }), gangPlaceSeconds: 2 };
+      const handle = await client.workflow.start('trainingWorkflow', { taskQueue: QUEUES.control, workflowId: inp.runId, args: [inp] });
+      const result = await handle.result();
+      expect(result.status).toBe('completed');
+      const slots = calls.filter((c) => c.name === 'placeRun' || c.name === 'releaseRun').map((c) => `${c.name} ${(c.args as { runId: string }).runId.split('.').at(-1)}`);
+      // rank 0 placed, rank 1 refused until the give-back, then both placed; released at the end.
+      const firstRelease = slots.indexOf('releaseRun rank0');
+      expect(slots[0]).toBe('placeRun rank0');
+      expect(slots.slice(1, firstRelease).every((x) => x === 'placeRun rank1')).toBe(true);
+      expect(slots.slice(firstRelease, firstRelease + 3)).toEqual(['releaseRun rank0', 'placeRun rank0', 'placeRun rank1']);
+      // Both ranks run every chunk (in either order within one).
+      const chunks = calls.filter((c) => c.name === 'gangChunk').map((c) => c.args as { rank: number; from: number; to: number });
+      expect(chunks.sort((a, b) => a.from - b.from || a.rank - b.rank)).toEqual([
+        { rank: 0, from: 0, to: 2 }, { rank: 1, from: 0, to: 2 }, { rank: 0, from: 2, to: 4 }, { rank: 1, from: 2, to: 4 },
+      ]);
+      expect((await handle.query(progressQuery)).waiting).toBeNull();
+    });
+  });
+
   it('precompute runs once before training; a lost worker there re-places it, and every chunk gets its reference', async () => {
     await withWorkers({ precomputeFailsOnce: true }, async (calls) => {
       const inp = { ...input({ continueAsNewEvery: 100, maxSteps: 4 }), recipe: 'dpo' as const };

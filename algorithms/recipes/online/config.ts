@@ -39,15 +39,37 @@ export const onlineTrainerSchema = trainerSchema.extend({
   valEvery: z.number().int().nonnegative().default(0).describe('Evaluate the policy on held-out prompts (rollout.evalPrompts) every N iterations; 0 = before the first and after the last only.'),
 }).strict();
 
-// No parallel section yet: each role of an online run lives on one worker.
+const roleLayout = (what: string) => z.object({
+  dp: positiveInt.max(64).default(1).describe(`Workers the ${what} is split over, each computing its share of the iteration's rows at once.`),
+}).strict();
+
+/**
+ * Each role's layout. The actor's training (and the critic, which lives with it or on a worker of
+ * its own: ppo.criticWorker) stays on one worker; the inference roles spread over several, which
+ * is where an iteration's time goes. Every split follows the ledger's shards and micro-batches, so
+ * a run gives the same weights, bit for bit, whatever the layout.
+ */
+export const onlineParallelSchema = z.object({
+  rollout: roleLayout('rollout (generation and the old-policy and reference log-probs)').default({ dp: 1 }).describe(
+    'Replicas of the policy that sample: the actor\'s worker and dp − 1 more, placed as <run>-rollout-<k> and loaded from the last checkpoint each iteration. Generation shards go round-robin over them, the log-prob micro-batches in contiguous blocks.',
+  ),
+  reward: roleLayout('reward scoring').default({ dp: 1 }).describe('Parts the score stage is cut into (whole micro-batches each), run at once on any compute workers, each holding the reward model.'),
+}).strict();
+
 export const onlineBaseSchema = baseSchema.omit({ parallel: true }).extend({
   trainer: onlineTrainerSchema.default(onlineTrainerSchema.parse({})).describe('Optimisation and checkpointing of the actor; maxSteps counts iterations.'),
   rollout: rolloutSchema.default(rolloutSchema.parse({})).describe('How each iteration samples its rollouts.'),
   reward: rewardSchema,
+  parallel: onlineParallelSchema.optional().describe('How each role of the loop is laid out over workers (default: everything on the actor\'s worker, scoring on any one).'),
 }).strict();
 
 export type OnlineConfig = z.infer<typeof onlineBaseSchema>;
 export type RolloutConfig = z.infer<typeof rolloutSchema>;
+export type OnlineParallelConfig = z.infer<typeof onlineParallelSchema>;
+
+/** Workers per role: 1 each without a parallel section. */
+export const onlineLayoutOf = (c: Pick<OnlineConfig, 'parallel'>): { rollout: number; reward: number } =>
+  ({ rollout: c.parallel?.rollout.dp ?? 1, reward: c.parallel?.reward.dp ?? 1 });
 
 /** Rollouts per iteration. */
 export const rolloutRows = (c: OnlineConfig, samplesPerPrompt: number): number => c.rollout.promptsPerIteration * samplesPerPrompt;
