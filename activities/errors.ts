@@ -4,7 +4,7 @@
  * that keep their type name and message; everything else (a lost worker, a transient store
  * error) stays retryable.
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/activity';
 
 const NON_RETRYABLE = new Set([
   'DataError', 'ConfigError', 'NonFiniteLossError', 'CheckpointError', 'CheckpointCorruptError',
@@ -13,7 +13,8 @@ const NON_RETRYABLE = new Set([
 ]);
 
 export function classify(err: unknown): unknown {
-  if (err instanceof ApplicationFailure || !(err instanceof Error)) return err;
+  // A cancellation the workflow asked for is reported as one.
+  if (err instanceof ApplicationFailure || err instanceof CancelledFailure || !(err instanceof Error)) return err;
   const retryable = (err as { retryable?: boolean }).retryable;
   if (NON_RETRYABLE.has(err.name) || retryable === false) {
     return ApplicationFailure.create({ message: err.message, type: err.name, nonRetryable: true, cause: err });

@@ -95,13 +95,16 @@ export function createActivities(deps: ActivityDeps) {
      * now on; a full one says so, and the placement is retried after a backoff (waiting for
      * capacity is a status of the run, never its failure).
      */
-    async placeRun(args: { runId: string; owner?: string; gang?: string; host?: string }): Promise<string> {
+    async placeRun(args: { runId: string; owner?: string; gang?: string; host?: string; apartFrom?: string[] }): Promise<string> {
       const slots = deps.slots ?? 1;
       if (deps.drain?.requested) throw new NoFreeSlotError(`worker ${deps.workerQueue} is shutting down (${deps.drain.reason})`);
       // The ranks of a gang need processes of their own: two on one engine would queue their
       // collectives behind each other on one stream and wait forever.
       const sibling = args.gang ? runs.placedRuns.find((p) => p.runId !== args.runId && p.runId.startsWith(rankSlotPrefix(args.gang!))) : undefined;
       if (sibling) throw new NoFreeSlotError(`worker ${deps.workerQueue} already hosts ${sibling.runId} of the same gang`);
+      // The same for the ranks of a data-parallel actor (the actor's slot and its replicas').
+      const peer = args.apartFrom?.find((id) => id !== args.runId && runs.placedRuns.some((p) => p.runId === id));
+      if (peer) throw new NoFreeSlotError(`worker ${deps.workerQueue} already hosts ${peer}, another rank of the same actor`);
       // A shared-memory gang lives on one host: the ranks after the first go where the first is.
       if (args.host && args.host !== hostOf(deps)) throw new NoFreeSlotError(`worker ${deps.workerQueue} is on host ${hostOf(deps)}; the gang's ranks are on ${args.host}`);
       const idleMs = deps.slotIdleMs ?? 120_000;

@@ -11,13 +11,16 @@
  *
  * Deterministic code only: no I/O, no clocks, no tensors.
  */
-import { condition, continueAsNew, patched, setHandler } from '@temporalio/workflow';
+import {
+  ActivityCancellationType, ActivityFailure, CancellationScope, condition, continueAsNew, isCancellation, patched, proxyActivities, setHandler, TimeoutFailure, workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
 import type { Evaluation, IterationRequest, LoopState, StageName, StageRef, StageResult, TrainResult } from '../activities/online/types.js';
 import type { CheckpointRef, DatasetRef, Progress, RunEvent, RunInput, RunResult, RunStatus, StepSummary, Usage, Validation } from '../activities/types.js';
 import { addUsage, charge, costOf, emptyUsage } from './usage.js';
-import { rolloutSlot } from './gang-names.js';
+import { rendezvousName, rolloutSlot } from './gang-names.js';
 import {
-  computeOn, CONTROL_QUEUE, COMPUTE_QUEUE, controlOn, DEFAULT_HEARTBEAT_SECONDS, hangOf, isPlacementFailure, MAX_REPLACEMENTS, pauseSignal,
+  computeOn, CONTROL_QUEUE, COMPUTE_QUEUE, controlOn, DEFAULT_HEARTBEAT_SECONDS, GANG_TIMEOUT_MS, hangOf, isPlacementFailure, MAX_REPLACEMENTS, pauseSignal,
   placementOn, progressQuery, release, releaseOn, resumeSignal, sharedOn, stopSignal, storeOutage, STORE_RETRY_SECONDS, waitForStore,
 } from './training.js';
 
@@ -34,6 +37,7 @@ type CallSite = StageSite | { replica: number };
 
 /** The roles' layout of config.parallel (algorithms/recipes/online/config.ts onlineParallelSchema). */
 interface RoleLayout {
+  actor?: { dp: number };
   rollout?: { dp: number };
   reward?: { dp: number };
 }
@@ -76,6 +80,17 @@ const STAGE_ACTIVITY = {
   generate: 'generateRollouts', score: 'scoreRollouts', logprobs: 'computeLogprobs', values: 'computeValues', advantages: 'computeAdvantages',
 } as const;
 
+/**
+ * A rank of the actor's data-parallel training on its worker (computeOn's limits): cancelling it
+ * waits until the activity has stopped, so the next attempt never overlaps the last on a worker.
+ */
+function actorRankOn(taskQueue: string, heartbeatSeconds: number) {
+  return proxyActivities<Activities>({
+    taskQueue, scheduleToStartTimeout: `${heartbeatSeconds} seconds`, startToCloseTimeout: '24 hours', heartbeatTimeout: `${heartbeatSeconds} seconds`,
+    retry: { maximumAttempts: 1 }, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  });
+}
+
 /** The store run and slot of an own-worker critic; the same name as activities/online/critic.ts criticRunId. */
 const criticIdOf = (runId: string): string => `${runId}-critic`;
 
@@ -113,10 +128,21 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
   }));
 
   if (!input.loop) s.dataset = await control.prepareDataset({ runId, recipe, config });
-  const place = async (id = runId, role = ''): Promise<string> => {
+  // config.parallel: rollout replicas (each a worker slot of its own), score parts, and the
+  // actor's data-parallel ranks (its worker and the first replicas). Older histories never had
+  // them, hence the patch; without a parallel section nothing changes.
+  const layout = (config as { parallel?: RoleLayout }).parallel;
+  const split = ((layout?.rollout?.dp ?? 1) > 1 || (layout?.reward?.dp ?? 1) > 1 || (layout?.actor?.dp ?? 1) > 1) && patched('online-role-layouts-v1');
+  const rolloutWorkers = split ? layout?.rollout?.dp ?? 1 : 1;
+  const scoreParts = split ? layout?.reward?.dp ?? 1 : 1;
+  const trainers = split ? layout?.actor?.dp ?? 1 : 1;
+  // The actor's ranks need worker processes of their own, on one host (shared memory).
+  const rankSlots = Array.from({ length: trainers }, (_, k) => rolloutSlot(runId, k));
+  const place = async (id = runId, role = '', host: string | null = null): Promise<string> => {
     status = 'waiting';
-    waiting = `waiting for a compute worker with a free slot${role ? ` (for ${role})` : ''}`;
-    const q = await placementOn(sharedQueue).placeRun({ runId: id });
+    waiting = `waiting for a compute worker with a free slot${role ? ` (for ${role})` : ''}${host ? ` on ${host}` : ''}`;
+    const apart = trainers > 1 && rankSlots.includes(id) ? { apartFrom: rankSlots, ...(host ? { host } : {}) } : {};
+    const q = await placementOn(sharedQueue).placeRun({ runId: id, ...apart });
     waiting = null;
     status = 'training';
     return q;
@@ -124,15 +150,29 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
   const criticId = criticIdOf(runId);
   let queue = await place();
   let criticQueue = opts.ownCritic ? await place(criticId, 'the critic') : '';
-  // config.parallel: rollout replicas (each a worker slot of its own) and score parts. Older
-  // histories never had them, hence the patch; without a parallel section nothing changes.
-  const layout = (config as { parallel?: RoleLayout }).parallel;
-  const split = ((layout?.rollout?.dp ?? 1) > 1 || (layout?.reward?.dp ?? 1) > 1) && patched('online-role-layouts-v1');
-  const rolloutWorkers = split ? layout?.rollout?.dp ?? 1 : 1;
-  const scoreParts = split ? layout?.reward?.dp ?? 1 : 1;
-  const replicaRole = (k: number) => `rollout replica ${k} of ${rolloutWorkers - 1}`;
+  const replicaRole = (k: number) => `rollout replica ${k} of ${rolloutWorkers - 1}${k < trainers ? `, actor rank ${k}` : ''}`;
+  /** The actor's host (where its other ranks must be), once asked of its worker; null when unknown or stale. */
+  let actorHost: string | null = null;
   const replicaQueues: string[] = [''];
-  for (let k = 1; k < rolloutWorkers; k++) replicaQueues.push(await place(rolloutSlot(runId, k), replicaRole(k)));
+  const replicaHosts: (string | null)[] = [null];
+  const placeReplica = async (k: number): Promise<void> => {
+    const host = k < trainers ? actorHost : null;
+    replicaQueues[k] = await place(rolloutSlot(runId, k), replicaRole(k), host);
+    replicaHosts[k] = host;
+  };
+  const learnActorHost = async (): Promise<void> => {
+    while (actorHost === null) {
+      try {
+        actorHost = await computeOn(queue, heartbeat).workerHost();
+      } catch {
+        // That worker went away at once: place the actor again.
+        void releaseOn(queue).releaseRun({ runId }).catch(() => false);
+        queue = await place();
+      }
+    }
+  };
+  if (trainers > 1) await learnActorHost();
+  for (let k = 1; k < rolloutWorkers; k++) await placeReplica(k);
   const releaseAll = async () => {
     await release(queue, controlQueue, runId);
     if (opts.ownCritic) await release(criticQueue, controlQueue, criticId);
@@ -165,9 +205,8 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
         if (hung) s.events = [...(s.events ?? []), { type: 'hang' as const, step: s.iteration, worker, detail: `no progress for ${hung.seconds} s (last report: ${JSON.stringify(hung.last)}); the iteration goes on from the ledger` }].slice(-50);
         if (typeof site === 'object') {
           // The replica's worker is gone: another takes its slot and loads the same checkpoint.
-          const slot = rolloutSlot(runId, site.replica);
-          void releaseOn(replicaQueues[site.replica]).releaseRun({ runId: slot }).catch(() => false);
-          replicaQueues[site.replica] = await place(slot, replicaRole(site.replica));
+          void releaseOn(replicaQueues[site.replica]).releaseRun({ runId: rolloutSlot(runId, site.replica) }).catch(() => false);
+          await placeReplica(site.replica);
         } else if (site === 'critic') {
           void releaseOn(criticQueue).releaseRun({ runId: criticId }).catch(() => false);
           criticQueue = await place(criticId);
@@ -176,10 +215,67 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
           // worker loads the last checkpoint and the stage resumes from what the ledger holds.
           void releaseOn(queue).releaseRun({ runId }).catch(() => false);
           queue = await place();
+          actorHost = null; // the actor's other ranks may have to follow it
         }
       }
     }
   }
+
+  /** The actor's ranks are all on its host: its host learnt again after a move, the ranks elsewhere placed again. */
+  const gatherActorRanks = async (): Promise<void> => {
+    await learnActorHost();
+    for (let k = 1; k < trainers; k++) {
+      if (replicaHosts[k] === actorHost) continue;
+      void releaseOn(replicaQueues[k]).releaseRun({ runId: rolloutSlot(runId, k) }).catch(() => false);
+      await placeReplica(k);
+    }
+  };
+  let actorAttempts = 0;
+  /**
+   * The actor's training as a data-parallel group (parallel.actor.dp): every rank at once, met at
+   * a fresh rendezvous per attempt. A rank whose worker is gone is placed again; a rank that failed
+   * because a peer did runs again where it is; every rank restarts from the last checkpoint.
+   */
+  const trainActorRanks = async (req: () => IterationRequest): Promise<TrainResult> => {
+    for (;;) {
+      await gatherActorRanks();
+      const rendezvous = { name: rendezvousName(workflowInfo().runId, ++actorAttempts), world: trainers, timeoutMs: GANG_TIMEOUT_MS };
+      // The first rank to fail cancels the others: a rank waiting at the rendezvous for a lost one stops at once.
+      const scope = new CancellationScope();
+      const calls = rankSlots.map((slot, k) => scope.run(() => actorRankOn(k === 0 ? queue : replicaQueues[k], heartbeat).trainOnRollouts({
+        ...req(), dataParallel: { rank: k, rendezvous }, ...(k > 0 ? { slot } : {}),
+      })));
+      for (const c of calls) c.catch((err: unknown) => void (isCancellation(err) ? undefined : scope.cancel()));
+      const settled = await Promise.allSettled(calls);
+      const failed = settled.flatMap((x, k) => (x.status === 'rejected' && !isCancellation(x.reason) ? [{ k, err: x.reason as unknown }] : []));
+      if (failed.length === 0) {
+        storeWaited = 0;
+        return (settled[0] as PromiseFulfilledResult<TrainResult>).value;
+      }
+      const outage = failed.map((f) => storeOutage(f.err)).find((o) => o !== null);
+      if (outage && storeWaited < storeBudget) {
+        status = 'waiting';
+        storeWaited = await waitForStore(outage, storeWaited, storeBudget, (w) => (waiting = w));
+        continue;
+      }
+      const fatal = failed.find((f) => !isPlacementFailure(f.err));
+      if (fatal || ++replacements > MAX_REPLACEMENTS) {
+        await releaseAll();
+        throw (fatal ?? failed[0]).err;
+      }
+      for (const { k, err } of failed) {
+        if (!(err instanceof ActivityFailure && err.cause instanceof TimeoutFailure)) continue;
+        if (k === 0) {
+          void releaseOn(queue).releaseRun({ runId }).catch(() => false);
+          queue = await place();
+          actorHost = null;
+        } else {
+          void releaseOn(replicaQueues[k]).releaseRun({ runId: rolloutSlot(runId, k) }).catch(() => false);
+          replicaHosts[k] = null; // placed again (on the actor's host) by gatherActorRanks
+        }
+      }
+    }
+  };
 
   /** A stage's request for the current iteration: the weights as of the last checkpoint, the stages done so far. */
   const requestAt = (state: LoopState | null, refs: Partial<Record<StageName, StageRef>>): IterationRequest => ({
@@ -251,14 +347,15 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
         // The stages' measurements travel with the train request, which writes them to the metrics
         // ledger before its checkpoint commits (an argument, not a command: replay is unchanged).
         const trainRequest = (): IterationRequest => ({ ...request(), iterationMetrics: { ...((advantages as StageResult | null)?.metrics ?? {}), ...phase } });
+        const trainActor = () => (trainers > 1 ? trainActorRanks(trainRequest) : durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(trainRequest())));
         if (!opts.ownCritic) {
-          const r = await durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(trainRequest()));
+          const r = await trainActor();
           phase.trainSeconds = r.seconds;
           return r;
         }
         // Actor and critic train in parallel, each on its own worker, each re-placed on its own.
         const [r, c] = await Promise.all([
-          durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(trainRequest())),
+          trainActor(),
           durably('critic', () => computeOn(criticQueue, heartbeat).trainCritic(request())),
         ]);
         s.criticCheckpoint = c.checkpoint;

@@ -5,7 +5,10 @@
  * averaged over the mini-batch's trained tokens, accumulated over micro-batches. The critic (PPO)
  * takes its step on the same mini-batch. Everything it reads is in the ledger, so a crash here
  * retrains from the last checkpoint on whichever worker takes over, without generating or scoring again.
+ * Under parallel.actor.dp the actor's worker and its first rollout replicas train as one
+ * data-parallel group over shared memory (one host), and rank 0 commits.
  */
+import { Context } from '@temporalio/activity';
 import { getOnlineRecipe } from '../../algorithms/recipes/index.js';
 import type { OnlineConfig } from '../../algorithms/recipes/index.js';
 import { asCausalLM, asClassifier } from '../../algorithms/recipes/model.js';
@@ -13,6 +16,9 @@ import { sequenceBatch, toGrid } from '../../algorithms/rollouts/grid.js';
 import { clippedValueLoss } from '../../algorithms/losses/policy-gradient.js';
 import { stepsPerIteration } from '../../algorithms/recipes/online/config.js';
 import { microBatches, shuffled } from '../../algorithms/train/batching.js';
+import { reduceStepOutput, trainingMicroBatches } from '../../algorithms/train/data-parallel.js';
+import type { DataParallel } from '../../algorithms/train/data-parallel.js';
+import { GradBuckets, openShmGroup } from '../../kernels/distributed/index.js';
 import { applyUpdate, checkFinite } from '../../algorithms/train/runner.js';
 import { tidy } from '../../kernels/index.js';
 import { logprobs } from '../../models/logprobs.js';
@@ -23,7 +29,7 @@ import type { RunStorePort } from '../../store/run-store-port.js';
 import { heartbeat, keepAlive } from '../heartbeat.js';
 import type { ResidentRuns } from '../train.js';
 import type { AdvantageRecord, GeneratedRollout, LogprobRecord, ValueRecord } from './ledger-records.js';
-import { commitLoop, criticTrainer, loopFor } from './resident.js';
+import { commitLoop, criticTrainer, loopFor, residentKey } from './resident.js';
 import type { LoopResident } from './resident.js';
 import type { OnlineRecipe } from '../../algorithms/recipes/types.js';
 import type { TrainingState } from '../training-state.js';
@@ -43,7 +49,13 @@ interface Inputs {
 
 interface StepTotals { loss: number; tokens: number; clipped: number; valueLoss: number; gradNorm: number; lr: number }
 
-async function miniBatchStep(loop: LoopResident, req: IterationRequest, inp: Inputs, idx: readonly number[], t: StepTotals): Promise<void> {
+/**
+ * One optimizer step on a mini-batch. Under data parallel (dp) this rank runs its contiguous share
+ * of the mini-batch's micro-batches, the gradients are summed over the ranks in buckets during the
+ * last backward, and every rank applies the same update; the loss and clip counts are summed over
+ * the ranks in rank order. The denominator is the whole mini-batch's, so the shares add up.
+ */
+async function miniBatchStep(loop: LoopResident, req: IterationRequest, inp: Inputs, idx: readonly number[], t: StepTotals, dp: DataParallel | null): Promise<void> {
   const config = req.config as unknown as OnlineConfig;
   const recipe = loop.recipe;
   const trained = (i: number) => (inp.advs[i].trains ? inp.rows[i].responseIds.length : 0);
@@ -52,9 +64,10 @@ async function miniBatchStep(loop: LoopResident, req: IterationRequest, inp: Inp
   const actorTrainer = { ...config.trainer, maxSteps: steps };
   const actor = asCausalLM(loop.actor.model);
   const eps = recipe.policyClip?.(config);
-  let loss = 0;
+  let loss = 0, clipped = 0;
   if (denominator > 0) {
-    for (const micro of microBatches(idx, config.trainer.microBatchSize)) {
+    try {
+      for (const micro of trainingMicroBatches(idx, config.trainer.microBatchSize, dp)) {
       const rows = micro.map((i) => inp.rows[i]);
       const sb = sequenceBatch(rows);
       const zeros = (b: number) => new Array<number>(rows[b].responseIds.length).fill(0);
@@ -72,14 +85,23 @@ async function miniBatchStep(loop: LoopResident, req: IterationRequest, inp: Inp
       loss += await out.l.item();
       if (eps !== undefined) {
         const lp = await out.logp.data();
-        for (let k = 0; k < lp.length; k++) if (mask[k] && Math.abs(Math.exp(lp[k] - old[k]) - 1) > eps) t.clipped++;
+        for (let k = 0; k < lp.length; k++) if (mask[k] && Math.abs(Math.exp(lp[k] - old[k]) - 1) > eps) clipped++;
       }
       out.l.dispose();
       out.logp.dispose();
+      }
+      if (dp) {
+        await dp.buckets.reduce();
+        ({ loss, metrics: { clipped } } = await reduceStepOutput(dp, loss, { clipped }, { clipped: { description: 'tokens whose ratio was clipped', dataParallel: 'sum' } }));
+      }
+    } catch (err) {
+      await dp?.buckets.abandon(); // no bucket left writing into a gradient
+      throw err;
     }
+    t.clipped += clipped;
     if (!Number.isFinite(loss)) loop.actor.opt.zeroGrad();
     checkFinite(loss, loop.optimizerSteps);
-    const u = await applyUpdate({ opt: loop.actor.opt, trainer: actorTrainer }, loop.optimizerSteps);
+    const u = await applyUpdate({ opt: loop.actor.opt, trainer: actorTrainer, dataParallel: dp }, loop.optimizerSteps);
     t.gradNorm = u.gradNorm;
     t.lr = u.lr;
   } else loop.actor.opt.zeroGrad(); // nothing in this mini-batch trains (no response ended): the step is skipped
@@ -122,6 +144,35 @@ export async function criticStep(critic: TrainingState, req: IterationRequest, r
   return vloss;
 }
 
+/** Rejects when the workflow cancels the current activity (never outside one). */
+function cancellation(): Promise<never> {
+  try {
+    return Context.current().cancelled;
+  } catch {
+    return new Promise<never>(() => undefined);
+  }
+}
+
+/**
+ * This rank's group and gradient buckets over the actor's trained parameters (the update stays
+ * AdamW on every rank). The rendezvous waits for ranks still loading, up to its timeout; when a
+ * rank is lost before it arrives, the workflow cancels the others, which stop waiting here (a
+ * group that opens after all is closed at once).
+ */
+async function openActorGroup(seat: NonNullable<IterationRequest['dataParallel']>, loop: LoopResident): Promise<DataParallel> {
+  const opening = openShmGroup(seat.rendezvous, seat.rank);
+  const group = await Promise.race([opening, cancellation()]).catch((err: unknown) => {
+    opening.then((g) => g.close(), () => undefined).catch(() => undefined);
+    throw err;
+  });
+  try {
+    return { group, buckets: new GradBuckets(group, loop.actor.opt.params), zero: null };
+  } catch (err) {
+    await group.close().catch(() => undefined);
+    throw err;
+  }
+}
+
 /** The iteration's mini-batches: per epoch, a seeded order cut into global batches. The actor and an own-worker critic walk the same ones. */
 export function miniBatchesOf(n: number, config: OnlineConfig, recipe: OnlineRecipe<OnlineConfig>, iteration: number): number[][] {
   const out: number[][] = [];
@@ -135,11 +186,13 @@ export function miniBatchesOf(n: number, config: OnlineConfig, recipe: OnlineRec
 export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: IterationRequest): Promise<TrainResult> {
   return keepAlive(async () => {
     const t0 = performance.now();
-    runs.touch(req.runId);
+    const key = residentKey(req);
+    runs.touch(key);
     heartbeat({ stage: 'train', phase: 'loading' }, { watch: false });
     const recipe = getOnlineRecipe(req.recipe);
     const config = req.config as unknown as OnlineConfig;
     const { loop, loadedFrom } = await loopFor(store, runs, req);
+    const rank = req.dataParallel?.rank ?? 0;
     const inp: Inputs = {
       rows: await readRollouts(store, req),
       lps: req.refs.logprobs ? await readRecords<LogprobRecord>(store, req, 'logprobs') : null,
@@ -148,9 +201,11 @@ export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: It
     };
     const t: StepTotals = { loss: 0, tokens: 0, clipped: 0, valueLoss: 0, gradNorm: 0, lr: 0 };
     let steps = 0;
+    // parallel.actor.dp: the ranks meet once each has its models and the iteration's inputs.
+    const dp = req.dataParallel ? await openActorGroup(req.dataParallel, loop) : null;
     try {
       for (const idx of miniBatchesOf(inp.rows.length, config, recipe, req.iteration)) {
-        await miniBatchStep(loop, req, inp, idx, t);
+        await miniBatchStep(loop, req, inp, idx, t, dp);
         steps++;
         heartbeat({ stage: 'train', step: steps, loss: t.loss / steps });
       }
@@ -158,8 +213,18 @@ export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: It
       loop.actor.step = loop.optimizerSteps;
       if (loop.critic) loop.critic.step = loop.optimizerSteps;
     } catch (err) {
-      runs.dropLoop(req.runId); // half-trained weights must not be reused
+      runs.dropLoop(key); // half-trained weights must not be reused
       throw err;
+    } finally {
+      dp?.buckets.dispose();
+      await dp?.group.close().catch(() => undefined);
+    }
+    const result = { seconds: (performance.now() - t0) / 1000, loss: t.loss / Math.max(1, steps), steps, tokens: t.tokens, gradNorm: t.gradNorm, lr: t.lr, loadedFrom };
+    if (rank > 0) {
+      // Rank 0 commits. These weights equal its, but descend from a checkpoint whose digest this
+      // rank never sees: the replica loads the committed one when it next samples.
+      runs.dropLoop(key);
+      return { ...result, checkpoint: null, metrics: {} };
     }
     const metrics: Record<string, number> = {};
     if (recipe.policyClip) metrics.clipFraction = t.clipped / Math.max(1, t.tokens);
@@ -177,10 +242,7 @@ export function trainOnRollouts(store: RunStorePort, runs: ResidentRuns, req: It
     const checkpoint = await commitLoop(store, req, loop, req.state ?? recipe.initialState(config));
     await store.pruneCheckpoints(req.runId, config.trainer.keepCheckpoints);
     metrics.checkpointSeconds = (performance.now() - tc) / 1000;
-    return {
-      checkpoint, seconds: (performance.now() - t0) / 1000, loss: t.loss / Math.max(1, steps), steps, tokens: t.tokens,
-      gradNorm: t.gradNorm, lr: t.lr, metrics, loadedFrom,
-    };
+    return { ...result, seconds: (performance.now() - t0) / 1000, checkpoint, metrics };
   }, { hangSeconds: req.config.trainer.hangSeconds });
 }
 

@@ -29,6 +29,11 @@ export interface IterationRequest {
   /** The slot this call's resident models live under on its worker: a rollout replica's (`<run>-rollout-<k>`); absent: the run's. */
   slot?: string | null;
   /**
+   * trainOnRollouts under parallel.actor.dp: this call is rank `rank` of the actor's data-parallel
+   * group (rank 0 on the actor's worker, rank k on rollout replica k), met at `rendezvous`.
+   */
+  dataParallel?: { rank: number; rendezvous: { name: string; world: number; timeoutMs: number } } | null;
+  /**
    * trainOnRollouts only: what the iteration's earlier stages measured (their seconds, the
    * rewards and advantages), which the train stage writes to the metrics ledger with its own.
    */
@@ -54,7 +59,8 @@ export interface StageResult {
 }
 
 export interface TrainResult {
-  checkpoint: CheckpointRef;
+  /** The committed checkpoint; null from the ranks after the first of a data-parallel actor (rank 0 commits). */
+  checkpoint: CheckpointRef | null;
   seconds: number;
   /** Mean policy loss over the iteration's optimizer steps. */
   loss: number;

@@ -47,7 +47,12 @@ describe('recipe configs', () => {
     expect(() => parseRecipeConfig('grpo', { ...grpo, parallel: { dp: 2 } })).toThrow('parallel: unknown key(s) "dp"');
     expect(() => parseRecipeConfig('sft', { ...base, parallel: { rollout: { dp: 2 } } })).toThrow('parallel: unknown key(s) "rollout"');
     expect(() => parseRecipeConfig('grpo', { ...grpo, parallel: { rollout: { dp: 65 } } })).toThrow(/parallel\.rollout\.dp: .*64/);
-    expect(parseRecipeConfig('grpo', { ...grpo, parallel: { rollout: { dp: 2 } } }).parallel).toEqual({ rollout: { dp: 2 }, reward: { dp: 1 } });
+    expect(parseRecipeConfig('grpo', { ...grpo, parallel: { rollout: { dp: 2 } } }).parallel).toEqual({ actor: { dp: 1 }, rollout: { dp: 2 }, reward: { dp: 1 } });
+    expect(() => parseRecipeConfig('grpo', { ...grpo, parallel: { actor: { dp: 2 } } })).toThrow("parallel.actor.dp (2) trains on the actor's worker and its rollout replicas; set parallel.rollout.dp to at least 2");
+    expect(() => parseRecipeConfig('grpo', { ...grpo, trainer: { globalBatchSize: 8, microBatchSize: 8 }, parallel: { actor: { dp: 2 }, rollout: { dp: 2 } } })).toThrow(
+      'trainer.globalBatchSize (8) must be a multiple of parallel.actor.dp × trainer.microBatchSize (2 × 8)',
+    );
+    expect(() => parseRecipeConfig('grpo', { ...grpo, trainer, lora: {}, parallel: { actor: { dp: 2 }, rollout: { dp: 2 } } })).toThrow('parallel.actor.dp: LoRA actors train on one worker for now');
     expect(parseRecipeConfig('sft', { ...base, trainer, parallel: { dp: 2, tp: 2 } }).parallel).toEqual({ dp: 2, tp: 2, pp: 1, shardOptimizer: false });
     expect(() => parseRecipeConfig('spin', base)).toThrow('unknown recipe "spin"; available: sft, dpo, rm, kd, kto, steerlm2, ppo, reinforce, grpo, rs (align recipes lists them)');
   });

@@ -365,6 +365,39 @@ describe('PPO: exact resume after kill -9 mid-iteration', () => {
     expect(rescued).toBeGreaterThanOrEqual(1);
   });
 
+  slowIt('(g) the actor trained data parallel over its worker and a replica (parallel.actor.dp = 2), the replica\'s worker killed -9 while it trains: the ranks meet again, and weights and losses end bit-identical to one worker', async () => {
+    // One micro-batch per rank per mini-batch: the rank-ordered gradient sum is one worker's accumulation, bit for bit.
+    const crash = crashConfig();
+    const base = { ...crash, trainer: { ...(crash.trainer as object), microBatchSize: 8 } };
+    const reference = await execute('ppo', base);
+    const oneSlot = { ...env, ALIGN_WORKER_SLOTS: '1' };
+    const ids = [uniqueId('ppo-dp0'), uniqueId('ppo-dp1')];
+    const procs = [await spawnComputeWorker(ids[0], oneSlot), await spawnComputeWorker(ids[1], oneSlot)];
+    const runId = uniqueId('online-ppo-actor-dp');
+    const config = parseRecipeConfig('ppo', { ...base, parallel: { actor: { dp: 2 }, rollout: { dp: 2 } } });
+    const handle = await client.workflow.start('ppoWorkflow', { taskQueue: CRASH.control, workflowId: runId, args: [{ runId, recipe: 'ppo', config, heartbeatSeconds: 2, queues: CRASH }] });
+    const training = async () => {
+      const d = await client.workflow.getHandle(runId).describe();
+      return (d.raw.pendingActivities ?? []).filter((p) => p.activityType?.name === 'trainOnRollouts' && (Number(p.state) === STARTED || String(p.state).endsWith('STARTED'))).length;
+    };
+    await Promise.race([
+      waitFor('both actor ranks training iteration 1', async () => existsSync(path.join(tmp, 'store', partPrefix(runId, 1, 'advantages', 0), 'manifest.json')) && (await training()) === 2),
+      handle.result().then(() => { throw new Error('the run completed before the kill point'); }),
+    ]);
+    // Shard 1 is replica 1's, which is actor rank 1.
+    const writer = (await listStage(store, runId, 0, 'generate')).map((p) => ids.findIndex((id) => p.info?.writtenBy.endsWith(id)))[1];
+    expect(writer, 'replica 1 runs on one of our workers').toBeGreaterThanOrEqual(0);
+    procs[writer].kill('SIGKILL');
+    const rescuer = await spawnComputeWorker(uniqueId('ppo-rescuer'), oneSlot);
+    const result: RunResult = await handle.result();
+    for (const p of [...procs, rescuer]) p.kill('SIGTERM');
+    expect(result.status).toBe('completed');
+    expect(await finalWeights(result)).toBe(await finalWeights(reference));
+    const [got, ref] = await Promise.all([readMetricsHistory(store, result.runId), readMetricsHistory(store, reference.runId)]);
+    const curve = (h: typeof got) => h.steps.map((x) => [x.step, x.loss, x.gradNorm, x.tokens, x.metrics.clipFraction]);
+    expect(curve(got)).toEqual(curve(ref));
+  });
+
   slowIt('(d) the Temporal server killed (-9) and restarted during an iteration: the run completes bit-identically', async () => {
     const want = await refWeights();
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'aligner-temporal-restart-'));

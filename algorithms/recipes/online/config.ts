@@ -44,12 +44,15 @@ const roleLayout = (what: string) => z.object({
 }).strict();
 
 /**
- * Each role's layout. The actor's training (and the critic, which lives with it or on a worker of
- * its own: ppo.criticWorker) stays on one worker; the inference roles spread over several, which
- * is where an iteration's time goes. Every split follows the ledger's shards and micro-batches, so
- * a run gives the same weights, bit for bit, whatever the layout.
+ * Each role's layout: the inference roles (rollout, reward) spread over several workers, which is
+ * where an iteration's time goes, and the actor trains data parallel over its worker and its first
+ * rollout replicas. The critic lives with the actor (rank 0) or on a worker of its own
+ * (ppo.criticWorker). Every split follows the ledger's shards and micro-batches.
  */
 export const onlineParallelSchema = z.object({
+  actor: roleLayout('actor\'s training').default({ dp: 1 }).describe(
+    'Data-parallel ranks of the actor\'s training: its worker and the first dp − 1 rollout replicas (so parallel.rollout.dp ≥ dp), on one host (they meet over shared memory). Each trains its share of every mini-batch; gradients are summed in buckets during the backward; rank 0 commits.',
+  ),
   rollout: roleLayout('rollout (generation and the old-policy and reference log-probs)').default({ dp: 1 }).describe(
     'Replicas of the policy that sample: the actor\'s worker and dp − 1 more, placed as <run>-rollout-<k> and loaded from the last checkpoint each iteration. Generation shards go round-robin over them, the log-prob micro-batches in contiguous blocks.',
   ),
@@ -68,8 +71,8 @@ export type RolloutConfig = z.infer<typeof rolloutSchema>;
 export type OnlineParallelConfig = z.infer<typeof onlineParallelSchema>;
 
 /** Workers per role: 1 each without a parallel section. */
-export const onlineLayoutOf = (c: Pick<OnlineConfig, 'parallel'>): { rollout: number; reward: number } =>
-  ({ rollout: c.parallel?.rollout.dp ?? 1, reward: c.parallel?.reward.dp ?? 1 });
+export const onlineLayoutOf = (c: Pick<OnlineConfig, 'parallel'>): { actor: number; rollout: number; reward: number } =>
+  ({ actor: c.parallel?.actor.dp ?? 1, rollout: c.parallel?.rollout.dp ?? 1, reward: c.parallel?.reward.dp ?? 1 });
 
 /** Rollouts per iteration. */
 export const rolloutRows = (c: OnlineConfig, samplesPerPrompt: number): number => c.rollout.promptsPerIteration * samplesPerPrompt;
@@ -92,4 +95,12 @@ export function checkOnline(c: OnlineConfig, samplesPerPrompt: number): void {
     throw new ConfigError(`rollout.maxNewTokens (${c.rollout.maxNewTokens}) must be below trainer.maxLength (${c.trainer.maxLength}), which bounds prompt + response`);
   }
   if (c.trainer.checkpointEvery !== 1) throw new ConfigError('trainer.checkpointEvery: online runs commit a checkpoint after every iteration; set it to 1');
+  const layout = onlineLayoutOf(c);
+  if (layout.actor > 1) {
+    if (layout.rollout < layout.actor) throw new ConfigError(`parallel.actor.dp (${layout.actor}) trains on the actor's worker and its rollout replicas; set parallel.rollout.dp to at least ${layout.actor}`);
+    if (c.trainer.globalBatchSize % (layout.actor * c.trainer.microBatchSize) !== 0) {
+      throw new ConfigError(`trainer.globalBatchSize (${c.trainer.globalBatchSize}) must be a multiple of parallel.actor.dp × trainer.microBatchSize (${layout.actor} × ${c.trainer.microBatchSize})`);
+    }
+    if (c.lora) throw new ConfigError('parallel.actor.dp: LoRA actors train on one worker for now; remove parallel.actor or lora');
+  }
 }

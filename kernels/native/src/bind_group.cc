@@ -131,7 +131,6 @@ ReduceOp reduce_op(const Args& a, size_t i) {
 napi_value js_open(napi_env env, napi_callback_info info) {
   return guarded(env, [&]() -> napi_value {
     Args a(env, info, "shmGroupOpen", 6);
-    Engine& e = engine(env);
     const std::string name = a.str(0, "name");
     const int rank = a.int32(1, "rank"), world = a.int32(2, "world");
     const size_t slot = static_cast<size_t>(a.size(3, "slotBytes")), mailbox = static_cast<size_t>(a.size(4, "mailboxBytes"));
@@ -141,10 +140,19 @@ napi_value js_open(napi_env env, napi_callback_info info) {
       std::lock_guard<std::mutex> lock(groups_mu);
       id = next_group_id++;
     }
-    return queue(env, e, id, id, [=] {
-      auto g = std::make_unique<ShmGroup>(name, rank, world, slot, mailbox, timeout);
-      std::lock_guard<std::mutex> lock(groups_mu);
-      groups[id] = std::move(g);
+    // The rendezvous runs on the group's own stream, not the engine's: a rank waiting for peers
+    // (up to the timeout) must not hold up the tensor work behind it, nor a later group's
+    // rendezvous when this one is abandoned (its rank cancelled because a peer was lost).
+    return queue_job(env, comm_stream(id, true), id, [=] {
+      try {
+        auto g = std::make_unique<ShmGroup>(name, rank, world, slot, mailbox, timeout);
+        std::lock_guard<std::mutex> lock(groups_mu);
+        groups[id] = std::move(g);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(groups_mu);
+        comm_streams.erase(id);  // the job still holds the stream; it is freed when the job completes
+        throw;
+      }
     });
   });
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nativeAvailable } from '../../../kernels/native-backend.js';
 import { openShmGroup } from '../../../kernels/distributed/index.js';
-import { setBackend } from '../../../kernels/index.js';
+import { add, dispose, setBackend, tensor } from '../../../kernels/index.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const RANK = path.join(import.meta.dirname, 'fixtures/collective-rank.ts');
@@ -80,6 +80,19 @@ describe.skipIf(!native.ok)('shared-memory process group (real processes)', () =
     expect(survivor.error).toMatch(/rank 1 \(pid \d+\) exited before all_reduce #1/);
     expect(Date.now() - started).toBeLessThan(50_000);
   }, 90_000);
+
+  it('a rank waiting at the rendezvous holds up no tensor work (the wait is on the group\'s own stream)', async () => {
+    setBackend('native');
+    const events: string[] = [];
+    const opening = openShmGroup({ name: fresh('waiting'), world: 2, timeoutMs: 1500 }, 1).then(() => events.push('opened'), () => events.push('gave up'));
+    const x = tensor([1, 2, 3], [3]); // [3]
+    const y = add(x, x); // [3]
+    expect(Array.from(await y.data())).toEqual([2, 4, 6]);
+    events.push('computed');
+    await opening;
+    expect(events).toEqual(['computed', 'gave up']);
+    dispose([x, y]);
+  });
 
   it('a name that is not a plain word is refused before anything is created', async () => {
     setBackend('native');
