@@ -236,7 +236,7 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
    * a fresh rendezvous per attempt. A rank whose worker is gone is placed again; a rank that failed
    * because a peer did runs again where it is; every rank restarts from the last checkpoint.
    */
-  const trainActorRanks = async (req: () => IterationRequest): Promise<TrainResult> => {
+  const trainActorRanks = async (req: () => IterationRequest): Promise<TrainResult & { deviceSeconds: number }> => {
     for (;;) {
       await gatherActorRanks();
       const rendezvous = { name: rendezvousName(workflowInfo().runId, ++actorAttempts), world: trainers, timeoutMs: GANG_TIMEOUT_MS };
@@ -250,7 +250,8 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
       const failed = settled.flatMap((x, k) => (x.status === 'rejected' && !isCancellation(x.reason) ? [{ k, err: x.reason as unknown }] : []));
       if (failed.length === 0) {
         storeWaited = 0;
-        return (settled[0] as PromiseFulfilledResult<TrainResult>).value;
+        const done = settled.map((x) => (x as PromiseFulfilledResult<TrainResult>).value);
+        return { ...done[0], deviceSeconds: done.reduce((t, r) => t + r.seconds, 0) };
       }
       const outage = failed.map((f) => storeOutage(f.err)).find((o) => o !== null);
       if (outage && storeWaited < storeBudget) {
@@ -347,7 +348,12 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
         // The stages' measurements travel with the train request, which writes them to the metrics
         // ledger before its checkpoint commits (an argument, not a command: replay is unchanged).
         const trainRequest = (): IterationRequest => ({ ...request(), iterationMetrics: { ...((advantages as StageResult | null)?.metrics ?? {}), ...phase } });
-        const trainActor = () => (trainers > 1 ? trainActorRanks(trainRequest) : durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(trainRequest())));
+        const trainActor = async (): Promise<TrainResult> => {
+          if (trainers === 1) return durably('actor', () => computeOn(queue, heartbeat).trainOnRollouts(trainRequest()));
+          const { deviceSeconds, ...r } = await trainActorRanks(trainRequest);
+          splitDevice.train = deviceSeconds; // every rank held a device for its share
+          return r;
+        };
         if (!opts.ownCritic) {
           const r = await trainActor();
           phase.trainSeconds = r.seconds;
