@@ -82,7 +82,8 @@ const STAGE_ACTIVITY = {
 
 /**
  * A rank of the actor's data-parallel training on its worker (computeOn's limits): cancelling it
- * waits until the activity has stopped, so the next attempt never overlaps the last on a worker.
+ * waits until the activity has acknowledged (it stops waiting at the rendezvous; during training
+ * a lost peer fails its next collective).
  */
 function actorRankOn(taskQueue: string, heartbeatSeconds: number) {
   return proxyActivities<Activities>({
@@ -136,12 +137,14 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
   const rolloutWorkers = split ? layout?.rollout?.dp ?? 1 : 1;
   const scoreParts = split ? layout?.reward?.dp ?? 1 : 1;
   const trainers = split ? layout?.actor?.dp ?? 1 : 1;
-  // The actor's ranks need worker processes of their own, on one host (shared memory).
+  // Replicas need worker processes of their own (two on one engine would only share it), and the
+  // actor's ranks one host (shared memory).
   const rankSlots = Array.from({ length: trainers }, (_, k) => rolloutSlot(runId, k));
+  const replicaSlots = Array.from({ length: rolloutWorkers }, (_, k) => rolloutSlot(runId, k));
   const place = async (id = runId, role = '', host: string | null = null): Promise<string> => {
     status = 'waiting';
     waiting = `waiting for a compute worker with a free slot${role ? ` (for ${role})` : ''}${host ? ` on ${host}` : ''}`;
-    const apart = trainers > 1 && rankSlots.includes(id) ? { apartFrom: rankSlots, ...(host ? { host } : {}) } : {};
+    const apart = rolloutWorkers > 1 && replicaSlots.includes(id) ? { apartFrom: replicaSlots, ...(host && rankSlots.includes(id) ? { host } : {}) } : {};
     const q = await placementOn(sharedQueue).placeRun({ runId: id, ...apart });
     waiting = null;
     status = 'training';
@@ -248,8 +251,13 @@ export async function experienceLoop(input: RunInput & { loop?: LoopCarried | nu
       for (const c of calls) c.catch((err: unknown) => void (isCancellation(err) ? undefined : scope.cancel()));
       const settled = await Promise.allSettled(calls);
       const failed = settled.flatMap((x, k) => (x.status === 'rejected' && !isCancellation(x.reason) ? [{ k, err: x.reason as unknown }] : []));
+      // Every rank cancelled and none failed: the run itself is being cancelled.
+      const cancelled = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+      if (failed.length === 0 && cancelled) throw cancelled.reason;
       if (failed.length === 0) {
         storeWaited = 0;
+        waiting = null;
+        status = 'training';
         const done = settled.map((x) => (x as PromiseFulfilledResult<TrainResult>).value);
         return { ...done[0], deviceSeconds: done.reduce((t, r) => t + r.seconds, 0) };
       }

@@ -130,7 +130,8 @@ export async function loopFor(store: RunStorePort, runs: ResidentRuns, req: Iter
   const key = residentKey(req);
   const replica = key !== req.runId;
   const held = runs.getLoop<LoopResident>(key);
-  if (held && held.lineage === lineage) return { loop: held, loadedFrom: 'resident' };
+  // The iteration too: weights trained past the checkpoint whose commit then failed must not be reused.
+  if (held && held.lineage === lineage && held.iteration === req.iteration) return { loop: held, loadedFrom: 'resident' };
   const recipe = getOnlineRecipe(req.recipe);
   const config = req.config as unknown as OnlineConfig;
   const baseDir = await store.fetchInput(config.model);

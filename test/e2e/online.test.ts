@@ -345,7 +345,8 @@ describe('PPO: exact resume after kill -9 mid-iteration', () => {
       handle.result().then(() => { throw new Error('the run completed before the kill point'); }),
     ]);
     const writerOf = async (it: number, stage: string) => (await listStage(store, runId, it, stage)).map((p) => ids.findIndex((id) => p.info?.writtenBy.endsWith(id)));
-    const replica = (await writerOf(1, 'generate'))[1];
+    // Iteration 0 is committed whole: its shard 1 is replica 1's too.
+    const replica = (await writerOf(0, 'generate'))[1];
     expect(replica, 'replica 1 runs on one of our workers').toBeGreaterThanOrEqual(0);
     procs[replica].kill('SIGKILL');
     const rescuerId = uniqueId('ppo-rescuer');
@@ -396,6 +397,10 @@ describe('PPO: exact resume after kill -9 mid-iteration', () => {
     const [got, ref] = await Promise.all([readMetricsHistory(store, result.runId), readMetricsHistory(store, reference.runId)]);
     const curve = (h: typeof got) => h.steps.map((x) => [x.step, x.loss, x.gradNorm, x.tokens, x.metrics.clipFraction]);
     expect(curve(got)).toEqual(curve(ref));
+    // Iteration 1's training ran again: more than two ranks × three iterations of it were scheduled.
+    const history = await client.workflow.getHandle(runId).fetchHistory();
+    const trainings = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'trainOnRollouts').length;
+    expect(trainings).toBeGreaterThan(6);
   });
 
   slowIt('(d) the Temporal server killed (-9) and restarted during an iteration: the run completes bit-identically', async () => {

@@ -25,7 +25,7 @@ namespace {
 
 std::mutex groups_mu;
 std::unordered_map<int, std::unique_ptr<ShmGroup>> groups;
-// Created on a group's first overlapped call; only the JS thread submits to it.
+// Created by a group's rendezvous (or its first overlapped call); only the JS thread submits to it.
 std::unordered_map<int, std::shared_ptr<Stream>> comm_streams;
 int next_group_id = 1;
 
